@@ -13,6 +13,7 @@ given on the command line are resolved against the current directory.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -154,8 +155,8 @@ def _as_path(value, key, where, base: Path | None, must_exist: bool) -> str:
 def coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
     """Check ``value`` against the schema entry of ``key``; return the typed value."""
     if key not in SCHEMA:
-        close = [k for k in SCHEMA if k.split("_")[0] == key.split("_")[0]]
-        hint = f"; did you mean one of {close}?" if close else "; see the parameter reference in README.md"
+        close = difflib.get_close_matches(key, list(SCHEMA), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; see the parameter reference in README.md"
         _fail(key, where, f"unknown parameter{hint}")
     spec = SCHEMA[key]
     kind = spec.kind

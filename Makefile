@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo surv test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name nexara --display-name "Python (nexara)"
+	touch $(STAMP)
+
+demo: install  ## synthetic data, whole pipeline, CPU, a few minutes
+	$(VENV)/bin/nexara run -f params/base.yaml -f params/demo.yaml
+
+surv: install  ## the real surveillance clips in ../shared/data/surv-fight-dev
+	$(VENV)/bin/nexara run -f params/base.yaml -f params/surv_dev.yaml
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast: install  ## unit tests only, no notebook runs
+	$(PY) -m pytest -q -m "not e2e"
+
+clean:
+	rm -rf outputs/* .pytest_cache

@@ -1,0 +1,72 @@
+"""Where a run keeps its files (SPEC.md "Run layout"): one place, so notebooks never build paths."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    run_dir: Path
+
+    @property
+    def artifacts(self) -> Path:
+        return self.run_dir / "artifacts"
+
+    @property
+    def figures(self) -> Path:
+        return self.artifacts / "figures"
+
+    @property
+    def features(self) -> Path:
+        return self.artifacts / "features"
+
+    @property
+    def models(self) -> Path:
+        return self.artifacts / "models"
+
+    @property
+    def manifest(self) -> Path:
+        return self.artifacts / "manifest.csv"
+
+    @property
+    def unusable(self) -> Path:
+        return self.artifacts / "unusable.csv"
+
+    @property
+    def training_dir(self) -> Path:
+        return self.models / "hybrid"
+
+    @property
+    def metrics(self) -> Path:
+        return self.artifacts / "metrics.json"
+
+    @property
+    def tta_results(self) -> Path:
+        return self.artifacts / "tta_results.json"
+
+    @property
+    def ensemble_dir(self) -> Path:
+        return self.models / "ensemble"
+
+    def require(self, path: Path, produced_by: str) -> Path:
+        """Return ``path`` or fail naming the notebook that produces it."""
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run notebook {produced_by} for run folder {self.run_dir} first")
+        return path
+
+
+def open_run(run_dir: str | Path) -> RunLayout:
+    """The layout of ``run_dir``, creating its folders."""
+    layout = RunLayout(Path(run_dir).resolve())
+    for folder in (layout.figures, layout.features, layout.models, layout.run_dir / "notebooks",
+                   layout.run_dir / "reports"):
+        folder.mkdir(parents=True, exist_ok=True)
+    return layout
+
+
+def save_figure(fig, layout: RunLayout, name: str) -> Path:
+    """Save a matplotlib figure as ``artifacts/figures/<name>.png`` (and keep it displayable)."""
+    path = layout.figures / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path

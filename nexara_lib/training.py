@@ -1,0 +1,648 @@
+"""Stage 3: train a sequence classifier on cached clip features.
+
+``train_sequence_model`` is the one call the training notebook makes: it
+checks the data, grows the training set with class-balanced feature-space
+augmentation, builds a registered model, trains it with focal loss, a warm-up +
+cosine learning rate and gradient clipping, watches per-class validation
+accuracy every epoch, stops early on a validation metric (best weights
+restored) and writes ``model.keras``, ``history.csv`` and
+``training_results.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
+
+from nexara_lib.augment import augment_training_set
+from nexara_lib.models import (available_models, configure_precision, create_sequence_model, model_defaults,
+                               model_param_names)
+from nexara_lib.params import SCHEMA, coerce
+
+logger = logging.getLogger("nexara.training")
+
+# every training-stage key of the parameter schema, plus the run seed
+TRAINING_KEYS = tuple(k for k, p in SCHEMA.items() if p.stage == "training") + ("seed",)
+
+# metrics PerClassMonitor adds to the epoch logs (validation set, threshold 0.5)
+PER_CLASS_LOG_KEYS = ("val_acc_nonviolent", "val_acc_violent", "val_class_gap", "val_balanced_accuracy", "val_auc")
+MONITORABLE = ("val_loss", "val_accuracy") + PER_CLASS_LOG_KEYS
+
+CLASS_NAMES = {0: "non-violent", 1: "violent"}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+# --- loss and learning rate -----------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="nexara")
+class FocalLoss(keras.losses.Loss):
+    """Binary focal loss on 2-way softmax outputs with one-hot targets.
+
+    ``loss = -sum_c alpha_c (1 - p_c)^gamma y_c log p_c`` with
+    ``alpha_1 = alpha`` (violent) and ``alpha_0 = 1 - alpha``. With gamma 0 and
+    alpha 0.5 it is half the categorical cross-entropy.
+
+    Args:
+        gamma: focusing parameter; larger values down-weight easy examples more.
+        alpha: weight of class 1 (violent), in (0, 1).
+        label_smoothing: mixes the one-hot targets with the uniform distribution.
+    """
+
+    def __init__(self, gamma: float = 3.0, alpha: float = 0.5, label_smoothing: float = 0.0,
+                 name: str = "focal_loss", reduction: str = "sum_over_batch_size", **kwargs):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
+            raise ValueError(f"focal loss gamma must be a number >= 0, got {gamma!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+            raise ValueError(f"focal loss alpha (weight of the violent class) must be in (0, 1), got {alpha!r}")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        if y_pred.shape[-1] is not None and y_pred.shape[-1] != 2:
+            raise ValueError(f"FocalLoss expects 2-way softmax outputs (N, 2), got shape {tuple(y_pred.shape)}")
+        # float32 regardless of the policy: log/pow in float16 underflow for confident predictions
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        if self.label_smoothing > 0:
+            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / 2.0
+        probs = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        class_weight = ops.convert_to_tensor([1.0 - self.alpha, self.alpha], dtype="float32")
+        per_class = class_weight * ops.power(1.0 - probs, self.gamma) * (-y_true * ops.log(probs))
+        return ops.sum(per_class, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gamma=self.gamma, alpha=self.alpha, label_smoothing=self.label_smoothing)
+        return config
+
+
+def alpha_from_labels(y) -> float:
+    """Focal-loss weight of the violent class from class frequencies.
+
+    Args:
+        y: labels in {0, 1}.
+
+    Returns:
+        The fraction of non-violent clips: the rarer class gets the larger weight
+        (0.5 for a balanced set).
+    """
+    y = np.asarray(y).ravel()
+    counts = [int(np.sum(y == c)) for c in (0, 1)]
+    if y.size == 0 or min(counts) == 0 or sum(counts) != y.size:
+        raise ValueError(f"alpha_from_labels needs labels in {{0, 1}} with both classes present; "
+                         f"got counts non-violent={counts[0]}, violent={counts[1]} of {y.size} labels")
+    return counts[0] / y.size
+
+
+@keras.saving.register_keras_serializable(package="nexara")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak_lr``, then cosine decay to ``min_lr`` at ``total_steps``.
+
+    Args:
+        peak_lr: learning rate at the end of the warm-up.
+        warmup_steps: optimizer steps of linear warm-up (0 = start at the peak).
+        total_steps: step at which the cosine reaches ``min_lr`` (held afterwards).
+        min_lr: floor of the decay.
+    """
+
+    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
+        if not peak_lr > 0:
+            raise ValueError(f"WarmupCosine peak_lr must be > 0, got {peak_lr!r}")
+        if int(total_steps) < 1 or not 0 <= int(warmup_steps) <= int(total_steps):
+            raise ValueError(f"WarmupCosine needs 0 <= warmup_steps <= total_steps and total_steps >= 1, "
+                             f"got warmup_steps={warmup_steps!r}, total_steps={total_steps!r}")
+        if not 0 <= min_lr <= peak_lr:
+            raise ValueError(f"WarmupCosine min_lr must be in [0, peak_lr], got {min_lr!r}")
+        self.peak_lr = float(peak_lr)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.min_lr = float(min_lr)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        # (step + 1): the first update already uses a non-zero rate; the peak is hit at warmup_steps - 1
+        warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = ops.clip((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        cosine = self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1.0 + ops.cos(math.pi * progress))
+        return ops.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {"peak_lr": self.peak_lr, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
+                "min_lr": self.min_lr}
+
+
+# --- per-class monitoring ---------------------------------------------------------------
+
+def per_class_metrics(y_true, prob_violent) -> dict:
+    """Per-class accuracy at threshold 0.5 (argmax), their gap, balanced accuracy and AUC.
+
+    Args:
+        y_true: labels in {0, 1}, shape (N,).
+        prob_violent: predicted probability of class 1, shape (N,).
+
+    Returns:
+        ``{acc_nonviolent, acc_violent, class_gap, balanced_accuracy, auc}`` as floats
+        (NaN where undefined, e.g. a missing class or non-finite predictions).
+    """
+    y_true = np.asarray(y_true).ravel()
+    prob = np.asarray(prob_violent, dtype=np.float64).ravel()
+    if y_true.shape != prob.shape:
+        raise ValueError(f"labels {y_true.shape} and probabilities {prob.shape} must have the same length")
+    pred = (prob > 0.5).astype(int)  # '>' matches argmax of a 2-way softmax (ties go to class 0)
+    accs = [float(np.mean(pred[y_true == c] == c)) if np.any(y_true == c) else float("nan") for c in (0, 1)]
+    finite = bool(np.all(np.isfinite(prob)))
+    if not finite:
+        accs = [float("nan"), float("nan")]
+    both = np.any(y_true == 0) and np.any(y_true == 1)
+    auc = float(roc_auc_score(y_true, prob)) if both and finite else float("nan")
+    return {"acc_nonviolent": accs[0], "acc_violent": accs[1], "class_gap": abs(accs[0] - accs[1]),
+            "balanced_accuracy": (accs[0] + accs[1]) / 2, "auc": auc}
+
+
+def gap_status(gap: float, gap_warning: float, gap_critical: float) -> str:
+    """'critical' above gap_critical, 'warning' above gap_warning, else 'ok' (NaN -> 'unknown')."""
+    if not np.isfinite(gap):
+        return "unknown"
+    if gap > gap_critical:
+        return "critical"
+    return "warning" if gap > gap_warning else "ok"
+
+
+def _check_gap_thresholds(gap_warning, gap_critical) -> None:
+    if not 0 <= gap_warning <= gap_critical <= 1:
+        raise ValueError(f"gap thresholds must satisfy 0 <= gap_warning <= gap_critical <= 1, "
+                         f"got gap_warning={gap_warning!r}, gap_critical={gap_critical!r}")
+
+
+class PerClassMonitor(keras.callbacks.Callback):
+    """Each epoch: validation accuracy per class, their gap, balanced accuracy and AUC.
+
+    The values go into the epoch ``logs`` (keys ``PER_CLASS_LOG_KEYS``) so
+    History, EarlyStopping and ModelCheckpoint placed after this callback see
+    them. A gap above ``gap_warning`` logs a WARNING, above ``gap_critical`` a
+    CRITICAL (logger ``nexara.training``), and a line is printed when verbose.
+
+    Args:
+        x_val: validation features (N, T, D).
+        y_val: validation labels in {0, 1}.
+        gap_warning: gap that triggers a warning.
+        gap_critical: gap that triggers a critical message.
+        batch_size: prediction batch size.
+        verbose: print one line per epoch when > 0.
+    """
+
+    def __init__(self, x_val, y_val, gap_warning: float = 0.15, gap_critical: float = 0.25,
+                 batch_size: int = 256, verbose: int = 1):
+        super().__init__()
+        self.x_val, self.y_val = _check_split(x_val, y_val, "validation")
+        _check_gap_thresholds(gap_warning, gap_critical)
+        self.gap_warning = float(gap_warning)
+        self.gap_critical = float(gap_critical)
+        self.batch_size = int(batch_size)
+        self.verbose = verbose
+        self.records: list[dict] = []  # one dict per epoch, also handy outside of fit
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = per_class_metrics(self.y_val, predict_proba(self.model, self.x_val, self.batch_size))
+        values = {f"val_{k}": v for k, v in metrics.items()}
+        if logs is not None:
+            logs.update(values)
+        status = gap_status(metrics["class_gap"], self.gap_warning, self.gap_critical)
+        self.records.append({"epoch": epoch + 1, **values, "gap_status": status})
+        message = (f"epoch {epoch + 1}: validation accuracy non-violent {metrics['acc_nonviolent']:.3f}, "
+                   f"violent {metrics['acc_violent']:.3f}, gap {metrics['class_gap']:.3f}, "
+                   f"balanced {metrics['balanced_accuracy']:.3f}, AUC {metrics['auc']:.3f}")
+        if status == "critical":
+            message = f"CRITICAL class gap > {self.gap_critical:.2f}: {message}"
+            logger.critical(message)
+        elif status == "warning":
+            message = f"WARNING class gap > {self.gap_warning:.2f}: {message}"
+            logger.warning(message)
+        else:
+            logger.info(message)
+        if self.verbose:
+            print(message, flush=True)
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` and the current ``learning_rate`` to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+            logs["learning_rate"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def monitor_mode(monitor: str) -> str:
+    """'min' for loss- and gap-like metric names, 'max' for accuracy/AUC-like ones."""
+    name = monitor.lower()
+    if "loss" in name or "gap" in name:
+        return "min"
+    if any(part in name for part in ("acc", "auc", "balanced", "precision", "recall", "f1")):
+        return "max"
+    raise ValueError(f"cannot tell whether {monitor!r} should go up or down; monitor one of {list(MONITORABLE)}")
+
+
+# --- seeding and configuration -----------------------------------------------------------
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; optionally make TF ops deterministic.
+
+    Args:
+        seed: non-negative integer.
+        deterministic: also call ``tf.config.experimental.enable_op_determinism``
+            (same seed, same data -> same numbers; slower on GPU).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)  # for any subprocess started later
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # also seeds tf.random and resets Keras' global seed generator
+    if deterministic:
+        import tensorflow as tf
+
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except Exception as err:  # older/odd builds: seeding still helps, so carry on
+            logger.warning("could not enable TensorFlow op determinism (%s); results may vary slightly", err)
+
+
+def resolve_training_config(config: Mapping[str, Any]) -> dict:
+    """Pick and check the training keys from a run parameter mapping.
+
+    Args:
+        config: any mapping (e.g. the resolved run ``Params``); keys of other
+            stages are ignored, missing training keys take their schema default.
+
+    Returns:
+        A dict with every key of ``TRAINING_KEYS``, type-checked against the schema.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"training config must be a mapping of parameter names to values, got {type(config).__name__}")
+    resolved = {}
+    for key in TRAINING_KEYS:
+        value = config[key] if key in config else SCHEMA[key].default
+        if isinstance(value, tuple):
+            value = list(value)
+        resolved[key] = coerce(key, value, "training config")
+
+    def need(ok, key, rule):
+        if not ok:
+            raise ValueError(f"training parameter {key!r} = {resolved[key]!r}: {rule}")
+
+    need(resolved["model"] in available_models(), "model", f"must be one of {available_models()}")
+    need(resolved["epochs"] >= 1, "epochs", "must be >= 1")
+    need(resolved["batch_size"] >= 1, "batch_size", "must be >= 1")
+    need(0 <= resolved["warmup_epochs"] <= resolved["epochs"], "warmup_epochs", "must be in [0, epochs]")
+    need(resolved["learning_rate"] > 0, "learning_rate", "must be > 0")
+    need(resolved["gradient_clip_norm"] >= 0, "gradient_clip_norm", "must be >= 0 (0 = no clipping)")
+    need(resolved["early_stopping_patience"] >= 0, "early_stopping_patience", "must be >= 0")
+    need(resolved["early_stopping_monitor"] in MONITORABLE, "early_stopping_monitor",
+         f"must be one of {list(MONITORABLE)}")
+    need(resolved["augment_factor"] >= 1, "augment_factor", "must be >= 1 (1 = no augmentation)")
+    need(resolved["focal_gamma"] >= 0, "focal_gamma", "must be >= 0")
+    need(resolved["focal_alpha"] == "auto" or 0 < resolved["focal_alpha"] < 1, "focal_alpha",
+         "must be 'auto' or a number in (0, 1)")
+    need(0 <= resolved["label_smoothing"] < 1, "label_smoothing", "must be in [0, 1)")
+    need(0 <= resolved["dropout"] < 1, "dropout", "must be in [0, 1)")
+    need(0 <= resolved["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
+    need(resolved["seed"] >= 0, "seed", "must be >= 0")
+    _check_gap_thresholds(resolved["gap_warning"], resolved["gap_critical"])
+    return resolved
+
+
+def make_optimizer(name: str, learning_rate, clip_norm: float) -> keras.optimizers.Optimizer:
+    """Adam, AdamW or SGD (Nesterov momentum 0.9) with optional global-norm clipping.
+
+    Args:
+        name: 'adam', 'adamw' or 'sgd'.
+        learning_rate: a float or a LearningRateSchedule.
+        clip_norm: global gradient-norm limit; 0 turns clipping off.
+
+    Returns:
+        The optimizer.
+    """
+    kwargs = {"learning_rate": learning_rate}
+    if clip_norm > 0:
+        kwargs["global_clipnorm"] = clip_norm
+    if name == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if name == "adamw":
+        return keras.optimizers.AdamW(**kwargs)
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, nesterov=True, **kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam', 'adamw' or 'sgd'")
+
+
+def _check_split(x, y, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, T, D) finite float32 and labels (N,) in {0, 1} with both classes present."""
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"{split} features must have shape (N, T, D) with N > 0, got {x.shape}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{split} labels must have shape ({x.shape[0]},) to match the features, got {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{split} features contain NaN or infinite values; re-extract or drop those clips")
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"{split} labels must be 0 (non-violent) or 1 (violent), got values {sorted(values)}")
+    missing = [CLASS_NAMES[c] for c in (0, 1) if c not in values]
+    if missing:
+        raise ValueError(f"the {split} split has no {' and no '.join(missing)} clips; both classes are needed "
+                         f"in the {split} split (re-split the data or add clips)")
+    return x, y.astype(np.int64)
+
+
+# --- training -------------------------------------------------------------------------------
+
+def _one_hot(y: np.ndarray) -> np.ndarray:
+    return np.eye(2, dtype=np.float32)[y]
+
+
+def _counts(y: np.ndarray) -> dict:
+    return {CLASS_NAMES[c]: int(np.sum(y == c)) for c in (0, 1)}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    # temp file in the same folder + os.replace: readers never see a half-written file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save_model(model: keras.Model, path: Path) -> None:
+    tmp = path.parent / f".{path.stem}.partial.keras"  # Keras insists on the .keras suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None  # JSON has no NaN
+    return value
+
+
+def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
+                         seed: int | None = None, verbose: int = 1) -> dict:
+    """Train one sequence model and write its artifacts.
+
+    Args:
+        x_train: training features (N, T, D).
+        y_train: training labels in {0, 1}.
+        x_val: validation features (M, T, D).
+        y_val: validation labels in {0, 1}.
+        config: mapping with the training keys of ``params.SCHEMA`` (other keys
+            are ignored; missing ones take the schema default).
+        out_dir: folder for ``model.keras``, ``history.csv`` and ``training_results.json``.
+        seed: overrides ``config['seed']`` when given.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 a line per
+            epoch); > 0 also prints the per-class line of every epoch.
+
+    Returns:
+        The contents of ``training_results.json`` plus ``"model"`` (the trained
+        model, best weights) and ``"history"`` (the per-epoch DataFrame).
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    cfg = resolve_training_config(config)
+    if seed is not None:
+        cfg["seed"] = coerce("seed", seed, "train_sequence_model(seed=...)")
+    x_train, y_train = _check_split(x_train, y_train, "training")
+    x_val, y_val = _check_split(x_val, y_val, "validation")
+    if x_val.shape[1:] != x_train.shape[1:]:
+        raise ValueError(f"validation clips have shape (T, D) = {x_val.shape[1:]} but training clips have "
+                         f"{x_train.shape[1:]}; use features from the same backbone and frames_per_clip")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    monitor = cfg["early_stopping_monitor"]
+    mode = monitor_mode(monitor)
+
+    # clear_session first: it also resets the dtype policy and seeds that the next lines set
+    keras.backend.clear_session(free_memory=True)
+    set_seed(cfg["seed"])
+    policy = configure_precision(cfg["mixed_precision"])
+
+    t0 = time.perf_counter()
+    x_fit, y_fit = augment_training_set(x_train, y_train, cfg["augment_factor"], cfg["augment_ops"],
+                                        np.random.default_rng(cfg["seed"]))
+    augment_seconds = time.perf_counter() - t0
+    # alpha and class weights follow the set the loss actually sees (balanced after augmentation)
+    alpha = alpha_from_labels(y_fit) if cfg["focal_alpha"] == "auto" else float(cfg["focal_alpha"])
+    class_weight = ({c: len(y_fit) / (2.0 * np.sum(y_fit == c)) for c in (0, 1)}
+                    if cfg["class_weights"] else None)
+
+    t0 = time.perf_counter()
+    name = cfg["model"]
+    accepted = model_param_names(name)
+    model_kwargs = {k: cfg[k] for k in accepted if k in cfg}
+    model = create_sequence_model(name, x_train.shape[1:], **model_kwargs)
+    steps_per_epoch = math.ceil(len(y_fit) / cfg["batch_size"])
+    schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
+                            cfg["epochs"] * steps_per_epoch)
+    model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
+                  loss=FocalLoss(cfg["focal_gamma"], alpha, cfg["label_smoothing"]),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    build_seconds = time.perf_counter() - t0
+
+    per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose)
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                   patience=cfg["early_stopping_patience"],
+                                                   restore_best_weights=True, verbose=min(verbose, 1))
+    # order matters: the monitor fills the logs that early stopping (and History) read
+    callbacks = [per_class, keras.callbacks.TerminateOnNaN(), early_stopping, _EpochClock()]
+
+    t0 = time.perf_counter()
+    fit = model.fit(x_fit, _one_hot(y_fit), validation_data=(x_val, _one_hot(y_val)),
+                    batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True,
+                    class_weight=class_weight, callbacks=callbacks, verbose=verbose)
+    fit_seconds = time.perf_counter() - t0
+
+    history = pd.DataFrame(fit.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    history_path = out_dir / "history.csv"
+    _atomic_write_text(history_path, history.to_csv(index=False))
+    bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
+    if bad.any():
+        epoch = int(np.argmax(bad)) + 1
+        raise TrainingDivergedError(
+            f"training loss became NaN/inf in epoch {epoch} (model {name!r}); training stopped. Lower "
+            f"learning_rate (now {cfg['learning_rate']}), keep gradient_clip_norm > 0 (now "
+            f"{cfg['gradient_clip_norm']}) and check the features; partial history in {history_path}")
+
+    best_index = int(early_stopping.best_epoch) if np.isfinite(history[monitor]).any() else len(history) - 1
+    best_row = history.iloc[best_index]
+    final_val = per_class_metrics(y_val, predict_proba(model, x_val))  # the restored (best) weights
+
+    t0 = time.perf_counter()
+    model_path = out_dir / "model.keras"
+    _atomic_save_model(model, model_path)
+    save_seconds = time.perf_counter() - t0
+
+    epoch_seconds = history["epoch_seconds"].to_numpy(dtype=float)
+    # the first epoch includes graph tracing; steady-state speed excludes it when there is more than one
+    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+    results_path = out_dir / "training_results.json"
+    metric_columns = [c for c in history.columns if c not in ("epoch", "epoch_seconds", "learning_rate")]
+    model_shape_keys = {k for m in available_models() for k in model_param_names(m)}
+    results = {
+        "model": name,
+        "model_params": {**model_defaults(name), **model_kwargs},
+        "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted),
+        "training_params": cfg,
+        "seed": cfg["seed"],
+        "precision_policy": policy,
+        "focal_alpha_used": alpha,
+        "class_weight_used": class_weight,
+        "n_parameters": int(model.count_params()),
+        "monitor": monitor,
+        "monitor_mode": mode,
+        "best_epoch": best_index + 1,
+        "epochs_run": len(history),
+        "stopped_early": len(history) < cfg["epochs"],
+        "best_metrics": {c: float(best_row[c]) for c in metric_columns},
+        "best_gap_status": gap_status(float(best_row["val_class_gap"]), cfg["gap_warning"], cfg["gap_critical"]),
+        "final_val_metrics": final_val,
+        "data": {
+            "timesteps": int(x_train.shape[1]), "feature_dim": int(x_train.shape[2]),
+            "train_size": int(len(y_train)), "train_size_augmented": int(len(y_fit)), "val_size": int(len(y_val)),
+            "train_class_counts": _counts(y_train), "train_class_counts_augmented": _counts(y_fit),
+            "val_class_counts": _counts(y_val),
+        },
+        "timings": {
+            "augment_seconds": augment_seconds, "build_seconds": build_seconds, "fit_seconds": fit_seconds,
+            "save_seconds": save_seconds, "total_seconds": time.perf_counter() - started,
+            "seconds_per_epoch": float(np.mean(steady)), "first_epoch_seconds": float(epoch_seconds[0]),
+        },
+        "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
+        "started_at": started_at,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "artifacts": {"model": str(model_path), "history": str(history_path), "results": str(results_path)},
+    }
+    results = _jsonable(results)
+    _atomic_write_text(results_path, json.dumps(results, indent=2))
+    return {**results, "model": model, "history": history}
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def predict_proba(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
+    """Probability of the violent class for each clip.
+
+    Args:
+        model: a model from ``create_sequence_model`` (output (N, 2) softmax).
+        x: features (N, T, D).
+        batch_size: clips per forward pass.
+
+    Returns:
+        float32 array (N,).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"features must have shape (N, T, D) with N > 0, got {x.shape}")
+    expected = tuple(model.inputs[0].shape[1:])
+    if any(e is not None and e != a for e, a in zip(expected, x.shape[1:])):
+        raise ValueError(f"model {model.name!r} expects clips of shape {expected}, got {x.shape[1:]}")
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(probs, (list, tuple)):  # e.g. an attention_model: probabilities come first
+        probs = probs[0]
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != 2:
+        raise ValueError(f"model {model.name!r} must output (N, 2) probabilities, got {probs.shape}")
+    return probs[:, 1].astype(np.float32)
+
+
+# --- plots --------------------------------------------------------------------------------
+
+def plot_training_history(history_df: pd.DataFrame, gap_warning: float = 0.15, gap_critical: float = 0.25,
+                          best_epoch: int | None = None) -> Figure:
+    """Loss, accuracy, per-class validation accuracy and class gap per epoch.
+
+    Args:
+        history_df: ``history.csv`` as a DataFrame (needs at least ``loss``).
+        gap_warning: drawn as a dashed orange line on the gap panel.
+        gap_critical: drawn as a dashed red line on the gap panel.
+        best_epoch: if given, a vertical line on every panel.
+
+    Returns:
+        A matplotlib Figure with four panels.
+    """
+    if not isinstance(history_df, pd.DataFrame) or history_df.empty or "loss" not in history_df:
+        raise ValueError("history_df must be a non-empty DataFrame with at least a 'loss' column "
+                         "(read history.csv with pandas.read_csv)")
+    _check_gap_thresholds(gap_warning, gap_critical)
+    epochs = history_df["epoch"] if "epoch" in history_df else np.arange(1, len(history_df) + 1)
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    (ax_loss, ax_acc), (ax_class, ax_gap) = fig.subplots(2, 2, sharex=True)
+    panels = [
+        (ax_loss, "Loss", [("loss", "train"), ("val_loss", "validation")]),
+        (ax_acc, "Accuracy", [("accuracy", "train"), ("val_accuracy", "validation"),
+                              ("val_balanced_accuracy", "validation balanced")]),
+        (ax_class, "Validation accuracy per class", [("val_acc_nonviolent", "non-violent"),
+                                                     ("val_acc_violent", "violent")]),
+        (ax_gap, "Validation class gap", [("val_class_gap", "|acc non-violent - acc violent|")]),
+    ]
+    for ax, title, series in panels:
+        for column, label in series:
+            if column in history_df:
+                ax.plot(epochs, history_df[column], label=label)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    ax_gap.axhline(gap_warning, color="tab:orange", linestyle="--", label=f"warning ({gap_warning:.0%})")
+    ax_gap.axhline(gap_critical, color="tab:red", linestyle="--", label=f"critical ({gap_critical:.0%})")
+    ax_gap.set_ylim(bottom=0)
+    if best_epoch is not None:
+        for ax in (ax_loss, ax_acc, ax_class, ax_gap):
+            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
+    for ax in (ax_loss, ax_acc, ax_class, ax_gap):
+        ax.legend(loc="best", fontsize="small")
+    for ax in (ax_class, ax_gap):
+        ax.set_xlabel("epoch")
+    return fig

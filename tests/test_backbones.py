@@ -1,0 +1,50 @@
+"""Every registered backbone builds (weights none, or the shared .tflite) and encodes real frames."""
+import numpy as np
+import pytest
+
+from nexara_lib.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, feature_dim,
+                                  get_backbone_spec, resolve_image_size)
+
+# Smallest sizes each backbone accepts, to keep the suite fast on CPU.
+TEST_SIZES = {"resnet50v2": 64, "mobilenetv2": 64, "efficientnetb0": 64, "efficientnetb4": 64, "flow": 48}
+
+
+@pytest.mark.parametrize("name", available_backbones())
+def test_each_backbone_encodes_frames(name):
+    spec = get_backbone_spec(name)
+    weights = "none"
+    if name == "mobilenet_v1_tflite":
+        if not DEFAULT_TFLITE_MODEL.is_file():
+            pytest.skip("shared .tflite model not present")
+        weights = "imagenet"
+    size = TEST_SIZES.get(name, spec.input_size)
+    encode = create_backbone(name, weights, size)
+    rng = np.random.default_rng(0)
+    shape = (3, 2, size, size, 3) if spec.needs_next_frame else (3, size, size, 3)
+    frames = rng.integers(0, 256, shape, dtype=np.uint8)
+    feats = encode(frames)
+    assert feats.shape == (3, feature_dim(name))
+    assert feats.dtype == np.float32 and np.isfinite(feats).all()
+    assert feats.std() > 0  # a real encoder, not a constant
+
+
+def test_tflite_backbone_is_batch_invariant():
+    if not DEFAULT_TFLITE_MODEL.is_file():
+        pytest.skip("shared .tflite model not present")
+    encode = create_backbone("mobilenet_v1_tflite", "imagenet")
+    frames = np.random.default_rng(1).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    together = encode(frames)
+    one_by_one = np.concatenate([encode(frames[i:i + 1]) for i in range(4)])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown backbone"):
+        create_backbone("alexnet")
+    with pytest.raises(ValueError, match="224x224 frames only"):
+        resolve_image_size("vgg19", 112)
+    with pytest.raises(ValueError, match="neither 'imagenet'"):
+        create_backbone("resnet50v2", str(tmp_path / "missing.h5"), 64)
+    encode = create_backbone("flow", "none")
+    with pytest.raises(ValueError, match="uint8"):
+        encode(np.zeros((2, 48, 48, 3), dtype=np.float32))

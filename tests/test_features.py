@@ -1,0 +1,113 @@
+"""Feature extraction on real video files: cache, resume, corrupt clips, keys."""
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from nexara_lib.backbones import DEFAULT_TFLITE_MODEL
+from nexara_lib.features import clip_cache_name, extract_features, feature_cache_key, load_features
+
+
+def write_video(path, n_frames=12, size=(64, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, size)
+    x = 5
+    for i in range(n_frames):
+        frame = rng.integers(0, 40, (size[1], size[0], 3), dtype=np.uint8)
+        x = (x + 3 + seed) % (size[0] - 12)
+        cv2.rectangle(frame, (x, 10), (x + 10, 30), (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    rows = []
+    for i in range(4):
+        path = write_video(tmp_path / f"clip{i}.avi", n_frames=10 + i, seed=i)
+        rows.append({"clip_id": f"c/{i}", "path": str(path), "label": i % 2, "frames": 10 + i, "split": "train"})
+    broken = tmp_path / "broken.avi"
+    broken.write_text("not a video")
+    rows.append({"clip_id": "broken", "path": str(broken), "label": 0, "frames": 10, "split": "train"})
+    return pd.DataFrame(rows)
+
+
+def test_extract_caches_resumes_and_skips_corrupt(manifest, tmp_path):
+    cache = tmp_path / "cache"
+    first = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=5, image_size=48,
+                             cache_root=cache, progress=False)
+    assert first["computed"] == 4
+    assert [f["clip_id"] for f in first["failed"]] == ["broken"]
+    assert first["clips_per_s"] > 0 and first["decode_s"] > 0 and first["model_s"] > 0
+    files = sorted((cache / first["key"]).glob("*.npy"))
+    assert len(files) == 4
+    arr = np.load(files[0])
+    assert arr.dtype == np.float16 and arr.shape[0] == 5
+
+    # Resume: finished clips are not recomputed, a deleted one is.
+    files[0].unlink()
+    second = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=5, image_size=48,
+                              cache_root=cache, progress=False)
+    assert second["cached_before"] == 3 and second["computed"] == 1
+
+    x, y, ids = load_features(manifest, cache / first["key"])
+    assert x.shape[:2] == (4, 5) and x.dtype == np.float32
+    assert ids == ["c/0", "c/1", "c/2", "c/3"] and list(y) == [0, 1, 0, 1]
+    assert not list((cache / first["key"]).glob("*.tmp"))
+
+
+def test_features_are_deterministic_and_move_with_content(manifest, tmp_path):
+    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False)
+    a = extract_features(manifest.iloc[:2], cache_root=tmp_path / "a", **kwargs)
+    b = extract_features(manifest.iloc[:2], cache_root=tmp_path / "b", **kwargs)
+    xa, _, _ = load_features(manifest.iloc[:2], a["cache_dir"])
+    xb, _, _ = load_features(manifest.iloc[:2], b["cache_dir"])
+    np.testing.assert_array_equal(xa, xb)
+    assert np.abs(xa[0] - xa[1]).max() > 0  # different clips, different features
+
+
+def test_cache_key_changes_with_every_parameter():
+    base = feature_cache_key("flow", "none", 16, 0)
+    assert base != feature_cache_key("flow", "none", 20, 0)
+    assert base != feature_cache_key("flow", "none", 16, 96)
+    assert base != feature_cache_key("flow", "none", 16, 0, "hflip")
+    assert feature_cache_key("resnet50v2", "imagenet", 16, 0) != feature_cache_key("resnet50v2", "none", 16, 0)
+
+
+def test_cache_name_tracks_file_identity():
+    row = {"clip_id": "train/Fight/a b<c>.avi", "path": "/x/a.avi", "bytes": 10, "sha1": "ab"}
+    name = clip_cache_name(row)
+    assert "/" not in name and "<" not in name and " " not in name
+    assert name != clip_cache_name({**row, "sha1": "cd"})
+
+
+def test_frame_level_transform_is_cached_under_its_own_key(manifest, tmp_path):
+    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False,
+                  cache_root=tmp_path)
+    clean = extract_features(manifest.iloc[:2], **kwargs)
+    flipped = extract_features(manifest.iloc[:2], transform="hflip", **kwargs)
+    assert clean["cache_dir"] != flipped["cache_dir"]
+    xc, _, _ = load_features(manifest.iloc[:2], clean["cache_dir"])
+    xf, _, _ = load_features(manifest.iloc[:2], flipped["cache_dir"])
+    assert not np.allclose(xc, xf)
+
+
+def test_load_without_cache_is_a_clear_error(manifest, tmp_path):
+    with pytest.raises(ValueError, match="run feature extraction"):
+        load_features(manifest, tmp_path / "empty")
+
+
+@pytest.mark.realdata
+def test_tflite_features_on_real_clips(tmp_path):
+    root = DEFAULT_TFLITE_MODEL.parents[1] / "data" / "surv-fight-dev"
+    if not DEFAULT_TFLITE_MODEL.is_file() or not root.is_dir():
+        pytest.skip("shared real clips / model not present")
+    paths = [root / "fight" / "fi001.mp4", root / "noFight" / "nofi001.mp4"]
+    manifest = pd.DataFrame([{"clip_id": p.name, "path": str(p), "label": int("fi0" in p.name), "frames": 0}
+                             for p in paths])
+    summary = extract_features(manifest, backbone="mobilenet_v1_tflite", weights="imagenet", frames_per_clip=4,
+                               image_size=0, cache_root=tmp_path, progress=False)
+    assert summary["computed"] == 2 and not summary["failed"]
+    x, y, _ = load_features(manifest, summary["cache_dir"])
+    assert x.shape == (2, 4, 1024) and (x >= 0).all() and x.std() > 0

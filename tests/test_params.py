@@ -1,0 +1,97 @@
+"""Layered, typed, validated parameters."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nexara_lib.params import SCHEMA, ParamError, parse_override, params_from_namespace, reference_table, resolve_params
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_layering_left_to_right_then_overrides(tmp_path):
+    a = write(tmp_path, "a.yaml", {"synthetic_clips": 10, "dropout": 0.5, "epochs": 7})
+    b = write(tmp_path, "b.yaml", {"dropout": 0.2})
+    p = resolve_params([a, b], {"epochs": 3})
+    assert (p.synthetic_clips, p.dropout, p.epochs) == (10, 0.2, 3)
+    assert p.source("dropout") == str(b) and p.source("epochs") == "--set" and p.source("seed") == "default"
+    assert p.seed == SCHEMA["seed"].default
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"synthetic_clips": 4, "dropuot": 0.3}, "did you mean dropout"),
+    ({"synthetic_clips": 4, "epochs": "ten"}, "expected an integer"),
+    ({"synthetic_clips": 4, "epochs": True}, "expected an integer"),
+    ({"synthetic_clips": 4, "class_weights": "yes"}, "expected true/false"),
+    ({"synthetic_clips": 4, "head_units": [64, "x"]}, "every item must be int"),
+    ({"synthetic_clips": 4, "optimizer": "rmsprop"}, "not one of"),
+    ({"data_dir": "does/not/exist"}, "does not exist"),
+    ({"synthetic_clips": 4, "ensemble_members": [{"model": "hybrid", "sed": 1}]}, "unknown keys"),
+    ({"synthetic_clips": 4, "split_fractions": [0.5, 0.5, 0.5]}, "summing to 1"),
+    ({}, "no data"),
+])
+def test_bad_values_name_key_and_file(tmp_path, data, message):
+    path = write(tmp_path, "exp.yaml", data)
+    with pytest.raises(ParamError) as err:
+        resolve_params([path])
+    text = str(err.value)
+    assert message in text
+    key = next(k for k in data if k != "synthetic_clips") if len(data) > 1 or "data_dir" in data else "data_dir"
+    assert repr(key) in text
+    if data:
+        assert str(path) in text
+
+
+def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
+    (tmp_path / "sub" / "data").mkdir(parents=True)
+    path = write(tmp_path / "sub", "exp.yaml", {"data_dir": "data"})
+    p = resolve_params([path])
+    assert p.data_dir == [str((tmp_path / "sub" / "data").resolve())]
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ParamError, match="does not exist"):
+        resolve_params([tmp_path / "nope.yaml"])
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ParamError, match="mapping"):
+        resolve_params([bad])
+
+
+def test_override_parsing_reads_yaml_values():
+    assert parse_override("epochs=5") == ("epochs", 5)
+    assert parse_override("head_units=[4, 2]") == ("head_units", [4, 2])
+    assert parse_override("run_name=my run") == ("run_name", "my run")
+    with pytest.raises(ParamError, match="key=value"):
+        parse_override("epochs")
+
+
+def test_notebook_namespace_overrides_files(tmp_path):
+    path = write(tmp_path, "a.yaml", {"synthetic_clips": 4})
+    p = params_from_namespace([path], {"epochs": 2, "not_a_param": 1, "__name__": "x"})
+    assert p.epochs == 2 and "not_a_param" not in p
+
+
+@pytest.mark.parametrize("experiment", ["demo.yaml", "smoke.yaml", "surv_dev.yaml"])
+def test_shipped_parameter_files_validate(experiment):
+    if experiment == "surv_dev.yaml" and not (PARAMS.parents[1] / "shared" / "data" / "surv-fight-dev").is_dir():
+        pytest.skip("../shared/data/surv-fight-dev is not present")
+    p = resolve_params([PARAMS / "base.yaml", PARAMS / experiment])
+    assert p.run_name
+
+
+def test_rwf_placeholder_path_fails_fast_naming_the_file():
+    with pytest.raises(ParamError, match="rwf2000_vgg19.yaml"):
+        resolve_params([PARAMS / "base.yaml", PARAMS / "rwf2000_vgg19.yaml"])
+
+
+def test_reference_table_lists_every_key():
+    table = reference_table()
+    for key in SCHEMA:
+        assert f"`{key}`" in table
