@@ -17,7 +17,6 @@ def _cmd_run(args) -> int:
     except NotebookFailed as err:
         print(f"nexara run failed: {err}", file=sys.stderr)
         return 1
-    print(f"reports: {Path(run_dir) / 'reports' / 'index.html'}")
     return 0
 
 

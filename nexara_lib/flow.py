@@ -40,7 +40,8 @@ FLOW_FEATURE_DIM = len(FEATURE_NAMES)  # length of the vector flow_features retu
 
 def _to_gray(frame: np.ndarray) -> np.ndarray:
     """RGB uint8 frame -> WORK_SIZE x WORK_SIZE grayscale uint8."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    # Views such as frames[..., ::-1] (BGR -> RGB) have negative strides OpenCV rejects.
+    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
     return cv2.resize(gray, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_AREA)
 
 

@@ -5,9 +5,11 @@ noisy backgrounds with drifting light. Violent clips hold bursts of fast,
 erratic strikes between two figures: a limb snaps toward the other figure and
 back, the hit figure recoils, both bodies jerk with abrupt reversals. The
 non-violent clips are chosen to make *how much* moves useless on its own:
-running, dancing, a fast ball game and a running hug move as much as a fight or
-more, and only calm walking is quiet. What separates the classes is the shape of
-motion: smooth, coherent and periodic versus bursty, opposing and jerky.
+running, dancing and a fast ball game move as much as a fight or more; a hug
+(people hurrying together and holding on) and calm walking are the quiet ones.
+What separates the classes is the shape of motion: smooth, coherent and
+periodic versus bursty, opposing and jerky. Camera noise, flicker and light
+drift keep every pixel changing, so frame differencing alone sees mostly noise.
 
 Every clip is drawn from its own seeded generator, so the same ``seed`` gives
 byte-for-byte the same frames, and a finished dataset is reused.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -310,17 +313,21 @@ def _fight_scene(rng, width, height, duration, kind):
 def _running_scene(rng, width, height, duration):
     """1-3 people running across, smooth and fast, some crossing each other."""
     runners = []
-    for _ in range(rng.integers(2, 4)):
+    count = int(rng.integers(2, 4))
+    margin = 0.25 * width  # a running figure reaches about this far from its hip
+    span = width + 2 * margin
+    for i in range(count):
         person = _Person(rng, width, height)
         speed = rng.uniform(0.6, 1.1) * width * rng.choice([-1, 1])
-        runners.append((person, speed, rng.uniform(0, 1.6 * width), rng.uniform(2.6, 3.6), rng.uniform(0, 2 * math.pi)))
-    span = 1.7 * width
+        # Staggered along the wrap-around track so someone is nearly always in view.
+        offset = ((i + rng.uniform(-0.15, 0.15)) / count) * span
+        runners.append((person, speed, offset, rng.uniform(2.6, 3.6), rng.uniform(0, 2 * math.pi)))
 
     def scene(t):
         poses = []
         for person, speed, offset, freq, phase0 in runners:
             # Wrap around outside the frame so the runner keeps crossing the view.
-            x = (offset + speed * t) % span - 0.35 * width
+            x = (offset + speed * t) % span - margin
             phase = phase0 + 2 * math.pi * freq * t
             arms, legs = _gait(phase, 0.75, 1.5)
             bob = 0.03 * abs(math.sin(phase))
@@ -368,15 +375,18 @@ def _sport_scene(rng, width, height, duration):
         t += flight + rng.uniform(0.2, 0.5)
     shuffle = [(rng.uniform(0.5, 1.0), rng.uniform(0, 2 * math.pi)) for _ in players]
 
-    def hand_point(p, t_):
-        return p.x, p.ground - 0.8 * p.s
+    def player_x(i, t):
+        # Players dart left and right between passes, smoothly (no jerks).
+        freq, phase = shuffle[i]
+        return players[i].x + 0.3 * players[i].s * math.sin(2 * math.pi * freq * t + phase)
+
+    def hand_point(i, t):
+        return player_x(i, t), players[i].ground - 0.8 * players[i].s
 
     def scene(t):
         poses = []
         for i, p in enumerate(players):
-            freq, phase = shuffle[i]
-            # Players dart left and right between passes, smoothly (no jerks).
-            x = p.x + 0.3 * p.s * math.sin(2 * math.pi * freq * t + phase)
+            x = player_x(i, t)
             others = [q.x for q in players if q is not p]
             facing = 1 if np.mean(others) > p.x else -1
             swing = 0.0
@@ -386,21 +396,20 @@ def _sport_scene(rng, width, height, duration):
                 if dst == i:
                     swing = max(swing, 0.6 * _smoothstep((t - t1 + 0.25) / 0.25) * (1 - _smoothstep((t - t1) / 0.3)))
             arms = ((0.3 + 1.9 * swing, 0.4), (0.3 + 1.2 * swing, 0.5))
-            arms_legs = _gait(2 * math.pi * 2.4 * t + phase, 0.35, 0.4)[1]
-            poses.append(p.pose(x, facing, 0.05, arms, arms_legs))
+            legs = _gait(2 * math.pi * 2.4 * t + shuffle[i][1], 0.35, 0.4)[1]
+            poses.append(p.pose(x, facing, 0.05, arms, legs))
         balls = []
         radius = 0.05 * players[0].s
         for t0, t1, src, dst in passes:
             if t0 <= t <= t1:
                 u = (t - t0) / (t1 - t0)
-                (x0, y0), (x1, y1) = hand_point(players[src], t0), hand_point(players[dst], t1)
+                (x0, y0), (x1, y1) = hand_point(src, t0), hand_point(dst, t1)
                 arc = 0.25 * height * 4 * u * (1 - u)
                 balls.append(Ball(x0 + (x1 - x0) * u, y0 + (y1 - y0) * u - arc, radius, ball_color))
         if not balls:
             # Between passes the ball rests in the holder's hand.
             last = max((p for p in passes if p[1] <= t), key=lambda p: p[1], default=None)
-            who = players[last[3] if last else passes[0][2]]
-            hx, hy = hand_point(who, t)
+            hx, hy = hand_point(last[3] if last else passes[0][2], t)
             balls.append(Ball(hx, hy, radius, ball_color))
         return poses, balls
     return scene
@@ -561,6 +570,11 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int, scratch_di
         fps: frame rate stored in the container.
         scratch_dir: folder on the same filesystem for the temporary file.
     """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(
+            f"write_clip: frames must be a non-empty (N, H, W, 3) uint8 BGR array, got shape {frames.shape} "
+            f"dtype {frames.dtype} for {path}")
     path = Path(path)
     tmp = Path(scratch_dir) / path.name
     height, width = frames.shape[1:3]
@@ -572,6 +586,8 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int, scratch_di
             writer.write(frame)
     finally:
         writer.release()
+    if not tmp.is_file() or tmp.stat().st_size == 0:
+        raise OSError(f"write_clip: OpenCV wrote nothing to {tmp}; is the MJPG codec available in this OpenCV build?")
     os.replace(tmp, path)
 
 
@@ -591,7 +607,7 @@ def plan_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0) -> pd.
         The listing (LISTING_COLUMNS) plus a ``clip_seed`` column used to render each clip.
     """
     if isinstance(n_clips, bool) or not isinstance(n_clips, (int, np.integer)) or n_clips < 2:
-        raise ValueError(f"generate_synthetic_dataset: n_clips must be an integer >= 2 (one per class), got {n_clips!r}")
+        raise ValueError(f"synthetic dataset: n_clips must be an integer >= 2 (one clip per class), got {n_clips!r}")
     out_dir = Path(out_dir).resolve()
     order = np.random.default_rng(seed)
     rows = []
@@ -621,6 +637,11 @@ def _marker(n_clips, seed):
     return {"n_clips": int(n_clips), "seed": int(seed), "generator_version": GENERATOR_VERSION}
 
 
+def _is_generated_name(name: str) -> bool:
+    """True for file names this generator writes (fight_0003_punch.avi, nonfight_0012_sport.avi)."""
+    return re.fullmatch(r"(fight|nonfight)_\d{4,}_[a-z]+\.avi", name) is not None
+
+
 def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0,
                                progress: bool = False) -> pd.DataFrame:
     """Write a synthetic violence dataset in the RWF-2000 layout, or reuse a finished one.
@@ -628,6 +649,8 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
     Layout: ``<out_dir>/{train,val}/{Fight,NonFight}/*.avi`` (MJPG). A marker
     ``<out_dir>/.complete.json`` is written last; when it matches n_clips, seed
     and GENERATOR_VERSION and every file is present, nothing is rewritten.
+    Clips left by an earlier run with other settings are replaced; any other
+    .avi in the layout folders is an error (the folder is not ours to clean).
 
     Args:
         out_dir: dataset root (created if missing).
@@ -639,34 +662,36 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
         DataFrame with columns path, split, label, class_name, scenario,
         width, height, fps, frames (one row per clip).
     """
-    plan = plan_dataset(out_dir, n_clips, seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"generate_synthetic_dataset: seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"generate_synthetic_dataset: out_dir {out_dir} is a file; pass a folder path")
-    marker_path = out_dir / MARKER_NAME
+    plan = plan_dataset(out_dir, n_clips, seed)
     listing = plan[LISTING_COLUMNS].copy()
+    marker_path = out_dir / MARKER_NAME
     if marker_path.is_file():
         try:
             found = json.loads(marker_path.read_text())
         except (OSError, json.JSONDecodeError):
-            found = None
+            found = None  # unreadable marker: treat as unfinished
         if found == _marker(n_clips, seed) and all(Path(p).is_file() for p in plan["path"]):
             return listing
-        marker_path.unlink()  # stale or different dataset: regenerate below
+        marker_path.unlink()  # another dataset (or files went missing): regenerate below
 
-    scratch = out_dir / SCRATCH_NAME
-    ours = scratch.exists() or marker_path.exists()
     planned = set(plan["path"])
     layout_dirs = [out_dir / split / cls for split in ("train", "val") for cls in CLASS_DIRS.values()]
-    strays = [p for d in layout_dirs if d.is_dir() for p in d.glob("*.avi") if str(p) not in planned]
-    if strays and not ours and not _was_ours(out_dir):
+    strays = [p for d in layout_dirs if d.is_dir() for p in sorted(d.glob("*.avi")) if str(p) not in planned]
+    foreign = [p for p in strays if not _is_generated_name(p.name)]
+    if foreign:
         raise ValueError(
-            f"generate_synthetic_dataset: {out_dir} already holds {len(strays)} .avi file(s) this generator "
-            f"did not plan (e.g. {strays[0]}); point out_dir at an empty folder or delete it first")
+            f"generate_synthetic_dataset: {out_dir} already holds {len(foreign)} video(s) this generator did "
+            f"not write (e.g. {foreign[0]}); point out_dir at an empty or synthetic-only folder")
     for stray in strays:
         stray.unlink()  # left by an earlier synthetic dataset with other settings
     for d in layout_dirs:
         d.mkdir(parents=True, exist_ok=True)
+    scratch = out_dir / SCRATCH_NAME
     scratch.mkdir(exist_ok=True)
 
     rows = plan.itertuples(index=False)
@@ -679,9 +704,3 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
     shutil.rmtree(scratch, ignore_errors=True)
     marker_path.write_text(json.dumps(_marker(n_clips, seed), indent=2) + "\n")
     return listing
-
-
-def _was_ours(out_dir: Path) -> bool:
-    """True when every .avi in the layout is named like this generator names clips."""
-    names = [p.name for p in out_dir.glob("*/*/*.avi")]
-    return bool(names) and all(n.split("_")[0] in ("fight", "nonfight") and n.count("_") == 2 for n in names)

@@ -1,0 +1,129 @@
+"""End to end: the real notebooks executed by papermill through `nexara run` on smoke-sized data."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import nbformat
+import pandas as pd
+import pytest
+
+from nexara_lib.runner import NotebookFailed, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params"
+SURV = ROOT.parent / "shared" / "data" / "surv-fight-dev"
+NOTEBOOKS = ["01_data_audit", "02_feature_extraction", "03_hybrid_training", "04_per_class_diagnostics",
+             "05_tta", "06_ensemble"]
+REMOTE = re.compile(r"<(?:script|link)[^>]+(?:src|href)=\"(?:https?:)?//", re.IGNORECASE)
+
+
+def assert_run_ok(run_dir: Path, notebooks):
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "ok"
+    assert [run["notebooks"][n]["status"] for n in notebooks] == ["ok"] * len(notebooks)
+    assert run["params"]["seed"] == 42 and run["versions"]["tensorflow"] and "commit" in json.dumps(run)
+    for name in notebooks:
+        executed = nbformat.read(run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
+        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{name} has error outputs"
+        for page in (run_dir / "reports" / f"{name}.html", run_dir / "reports" / f"{name}.full.html"):
+            text = page.read_text()
+            assert not REMOTE.search(text), f"{page.name} loads a remote asset"
+        assert "start_notebook(" not in (run_dir / "reports" / f"{name}.html").read_text()  # code hidden
+    return run
+
+
+@pytest.mark.e2e
+def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
+    run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)})
+    assert run_dir == tmp_path / "smoke"
+    assert_run_ok(run_dir, NOTEBOOKS)
+    art = run_dir / "artifacts"
+
+    manifest = pd.read_csv(art / "manifest.csv")
+    assert len(manifest) == 32 and set(manifest["split"]) == {"train", "val", "test"}
+    assert (manifest["status"] == "ok").all()
+    assert manifest.groupby("split")["label"].nunique().min() == 2  # both classes in every split
+
+    results = json.loads((art / "models" / "hybrid" / "training_results.json").read_text())
+    assert 1 <= results["best_epoch"] <= results["epochs_run"] <= 3
+    model = keras.models.load_model(art / "models" / "hybrid" / "model.keras")
+    assert model.output_shape == (None, 2)
+
+    metrics = json.loads((art / "metrics.json").read_text())
+    assert metrics["chosen_on"] == "val"
+    test = metrics["metrics"]["test"]["balanced_accuracy"]
+    for key in ("accuracy", "acc_violent", "acc_nonviolent", "roc_auc"):
+        assert 0.0 <= test[key] <= 1.0
+    assert test["accuracy_ci_low"] <= test["accuracy"] <= test["accuracy_ci_high"]
+
+    tta = json.loads((art / "tta_results.json").read_text())
+    assert tta["chosen"][0] == "identity" and set(tta["chosen"]) <= {"identity", "hflip", "temporal_shift", "feature_noise"}
+    assert len(list((art / "features").glob("flow-*-hflip/*.npy"))) > 0  # frame-level view went through the cache
+
+    ensemble = json.loads((art / "models" / "ensemble" / "ensemble.json").read_text())
+    assert len(ensemble["member_paths"]) == 3 and abs(sum(ensemble["weights"]) - 1) < 1e-6
+    headline = json.loads((art / "headline.json").read_text())
+    assert set(headline) == set(NOTEBOOKS)
+    index = (run_dir / "reports" / "index.html").read_text()
+    assert "test accuracy" in index and "06_ensemble.html" in index
+
+    # Rerunning extraction reuses the cache: nothing recomputed.
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["02"])
+    extraction = json.loads((art / "extraction.json").read_text())
+    assert all(s["computed"] == 0 and s["cached_before"] == 32 for s in extraction)
+
+
+@pytest.mark.e2e
+def test_failing_notebook_names_notebook_cell_and_partial_copy(tmp_path):
+    # Notebook 03 on a run folder without a manifest must fail clearly, not deep inside TensorFlow.
+    with pytest.raises(NotebookFailed) as err:
+        run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["03"])
+    text = str(err.value)
+    assert "03_hybrid_training" in text and "cell" in text and "01_data_audit" in text
+    assert Path(err.value.partial_notebook).exists()
+    run = json.loads((tmp_path / "smoke" / "run.json").read_text())
+    assert run["notebooks"]["03_hybrid_training"]["status"] == "failed"
+
+
+def test_cli_bad_parameter_fails_fast_naming_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synthetic_clips: 8\nlstm_unit: 4\n")
+    proc = subprocess.run([sys.executable, "-m", "nexara_lib", "run", "-f", str(PARAMS / "base.yaml"), "-f", str(bad),
+                           "--set", f"output_root={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "'lstm_unit'" in proc.stderr and str(bad) in proc.stderr and "lstm_units" in proc.stderr
+    assert not (tmp_path / "smoke").exists() and not list(tmp_path.glob("bad-*"))
+
+
+@pytest.mark.e2e
+def test_cli_failing_notebook_exits_nonzero(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nexara_lib", "run", "-f", str(PARAMS / "base.yaml"),
+                           "-f", str(PARAMS / "smoke.yaml"), "--set", f"output_root={tmp_path}", "--only", "04"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "04_per_class_diagnostics" in proc.stderr and "partial notebook" in proc.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.realdata
+def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
+    if not SURV.is_dir():
+        pytest.skip("../shared/data/surv-fight-dev is not present")
+    tiny = {"output_root": str(tmp_path), "synthetic_clips": 0, "max_clips": 48, "frames_per_clip": 4,
+            "dense_units": 16, "lstm_units": 8, "lstm_units_last": 4, "head_units": [8, 8], "epochs": 3,
+            "bootstrap_samples": 50}
+    run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml", PARAMS / "surv_dev.yaml"], tiny,
+                           notebooks=["01", "02", "03", "04"])
+    assert_run_ok(run_dir, NOTEBOOKS[:4])
+    manifest = pd.read_csv(run_dir / "artifacts" / "manifest.csv")
+    assert len(manifest) == 48 and manifest["group"].str.startswith("csv:").all()
+    assert manifest.groupby("group")["split"].nunique().max() == 1  # no source recording in two splits
+    cache = next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*"))
+    assert len(list(cache.glob("*.npy"))) == 48
+    metrics = json.loads((run_dir / "artifacts" / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["test"]["default"]["accuracy"] <= 1.0
