@@ -95,3 +95,14 @@ def test_reference_table_lists_every_key():
     table = reference_table()
     for key in SCHEMA:
         assert f"`{key}`" in table
+
+
+def test_readme_parameter_reference_is_current():
+    readme = (PARAMS.parent / "README.md").read_text()
+    assert reference_table() in readme, "README.md parameter table is stale: paste `nexara params` output"
+
+
+def test_base_yaml_sets_every_stage_default_explicitly():
+    base = yaml.safe_load((PARAMS / "base.yaml").read_text())
+    missing = [k for k, p in SCHEMA.items() if p.stage != "run" and k not in base]
+    assert not missing, f"base.yaml lacks {missing}"
