@@ -127,6 +127,19 @@ def draw_figure(img: np.ndarray, pose: Pose) -> None:
     cv2.circle(img, _fixed(head), radius, skin, -1, cv2.LINE_AA, _SUBPIXEL)
 
 
+def _luma(bgr) -> float:
+    return 0.114 * bgr[0] + 0.587 * bgr[1] + 0.299 * bgr[2]
+
+
+def _visible(color: tuple, background_luma: float, min_contrast: float = 50.0) -> tuple:
+    """Push a clothing colour away from the background brightness so the figure stays visible."""
+    if abs(_luma(color) - background_luma) >= min_contrast:
+        return color
+    if background_luma > 128:
+        return tuple(int(c * 0.35) for c in color)
+    return tuple(int(c + (255 - c) * 0.65) for c in color)
+
+
 def _draw_ball(img: np.ndarray, ball: Ball) -> None:
     cv2.circle(img, _fixed((ball.x, ball.y)), int(round(ball.r * _SUBPIXEL_SCALE)), ball.color, -1,
                cv2.LINE_AA, _SUBPIXEL)
@@ -176,7 +189,7 @@ class _Person:
         return Pose(x, y, self.s, facing, lean, arms, legs, self.colors)
 
 
-def _bystander(rng, width, height, duration):
+def _bystander(rng, width, height):
     """A calm walker or a person standing and gesturing; returns pose(t)."""
     person = _Person(rng, width, height)
     if rng.random() < 0.5:
@@ -203,7 +216,7 @@ def _bystander(rng, width, height, duration):
 
 # --------------------------------------------------------------------------- violent scenes
 def _burst_schedule(rng, duration):
-    """Intervals of fighting: 1-3 bursts covering roughly a third to two thirds of the clip."""
+    """Intervals of fighting: 1-4 bursts of 0.5-1.2 s covering about 60% of the clip."""
     bursts, t = [], rng.uniform(0.0, 0.5)
     while t < duration - 0.3:
         length = rng.uniform(0.5, 1.2)
@@ -243,7 +256,7 @@ def _recoil_profile(tau):
 
 
 def _fight_scene(rng, width, height, duration, kind):
-    """Two fighters (punch, kick or mutual brawl) plus 0-2 calm bystanders."""
+    """Two fighters: one punching, one kicking (and punching), or both trading blows (brawl)."""
     depth = rng.uniform(0.2, 1.0)
     centre = rng.uniform(0.35, 0.65) * width
     a = _Person(rng, width, height, depth=depth)
@@ -259,8 +272,8 @@ def _fight_scene(rng, width, height, duration, kind):
         attacker = a if kind != "brawl" or rng.random() < 0.5 else b
         limb = "leg" if kind == "kick" and rng.random() < 0.6 else ("near" if rng.random() < 0.5 else "far")
         strikes.append((onset, attacker, limb, rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.2)))
-    jitter = {id(p): (_random_walk_keys(rng, duration, rng.uniform(0.05, 0.08)),
-                      _random_walk_keys(rng, duration, rng.uniform(0.05, 0.08))) for p in (a, b)}
+    jitter = {id(p): tuple(_random_walk_keys(rng, duration, rng.uniform(0.05, 0.08)) for _ in range(3))
+              for p in (a, b)}  # x, y and torso-lean tracks
     circling = {id(p): (rng.uniform(0.2, 0.5), rng.uniform(0, 2 * math.pi)) for p in (a, b)}
 
     def in_burst(t):
@@ -269,14 +282,15 @@ def _fight_scene(rng, width, height, duration, kind):
     def fighter(p, other, t):
         f = facing[id(p)]
         level = in_burst(t)
-        (tx, vx), (ty, vy) = jitter[id(p)]
-        # Piecewise-linear jitter: constant velocity between keys, abrupt reversals at them.
+        (tx, vx), (ty, vy), (tl, vl) = jitter[id(p)]
+        # Piecewise-linear jitter: constant velocity between keys, abrupt reversals
+        # at them; bodies shove, duck and twist erratically while fighting.
         amp = (0.01 + 0.1 * level) * p.s
         x = home[id(p)] + amp * np.interp(t, tx, vx)
-        bob = 0.02 * math.sin(2 * math.pi * 2.2 * t) + 0.02 * level * np.interp(t, ty, vy)
+        bob = 0.02 * math.sin(2 * math.pi * 2.2 * t) + 0.05 * level * np.interp(t, ty, vy)
         freq, phase = circling[id(p)]
         x += 0.04 * p.s * math.sin(2 * math.pi * freq * t + phase)
-        lean = 0.1
+        lean = 0.1 + 0.2 * level * np.interp(t, tl, vl)
         guard = (0.5, 2.0)
         arms = [guard, (0.6, 2.1)]
         legs = [(0.2, 0.15), (-0.2, 0.1)]
@@ -311,7 +325,7 @@ def _fight_scene(rng, width, height, duration, kind):
 
 # --------------------------------------------------------------------------- non-violent scenes
 def _running_scene(rng, width, height, duration):
-    """1-3 people running across, smooth and fast, some crossing each other."""
+    """2-3 people running across, smooth and fast, some crossing each other."""
     runners = []
     count = int(rng.integers(2, 4))
     margin = 0.25 * width  # a running figure reaches about this far from its hip
@@ -423,7 +437,7 @@ def _hugging_scene(rng, width, height, duration):
     meet = rng.uniform(0.35, 0.65) * width
     close = 0.3 * a.s
     start_gap = rng.uniform(0.25, 0.45) * width
-    speed = rng.uniform(0.3, 0.6) * width  # brisk: a running hug moves as much as a fight
+    speed = rng.uniform(0.3, 0.6) * width  # a brisk, running start: contact after fast motion
     # Ease out: full speed at first, slowing to a stop at contact (people do not
     # crash into a hug), so the gap closes in twice the constant-speed time.
     t_meet = 2 * (start_gap - close) / speed
@@ -454,17 +468,14 @@ def _hugging_scene(rng, width, height, duration):
 
 def _walking_scene(rng, width, height, duration):
     """Calm: people walking slowly or standing (the quiet end of the negatives)."""
-    return _crowd(rng, width, height, duration, int(rng.integers(2, 5)))
-
-
-def _crowd(rng, width, height, duration, count):
-    people = [_bystander(rng, width, height, duration) for _ in range(count)]
+    people = [_bystander(rng, width, height) for _ in range(rng.integers(2, 5))]
 
     def scene(t):
         return [p(t) for p in people], []
     return scene
 
 
+# scenario -> factory(rng, width, height, duration) returning scene(t) -> (poses, balls) at t seconds.
 _SCENES = {
     "punch": lambda rng, w, h, d: _fight_scene(rng, w, h, d, "punch"),
     "brawl": lambda rng, w, h, d: _fight_scene(rng, w, h, d, "brawl"),
@@ -516,8 +527,10 @@ def render_clip(scenario: str, width: int, height: int, fps: int, n_frames: int,
     rng = np.random.default_rng(seed)
     duration = n_frames / fps
     background = _background(rng, width, height)
+    background_luma = float(_luma(background.reshape(-1, 3).mean(0)))
     scene = _SCENES[scenario](rng, width, height, duration)
-    extras = [_bystander(rng, width, height, duration) for _ in range(rng.integers(0, 3))] \
+    # Bystanders: calm people around a fight or a hug (they may walk through it).
+    extras = [_bystander(rng, width, height) for _ in range(rng.integers(0, 3))] \
         if scenario in VIOLENT_SCENARIOS + ("hugging",) else []
 
     # Camera: gain drifts slowly, flickers a little, and the sensor adds noise.
@@ -540,7 +553,9 @@ def render_clip(scenario: str, width: int, height: int, fps: int, n_frames: int,
         poses, balls = scene(t)
         poses = poses + [e(t) for e in extras]
         for pose in sorted(poses, key=lambda p: p.y + 0.49 * p.s):  # far (higher up) first
-            draw_figure(canvas, pose)
+            shirt, trousers, skin = pose.colors
+            colors = (_visible(shirt, background_luma), _visible(trousers, background_luma), skin)
+            draw_figure(canvas, pose._replace(colors=colors))
         for ball in balls:
             _draw_ball(canvas, ball)
         if shake:
@@ -596,7 +611,8 @@ def plan_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0) -> pd.
     """Decide every clip (split, class, scenario, size, fps, length) without rendering.
 
     Classes are balanced (the odd clip, if any, is non-violent), scenarios cycle
-    within each class, and VAL_FRACTION of each class goes to val/.
+    within each class, and VAL_FRACTION of each class (at least one clip when
+    the class has two or more) goes to val/, spread over the scenarios.
 
     Args:
         out_dir: dataset root; paths in the listing are under it.
@@ -609,14 +625,13 @@ def plan_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0) -> pd.
     if isinstance(n_clips, bool) or not isinstance(n_clips, (int, np.integer)) or n_clips < 2:
         raise ValueError(f"synthetic dataset: n_clips must be an integer >= 2 (one clip per class), got {n_clips!r}")
     out_dir = Path(out_dir).resolve()
-    order = np.random.default_rng(seed)
     rows = []
     n_fight = n_clips // 2
     for label, count, scenarios in ((1, n_fight, VIOLENT_SCENARIOS), (0, n_clips - n_fight, NONVIOLENT_SCENARIOS)):
-        n_val = int(round(VAL_FRACTION * count)) if count >= 2 else 0
-        n_val = max(n_val, 1) if count >= 2 else 0
-        # Shuffle which clip numbers land in val so every scenario appears in both splits.
-        val_members = set(order.permutation(count)[:n_val].tolist())
+        n_val = max(1, int(round(VAL_FRACTION * count))) if count >= 2 else 0
+        # Scenarios cycle with k, so the last n_val clips of a class spread over
+        # its scenarios: val is stratified by scenario, not only by class.
+        val_members = set(range(count - n_val, count))
         for k in range(count):
             index = len(rows)
             clip_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
