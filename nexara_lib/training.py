@@ -450,6 +450,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cfg = resolve_training_config(config)
     if seed is not None:
+        seed = int(seed) if isinstance(seed, np.integer) else seed
         cfg["seed"] = coerce("seed", seed, "train_sequence_model(seed=...)")
     x_train, y_train = _check_split(x_train, y_train, "training")
     x_val, y_val = _check_split(x_val, y_val, "validation")
