@@ -121,7 +121,8 @@ def per_source_table(manifest_rows: pd.DataFrame, preds: Predictions, threshold:
             "class_gap", "fpr", "roc_auc")
     out = [{"by": "all", "value": "all", **{k: binary_metrics(preds.y_true, preds.prob, threshold)[k] for k in keys}}]
     for by in ("source", "group"):
-        if by not in rows.columns:
+        # a group breakdown says something only when groups hold several clips (not one hash per clip)
+        if by not in rows.columns or (by == "group" and rows[by].value_counts().max() < 2):
             continue
         for value, part in rows.groupby(by, sort=True, dropna=False):
             idx = part.index.to_numpy()

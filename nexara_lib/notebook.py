@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .layout import RunLayout, open_run
-from .params import Params, params_from_namespace
+# Quiet TensorFlow's C++ start-up chatter in notebook output; must be set before TensorFlow loads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .layout import RunLayout, open_run  # noqa: E402
+from .params import Params, params_from_namespace  # noqa: E402
 
 
 def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, Any],
@@ -30,6 +34,7 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "tensorflow", "matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _show_figures_inline()
     try:
         import pandas as pd
         pd.set_option("display.max_columns", 30)
@@ -38,3 +43,15 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     except ImportError:
         pass
     return params, layout
+
+
+def _show_figures_inline() -> None:
+    """Make ``display(fig)`` render library figures (``matplotlib.figure.Figure``, built without pyplot)
+    as PNG in notebooks and reports; does nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("png")

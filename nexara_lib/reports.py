@@ -142,6 +142,15 @@ def _without_widgets(nb: nbformat.NotebookNode) -> None:
                 data["text/plain"] = WIDGET_NOTE
 
 
+def _without_stderr(nb: nbformat.NotebookNode) -> None:
+    """Drop stderr streams (library logs, TensorFlow start-up noise) from the stakeholder copy;
+    the full report keeps them, and errors are ``error`` outputs, which stay."""
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"]
+                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+
+
 def _strip_remote_assets(page: str) -> str:
     """Drop ``<script src>`` / ``<link href>`` tags that point at another host."""
     from bs4 import BeautifulSoup  # an nbconvert dependency
@@ -189,6 +198,7 @@ def render_notebook_html(nb: nbformat.NotebookNode, stakeholder: bool, title: st
     nb.metadata["title"] = title
     if stakeholder:
         nb.cells = [c for c in nb.cells if not STAKEHOLDER_DROP_TAGS & set(c.get("metadata", {}).get("tags", []))]
+        _without_stderr(nb)
     _without_widgets(nb)
     # Progress bars write '\r'-separated updates; keep only the final state of each line.
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})

@@ -59,6 +59,7 @@ def executed_notebook(tmp_path) -> Path:
         new_code_cell("run_dir = '/injected/run'\nsynthetic_clips = 4", metadata={"tags": ["injected-parameters"]}),
         new_code_cell("secret_code_token = 41 + 1\nprint('visible printed output')", execution_count=1, outputs=[
             new_output("stream", name="stdout", text="progress 10%\rprogress 100%\nvisible printed output\n"),
+            new_output("stream", name="stderr", text="I0000 tensorflow start-up chatter\n"),
             new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
             new_output("display_data", data={"text/html": '<script src="https://cdn.example.com/plot.js"></script>'
                                                           "<b>html table output</b>"}),
@@ -121,6 +122,7 @@ def test_stakeholder_copy_hides_code_prompts_and_parameters(reports):
     assert 'class="jp-InputPrompt' in full and 'class="jp-InputPrompt' not in stakeholder
     assert 'class="jp-OutputPrompt' in full and 'class="jp-OutputPrompt' not in stakeholder
     assert "visible printed output" in stakeholder
+    assert "start-up chatter" in full and "start-up chatter" not in stakeholder  # stderr logs: full report only
     assert "Audit" in stakeholder  # markdown stays
 
 

@@ -1,0 +1,34 @@
+"""The notebooks stay clean in git and thin: a parameters cell, no outputs, no function or class definitions."""
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nexara_lib.params import SCHEMA
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_six_notebooks_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_thin(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    params = ast.parse(tagged[0].source)
+    names = {t.id for node in params.body if isinstance(node, ast.Assign) for t in node.targets}
+    assert {"run_dir", "param_files"} <= names
+    assert not names - {"run_dir", "param_files"} - set(SCHEMA), "parameters cell sets unknown keys"
+    for cell in code:
+        assert not cell.get("outputs") and cell.get("execution_count") is None, "outputs are stripped"
+        tree = ast.parse(cell.source)
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+        assert not defs, "logic belongs in nexara_lib, not in notebooks"
+    assert nb.metadata["kernelspec"]["name"] == "nexara"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
