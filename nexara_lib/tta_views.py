@@ -97,3 +97,17 @@ def tta_slowdown(costs: pd.DataFrame, chosen: list[str]) -> dict:
         with_tta += float(extra or 0.0) + float(row["predict_s_per_clip"])
     return {"seconds_per_clip_without": base, "seconds_per_clip_with": with_tta,
             "slowdown_x": with_tta / base if base > 0 else None}
+
+
+def views_table(views: dict, threshold: float) -> pd.DataFrame:
+    """Balanced accuracy and AUC of every single view on validation and test at ``threshold``."""
+    from .evaluation import binary_metrics
+    rows = {}
+    for name, per_split in views.items():
+        row = {}
+        for split, preds in per_split.items():
+            metrics = binary_metrics(preds.y_true, preds.prob, threshold)
+            row[f"{split} balanced accuracy"] = metrics["balanced_accuracy"]
+            row[f"{split} AUC"] = metrics["roc_auc"]
+        rows[name] = row
+    return pd.DataFrame(rows).T
