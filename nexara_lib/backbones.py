@@ -150,40 +150,30 @@ def _vgg19(weights, size):
     return _keras_encoder(build, keras.applications.vgg19.preprocess_input, size)
 
 
-@register_backbone("resnet50v2", input_size=224, feature_dim=2048, batch_size=32,
-                   preprocessing="tf: scaled to [-1, 1]; global average pooling")
-def _resnet50v2(weights, size):
-    import keras
-    return _keras_encoder(
-        lambda: _build_keras_app(keras.applications.ResNet50V2, size, weights, include_top=False, pooling="avg"),
-        keras.applications.resnet_v2.preprocess_input, size)
+def _register_pooled_app(name, app_name, preprocess_module, *, input_size, feature_dim, batch_size, preprocessing):
+    """Register a Keras application used without its top, global-average pooled."""
+    @register_backbone(name, input_size=input_size, feature_dim=feature_dim, batch_size=batch_size,
+                       preprocessing=preprocessing)
+    def factory(weights, size):
+        import keras
+        app = getattr(keras.applications, app_name)
+        # EfficientNets rescale inside the model: their preprocess_input is the identity
+        preprocess = getattr(keras.applications, preprocess_module).preprocess_input
+        return _keras_encoder(lambda: _build_keras_app(app, size, weights, include_top=False, pooling="avg"),
+                              preprocess, size)
+    return factory
 
 
-@register_backbone("mobilenetv2", input_size=224, feature_dim=1280, batch_size=64,
-                   preprocessing="tf: scaled to [-1, 1]; global average pooling")
-def _mobilenetv2(weights, size):
-    import keras
-    return _keras_encoder(
-        lambda: _build_keras_app(keras.applications.MobileNetV2, size, weights, include_top=False, pooling="avg"),
-        keras.applications.mobilenet_v2.preprocess_input, size)
-
-
-@register_backbone("efficientnetb0", input_size=224, feature_dim=1280, batch_size=32,
-                   preprocessing="none outside the model (rescaling is built in); global average pooling")
-def _efficientnetb0(weights, size):
-    import keras
-    return _keras_encoder(
-        lambda: _build_keras_app(keras.applications.EfficientNetB0, size, weights, include_top=False, pooling="avg"),
-        lambda x: x, size)
-
-
-@register_backbone("efficientnetb4", input_size=380, feature_dim=1792, batch_size=8,
-                   preprocessing="none outside the model (rescaling is built in); global average pooling")
-def _efficientnetb4(weights, size):
-    import keras
-    return _keras_encoder(
-        lambda: _build_keras_app(keras.applications.EfficientNetB4, size, weights, include_top=False, pooling="avg"),
-        lambda x: x, size)
+_TF_SCALING = "tf: scaled to [-1, 1]; global average pooling"
+_BUILT_IN = "none outside the model (rescaling is built in); global average pooling"
+_register_pooled_app("resnet50v2", "ResNet50V2", "resnet_v2", input_size=224, feature_dim=2048, batch_size=32,
+                     preprocessing=_TF_SCALING)
+_register_pooled_app("mobilenetv2", "MobileNetV2", "mobilenet_v2", input_size=224, feature_dim=1280, batch_size=64,
+                     preprocessing=_TF_SCALING)
+_register_pooled_app("efficientnetb0", "EfficientNetB0", "efficientnet", input_size=224, feature_dim=1280,
+                     batch_size=32, preprocessing=_BUILT_IN)
+_register_pooled_app("efficientnetb4", "EfficientNetB4", "efficientnet", input_size=380, feature_dim=1792,
+                     batch_size=8, preprocessing=_BUILT_IN)
 
 
 @register_backbone("mobilenet_v1_tflite", input_size=224, feature_dim=1024, batch_size=32, fixed_input_size=True,

@@ -16,6 +16,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from video_utils import decode_all
 from nexara_lib.flow import flow_features
 from nexara_lib.synthetic import (
     GENERATOR_VERSION, LISTING_COLUMNS, MARKER_NAME, NONVIOLENT_SCENARIOS, VIOLENT_SCENARIOS,
@@ -23,19 +24,6 @@ from nexara_lib.synthetic import (
 
 N_SEPARABILITY_CLIPS = 100  # enough for 5-fold CV to be meaningful, small enough to stay ~20 s
 T_SAMPLES = 16  # time steps sampled per clip for the flow features
-
-
-def read_frames(path):
-    """All frames of a video as (N, H, W, 3) uint8 BGR, with plain OpenCV."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def clip_measurements(dataset):
     _, listing = dataset
     energy, pooled = [], []
     for path in listing["path"]:
-        frames = read_frames(path)
+        frames = decode_all(path)
         gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]).astype(np.float32)
         energy.append(np.abs(np.diff(gray, axis=0)).mean())
         idx = np.linspace(0, len(frames) - 2, T_SAMPLES).round().astype(int)
@@ -99,7 +87,7 @@ def test_files_are_real_readable_videos(dataset):
         assert int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == row.height
         assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(row.fps)
         cap.release()
-        frames = read_frames(row.path)
+        frames = decode_all(row.path)
         assert frames.shape == (row.frames, row.height, row.width, 3)
         # Camera noise and light drift: no two consecutive frames are identical.
         assert (np.abs(np.diff(frames.astype(np.int16), axis=0)).reshape(len(frames) - 1, -1).max(1) > 0).all()
@@ -110,9 +98,9 @@ def test_same_seed_same_frames_different_seed_different(tmp_path):
     b = generate_synthetic_dataset(tmp_path / "b", 6, seed=7)
     c = generate_synthetic_dataset(tmp_path / "c", 6, seed=8)
     for pa, pb in zip(a["path"], b["path"]):
-        np.testing.assert_array_equal(read_frames(pa), read_frames(pb))
+        np.testing.assert_array_equal(decode_all(pa), decode_all(pb))
     differs = [
-        read_frames(pa).shape != read_frames(pc).shape or not np.array_equal(read_frames(pa), read_frames(pc))
+        decode_all(pa).shape != decode_all(pc).shape or not np.array_equal(decode_all(pa), decode_all(pc))
         for pa, pc in zip(a["path"], c["path"])]
     assert all(differs)
     assert a.drop(columns="path").equals(b.drop(columns="path"))
@@ -151,7 +139,7 @@ def test_other_settings_or_missing_files_regenerate(tmp_path):
     victim = Path(smaller["path"][0])
     victim.unlink()
     generate_synthetic_dataset(root, 4, seed=1)
-    assert victim.is_file() and len(read_frames(victim)) == smaller["frames"][0]
+    assert victim.is_file() and len(decode_all(victim)) == smaller["frames"][0]
 
 
 def test_refuses_folders_with_foreign_videos_and_bad_arguments(tmp_path):

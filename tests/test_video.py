@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from video_utils import decode_all
 from nexara_lib.video import (VIDEO_SUFFIXES, ShortVideoWarning, VideoReadError, probe_video, read_frames,
                               sample_frame_indices)
 
@@ -26,19 +27,6 @@ def write_video(path, n_frames, fourcc="MJPG", size=(64, 48), fps=10.0):
         writer.write(frame)
     writer.release()
     return Path(path)
-
-
-def decode_all(path):
-    """Every frame of a clip, RGB, by a plain sequential cap.read() loop: the reference."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
 
 
 def truncated_copy(src, dst, keep=0.5):
