@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     except ParamError as err:
         print(f"parameter error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # e.g. a kernelspec pointing elsewhere
         print(f"error: {err}", file=sys.stderr)
         return 2
 
