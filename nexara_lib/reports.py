@@ -31,6 +31,7 @@ HEADLINE_FILE = "artifacts/headline.json"
 # Cells a stakeholder has nothing to read in: parameter assignments only.
 STAKEHOLDER_DROP_TAGS = {"injected-parameters", "parameters"}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_PROGRESS_TEXT = re.compile(r"\d+%\|")
 WIDGET_NOTE = "[interactive widget: open the notebook in JupyterLab to use it]"
 
 # Derived from nbconvert's lab template; the emptied blocks are the only ones
@@ -139,7 +140,9 @@ def _without_widgets(nb: nbformat.NotebookNode) -> None:
             data = output.get("data")
             if data and WIDGET_VIEW in data:
                 data.pop(WIDGET_VIEW)
-                data["text/plain"] = WIDGET_NOTE
+                # tqdm's notebook bar leaves its final state as text ("x: 100%|███| 240/240 ..."): keep that
+                if not _PROGRESS_TEXT.search(str(data.get("text/plain", ""))):
+                    data["text/plain"] = WIDGET_NOTE
 
 
 def _without_stderr(nb: nbformat.NotebookNode) -> None:

@@ -231,7 +231,11 @@ class PerClassMonitor(keras.callbacks.Callback):
             logs.update(values)
         status = gap_status(metrics["class_gap"], self.gap_warning, self.gap_critical)
         self.records.append({"epoch": epoch + 1, **values, "gap_status": status})
-        message = (f"epoch {epoch + 1}: validation accuracy non-violent {metrics['acc_nonviolent']:.3f}, "
+        train = ""
+        if logs and "loss" in logs:  # the training side of the epoch, for a one-line view of both
+            train = f"train loss {float(logs['loss']):.4f}" + (
+                f", accuracy {float(logs['accuracy']):.3f}; " if "accuracy" in logs else "; ")
+        message = (f"epoch {epoch + 1}: {train}validation accuracy non-violent {metrics['acc_nonviolent']:.3f}, "
                    f"violent {metrics['acc_violent']:.3f}, gap {metrics['class_gap']:.3f}, "
                    f"balanced {metrics['balanced_accuracy']:.3f}, AUC {metrics['auc']:.3f}")
         if status == "critical":

@@ -67,6 +67,9 @@ def executed_notebook(tmp_path) -> Path:
         new_code_cell("slider_widget_code", execution_count=2, outputs=[
             new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
                 "model_id": "abc", "version_major": 2, "version_minor": 0}, "text/plain": "IntSlider(value=3)"}),
+            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
+                "model_id": "bar", "version_major": 2, "version_minor": 0},
+                "text/plain": "probe: 100%|##########| 240/240 [00:01<00:00, 324.0it/s]"}),
         ]),
         new_code_cell("raise ValueError('boom')", execution_count=3, outputs=[
             new_output("error", ename="ValueError", evalue="boom <b>",
@@ -137,6 +140,8 @@ def test_widgets_become_a_note(reports):
     for page in reports[:2]:
         assert "interactive widget" in page
         assert "widget-state+json" not in page
+        assert "240/240" in page  # a finished progress bar keeps its final text instead of the note
+        assert page.count("interactive widget: open") == 1
 
 
 def test_render_reports_needs_the_notebook(tmp_path):
