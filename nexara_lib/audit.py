@@ -17,7 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nexara_lib.runinfo import to_jsonable
 from nexara_lib.video import VIDEO_SUFFIXES, VideoReadError, probe_video, read_frames, sample_frame_indices
 
 CLASS_NAMES = {0: "non-violent", 1: "violent"}
@@ -761,20 +761,6 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
     return manifest.reset_index(drop=True), unusable, summary
 
 
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None  # JSON has no NaN
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def _atomic_write(path: Path, write) -> None:
     """Write via a temp file in the same folder, then rename: readers never see half a file."""
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
@@ -803,7 +789,7 @@ def write_audit(manifest: pd.DataFrame, unusable: pd.DataFrame, summary: dict,
     paths = {"manifest": folder / "manifest.csv", "unusable": folder / "unusable.csv", "audit": folder / "audit.json"}
     _atomic_write(paths["manifest"], lambda f: manifest.to_csv(f, index=False))
     _atomic_write(paths["unusable"], lambda f: unusable.to_csv(f, index=False))
-    _atomic_write(paths["audit"], lambda f: json.dump(_json_ready(summary), f, indent=2, allow_nan=False))
+    _atomic_write(paths["audit"], lambda f: json.dump(to_jsonable(summary), f, indent=2, allow_nan=False))
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -12,22 +12,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-AUGMENTATION_REGISTRY: dict[str, Callable[..., np.ndarray]] = {}
+from .registry import Registry
+
+AUGMENTATION_REGISTRY = Registry("augmentation op")
 
 
 def register_augmentation(name: str) -> Callable:
     """Decorator that adds an op ``fn(x, y, rng) -> x_new`` to the registry under ``name``."""
-    def decorator(fn):
-        if name in AUGMENTATION_REGISTRY:
-            raise ValueError(f"augmentation {name!r} is already registered; pick another name")
-        AUGMENTATION_REGISTRY[name] = fn
-        return fn
-    return decorator
+    return AUGMENTATION_REGISTRY.register(name)
 
 
 def available_augmentations() -> list[str]:
     """Names of the registered augmentation ops, sorted."""
-    return sorted(AUGMENTATION_REGISTRY)
+    return AUGMENTATION_REGISTRY.names()
 
 
 def _check_ops(ops: Sequence[str]) -> list[str]:

@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from .registry import Registry
+
 # The offline ImageNet encoder shipped beside the project (see ../shared/data/README.md).
 DEFAULT_TFLITE_MODEL = (Path(__file__).resolve().parents[1].parent / "shared" / "models"
                         / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
@@ -35,27 +37,22 @@ class BackboneSpec:
     factory: Callable = dataclasses.field(repr=False, compare=False, default=None)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+_REGISTRY = Registry("backbone")
 
 
 def register_backbone(name, *, input_size, feature_dim, preprocessing, batch_size=32,
                       needs_next_frame=False, fixed_input_size=False):
     """Decorator: register ``factory(weights, image_size) -> encoder`` under ``name``."""
-    def wrap(factory):
-        _REGISTRY[name] = BackboneSpec(name, input_size, feature_dim, preprocessing, batch_size,
-                                       needs_next_frame, fixed_input_size, factory)
-        return factory
-    return wrap
+    return _REGISTRY.register(name, lambda factory: BackboneSpec(
+        name, input_size, feature_dim, preprocessing, batch_size, needs_next_frame, fixed_input_size, factory))
 
 
 def available_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; available: {available_backbones()}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def resolve_image_size(name: str, image_size: int = 0) -> int:
@@ -131,7 +128,6 @@ def _keras_weights(weights):
 
 
 def _build_keras_app(app_cls, size, weights, **kwargs):
-    import keras
     keras_weights, weights_file = _keras_weights(weights)
     model = app_cls(weights=keras_weights, input_shape=(size, size, 3), **kwargs)
     if weights_file:

@@ -12,7 +12,7 @@ def _cmd_run(args) -> int:
     from .runner import NotebookFailed, run_pipeline
     overrides = dict(parse_override(item) for item in args.set or [])
     try:
-        run_dir = run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
+        run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
                                run_dir=args.run_dir)
     except NotebookFailed as err:
         print(f"nexara run failed: {err}", file=sys.stderr)

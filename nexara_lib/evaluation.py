@@ -17,6 +17,8 @@ import numpy as np
 from scipy import optimize, stats
 from sklearn.metrics import average_precision_score
 
+from .runinfo import to_jsonable  # noqa: F401  (re-exported: metrics reports are JSON)
+
 SPLITS = ("train", "val", "test")
 CLASS_NAMES = ("nonviolent", "violent")  # index = label
 _EPS = 1e-7  # probability clip before logits / logs, so 0 and 1 stay finite
@@ -154,21 +156,6 @@ def logit(prob) -> np.ndarray:
 def sigmoid(z) -> np.ndarray:
     """Inverse of ``logit``."""
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
-
-
-def to_jsonable(obj):
-    """Convert NumPy scalars/arrays and NaN/inf (-> None) so ``json.dumps`` accepts ``obj``."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # --------------------------------------------------------------------------

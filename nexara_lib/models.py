@@ -19,10 +19,12 @@ from typing import Callable, Sequence
 import keras
 from keras import layers, ops
 
+from .registry import Registry
+
 ATTENTION_LAYER_NAME = "temporal_attention"  # diagnostics look the layer up by this name
 OUTPUT_LAYER_NAME = "probabilities"
 
-MODEL_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+MODEL_REGISTRY = Registry("sequence model")
 
 PRECISION_MODES = ("auto", "on", "off")
 
@@ -35,23 +37,16 @@ def register_model(name: str) -> Callable:
     The factory takes ``input_shape`` then keyword-only hyper-parameters with
     defaults; those keyword names are the model's accepted parameters.
     """
-    def decorator(factory: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        if name in MODEL_REGISTRY:
-            raise ValueError(f"model name {name!r} is already registered; pick another name")
-        MODEL_REGISTRY[name] = factory
-        return factory
-    return decorator
+    return MODEL_REGISTRY.register(name)
 
 
 def available_models() -> list[str]:
     """Names of the registered sequence models, sorted."""
-    return sorted(MODEL_REGISTRY)
+    return MODEL_REGISTRY.names()
 
 
 def _factory(name: str) -> Callable[..., keras.Model]:
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown sequence model {name!r}; available models: {available_models()}")
-    return MODEL_REGISTRY[name]
+    return MODEL_REGISTRY.lookup(name)
 
 
 def model_param_names(name: str) -> tuple[str, ...]:

@@ -78,26 +78,22 @@ def package_versions() -> dict:
     return versions
 
 
-def _to_jsonable(value: Any) -> Any:
-    """``json.dump`` fallback: NumPy scalars/arrays, paths and sets become plain JSON."""
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from NumPy scalars/arrays, paths, sets and tuples; NaN/inf become None
+    (not valid JSON for other readers: browsers, jq)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
     if hasattr(value, "tolist"):  # NumPy arrays and scalars, without importing NumPy
-        return value.tolist()
+        return to_jsonable(value.tolist())
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} value {value!r} cannot be written as JSON")
-
-
-def _nan_to_none(value: Any) -> Any:
-    """NaN/inf are not valid JSON for other readers (browsers, jq): store them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"{type(value).__name__} value {value!r} cannot be written as JSON")
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
@@ -110,9 +106,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Round-trip through the fallback first so NaN inside NumPy values is caught too.
-    text = json.dumps(_nan_to_none(json.loads(json.dumps(obj, default=_to_jsonable))), indent=2,
-                      ensure_ascii=False, allow_nan=False)
+    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -32,6 +32,7 @@ from nexara_lib.augment import augment_training_set
 from nexara_lib.models import (available_models, configure_precision, create_sequence_model, model_defaults,
                                model_param_names)
 from nexara_lib.params import SCHEMA, coerce
+from nexara_lib.runinfo import to_jsonable
 
 logger = logging.getLogger("nexara.training")
 
@@ -417,19 +418,6 @@ def _atomic_save_model(model: keras.Model, path: Path) -> None:
         raise
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None  # JSON has no NaN
-    return value
-
-
 def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
                          seed: int | None = None, verbose: int = 1) -> dict:
     """Train one sequence model and write its artifacts.
@@ -567,7 +555,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "artifacts": {"model": str(model_path), "history": str(history_path), "results": str(results_path)},
     }
-    results = _jsonable(results)
+    results = to_jsonable(results)
     _atomic_write_text(results_path, json.dumps(results, indent=2))
     return {**results, "model": model, "history": history}
 

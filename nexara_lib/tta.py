@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from .registry import Registry
 from .evaluation import (LOWER_IS_BETTER, Predictions, check_probabilities, compare_paired,
                          logit, metric_function, require_same_clips, require_validation, sigmoid)
 
@@ -35,7 +36,7 @@ class TTATransform:
         return self.fn(x, **kwargs)
 
 
-TTA_TRANSFORMS: dict[str, TTATransform] = {}
+TTA_TRANSFORMS = Registry("TTA transform")
 
 
 def register_tta(name: str, level: str, description: str):
@@ -43,20 +44,12 @@ def register_tta(name: str, level: str, description: str):
     if level not in LEVELS:
         raise ValueError(f"TTA transform {name!r}: level must be one of {LEVELS}, got {level!r}")
 
-    def wrap(fn):
-        if name in TTA_TRANSFORMS:
-            raise ValueError(f"TTA transform {name!r} is already registered")
-        TTA_TRANSFORMS[name] = TTATransform(name, level, fn, description)
-        return fn
-
-    return wrap
+    return TTA_TRANSFORMS.register(name, lambda fn: TTATransform(name, level, fn, description))
 
 
 def get_tta_transform(name: str) -> TTATransform:
     """The registered transform called ``name``; unknown names raise ValueError listing the known ones."""
-    if name not in TTA_TRANSFORMS:
-        raise ValueError(f"unknown TTA transform {name!r}; known: {sorted(TTA_TRANSFORMS)}")
-    return TTA_TRANSFORMS[name]
+    return TTA_TRANSFORMS.lookup(name)
 
 
 def _check_frames(frames) -> np.ndarray:

@@ -88,7 +88,7 @@ def test_hybrid_follows_the_spec_layout():
 
 
 def test_unknown_model_name_lists_the_registry():
-    with pytest.raises(ValueError, match="available models") as err:
+    with pytest.raises(ValueError, match="unknown sequence model .resnet.; available") as err:
         models.create_sequence_model("resnet", (T, D))
     assert "hybrid" in str(err.value)
 
