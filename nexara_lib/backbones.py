@@ -228,6 +228,15 @@ def _flow(weights, size):
     return encode
 
 
+def describe_backbone(name: str) -> dict:
+    """The registry facts of ``name`` as a plain dict (feature dim resolved), for tables and reports."""
+    spec = get_backbone_spec(name)
+    return {"name": spec.name, "input_size": spec.input_size, "feature_dim": feature_dim(name),
+            "preprocessing": spec.preprocessing, "batch_size": spec.batch_size,
+            "input": "frame pairs (frame, next frame)" if spec.needs_next_frame else "frames",
+            "fixed_input_size": spec.fixed_input_size}
+
+
 def feature_dim(name: str) -> int:
     """Feature length of one frame for backbone ``name``."""
     return _flow_dim() if name == "flow" else get_backbone_spec(name).feature_dim

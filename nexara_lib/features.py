@@ -61,7 +61,9 @@ def _decode_clip(path: str, n_frames: int, t: int, size: int, pairs: bool, trans
             n_frames = probe_video(path)["frames"] or 0
         if int(n_frames) < 1:
             return None, "no decodable frames"
-        indices = sample_frame_indices(int(n_frames), t)
+        # Pairs need a real next frame: sample over [0, n-2] so the last step is not a repeated frame (zero motion).
+        span = int(n_frames) - 1 if pairs and int(n_frames) >= 2 else int(n_frames)
+        indices = sample_frame_indices(span, t)
         frames = read_frames(path, indices, size=size, with_next=pairs)
         if transform is not None:
             frames = _apply_frame_transform(transform, frames)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from nexara_lib.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, feature_dim,
+from nexara_lib.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, describe_backbone,
+                                  feature_dim,
                                   get_backbone_spec, resolve_image_size)
 
 # Smallest sizes each backbone accepts, to keep the suite fast on CPU.
@@ -48,3 +49,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     encode = create_backbone("flow", "none")
     with pytest.raises(ValueError, match="uint8"):
         encode(np.zeros((2, 48, 48, 3), dtype=np.float32))
+
+
+def test_describe_backbone_resolves_feature_dim():
+    facts = describe_backbone("flow")
+    assert facts["feature_dim"] == feature_dim("flow") > 0 and facts["input"].startswith("frame pairs")
+    assert describe_backbone("vgg19")["feature_dim"] == 4096

@@ -111,3 +111,12 @@ def test_tflite_features_on_real_clips(tmp_path):
     assert summary["computed"] == 2 and not summary["failed"]
     x, y, _ = load_features(manifest, summary["cache_dir"])
     assert x.shape == (2, 4, 1024) and (x >= 0).all() and x.std() > 0
+
+
+def test_flow_pairs_have_a_real_next_frame_at_every_step(manifest, tmp_path):
+    # The last sampled frame must not be paired with itself (a constant zero-motion step).
+    summary = extract_features(manifest.iloc[:3], backbone="flow", weights="none", frames_per_clip=5, image_size=48,
+                               cache_root=tmp_path, progress=False)
+    x, _, _ = load_features(manifest.iloc[:3], summary["cache_dir"])
+    mean_magnitude = x[:, :, 0]  # first flow statistic: mean magnitude per pair
+    assert (mean_magnitude[:, -1] > 0.5 * mean_magnitude[:, :-1].mean(axis=1)).all()
