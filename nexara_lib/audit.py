@@ -9,28 +9,37 @@ facts. Notebook 01 calls, in order::
     class_balance_figure(manifest); duration_figure(manifest); frame_grid_figure(manifest)
 
 Splits are always grouped: clips that share a group (a source recording from a
-groups CSV, or identical file bytes) never land in two splits, because a model
-that saw a near-copy of a test clip in training reports inflated accuracy.
+groups CSV) or a duplicate cluster (identical bytes, or look-alike frames such
+as a re-encoded copy) never land in two splits, because a model that saw a
+near-copy of a test clip in training reports inflated accuracy.
+
+Probing runs in worker processes with a per-clip timeout, so a file that hangs
+or crashes the decoder costs only itself; every file found ends up either in
+the manifest or in the unusable list with a reason.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
 import re
+import signal
 import tempfile
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nexara_lib.runinfo import to_jsonable
-from nexara_lib.video import VIDEO_SUFFIXES, VideoReadError, probe_video, read_frames, sample_frame_indices
+from nexara_lib.video import (PHASH_POSITIONS, VIDEO_SUFFIXES, VideoReadError, empty_probe, parse_phash, probe_video,
+                              read_frames, sample_frame_indices)
 
 CLASS_NAMES = {0: "non-violent", 1: "violent"}
 SPLITS = ("train", "val", "test")
@@ -39,24 +48,34 @@ SPLIT_SYNONYMS = {"train": "train", "training": "train", "val": "val", "valid": 
                   "test": "test", "testing": "test"}
 # Class folder names (lower case, '-' and ' ' read as '_') -> label.
 CLASS_SYNONYMS = {
-    **{name: 1 for name in ("fight", "violence", "violent")},
-    **{name: 0 for name in ("nofight", "nonfight", "non_fight", "nonviolence", "non_violence",
-                            "nonviolent", "non_violent", "normal")},
+    **{name: 1 for name in ("fight", "fights", "violence", "violent")},
+    **{name: 0 for name in ("nofight", "nofights", "no_fight", "no_fights", "nonfight", "nonfights", "non_fight",
+                            "non_fights", "nonviolence", "non_violence", "no_violence", "nonviolent", "non_violent",
+                            "normal")},
 }
 # Hockey/Movies fights: a flat folder, label from the file-name prefix (longest first).
 FLAT_PREFIXES = (("newfi", 1), ("newno", 0), ("fi", 1), ("no", 0))
 SUPPORTED_LAYOUTS = (
     "RWF-2000: train|val/Fight|NonFight/* (its val is used as the test split)",
-    "generic splits: <split>/<class>/* with split in train/training, val/valid/validation, test/testing",
+    "SCVD-style and generic splits: <split>/<class>/* with split in train/training, val/valid/validation, "
+    "test/testing (any case); with train and test only, validation is carved from train",
     "class folders: <class>/*, e.g. Real-Life-Violence-Situations Violence/V_*.mp4, NonViolence/NV_*.mp4",
     "Hockey/Movies fights: one flat folder of fi*/newfi* (violent) and no*/newno* (non-violent) files",
     f"class folder names (any case): violent = {sorted(k for k, v in CLASS_SYNONYMS.items() if v == 1)}, "
     f"non-violent = {sorted(k for k, v in CLASS_SYNONYMS.items() if v == 0)}",
 )
-PROBE_COLUMNS = ("opened", "codec", "frames_header", "frames", "fps", "duration_s", "width", "height",
-                 "bytes", "status", "reason")
+PROBE_COLUMNS = tuple(empty_probe())
 MANIFEST_COLUMNS = ("clip_id", "path", "rel_path", "source", "label", "class_name", "split", "dataset_split",
-                    "split_origin", "group", "sha1", "duplicate", "leakage", *PROBE_COLUMNS)
+                    "split_origin", "group", "sha1", "duplicate", "duplicate_kind", "duplicate_of", "dup_cluster",
+                    "leakage", *PROBE_COLUMNS)
+# Two clips whose perceptual hashes differ in at most this share of bits are near-duplicates.
+# Measured on the 177 real surveillance clips: re-encodes (other codec, JPEG quality 5,
+# a quarter of the size, half the frame rate) stay <= 0.04; clips from different source
+# recordings are >= 0.20 apart; a few clips cut from one static camera fall below it, and
+# grouping those together is what leakage control wants anyway.
+PHASH_MAX_DISTANCE = 0.05
+# Seconds a worker may take to start (import OpenCV) before the pool is given up.
+WORKER_START_S = 120.0
 # Folders a dataset root may wrap its layout in (an unzipped archive); how deep we look.
 MAX_WRAPPER_DEPTH = 3
 
@@ -76,19 +95,32 @@ def _flat_label(name: str) -> int | None:
 
 
 def _entries(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Visible sub-folders and files of ``folder``, sorted by name."""
+    """Visible sub-folders and files of ``folder``, sorted by name.
+
+    A broken or looping file link is listed as a file, so the audit reports it
+    as unusable instead of silently dropping it.
+    """
     dirs, files = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.is_dir():
             if not entry.name.startswith("."):  # .git, .ipynb_checkpoints, ...
                 dirs.append(entry)
-        elif entry.is_file():
+        elif entry.is_file() or entry.is_symlink():
             files.append(entry)
     return dirs, files
 
 
-def _walk_files(folder: Path, seen: set[str]) -> list[Path]:
-    """All files under ``folder``; symlinked folders are followed once (no loops)."""
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_files(folder: Path, seen: set[str], root_real: str, notes: list[str]) -> list[Path]:
+    """All files under ``folder``, following each real folder once.
+
+    A symlinked folder that points back into the dataset is skipped: it is a
+    loop, or a second path to clips of (possibly) another class. One that points
+    outside (data on another disk) is followed.
+    """
     files, stack = [], [folder]
     while stack:
         current = stack.pop()
@@ -98,7 +130,14 @@ def _walk_files(folder: Path, seen: set[str]) -> list[Path]:
         seen.add(real)
         dirs, here = _entries(current)
         files.extend(here)
-        stack.extend(reversed(dirs))
+        for sub in reversed(dirs):
+            target = os.path.realpath(sub)
+            if sub.is_symlink() and (_inside(target, root_real) or _inside(real, target)):
+                notes.append(f"skipped folder link {sub.relative_to(folder).as_posix()!r} in "
+                             f"{folder.name}/ -> {target!r}: it points back into the dataset (a loop or a "
+                             "second path to the same clips)")
+                continue
+            stack.append(sub)
     return sorted(files)
 
 
@@ -149,12 +188,20 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         folder = dirs[0]  # a single wrapper folder, e.g. an unzipped archive's top folder
     report = {"layout": "", "notes": [], "skipped_non_video": 0, "unlabelled": []}
     rows: list[dict] = []
+    root_real = os.path.realpath(root)
 
     def add(files, label_of, split="", dataset_split=""):
         new, skipped, unlabelled = _clip_rows(root, files, label_of, split, dataset_split)
         rows.extend(new)
         report["skipped_non_video"] += skipped
         report["unlabelled"].extend(unlabelled)
+        return len(new)
+
+    def add_class_folder(class_dir: Path, split="", dataset_split=""):
+        found = add(_walk_files(class_dir, seen, root_real, report["notes"]),
+                    lambda f, lab=_class_label(class_dir.name): lab, split, dataset_split)
+        if not found:
+            report["notes"].append(f"class folder {class_dir.relative_to(root).as_posix()!r} holds no video files")
 
     if split_dirs or class_dirs:
         # Files next to a split/class layout (README, LICENSE, groups.csv) are counted, not clips.
@@ -178,8 +225,7 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
             split = SPLIT_SYNONYMS[split_dir.name.lower()]
             for class_dir in sub_classes:
                 class_names.add(class_dir.name.lower())
-                add(_walk_files(class_dir, seen), lambda f, lab=_class_label(class_dir.name): lab,
-                    "test" if (val_is_test and split == "val") else split, split_dir.name)
+                add_class_folder(class_dir, "test" if (val_is_test and split == "val") else split, split_dir.name)
             ignored = [d.name for d in sub_dirs if d not in sub_classes]
             if ignored:
                 report["notes"].append(f"ignored folders in {split_dir.name}/: {ignored}")
@@ -190,7 +236,7 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
                                    "(the benchmark's reported split); validation is carved from train")
     elif class_dirs:
         for class_dir in class_dirs:
-            add(_walk_files(class_dir, seen), lambda f, lab=_class_label(class_dir.name): lab)
+            add_class_folder(class_dir)
         names = {d.name.lower() for d in class_dirs}
         report["layout"] = "real-life-violence-situations" if names == {"violence", "nonviolence"} else "class"
     elif flat_videos:
@@ -327,23 +373,26 @@ def attach_groups(clips: pd.DataFrame, groups_csv: str | os.PathLike | None = No
     """Add a ``group`` column: clips of one group must never span two splits.
 
     Args:
-        clips: from ``discover_clips`` (needs path, rel_path, source, label).
+        clips: from ``discover_clips`` or ``probe_clips`` (needs path, rel_path,
+            source, label).
         groups_csv: CSV with columns clip (path relative to the data root, or
             ``<source>/<path>``), label and source_group. None: the group is the
-            SHA-1 of the file bytes, so exact duplicates share a group.
+            clip's duplicate cluster (``find_duplicates``: identical bytes, or
+            look-alike frames when the clips were probed), so copies share a group.
     Returns:
-        A copy with ``group`` (and ``sha1`` when it had to be computed). Clips
-        missing from the CSV get a group of their own, with a warning;
-        ``attrs["groups_report"]`` counts matches and label disagreements.
+        A copy with ``group`` (and ``sha1``/duplicate columns when they had to be
+        computed). Clips missing from the CSV get a group of their own, with a
+        warning; ``attrs["groups_report"]`` counts matches and label disagreements.
     """
     out = clips.copy()
     if groups_csv is None:
-        if "sha1" not in out:
-            out["sha1"] = [file_sha1(p) for p in out["path"]]
+        if "dup_cluster" not in out:
+            out = find_duplicates(out)
         # An unreadable file hashes to "": give it its own group, not a shared one.
-        out["group"] = ["sha1:" + h if h else f"clip:{s}/{r}" for h, s, r in
-                        zip(out["sha1"], out["source"], out["rel_path"])]
-        out.attrs["groups_report"] = {"groups_csv": None, "method": "sha1 of file bytes"}
+        out["group"] = ["dup:" + c if c else "sha1:" + h if h else f"clip:{s}/{r}" for c, h, s, r in
+                        zip(out["dup_cluster"], out["sha1"], out["source"], out["rel_path"])]
+        out.attrs["groups_report"] = {"groups_csv": None, "method": "duplicate clusters (identical bytes or "
+                                                                    "look-alike frames); other clips alone"}
         return out
     groups_csv = Path(groups_csv)
     if not groups_csv.is_file():
@@ -385,85 +434,404 @@ def attach_groups(clips: pd.DataFrame, groups_csv: str | os.PathLike | None = No
 
 # --------------------------------------------------------------------------- probing
 
-def _probe_task(args: tuple[str, bool]) -> dict:
-    path, want_hash = args
+def _probe_task(path: str, probe_fn, want_hash: bool) -> dict:
+    """Probe (and hash) one clip; never raises, so one odd file cannot end the audit."""
+    start = time.perf_counter()
     try:
-        info = probe_video(path)
-    except Exception as err:  # keep the pool alive: one odd file must not end the audit
-        info = {"opened": False, "status": "unusable", "reason": f"probe failed: {type(err).__name__}: {err}"}
+        info = (probe_fn or probe_video)(path)
+    except Exception as err:
+        info = {"status": "unusable", "reason": f"probe failed: {type(err).__name__}: {err}"}
+    if not isinstance(info, dict):
+        info = {"status": "unusable", "reason": f"probe failed: the probe returned {type(info).__name__}, not a dict"}
     if want_hash:
         info["sha1"] = file_sha1(path)
+    info["probe_s"] = time.perf_counter() - start
     return info
 
 
-def probe_clips(clips: pd.DataFrame, workers: int = 2, progress: bool = True) -> pd.DataFrame:
-    """Probe every clip (opens? frames, fps, duration, size, codec) and hash it.
+def _probe_worker(conn, probe_fn, want_hash: bool) -> None:
+    """Worker process: say it is ready, then probe each (index, path) received until None."""
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if task is None:
+            return
+        index, path = task
+        conn.send((index, _probe_task(path, probe_fn, want_hash)))
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: multiprocessing.Process
+    conn: multiprocessing.connection.Connection
+    since: float  # start of the process, or of its current task
+    ready: bool = False
+    task: int | None = None  # index of the clip being probed
+
+
+class _WorkersCannotStart(RuntimeError):
+    """Worker processes die or hang before they can take a clip."""
+
+
+def _start_worker(context, probe_fn, want_hash: bool) -> _Worker:
+    parent_end, child_end = context.Pipe()
+    process = context.Process(target=_probe_worker, args=(child_end, probe_fn, want_hash), daemon=True,
+                              name="nexara-probe")
+    process.start()
+    child_end.close()
+    return _Worker(process, parent_end, time.monotonic())
+
+
+def _stop_worker(worker: _Worker, kill: bool) -> None:
+    """End a worker: politely when idle, by SIGKILL when it is stuck in a clip."""
+    if not kill:
+        try:
+            worker.conn.send(None)
+        except OSError:
+            kill = True
+    if kill:
+        worker.process.kill()
+    worker.process.join(timeout=5)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join()
+    worker.conn.close()
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _drain(worker: _Worker, results: list, on_done) -> bool:
+    """Take every message ``worker`` has sent; False when its pipe is closed (the process died)."""
+    try:
+        while worker.conn.poll():
+            index, info = worker.conn.recv()
+            if index == "ready":
+                worker.ready, worker.since = True, time.monotonic()
+            else:
+                results[index], worker.task = info, None
+                on_done(index)
+    except (EOFError, OSError):
+        return False
+    return True
+
+
+def _hand_out(pool: list[_Worker], pending: deque, paths: list[str]) -> None:
+    """Give each ready, idle worker the next clip."""
+    for w in pool:
+        if w.ready and w.task is None and pending:
+            w.task, w.since = pending.popleft(), time.monotonic()
+            try:
+                w.conn.send((w.task, paths[w.task]))
+            except OSError:  # it died while idle: the clip goes back; the death is seen later
+                pending.appendleft(w.task)
+                w.task = None
+
+
+def _wait_for_news(pool: list[_Worker], timeout_s: float | None) -> None:
+    """Block until a worker sends something or dies, or until the next deadline passes."""
+    limits = [w.since + (timeout_s if w.ready else WORKER_START_S) for w in pool
+              if not w.ready or (w.task is not None and timeout_s is not None)]
+    wait_s = max(0.0, min(limits) - time.monotonic()) if limits else None
+    multiprocessing.connection.wait([w.conn for w in pool] + [w.process.sentinel for w in pool], wait_s)
+
+
+def _failure(worker: _Worker, alive: bool, timeout_s: float | None) -> str:
+    """Why ``worker`` must be replaced ("" if it is fine); raises if it never started."""
+    overdue = time.monotonic() - worker.since
+    if not worker.ready and (not alive or overdue > WORKER_START_S):
+        raise _WorkersCannotStart(f"a probe worker {'hung' if alive else 'died'} while starting "
+                                  f"({_exit_text(worker.process.exitcode)})")
+    if not alive:
+        return (f"the decoder crashed on this file (probe worker {_exit_text(worker.process.exitcode)}); "
+                "it is likely corrupt")
+    if worker.task is not None and timeout_s is not None and overdue > timeout_s:
+        return (f"probe timed out after {timeout_s:g} s (the decoder hangs on this file; its worker was "
+                "stopped); check the file, or raise probe_timeout_s if it is just very large")
+    return ""
+
+
+def _probe_in_processes(paths: list[str], workers: int, timeout_s: float | None, probe_fn, want_hash: bool,
+                        results: list, on_done) -> None:
+    """Probe ``paths`` in worker processes, filling ``results`` by index.
+
+    A worker stuck on one clip longer than ``timeout_s`` is killed, the clip is
+    recorded as timed out and a fresh worker takes the next clip; a worker that
+    crashes (a decoder segfault) costs only its clip.
+
+    Raises:
+        _WorkersCannotStart: a worker dies or hangs before it is ready (e.g. in an
+            unguarded script that spawn re-runs); ``results`` keeps what was done.
+    """
+    # spawn: workers start clean, without this process's threads (tqdm, OpenCV's
+    # pool) that a fork would copy in an undefined state.
+    context = multiprocessing.get_context("spawn")
+    pending = deque(range(len(paths)))
+    pool = [_start_worker(context, probe_fn, want_hash) for _ in range(min(workers, len(paths)))]
+    try:
+        while pending or any(w.task is not None for w in pool):
+            _hand_out(pool, pending, paths)
+            _wait_for_news(pool, timeout_s)
+            for k, w in enumerate(pool):
+                alive = _drain(w, results, on_done) and w.process.is_alive()
+                reason = _failure(w, alive, timeout_s)
+                if not reason:
+                    continue
+                index, spent = w.task, time.monotonic() - w.since
+                _stop_worker(w, kill=True)
+                if index is not None:
+                    results[index] = {"status": "unusable", "reason": reason, "probe_s": spent}
+                    on_done(index)
+                # Placed here, a replacement cannot be lost if a later worker raises.
+                pool[k] = _start_worker(context, probe_fn, want_hash) if pending else None
+            pool = [w for w in pool if w is not None]
+    finally:
+        for w in pool:
+            if w is not None:
+                _stop_worker(w, kill=w.task is not None or not w.process.is_alive())
+
+
+def _check_probe_options(workers, probe_timeout_s, probe_fn) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"probe workers must be an integer >= 0 (0 = probe in this process, no timeout), "
+                         f"got {workers!r}")
+    if probe_timeout_s is not None and (isinstance(probe_timeout_s, bool)
+                                        or not isinstance(probe_timeout_s, (int, float))
+                                        or not probe_timeout_s > 0):
+        raise ValueError(f"probe_timeout_s must be a positive number of seconds or None (no limit), "
+                         f"got {probe_timeout_s!r}")
+    if probe_fn is not None:
+        if not callable(probe_fn):
+            raise ValueError(f"probe_fn must be a function path -> probe dict, got {probe_fn!r}")
+        if workers > 0:
+            try:
+                pickle.dumps(probe_fn)
+            except Exception as err:
+                raise ValueError(f"probe_fn {probe_fn!r} cannot be sent to worker processes ({err}); use a "
+                                 "function defined at module level, or workers=0") from None
+
+
+def _probe_frame(clips: pd.DataFrame, results: list[dict], want_hash: bool) -> pd.DataFrame:
+    """``clips`` with the probe columns (and sha1) from ``results``, with fixed types."""
+    defaults = empty_probe()
+    out = clips.copy()
+    probed = pd.DataFrame(results, index=clips.index)
+    for column in (*PROBE_COLUMNS, "sha1") if want_hash else PROBE_COLUMNS:
+        default = defaults.get(column, "")
+        out[column] = probed[column].fillna(default) if column in probed else default
+    for column in ("frames_header", "frames", "width", "height", "bytes"):
+        out[column] = out[column].astype(int)
+    for column in ("opened", "first_frame_ok", "last_frame_ok"):
+        out[column] = out[column].astype(bool)
+    for column in ("fps", "duration_s"):
+        out[column] = out[column].astype(float)
+    return out
+
+
+def probe_clips(clips: pd.DataFrame, workers: int = 2, progress: bool = True, *,
+                probe_timeout_s: float | None = 30.0, probe_fn=None) -> pd.DataFrame:
+    """Probe every clip (opens? frames, fps, duration, size, codec, first/last frame, phash) and hash it.
 
     Args:
         clips: needs a ``path`` column.
-        workers: processes probing in parallel (<= 1: in this process).
+        workers: worker processes probing in parallel; 0 probes in this process
+            (no timeout possible there: a hanging decoder would hang the audit).
         progress: show a tqdm progress bar.
+        probe_timeout_s: a clip whose probe takes longer is abandoned (its worker
+            killed) and listed as unusable; None = no limit.
+        probe_fn: replaces ``probe_video`` (path -> dict of ``PROBE_COLUMNS``);
+            a module-level function when workers > 0.
     Returns:
-        A copy with the ``PROBE_COLUMNS`` and ``sha1`` added;
-        ``attrs["probe_seconds"]`` and ``attrs["probe_clips_per_s"]`` say how long it took.
+        A copy with the ``PROBE_COLUMNS`` and ``sha1`` added. ``attrs`` holds
+        probe_seconds, probe_clips_per_s, probe_workers, probe_timeout_s,
+        probe_timeouts, probe_crashes and slowest_probes.
+    Raises:
+        ValueError: no path column or bad options.
     """
     from tqdm.auto import tqdm
 
     if "path" not in clips:
         raise ValueError("probe_clips: clips has no 'path' column; build it with discover_clips")
+    _check_probe_options(workers, probe_timeout_s, probe_fn)
     want_hash = "sha1" not in clips
-    tasks = [(str(p), want_hash) for p in clips["path"]]
+    paths = [str(p) for p in clips["path"]]
+    results: list[dict | None] = [None] * len(paths)
     start = time.perf_counter()
-    bar = tqdm(total=len(tasks), desc="probing clips", unit="clip", disable=not progress)
+    bar = tqdm(total=len(paths), desc="probing clips", unit="clip", disable=not progress)
     try:
-        if workers <= 1 or len(tasks) < 2:
-            results = []
-            for task in tasks:
-                results.append(_probe_task(task))
-                bar.update(1)
-        else:
-            # spawn: workers start clean, without this process's threads (tqdm,
-            # OpenCV's pool) which a fork would copy in an undefined state.
-            context = multiprocessing.get_context("spawn")
-            chunk = max(1, min(16, len(tasks) // (workers * 8)))
-            results = []
+        if workers > 0 and paths:
             try:
-                with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    for result in pool.map(_probe_task, tasks, chunksize=chunk):
-                        results.append(result)
-                        bar.update(1)
-            except concurrent.futures.process.BrokenProcessPool as err:
-                # Workers cannot start when the calling script cannot be re-imported
-                # (code piped to python, an unguarded script) or when one crashed;
-                # results arrive in order, so finish the rest here.
-                warnings.warn(f"probe worker processes failed ({err}); probing the remaining "
-                              f"{len(tasks) - len(results)} clips in this process", stacklevel=2)
-                for task in tasks[len(results):]:
-                    results.append(_probe_task(task))
-                    bar.update(1)
+                _probe_in_processes(paths, workers, probe_timeout_s, probe_fn, want_hash, results,
+                                    lambda _: bar.update(1))
+            except _WorkersCannotStart as err:
+                left = sum(r is None for r in results)
+                warnings.warn(f"{err}: probing the remaining {left} clips in this process, without a timeout "
+                              "(run the audit from a file with an `if __name__ == '__main__':` guard, or use "
+                              "workers=0)", stacklevel=2)
+        for index, path in enumerate(paths):
+            if results[index] is None:
+                results[index] = _probe_task(path, probe_fn, want_hash)
+                bar.update(1)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    probed = pd.DataFrame(results, index=clips.index)
-    out = clips.copy()
-    defaults = {"opened": False, "codec": "", "frames_header": 0, "frames": 0, "fps": float("nan"),
-                "duration_s": float("nan"), "width": 0, "height": 0, "bytes": 0, "status": "unusable", "reason": ""}
-    for column in (*PROBE_COLUMNS, "sha1") if want_hash else PROBE_COLUMNS:
-        values = probed[column] if column in probed else pd.Series(defaults.get(column, ""), index=out.index)
-        out[column] = values.fillna(defaults[column]) if column in defaults else values.fillna("")
-    for column in ("frames_header", "frames", "width", "height", "bytes"):
-        out[column] = out[column].astype(int)
-    out["opened"] = out["opened"].astype(bool)
+    out = _probe_frame(clips, results, want_hash)
+    reasons = out["reason"].astype(str)
+    names = (out["source"].astype(str) + "/" + out["rel_path"].astype(str)) if {"source", "rel_path"} <= set(out) \
+        else out["path"]
+    slowest = sorted(zip((r.get("probe_s", 0.0) for r in results), names), key=lambda t: -t[0])[:5]
     out.attrs.update(clips.attrs)
-    out.attrs.update({"probe_seconds": seconds, "probe_clips_per_s": len(tasks) / seconds if seconds > 0 else None,
-                      "probe_workers": workers})
+    out.attrs.update({"probe_seconds": seconds, "probe_clips_per_s": len(paths) / seconds if seconds > 0 else None,
+                      "probe_workers": workers, "probe_timeout_s": probe_timeout_s,
+                      "probe_timeouts": int(reasons.str.startswith("probe timed out").sum()),
+                      "probe_crashes": int(reasons.str.startswith("the decoder crashed").sum()),
+                      "slowest_probes": [{"clip": str(c), "seconds": round(float(s), 3)} for s, c in slowest]})
+    return out
+
+
+# --------------------------------------------------------------------------- duplicates
+
+def _perceptual_pairs(phashes: list[str], max_distance: float, block_bytes: int = 32 << 20) -> list[tuple]:
+    """(i, j, distance) for every pair of clips whose perceptual hashes are within ``max_distance``.
+
+    All pairs are compared in row blocks of bounded memory; a clip needs at least
+    two hashed (non-flat) frames in common with another to be compared.
+    """
+    k = len(PHASH_POSITIONS)
+    rows, values, masks = [], [], []
+    for i, text in enumerate(phashes):
+        try:
+            v, m = parse_phash(text) if isinstance(text, str) else (None, None)
+        except ValueError:
+            continue
+        if v is not None and len(v) == k and m.sum() >= 2:
+            rows.append(i)
+            values.append(v)
+            masks.append(m)
+    if len(rows) < 2:
+        return []
+    values, masks = np.stack(values), np.stack(masks)
+    step = max(1, block_bytes // (len(rows) * k * 8))
+    pairs = []
+    for lo in range(0, len(rows), step):
+        # Rows lo..lo+step against columns lo..end: the upper triangle, each pair once.
+        both = masks[lo:lo + step, None, :] & masks[None, lo:, :]
+        bits = np.where(both, np.bitwise_count(values[lo:lo + step, None, :] ^ values[None, lo:, :]), 0).sum(-1)
+        frames = both.sum(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            distance = bits / (64.0 * frames)
+        hit_a, hit_b = np.nonzero((frames >= 2) & (distance <= max_distance))
+        for a, b in zip(hit_a.tolist(), hit_b.tolist()):
+            if b > a:  # never a clip with itself
+                pairs.append((rows[lo + a], rows[lo + b], float(distance[a, b])))
+    return pairs
+
+
+MAX_PAIRS_LISTED = 50  # per cluster in audit.json; a file copied 100 times would list 4950
+
+
+def _cluster_listing(clusters: list[list[int]], keys: list[str], sha1: list[str],
+                     perceptual: list[tuple]) -> list[dict]:
+    """Clusters as audit.json shows them: their clips and the pairs that joined them."""
+    cluster_of = {r: c for c, rows in enumerate(clusters) for r in rows}
+    pairs: list[list[dict]] = [[] for _ in clusters]
+    for c, rows in enumerate(clusters):
+        by_hash: dict[str, list[int]] = {}
+        for r in rows:
+            if sha1[r]:
+                by_hash.setdefault(sha1[r], []).append(r)
+        for same in by_hash.values():  # a chain says it all: a = b, b = c, ...
+            pairs[c].extend({"a": keys[a], "b": keys[b], "kind": "exact", "distance": 0.0}
+                            for a, b in zip(same, same[1:]))
+    for i, j, distance in perceptual:
+        if i in cluster_of:
+            pairs[cluster_of[i]].append({"a": keys[i], "b": keys[j], "kind": "perceptual",
+                                         "distance": round(distance, 4)})
+    listing = []
+    for c, rows in enumerate(clusters):
+        kinds = {p["kind"] for p in pairs[c]}
+        listing.append({"cluster": f"dup-{c + 1:04d}", "kind": "+".join(sorted(kinds)),
+                        "clips": [keys[r] for r in rows], "pairs": pairs[c][:MAX_PAIRS_LISTED],
+                        "pairs_total": len(pairs[c])})
+    return listing
+
+
+def find_duplicates(clips: pd.DataFrame, max_distance: float = PHASH_MAX_DISTANCE) -> pd.DataFrame:
+    """Cluster clips that are the same content: identical bytes, or near-identical frames (a re-encode).
+
+    Args:
+        clips: needs path, source and rel_path; uses sha1 (computed when
+            missing), phash (from ``probe_clips``) and status (only "ok" clips
+            are compared when present).
+        max_distance: largest share of differing perceptual-hash bits for two
+            clips to count as near-duplicates (0 = the same look only).
+    Returns:
+        A copy with dup_cluster ("dup-0001", ...; "" when the clip has no
+        duplicate), duplicate (bool), duplicate_kind ("exact": another clip
+        has the same bytes; "perceptual": only look-alikes) and duplicate_of
+        ("source/rel_path" of the cluster's best copy: most pixels, then most
+        bytes; "" for that one).
+        ``attrs["duplicate_clusters"]`` lists each cluster: id, kind ("exact",
+        "perceptual" or "exact+perceptual"), clips and the pairs that joined it.
+    Raises:
+        ValueError: max_distance outside [0, 0.5).
+    """
+    if isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or not 0 <= max_distance < 0.5:
+        raise ValueError(f"find_duplicates: max_distance must be in [0, 0.5), got {max_distance!r}; unrelated "
+                         f"clips differ in about half their bits (default {PHASH_MAX_DISTANCE})")
+    out = clips.copy()
+    if "sha1" not in out:
+        out["sha1"] = [file_sha1(p) for p in out["path"]]
+    keys = (out["source"].astype(str) + "/" + out["rel_path"].astype(str)).tolist()
+    usable = (out["status"] == "ok").to_numpy() if "status" in out else np.ones(len(out), bool)
+    # Unusable files are never compared: two empty files share a SHA-1 but are no clip.
+    sha1 = [h if ok and isinstance(h, str) else "" for h, ok in zip(out["sha1"], usable)]
+    phash = [p if ok else "" for p, ok in zip(out["phash"], usable)] if "phash" in out else [""] * len(out)
+    perceptual = [(i, j, d) for i, j, d in _perceptual_pairs(phash, max_distance) if not sha1[i] or sha1[i] != sha1[j]]
+    units = _union_find_units([sha1], pairs=[(i, j) for i, j, _ in perceptual])
+    members: dict[int, list[int]] = {}
+    for i, unit in enumerate(units):
+        if usable[i]:
+            members.setdefault(int(unit), []).append(i)
+    # The cluster's first clip, the one the others are "duplicate_of", is its best copy: most
+    # pixels, then most bytes (least compressed), then name.
+    pixels = (out["width"] * out["height"]).tolist() if {"width", "height"} <= set(out) else [0] * len(out)
+    size = out["bytes"].tolist() if "bytes" in out else [0] * len(out)
+    clusters = sorted((sorted(rows, key=lambda r: (-pixels[r], -size[r], keys[r]))
+                       for rows in members.values() if len(rows) > 1), key=lambda rows: min(keys[r] for r in rows))
+    copies = Counter(h for h in sha1 if h)
+    cluster_id, kind, first_of = [""] * len(out), [""] * len(out), [""] * len(out)
+    for number, rows in enumerate(clusters, start=1):
+        for r in rows:
+            cluster_id[r] = f"dup-{number:04d}"
+            kind[r] = "exact" if sha1[r] and copies[sha1[r]] > 1 else "perceptual"
+            first_of[r] = keys[rows[0]] if r != rows[0] else ""
+    out["dup_cluster"], out["duplicate_kind"], out["duplicate_of"] = cluster_id, kind, first_of
+    out["duplicate"] = out["dup_cluster"] != ""
+    out.attrs.update(clips.attrs)
+    out.attrs["duplicate_clusters"] = _cluster_listing(clusters, keys, sha1, perceptual)
+    out.attrs["duplicate_method"] = {
+        "exact": "SHA-1 of the file bytes",
+        "perceptual": f"64-bit dHash of {len(PHASH_POSITIONS)} frames at "
+                      f"{'/'.join(f'{p:.0%}' for p in PHASH_POSITIONS)} of the clip; near-duplicates differ in at "
+                      f"most {max_distance:.0%} of the bits of the frames both hashed (flat frames are not hashed)",
+        "max_distance": max_distance}
     return out
 
 
 # --------------------------------------------------------------------------- splits
 
-def _union_find_units(keys_per_column: list[list[str]]) -> np.ndarray:
-    """Unit id per row: rows sharing any non-empty key (in any column) share a unit."""
+def _union_find_units(keys_per_column: list[list[str]], pairs=()) -> np.ndarray:
+    """Unit id per row: rows sharing any non-empty key (in any column), or listed as a pair, share a unit."""
     n = len(keys_per_column[0]) if keys_per_column else 0
     parent = list(range(n))
 
@@ -473,17 +841,22 @@ def _union_find_units(keys_per_column: list[list[str]]) -> np.ndarray:
             i = parent[i]
         return i
 
+    def join(i, j):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
     for keys in keys_per_column:
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             if not key:
                 continue
             if key in first:
-                a, b = find(i), find(first[key])
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+                join(i, first[key])
             else:
                 first[key] = i
+    for i, j in pairs:
+        join(i, j)
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
@@ -498,10 +871,14 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
     return values
 
 
+# Columns whose shared values tie clips together: none of them may span two splits.
+LINK_COLUMNS = ("group", "sha1", "dup_cluster")
+
+
 def _leakage_flags(df: pd.DataFrame) -> pd.Series:
-    """True where the row's group, or its identical bytes, appear in more than one split."""
+    """True where the row's group, identical bytes or duplicate cluster appear in more than one split."""
     flags = pd.Series(False, index=df.index)
-    for column in ("group", "sha1"):
+    for column in LINK_COLUMNS:
         if column in df:
             keys = df[column].fillna("").astype(str)
             spans = df[keys != ""].groupby(keys[keys != ""])["split"].nunique()
@@ -515,19 +892,19 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     A dataset's own splits are kept. A source with train and test only gets
     validation carved from its train clips; a source with no splits gets
     ``fractions``. Assignment moves whole units (clips connected by a shared
-    group or identical SHA-1), greedily, largest first, to the split that best
+    group, identical SHA-1 or duplicate cluster), greedily, largest first, to the split that best
     keeps each (source, class) at its target share; the unit order is shuffled
     by ``seed``, so the result is deterministic.
 
     Args:
         clips: needs label and group (see ``attach_groups``); uses split,
-            source and sha1 when present.
+            source, sha1 and dup_cluster when present.
         fractions: train, val, test shares for clips without a split.
         seed: tie-break/shuffle seed.
     Returns:
         A copy with split, dataset_split (input split), split_origin ("dataset",
-        "carved" = moved out of the dataset's train split, or "generated") and leakage (the row's group or
-        SHA-1 is in two splits; only possible when the dataset's own splits leak).
+        "carved" = moved out of the dataset's train split, or "generated") and leakage (the row's group,
+        SHA-1 or duplicate cluster is in two splits; only possible when the dataset's own splits leak).
     Raises:
         ValueError: missing columns, bad fractions, a source with splits but no
             train, or too few groups to fill train, val and test.
@@ -565,8 +942,7 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
                          f"{'/'.join(f'{fractions[s]:.0%}' for s in SPLITS)} splits")
         elif missing:
             notes.append(f"{src}: {'/'.join(missing)} carved from its train clips (grouped, stratified)")
-    sha1 = df["sha1"].fillna("").astype(str).tolist() if "sha1" in df else [""] * len(df)
-    units = _union_find_units([df["group"].astype(str).tolist(), sha1])
+    units = _union_find_units([df[c].fillna("").astype(str).tolist() for c in LINK_COLUMNS if c in df])
     strata = list(zip(source, df["label"].astype(int)))
     final = split.copy()
 
@@ -651,7 +1027,7 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     df["leakage"] = _leakage_flags(df)
     if df["leakage"].any():
         leaked = sorted(df.loc[df["leakage"], "group"].unique())
-        warnings.warn(f"leakage: {int(df['leakage'].sum())} clips in {len(leaked)} groups (or identical files) "
+        warnings.warn(f"leakage: {int(df['leakage'].sum())} clips in {len(leaked)} groups (or duplicate clusters) "
                       f"appear in more than one of the dataset's own splits, e.g. {leaked[:5]}; results on "
                       "these splits are optimistic", stacklevel=2)
         notes.append(f"leakage in the dataset's own splits: {int(df['leakage'].sum())} clips, groups {leaked[:20]}")
@@ -689,23 +1065,109 @@ def _imbalance(df: pd.DataFrame) -> float | None:
     return float(counts.max() / counts.min())
 
 
+# Clusters, leaks and warnings listed in audit.json; the counts beside them are always complete.
+MAX_LISTED = 200
+
+
+def _clip_facts(manifest: pd.DataFrame) -> dict[str, dict]:
+    """Per "source/rel_path": what a reader of audit.json needs to find and judge the clip."""
+    keys = manifest["source"].astype(str) + "/" + manifest["rel_path"].astype(str)
+    return {k: {"clip": k, "path": p, "split": s, "dataset_split": d, "label": int(lab),
+                "kind": kind or None}
+            for k, p, s, d, lab, kind in zip(keys, manifest["path"], manifest["split"], manifest["dataset_split"],
+                                             manifest["label"], manifest["duplicate_kind"])}
+
+
+def _duplicate_report(manifest: pd.DataFrame, clusters: list[dict], method: dict) -> dict:
+    """Every duplicate cluster with its clips' splits and labels, and whether it stays in one split."""
+    facts = _clip_facts(manifest)
+    listed = []
+    for cluster in clusters:
+        clips = [facts[k] for k in cluster["clips"] if k in facts]
+        splits = sorted({c["split"] for c in clips})
+        listed.append({"cluster": cluster["cluster"], "kind": cluster["kind"], "splits": splits,
+                       "same_split": len(splits) == 1, "labels_disagree": len({c["label"] for c in clips}) > 1,
+                       "clips": clips, "pairs": cluster["pairs"], "pairs_total": cluster["pairs_total"]})
+    kinds = Counter(c["kind"] for c in listed)
+    return {"method": method, "clusters": len(listed), "sets": len(listed), "clips": int(manifest["duplicate"].sum()),
+            "exact_clusters": kinds["exact"], "perceptual_clusters": kinds["perceptual"],
+            "mixed_clusters": kinds["exact+perceptual"],
+            "within_one_split": sum(c["same_split"] for c in listed),
+            "across_splits": sum(not c["same_split"] for c in listed),
+            "label_conflicts": [c["cluster"] for c in listed if c["labels_disagree"]],
+            "list": listed[:MAX_LISTED]}
+
+
+def _leakage_report(manifest: pd.DataFrame, duplicates: dict) -> dict:
+    """What leaks between splits: duplicate clusters, then groups (source recordings) not explained by one."""
+    facts = _clip_facts(manifest)
+    items, covered = [], set()
+    for cluster in duplicates["list"]:
+        if not cluster["same_split"]:
+            items.append({"kind": cluster["kind"], "cluster": cluster["cluster"], "splits": cluster["splits"],
+                          "clips": [{k: c[k] for k in ("clip", "split", "dataset_split")} for c in cluster["clips"]]})
+            covered.update(c["clip"] for c in cluster["clips"])
+    leaked = manifest[manifest["leakage"]]
+    keys = leaked["source"].astype(str) + "/" + leaked["rel_path"].astype(str)
+    for group, index in keys.groupby(leaked["group"]).groups.items():
+        members = keys[index].tolist()
+        splits = sorted({facts[k]["split"] for k in members})
+        if len(splits) > 1 and not set(members) <= covered:
+            items.append({"kind": "same group", "group": str(group), "splits": splits,
+                          "clips": [{k: facts[m][k] for k in ("clip", "split", "dataset_split")} for m in members]})
+    return {"clips": int(len(leaked)), "groups": sorted(leaked["group"].astype(str).unique().tolist())[:50],
+            "items_total": len(items), "items": items[:MAX_LISTED]}
+
+
+def _warning_report(manifest: pd.DataFrame) -> dict:
+    """Non-fatal probe findings: counted by kind (numbers removed) and listed per clip."""
+    with_warnings = manifest[manifest["warnings"].astype(str) != ""]
+    kinds = Counter(re.sub(r"\d+(\.\d+)?", "N", w.split(":")[0])
+                    for text in with_warnings["warnings"] for w in str(text).split("; "))
+    return {"clips": int(len(with_warnings)), "by_kind": dict(kinds.most_common()),
+            "list": [{"clip": f"{s}/{r}", "warnings": w} for s, r, w in
+                     zip(with_warnings["source"], with_warnings["rel_path"], with_warnings["warnings"])][:MAX_LISTED]}
+
+
+def _data_notes(manifest: pd.DataFrame, duplicates: dict) -> list[str]:
+    """Findings about the usable data a reader must see, also raised as warnings."""
+    notes = []
+    missing = sorted(set(CLASS_NAMES) - set(manifest["label"]))
+    if missing:
+        notes.append(f"only one class is usable: no {CLASS_NAMES[missing[0]]} clips; a classifier needs both")
+    if duplicates["label_conflicts"]:
+        notes.append(f"duplicate clusters whose clips have different labels (the same content labelled both "
+                     f"ways; fix the labels): {duplicates['label_conflicts'][:20]}")
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
+
+
 def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), seed: int = 0, workers: int = 2,
-                   max_clips: int = 0, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Discover, probe, group and split: the whole audit in one call.
+                   max_clips: int = 0, progress: bool = True, *, probe_timeout_s: float | None = 30.0,
+                   probe_fn=None, max_phash_distance: float = PHASH_MAX_DISTANCE
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Discover, probe, find duplicates, group and split: the whole audit in one call.
 
     Args:
         data_dirs: dataset folder(s).
-        groups_csv: optional CSV (clip, label, source_group); None groups identical files.
+        groups_csv: optional CSV (clip, label, source_group); None groups
+            duplicate clusters (identical bytes or look-alike frames).
         fractions: train/val/test shares for data without splits.
         seed: seed for subsampling and split assignment.
-        workers: probe processes.
+        workers: probe processes (0 = in this process, without a timeout).
         max_clips: if > 0, a stratified subsample of this many clips.
         progress: show a progress bar while probing.
+        probe_timeout_s: seconds one clip's probe may take before it is listed
+            as unusable (None = no limit).
+        probe_fn: replaces ``probe_video`` (see ``probe_clips``).
+        max_phash_distance: near-duplicate threshold (see ``find_duplicates``).
     Returns:
         (manifest, unusable, summary): manifest has ``MANIFEST_COLUMNS``, one
         row per usable clip; unusable has path, rel_path, source, label, reason;
-        summary is a JSON-ready dict of counts, imbalance, duplicates, leakage,
-        timings and notes.
+        summary is a JSON-ready dict of counts, imbalance, duplicates (which
+        clusters, with paths, splits and kind), leakage (which clips), probe
+        warnings, throughput and notes.
     Raises:
         ValueError: no usable clip, or any error of the steps above.
     """
@@ -714,8 +1176,10 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
     found = dict(clips.attrs)
     # Probe before grouping: the probe pool hashes files in parallel, and the
     # hashes are what groups clips when there is no groups CSV.
-    probed = probe_clips(clips, workers=workers, progress=progress)
-    grouped = attach_groups(probed, groups_csv)
+    probed = probe_clips(clips, workers=workers, progress=progress, probe_timeout_s=probe_timeout_s,
+                         probe_fn=probe_fn)
+    deduped = find_duplicates(probed, max_distance=max_phash_distance)
+    grouped = attach_groups(deduped, groups_csv)
     usable = grouped["status"] == "ok"
     unusable = grouped.loc[~usable, ["path", "rel_path", "source", "label", "reason"]].reset_index(drop=True)
     if not usable.any():
@@ -724,12 +1188,9 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
                          f"most common reasons: {reasons}. See the files with probe_video(path)")
     manifest = assign_splits(grouped[usable], fractions=fractions, seed=seed)
     manifest["clip_id"] = [make_clip_id(s, r) for s, r in zip(manifest["source"], manifest["rel_path"])]
-    manifest["duplicate"] = manifest["sha1"].ne("") & manifest["sha1"].duplicated(keep=False)
-    manifest = manifest[list(MANIFEST_COLUMNS)]
-
-    dup_sets = [sorted(g["source"] + "/" + g["rel_path"]) for _, g in
-                manifest[manifest["duplicate"]].groupby("sha1")]
-    leaked = manifest[manifest["leakage"]]
+    split_notes = manifest.attrs.get("split_notes", [])
+    manifest = manifest[list(MANIFEST_COLUMNS)].reset_index(drop=True)
+    duplicates = _duplicate_report(manifest, deduped.attrs["duplicate_clusters"], deduped.attrs["duplicate_method"])
     seconds = probed.attrs.get("probe_seconds", 0.0)
     summary = {
         "data_dirs": found["data_dirs"],
@@ -748,17 +1209,22 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
         "imbalance_ratio": _imbalance(manifest),
         "imbalance_ratio_by_split": {s: _imbalance(g) for s, g in manifest.groupby("split")},
         "groups": int(manifest["group"].nunique()),
-        "duplicates": {"sets": len(dup_sets), "clips": int(manifest["duplicate"].sum()), "examples": dup_sets[:10]},
-        "leakage": {"clips": int(len(leaked)), "groups": sorted(leaked["group"].unique().tolist())[:50]},
+        "duplicates": duplicates,
+        "leakage": _leakage_report(manifest, duplicates),
+        "probe_warnings": _warning_report(manifest),
         "duration_s": {"total": float(manifest["duration_s"].sum(skipna=True)),
                        "median": float(manifest["duration_s"].median(skipna=True))},
         "probe_seconds": float(seconds),
         "probe_clips_per_s": float(len(grouped) / seconds) if seconds > 0 else None,
         "probe_workers": workers,
+        "probe_timeout_s": probe_timeout_s,
+        "probe_timeouts": probed.attrs.get("probe_timeouts", 0),
+        "probe_crashes": probed.attrs.get("probe_crashes", 0),
+        "slowest_probes": probed.attrs.get("slowest_probes", []),
         "groups_report": grouped.attrs.get("groups_report", {}),
-        "notes": found["notes"] + manifest.attrs.get("split_notes", []),
+        "notes": found["notes"] + split_notes + _data_notes(manifest, duplicates),
     }
-    return manifest.reset_index(drop=True), unusable, summary
+    return manifest, unusable, summary
 
 
 def _atomic_write(path: Path, write) -> None:

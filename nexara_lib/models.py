@@ -23,6 +23,7 @@ from .registry import Registry
 
 ATTENTION_LAYER_NAME = "temporal_attention"  # diagnostics look the layer up by this name
 OUTPUT_LAYER_NAME = "probabilities"
+INPUT_NORMALIZATION_NAME = "input_normalization"  # adapted to the training split by training.py
 
 MODEL_REGISTRY = Registry("sequence model")
 
@@ -252,6 +253,19 @@ def attention_model(model: keras.Model) -> keras.Model:
 
 # --- shared blocks ----------------------------------------------------------------
 
+def _normalized_inputs(input_shape):
+    """The feature input and its per-dimension standardisation (``INPUT_NORMALIZATION_NAME``).
+
+    Backbone features come on very different scales (flow statistics in percent of the frame
+    width next to fractions; ReLU activations); training adapts this layer to the training
+    split's mean and variance, and the statistics are saved inside the model. Before adaptation
+    it is the identity.
+    """
+    inputs = keras.Input(shape=input_shape, name="features")
+    # float32 even under mixed precision: raw feature scales can overflow float16
+    return inputs, layers.Normalization(axis=-1, name=INPUT_NORMALIZATION_NAME, dtype="float32")(inputs)
+
+
 def _compression(x, dense_units: int, dropout: float, l2: float):
     """Per-frame Dense(relu) -> BN -> Dropout(dropout / 2); skipped when dense_units == 0."""
     if dense_units == 0:
@@ -312,8 +326,8 @@ def hybrid(input_shape, *,
     lstm_units_last = _check_units("lstm_units_last", lstm_units_last)
     recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
 
-    inputs = keras.Input(shape=input_shape, name="features")
-    x = _compression(inputs, dense_units, dropout, l2)
+    inputs, x = _normalized_inputs(input_shape)
+    x = _compression(x, dense_units, dropout, l2)
     x = _recurrent("lstm", lstm_units, recurrent_dropout, l2, "bilstm_1")(x)
     x = layers.BatchNormalization(name="bilstm_1_bn")(x)
     y = _recurrent("lstm", lstm_units, recurrent_dropout, l2, "bilstm_2")(x)
@@ -334,8 +348,8 @@ def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_l
     lstm_units_last = _check_units("lstm_units_last", lstm_units_last)
     recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
 
-    inputs = keras.Input(shape=input_shape, name="features")
-    x = _compression(inputs, dense_units, dropout, l2)
+    inputs, x = _normalized_inputs(input_shape)
+    x = _compression(x, dense_units, dropout, l2)
     x = _recurrent(kind, lstm_units, recurrent_dropout, l2, f"bi{kind}_1")(x)
     x = layers.BatchNormalization(name=f"bi{kind}_1_bn")(x)
     x = _recurrent(kind, lstm_units_last, recurrent_dropout, l2, f"bi{kind}_2")(x)
@@ -396,8 +410,8 @@ def conv1d_lstm(input_shape, *,
     lstm_units = _check_units("lstm_units", lstm_units)
     recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
 
-    inputs = keras.Input(shape=input_shape, name="features")
-    x = _compression(inputs, dense_units, dropout, l2)
+    inputs, x = _normalized_inputs(input_shape)
+    x = _compression(x, dense_units, dropout, l2)
     for i, filters in enumerate(conv_filters, start=1):
         # 'same' padding keeps T so attention weights still map to frames
         x = layers.Conv1D(filters, kernel_size, padding="same", activation="relu",
@@ -432,8 +446,8 @@ def transformer(input_shape, *,
     ff_units = _check_units("ff_units", ff_units, allow_zero=True) or 2 * dense_units
     reg = _regularizer(l2)
 
-    inputs = keras.Input(shape=input_shape, name="features")
-    x = layers.Dense(dense_units, kernel_regularizer=reg, name="projection")(inputs)
+    inputs, x = _normalized_inputs(input_shape)
+    x = layers.Dense(dense_units, kernel_regularizer=reg, name="projection")(x)
     x = PositionalEmbedding(input_shape[0], name="positions")(x)
     x = layers.Dropout(dropout / 2, name="projection_dropout")(x)
     for i in range(1, num_blocks + 1):

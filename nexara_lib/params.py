@@ -79,7 +79,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("batch_size", "int", 64, "training batch size", "training"),
     _p("epochs", "int", 150, "maximum training epochs", "training"),
     _p("early_stopping_patience", "int", 20, "epochs without validation improvement before stopping (best weights restored)", "training"),
-    _p("early_stopping_monitor", "str", "val_balanced_accuracy", "validation metric watched by early stopping and checkpointing", "training"),
+    _p("early_stopping_monitor", "str", "val_loss", "validation metric watched by early stopping (val_loss, val_auc, val_balanced_accuracy, ...); a continuous one avoids ties on small validation sets", "training"),
     _p("augment_factor", "int", 3, "class-balanced feature-space augmentation: training set grows to this many times its size", "training"),
     _p("augment_ops", "str_list", ["noise", "feature_dropout", "temporal_shift", "mix"], "feature-space augmentation ops from the registry", "training"),
     _p("gap_warning", "float", 0.15, "per-class validation accuracy gap that logs a warning", "training"),

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
 from nexara_lib.augment import augment_training_set
-from nexara_lib.models import (available_models, configure_precision, create_sequence_model, model_defaults,
+from nexara_lib.models import (INPUT_NORMALIZATION_NAME, available_models, configure_precision, create_sequence_model, model_defaults,
                                model_param_names)
 from nexara_lib.params import SCHEMA, coerce
 from nexara_lib.runinfo import to_jsonable
@@ -418,6 +418,20 @@ def _atomic_save_model(model: keras.Model, path: Path) -> None:
         raise
 
 
+def adapt_input_normalization(model: keras.Model, x_train: np.ndarray) -> None:
+    """Set the model's input standardisation to the TRAINING split's per-dimension mean and variance.
+
+    Only the un-augmented training clips are used (never validation or test); the statistics are
+    model weights, so the saved ``.keras`` file standardises new data the same way. Computed with
+    NumPy rather than ``Normalization.adapt`` (which spins up a tf.data pipeline for a two-line job).
+    """
+    layer = model.get_layer(INPUT_NORMALIZATION_NAME)
+    flat = np.asarray(x_train, dtype=np.float64).reshape(-1, x_train.shape[-1])
+    layer.set_weights([flat.mean(axis=0).astype(np.float32), flat.var(axis=0).astype(np.float32),
+                       np.asarray(len(flat), dtype=np.float32)])
+    layer.finalize_state()  # the layer normalises with mean/variance derived from these weights
+
+
 def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
                          seed: int | None = None, verbose: int = 1) -> dict:
     """Train one sequence model and write its artifacts.
@@ -473,6 +487,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     accepted = model_param_names(name)
     model_kwargs = {k: cfg[k] for k in accepted if k in cfg}
     model = create_sequence_model(name, x_train.shape[1:], **model_kwargs)
+    adapt_input_normalization(model, x_train)
     steps_per_epoch = math.ceil(len(y_fit) / cfg["batch_size"])
     schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
                             cfg["epochs"] * steps_per_epoch)

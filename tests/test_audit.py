@@ -80,12 +80,26 @@ def test_discover_generic_split_layout_with_split_synonyms(tmp_path):
 @pytest.mark.parametrize("violent, non_violent", [
     ("fight", "noFight"), ("FIGHT", "NonFight"), ("Violence", "NonViolence"), ("violent", "non_violent"),
     ("Fight", "non_fight"), ("violence", "non_violence"), ("Violent", "Nonviolent"), ("fight", "Normal"),
-    ("Violent", "Non-Violent")])
+    ("Violent", "Non-Violent"), ("fights", "noFights"), ("Fights", "no_fight"), ("violence", "No-Violence")])
 def test_class_folder_synonyms(tmp_path, violent, non_violent):
     root = make_tree(tmp_path / "d", {f"{violent}/a.avi": 2, f"{non_violent}/b.avi": 2})
     clips = audit.discover_clips([root])
     assert dict(zip(clips["rel_path"], clips["label"])) == {f"{violent}/a.avi": 1, f"{non_violent}/b.avi": 0}
     assert set(clips["split"]) == {""}
+
+
+def test_scvd_style_train_test_layout_gets_validation_carved_from_train(tmp_path):
+    layout = {f"{split}/{cls}/{cls.lower()}_{i}.avi": 3 for split, n in (("Train", 6), ("Test", 2))
+              for cls in ("Normal", "Violence") for i in range(n)}
+    layout["Train/Weaponized/w_0.avi"] = 3  # SCVD's third class: not a binary label, so left out
+    clips = audit.discover_clips([make_tree(tmp_path / "SCVD_converted", layout)])
+    assert clips.attrs["layouts"] == {"SCVD_converted": "split/class"} and len(clips) == 16
+    assert any("Weaponized" in note for note in clips.attrs["notes"])
+    result = audit.assign_splits(audit.attach_groups(clips), seed=0)
+    assert (result.loc[result["dataset_split"] == "Test", "split"] == "test").all()
+    val = result[result["split"] == "val"]
+    assert set(val["dataset_split"]) == {"Train"} and set(val["split_origin"]) == {"carved"}
+    assert set(val["label"]) == {0, 1}
 
 
 def test_discover_real_life_violence_situations(tmp_path):
@@ -283,6 +297,7 @@ def test_probe_clips_on_real_clips_in_worker_processes():
     probed = audit.probe_clips(clips, workers=2, progress=False)
     assert (probed["status"] == "ok").all() and (probed["frames"] > 10).all()
     assert (probed["sha1"].str.len() == 40).all() and probed["sha1"].nunique() == 4
+    assert probed["last_frame_ok"].all() and (probed["phash"].str.count(":") == 3).all()
     assert probed["sha1"].iloc[0] == audit.file_sha1(probed["path"].iloc[0])
     assert probed.attrs["probe_seconds"] > 0
 
@@ -300,16 +315,19 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     reasons = dict(zip(unusable["rel_path"], unusable["reason"]))
     assert set(reasons) == {"fight/empty.mp4", "noFight/text.avi", "fight/single.avi"}
     assert reasons["fight/empty.mp4"] == "file is empty (0 bytes)"
-    assert "cannot be decoded as video" in reasons["noFight/text.avi"]
+    assert reasons["noFight/text.avi"].startswith("not a video: the file is a text file with a .avi suffix")
     assert reasons["fight/single.avi"].startswith("only 1 decodable frame")
     assert len(manifest) == 13 and (manifest["status"] == "ok").all()
+    assert manifest["first_frame_ok"].all() and manifest["last_frame_ok"].all()
     assert list(manifest.columns) == list(audit.MANIFEST_COLUMNS)
     assert manifest["clip_id"].is_unique and (manifest["frames"] == 4).all()
     dup = manifest[manifest["duplicate"]]
     assert sorted(dup["rel_path"]) == ["fight/fi0.avi", "fight/fi0_copy.avi"] and dup["split"].nunique() == 1
+    assert set(dup["duplicate_kind"]) == {"exact"} and sorted(dup["duplicate_of"]) == ["", "data/fight/fi0.avi"]
     assert summary["clips_found"] == 16 and summary["clips_unusable"] == 3
     assert summary["non_video_files_skipped"] == {"data": 1}
     assert summary["duplicates"]["sets"] == 1 and summary["leakage"]["clips"] == 0
+    assert summary["duplicates"]["list"][0]["clips"][0]["split"] in audit.SPLITS
     assert sum(summary["counts_by_split"]["train"].values()) >= 7
     assert summary["imbalance_ratio"] == pytest.approx(7 / 6)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nexara_lib import augment, training
+from nexara_lib import augment, models, training
 from nexara_lib.models import load_sequence_model
 from nexara_lib.params import SCHEMA
 
@@ -322,10 +322,12 @@ def test_training_writes_its_artifacts(trained):
     for column in ("loss", "val_loss", "accuracy", "val_accuracy", *training.PER_CLASS_LOG_KEYS, "learning_rate"):
         assert column in history
     best = saved["best_epoch"]
-    assert history["val_balanced_accuracy"].idxmax() + 1 == best
-    assert saved["best_metrics"]["val_balanced_accuracy"] == pytest.approx(history["val_balanced_accuracy"][best - 1])
+    monitor = saved["monitor"]
+    assert monitor == TINY_CONFIG["early_stopping_monitor"] == "val_loss"  # the schema default
+    assert history[monitor].idxmin() + 1 == best  # restored weights are the best validation epoch
+    assert saved["best_metrics"][monitor] == pytest.approx(history[monitor][best - 1])
     assert saved["model"] == "hybrid" and saved["model_params"]["lstm_units"] == 8
-    assert saved["monitor_mode"] == "max" and saved["seed"] == 7
+    assert saved["monitor_mode"] == "min" and saved["seed"] == 7
     assert saved["training_params"]["augment_factor"] == 2 and "backbone" not in saved["training_params"]
     assert saved["data"]["train_size"] == 80 and saved["data"]["train_size_augmented"] == 160
     assert saved["data"]["train_class_counts_augmented"] == {"non-violent": 80, "violent": 80}
@@ -396,8 +398,9 @@ def test_training_options_are_applied(tmp_path):
 def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
     x_train, y_train = burst_clips(32, seed=6)
     x_val, y_val = burst_clips(16, seed=7)
-    x_train[:, :, 0] = 3e38  # finite, but the first Dense overflows to inf and batch norm turns it into NaN
-    config = {**TINY_CONFIG, "model": "conv1d_lstm", "epochs": 3, "warmup_epochs": 0, "augment_factor": 1}
+    # finite inputs (they are standardised first), but a learning rate this absurd blows the weights up
+    config = {**TINY_CONFIG, "model": "conv1d_lstm", "epochs": 3, "warmup_epochs": 0, "augment_factor": 1,
+              "learning_rate": 1e30, "gradient_clip_norm": 0.0, "optimizer": "sgd"}
     with pytest.raises(training.TrainingDivergedError, match="NaN"):
         training.train_sequence_model(x_train, y_train, x_val, y_val, config, tmp_path, verbose=0)
     assert (tmp_path / "history.csv").exists()
@@ -442,3 +445,19 @@ def test_bad_config_values_are_rejected(small_data, tmp_path, key, value, match)
     with pytest.raises(ValueError, match=match):
         training.train_sequence_model(*small_data, {**TINY_CONFIG, key: value}, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_input_standardisation_uses_training_statistics_and_is_saved(tmp_path):
+    model = models.create_sequence_model("bilstm", (6, 5), dense_units=8, lstm_units=4, lstm_units_last=4,
+                                         attention_units=4, head_units=[4, 4])
+    rng = np.random.default_rng(0)
+    x_train = (rng.normal(size=(30, 6, 5)) * 40 + 200).astype(np.float32)  # raw, badly scaled features
+    training.adapt_input_normalization(model, x_train)
+    layer = model.get_layer(models.INPUT_NORMALIZATION_NAME)
+    standardised = np.asarray(layer(x_train)).reshape(-1, 5)
+    np.testing.assert_allclose(standardised.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(standardised.std(axis=0), 1, atol=1e-3)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(training.predict_proba(reloaded, x_train), training.predict_proba(model, x_train),
+                               atol=1e-6)

@@ -63,6 +63,8 @@ def test_probe_good_clip(clips, kind, codecs, width, height, fps):
     assert info["fps"] == pytest.approx(fps)
     assert info["duration_s"] == pytest.approx(25 / fps)
     assert info["bytes"] == clips[kind].stat().st_size
+    assert info["first_frame_ok"] and info["last_frame_ok"] and info["warnings"] == ""
+    assert len(info["phash"].split(":")) == 4 and "-" not in info["phash"]
 
 
 def test_probe_unusable_files_have_readable_reasons(tmp_path, clips):
@@ -73,7 +75,7 @@ def test_probe_unusable_files_have_readable_reasons(tmp_path, clips):
 
     assert probe_video(empty)["reason"] == "file is empty (0 bytes)"
     text_info = probe_video(text)
-    assert text_info["status"] == "unusable" and "cannot be decoded as video" in text_info["reason"]
+    assert text_info["status"] == "unusable" and text_info["reason"].startswith("not a video: the file is a text file")
     one = probe_video(clips["one"])
     assert one["status"] == "unusable" and one["frames"] == 1
     assert one["reason"].startswith("only 1 decodable frame")
@@ -87,7 +89,8 @@ def test_probe_counts_decodable_frames_of_a_truncated_clip(tmp_path, clips):
     # The header still claims 30 frames; the verified count is what actually decodes.
     assert info["frames_header"] == 30
     assert 2 <= info["frames"] == reference < 30
-    assert info["status"] == "ok"
+    assert info["status"] == "ok" and info["last_frame_ok"]
+    assert f"header claims 30 frames but {reference} decode" in info["warnings"]
 
 
 def test_sample_frame_indices_spread_and_repeat():
