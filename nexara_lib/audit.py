@@ -548,6 +548,8 @@ def _wait_for_news(pool: list[_Worker], timeout_s: float | None) -> None:
 def _failure(worker: _Worker, alive: bool, timeout_s: float | None) -> str:
     """Why ``worker`` must be replaced ("" if it is fine); raises if it never started."""
     overdue = time.monotonic() - worker.since
+    if not alive:
+        worker.process.join(timeout=2)  # its pipe closes a moment before its exit code is known
     if not worker.ready and (not alive or overdue > WORKER_START_S):
         raise _WorkersCannotStart(f"a probe worker {'hung' if alive else 'died'} while starting "
                                   f"({_exit_text(worker.process.exitcode)})")
