@@ -51,7 +51,8 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("max_clips", "int", 0, "use at most this many clips, stratified by class (0 = all): a quick look at a big dataset", "run"),
     # --- 01 audit ------------------------------------------------------------
     _p("split_fractions", "float_list", [0.70, 0.15, 0.15], "train/validation/test fractions when the dataset has no splits of its own", "audit"),
-    _p("probe_workers", "int", 2, "processes that probe clips in parallel", "audit"),
+    _p("probe_workers", "int", 2, "processes that probe clips in parallel (0 = in this process, no timeout)", "audit"),
+    _p("probe_timeout_s", "float", 30.0, "a clip whose probe takes longer (a hung decoder) is killed and listed as unusable", "audit"),
     # --- 02 features ---------------------------------------------------------
     _p("backbone", "str", "vgg19", "frame encoder from the backbone registry (vgg19, resnet50v2, mobilenetv2, efficientnetb0, efficientnetb4, mobilenet_v1_tflite, flow)", "features"),
     _p("backbone_weights", "str", "imagenet", "'imagenet', 'none' (random init), or a path to a local weights/.tflite file", "features"),
