@@ -155,3 +155,37 @@ def ensemble_artifact(members: list[dict], combo: dict):
     if combo["stacking"] is not None:
         return EnsembleArtifact.from_stacking(paths, combo["stacking"].model, combo["threshold"], metadata=meta)
     return EnsembleArtifact(paths, combo["threshold"], weights=tuple(float(w) for w in combo["weights"]), metadata=meta)
+
+
+def predict_with_ensemble(artifact_path, features_by_member) -> tuple[np.ndarray, np.ndarray]:
+    """Score clips with a saved ensemble in one call: loads the artifact and its member models.
+
+    Args:
+        artifact_path: ``artifacts/models/ensemble/ensemble.json`` of a run.
+        features_by_member: per member (in the artifact's order), its (N, T, D) features.
+    Returns:
+        (probability of violent (N,), 0/1 predictions at the threshold chosen on validation).
+    """
+    from .ensemble import EnsembleArtifact
+    from .models import load_sequence_model
+    artifact = EnsembleArtifact.load(artifact_path)
+    loaded = {}
+
+    def member_predict(path, features):
+        if path not in loaded:
+            loaded[path] = load_sequence_model(path)
+        return predict_proba(loaded[path], features)
+
+    return artifact.predict(features_by_member, member_predict)
+
+
+def member_features(members: list[dict], manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
+                    split: str = "test") -> list[np.ndarray]:
+    """Each member's input features for ``split``, in the clip order of ``members[i][split]``."""
+    out = []
+    for i, member in enumerate(params["ensemble_members"]):
+        backbone, weights = member_backbone(member, params)
+        fs = load_splits(manifest, feature_dir(layout, params, backbone, weights), (split,))[split]
+        position = {cid: j for j, cid in enumerate(fs.clip_ids)}
+        out.append(fs.x[[position[cid] for cid in members[i][split].clip_ids]])
+    return out

@@ -550,3 +550,33 @@ def fit_temperature(val_preds: Predictions, bounds: tuple[float, float] = (0.05,
     result = optimize.minimize_scalar(loss, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                                       options={"xatol": 1e-6})
     return float(np.exp(result.x))
+
+
+# --------------------------------------------------------------------------
+# Plain-language verdicts for reports
+# --------------------------------------------------------------------------
+def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
+                        metric: str = "test accuracy") -> str:
+    """One sentence a stakeholder can read: the paired difference, its CI and whether it is significant.
+
+    Args:
+        what: the comparison, e.g. "TTA vs no TTA" (b vs a).
+        diff_ci: [difference, low, high] of ``metric`` (b - a), as fractions.
+        p_value: McNemar p-value of the same paired comparison.
+    Returns:
+        e.g. "TTA vs no TTA: test accuracy +1.6 pp (95% CI -1.6 to +4.7 pp, McNemar p = 0.62) — not
+        significant: the interval includes no change."
+    """
+    diff, low, high = (float(v) for v in diff_ci)
+    if not all(math.isfinite(v) for v in (diff, low, high)):
+        return f"{what}: {metric} difference could not be estimated (too few clips of a class)."
+    p_text = f"McNemar p = {p_value:.2g}" if p_value is not None and math.isfinite(p_value) else "McNemar p n/a"
+    head = f"{what}: {metric} {100 * diff:+.1f} pp (95% CI {100 * low:+.1f} to {100 * high:+.1f} pp, {p_text})"
+    significant = p_value is not None and math.isfinite(p_value) and p_value < alpha
+    if significant and low > 0:
+        return f"{head} — a significant gain."
+    if significant and high < 0:
+        return f"{head} — a significant loss."
+    if low == high == 0:
+        return f"{head} — no clip changed its prediction: no measurable effect."
+    return f"{head} — not significant: the interval includes no change."

@@ -91,7 +91,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("bootstrap_samples", "int", 1000, "bootstrap resamples for 95% confidence intervals", "diagnostics"),
     _p("n_hardest", "int", 6, "misclassified test clips shown with frames and attention", "diagnostics"),
     # --- 05 TTA --------------------------------------------------------------
-    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "temporal_shift", "feature_noise"], "test-time transforms from the TTA registry", "tta"),
+    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "frame_rate", "temporal_shift", "feature_noise"], "test-time transforms from the TTA registry", "tta"),
     _p("tta_aggregation", "str", "mean_prob", "how TTA views are combined: mean_prob, mean_logit or max", "tta", choices=("mean_prob", "mean_logit", "max")),
     # --- 06 ensemble ---------------------------------------------------------
     _p("ensemble_members", "member_list", [
@@ -237,6 +237,31 @@ def _check_consistency(values: dict, sources: dict) -> None:
     need(values["batch_size"] > 0 and values["epochs"] > 0, "batch_size", "batch_size and epochs must be positive")
     need(values["augment_factor"] >= 1, "augment_factor", "must be >= 1 (1 = no augmentation)")
     need(0 < values["max_false_positive_rate"] < 1, "max_false_positive_rate", "must be in (0, 1)")
+    _check_registry_names(values, sources)
+
+
+def _check_registry_names(values: dict, sources: dict) -> None:
+    """Names that pick a registry entry must exist now, not when notebook 05 gets to them."""
+    from .augment import available_augmentations
+    from .backbones import available_backbones
+    from .models import available_models
+    from .tta import TTA_TRANSFORMS
+
+    def known(key, names, registry):
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            _fail(key, sources.get(key, "default"), f"unknown {unknown}; available: {sorted(registry)}")
+
+    known("backbone", [values["backbone"]], available_backbones())
+    known("model", [values["model"]], available_models())
+    known("augment_ops", values["augment_ops"], available_augmentations())
+    known("tta_transforms", values["tta_transforms"], list(TTA_TRANSFORMS))
+    known("ensemble_members", [m["model"] for m in values["ensemble_members"]], available_models())
+    known("ensemble_members", [m["backbone"] for m in values["ensemble_members"] if "backbone" in m],
+          available_backbones())
+    if "identity" not in values["tta_transforms"]:
+        _fail("tta_transforms", sources.get("tta_transforms", "default"),
+              "must include 'identity': TTA is compared with the model without it")
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -195,3 +195,15 @@ def test_compare_paired_reports_deltas():
     assert r["without"]["accuracy"] == 0.5 and r["with"]["accuracy"] == 1.0
     assert r["delta"]["acc_violent"] == 0.5 and r["delta"]["acc_nonviolent"] == 0.5
     assert r["mcnemar"]["c"] == 2 and r["accuracy_diff_ci"][0] == 0.5
+
+
+def test_describe_comparison_states_significance_in_words():
+    gain = ev.describe_comparison("ensemble vs best member", [0.05, 0.02, 0.08], 0.01)
+    assert "+5.0 pp" in gain and "95% CI +2.0 to +8.0 pp" in gain and "significant gain" in gain
+    assert "significant loss" in ev.describe_comparison("x", [-0.05, -0.08, -0.02], 0.01)
+    unclear = ev.describe_comparison("TTA vs no TTA", [0.016, -0.016, 0.047], 0.62)
+    assert "not significant" in unclear and "p = 0.62" in unclear
+    # a CI that excludes zero but a McNemar test that does not reject stays "not significant"
+    assert "not significant" in ev.describe_comparison("x", [0.03, 0.01, 0.05], 0.2)
+    assert "no measurable effect" in ev.describe_comparison("x", [0.0, 0.0, 0.0], 1.0)
+    assert "could not be estimated" in ev.describe_comparison("x", [float("nan")] * 3, float("nan"))

@@ -35,6 +35,11 @@ def test_layering_left_to_right_then_overrides(tmp_path):
     ({"synthetic_clips": 4, "ensemble_members": [{"model": "hybrid", "sed": 1}]}, "unknown keys"),
     ({"synthetic_clips": 4, "split_fractions": [0.5, 0.5, 0.5]}, "summing to 1"),
     ({}, "no data"),
+    ({"synthetic_clips": 4, "tta_transforms": ["identity", "hfilp"]}, "unknown ['hfilp']"),
+    ({"synthetic_clips": 4, "tta_transforms": ["hflip"]}, "must include 'identity'"),
+    ({"synthetic_clips": 4, "backbone": "alexnet"}, "unknown ['alexnet']"),
+    ({"synthetic_clips": 4, "ensemble_members": [{"model": "lstm9"}]}, "unknown ['lstm9']"),
+    ({"synthetic_clips": 4, "augment_ops": ["noise", "cutmix"]}, "unknown ['cutmix']"),
 ])
 def test_bad_values_name_key_and_file(tmp_path, data, message):
     path = write(tmp_path, "exp.yaml", data)

@@ -5,11 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import nbformat
 import pandas as pd
 import pytest
 
+from nexara_lib.models import load_sequence_model
 from nexara_lib.runner import NotebookFailed, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
 
     results = json.loads((art / "models" / "hybrid" / "training_results.json").read_text())
     assert 1 <= results["best_epoch"] <= results["epochs_run"] <= 3
-    model = keras.models.load_model(art / "models" / "hybrid" / "model.keras")
+    model = load_sequence_model(art / "models" / "hybrid" / "model.keras")
     assert model.output_shape == (None, 2)
 
     metrics = json.loads((art / "metrics.json").read_text())
@@ -69,8 +69,21 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert len(ensemble["member_paths"]) == 3 and abs(sum(ensemble["weights"]) - 1) < 1e-6
     headline = json.loads((art / "headline.json").read_text())
     assert set(headline) == set(NOTEBOOKS)
+    assert {"per_source_test", "hardest_misclassified_test"} <= set(metrics)
     index = (run_dir / "reports" / "index.html").read_text()
     assert "test accuracy" in index and "06_ensemble.html" in index
+
+    # The stakeholder reports and the index state the TTA and ensemble effects in words, with CIs.
+    verdicts = {"05_tta": tta["verdict"],
+                "06_ensemble": json.loads((art / "ensemble_results.json").read_text())["verdict"]}
+    for name, verdict in verdicts.items():
+        assert "95% CI" in verdict and "significant" in verdict or "no measurable effect" in verdict
+        assert verdict.split(":")[0] in (run_dir / "reports" / f"{name}.html").read_text()
+    assert "TTA vs no TTA" in index and "ensemble vs best single member" in index
+
+    # The saved ensemble artifact alone reproduces the ensemble's test predictions.
+    executed = (run_dir / "notebooks" / "06_ensemble.ipynb").read_text()
+    assert re.search(r"max \|p\(saved\) - p\(fitted\)\| on test = 0\.00e\+00|= [0-9.]+e-0[6-9]", executed)
 
     # Rerunning extraction reuses the cache: nothing recomputed.
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["02"])
