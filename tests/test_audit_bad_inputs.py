@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from video_utils import decode_all
 from nexara_lib import audit
 from nexara_lib.video import phash_distance, probe_video
 
@@ -69,17 +70,10 @@ def write_clip(path, n_frames=10, size=(96, 72), seed=None):
 
 def reencode(src, dst, fourcc, scale=1.0, quality=None):
     """The same frames written again with another codec, size or JPEG quality: new bytes, same content."""
-    cap = cv2.VideoCapture(str(src))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if scale != 1.0:
-            size = (int(frame.shape[1] * scale) // 2 * 2, int(frame.shape[0] * scale) // 2 * 2)
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        frames.append(frame)
-    cap.release()
+    frames = list(decode_all(src, rgb=False))
+    if scale != 1.0:
+        size = (int(frames[0].shape[1] * scale) // 2 * 2, int(frames[0].shape[0] * scale) // 2 * 2)
+        frames = [cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames]
     return write_frames(dst, frames, fourcc=fourcc, quality=quality)
 
 
