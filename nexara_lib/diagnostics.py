@@ -19,7 +19,8 @@ from .evaluation import (CLASS_NAMES, Predictions, binary_metrics, bootstrap_ci,
                          fit_temperature, metric_function, reliability_curve, sweep_thresholds, to_jsonable)
 
 DISPLAY_NAMES = ("non-violent", "violent")  # axis labels, index = label
-CI_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")  # metrics reported with bootstrap CIs
+CI_METRICS = ("accuracy", "balanced_accuracy", "acc_nonviolent", "acc_violent", "class_gap", "f1_violent", "fpr",
+              "roc_auc")  # every headline metric is reported with a bootstrap CI
 
 
 def _check_preds_by_split(preds_by_split: Mapping[str, Predictions], what: str) -> None:
@@ -35,7 +36,7 @@ def _check_preds_by_split(preds_by_split: Mapping[str, Predictions], what: str) 
 # --------------------------------------------------------------------------
 def metrics_with_ci(preds: Predictions, threshold: float, n_bootstrap: int = 1000, seed: int = 0,
                     alpha: float = 0.05) -> dict:
-    """``binary_metrics`` at ``threshold`` plus bootstrap CIs for accuracy, balanced accuracy and AUC.
+    """``binary_metrics`` at ``threshold`` plus bootstrap CIs for every metric in ``CI_METRICS``.
 
     Returns:
         the metrics dict with extra ``<metric>_ci_low`` / ``<metric>_ci_high`` keys.
@@ -64,8 +65,9 @@ def per_class_table(preds_by_split: Mapping[str, Predictions], thresholds: Mappi
     if not thresholds:
         raise ValueError("per_class_table: pass at least one named threshold, e.g. {'default': 0.5}")
     columns = ["threshold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy",
-               "balanced_accuracy_ci_low", "balanced_accuracy_ci_high", "acc_nonviolent", "acc_violent",
-               "class_gap", "precision_nonviolent", "recall_nonviolent", "f1_nonviolent", "precision_violent",
+               "balanced_accuracy_ci_low", "balanced_accuracy_ci_high", "acc_nonviolent", "acc_nonviolent_ci_low",
+               "acc_nonviolent_ci_high", "acc_violent", "acc_violent_ci_low", "acc_violent_ci_high",
+               "class_gap", "class_gap_ci_low", "class_gap_ci_high", "precision_nonviolent", "recall_nonviolent", "f1_nonviolent", "precision_violent",
                "recall_violent", "f1_violent", "fpr", "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc"]
     rows, index = [], []
     for split, preds in preds_by_split.items():

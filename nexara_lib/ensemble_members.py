@@ -38,8 +38,7 @@ def train_members(manifest: pd.DataFrame, params: Mapping, layout: RunLayout, ve
         splits = load_splits(manifest, feature_dir(layout, params, backbone, weights))
         config = _member_config(member, params)
         out_dir = layout.ensemble_dir / member_name(i, member, params)
-        fingerprint = json.dumps({k: v for k, v in config.items() if k not in ("run_name", "output_root")},
-                                 sort_keys=True, default=str)
+        fingerprint = _fingerprint(config, backbone, weights)
         previous = read_json(out_dir / "training_results.json", {})
         if previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
             model = keras.models.load_model(out_dir / "model.keras")
@@ -56,6 +55,15 @@ def train_members(manifest: pd.DataFrame, params: Mapping, layout: RunLayout, ve
             "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
         })
     return _align(members)
+
+
+def _fingerprint(config: Mapping, backbone: str, weights: str) -> str:
+    """What makes a trained member: its training recipe, seed and input features (not e.g. the
+    ensemble method or TTA settings, so changing those reuses the trained members)."""
+    from .params import SCHEMA
+    keys = sorted(k for k, p in SCHEMA.items() if p.stage == "training") + ["seed", "frames_per_clip", "image_size"]
+    return json.dumps({**{k: config[k] for k in keys}, "backbone": backbone, "weights": weights},
+                      sort_keys=True, default=str)
 
 
 def _stamp(path, fingerprint: str) -> None:
@@ -109,7 +117,9 @@ def combine_members(members: list[dict], method: str, seed: int = 0) -> dict:
     test_probs = [m["test"].prob for m in members]
     out = {"method": method, "weights": None, "stacking": None}
     if method == "stacking":
-        stacking = fit_stacking(val_preds, seed=seed)
+        # up to 5 out-of-fold splits, fewer on a small validation set (each fold needs both classes)
+        smallest = int(min(np.bincount(val_preds[0].y_true, minlength=2)))
+        stacking = fit_stacking(val_preds, n_splits=min(5, max(smallest, 2)), seed=seed)
         out.update(stacking=stacking, val_prob=stacking.oof_prob, test_prob=stacking_predict(stacking.model, test_probs))
     elif method == "weighted":
         weights = fit_ensemble_weights(val_preds)

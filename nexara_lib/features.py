@@ -54,6 +54,21 @@ def _apply_frame_transform(entry, frames: np.ndarray) -> np.ndarray:
     return fn(frames)
 
 
+def sampled_indices(n_frames: int, t: int, pairs: bool = False, offset: float = 0.0) -> np.ndarray:
+    """The T frame indices extracted from a clip of ``n_frames`` frames.
+
+    Pairs need a real next frame, so they are sampled over [0, n-2] (the last step is never a frame
+    paired with itself). ``offset`` moves every index that fraction of the sampling stride later
+    (the ``frame_shift`` TTA view), clipped to the clip.
+    """
+    span = n_frames - 1 if pairs and n_frames >= 2 else n_frames
+    indices = sample_frame_indices(span, t)
+    if offset:
+        stride = (span - 1) / max(t - 1, 1)
+        indices = np.clip(indices + int(round(offset * stride)), 0, span - 1)
+    return indices
+
+
 def _decode_clip(path: str, n_frames: int, t: int, size: int, pairs: bool, transform):
     """Worker: read T frames (or pairs) of one clip; returns (frames, error)."""
     try:
@@ -61,9 +76,7 @@ def _decode_clip(path: str, n_frames: int, t: int, size: int, pairs: bool, trans
             n_frames = probe_video(path)["frames"] or 0
         if int(n_frames) < 1:
             return None, "no decodable frames"
-        # Pairs need a real next frame: sample over [0, n-2] so the last step is not a repeated frame (zero motion).
-        span = int(n_frames) - 1 if pairs and int(n_frames) >= 2 else int(n_frames)
-        indices = sample_frame_indices(span, t)
+        indices = sampled_indices(int(n_frames), t, pairs, getattr(transform, "sampling_offset", 0.0))
         frames = read_frames(path, indices, size=size, with_next=pairs)
         if transform is not None:
             frames = _apply_frame_transform(transform, frames)

@@ -91,7 +91,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("bootstrap_samples", "int", 1000, "bootstrap resamples for 95% confidence intervals", "diagnostics"),
     _p("n_hardest", "int", 6, "misclassified test clips shown with frames and attention", "diagnostics"),
     # --- 05 TTA --------------------------------------------------------------
-    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "frame_rate", "temporal_shift", "feature_noise"], "test-time transforms from the TTA registry", "tta"),
+    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "frame_rate", "frame_shift", "temporal_shift", "feature_noise"], "test-time transforms from the TTA registry", "tta"),
     _p("tta_aggregation", "str", "mean_prob", "how TTA views are combined: mean_prob, mean_logit or max", "tta", choices=("mean_prob", "mean_logit", "max")),
     # --- 06 ensemble ---------------------------------------------------------
     _p("ensemble_members", "member_list", [

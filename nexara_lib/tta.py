@@ -31,6 +31,7 @@ class TTATransform:
     level: str  # "frame" or "feature"
     fn: Callable[..., np.ndarray]
     description: str
+    sampling_offset: float = 0.0  # frame level: sample frames this fraction of a stride later
 
     def __call__(self, x, **kwargs) -> np.ndarray:
         return self.fn(x, **kwargs)
@@ -75,6 +76,11 @@ def _check_features(features) -> np.ndarray:
 def identity(x: np.ndarray) -> np.ndarray:
     """Return a copy of ``x`` (frames or features: identity is valid at both levels)."""
     return np.array(x, copy=True)
+
+
+# The same clip sampled half a stride later: other frames of the same moments (re-extracted, not shifted features).
+TTA_TRANSFORMS.add("frame_shift", TTATransform(
+    "frame_shift", "frame", identity, "sample the frames half a sampling stride later", sampling_offset=0.5))
 
 
 @register_tta("hflip", "frame", "mirror left-right: violence has no preferred direction")

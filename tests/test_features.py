@@ -120,3 +120,22 @@ def test_flow_pairs_have_a_real_next_frame_at_every_step(manifest, tmp_path):
     x, _, _ = load_features(manifest.iloc[:3], summary["cache_dir"])
     mean_magnitude = x[:, :, 0]  # first flow statistic: mean magnitude per pair
     assert (mean_magnitude[:, -1] > 0.5 * mean_magnitude[:, :-1].mean(axis=1)).all()
+
+
+def test_sampled_indices_pairs_and_frame_shift():
+    from nexara_lib.features import sampled_indices
+    assert list(sampled_indices(10, 4)) == [0, 3, 6, 9]
+    assert sampled_indices(10, 4, pairs=True).max() == 8  # every sampled frame has a next frame
+    shifted = sampled_indices(10, 4, offset=0.5)
+    assert list(shifted) == [2, 5, 8, 9] or list(shifted) == [1, 4, 7, 9]  # half a stride (3) later, clipped
+    assert shifted.max() <= 9
+
+
+def test_frame_shift_view_reads_other_frames(manifest, tmp_path):
+    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False,
+                  cache_root=tmp_path)
+    clean = extract_features(manifest.iloc[:2], **kwargs)
+    shifted = extract_features(manifest.iloc[:2], transform="frame_shift", **kwargs)
+    xc, _, _ = load_features(manifest.iloc[:2], clean["cache_dir"])
+    xs, _, _ = load_features(manifest.iloc[:2], shifted["cache_dir"])
+    assert shifted["key"].endswith("frame_shift") and not np.allclose(xc, xs)

@@ -62,7 +62,8 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert test["accuracy_ci_low"] <= test["accuracy"] <= test["accuracy_ci_high"]
 
     tta = json.loads((art / "tta_results.json").read_text())
-    assert tta["chosen"][0] == "identity" and set(tta["chosen"]) <= {"identity", "hflip", "temporal_shift", "feature_noise"}
+    assert tta["chosen"][0] == "identity"
+    assert set(tta["chosen"]) <= {"identity", "hflip", "frame_shift", "temporal_shift", "feature_noise"}
     assert len(list((art / "features").glob("flow-*-hflip/*.npy"))) > 0  # frame-level view went through the cache
 
     ensemble = json.loads((art / "models" / "ensemble" / "ensemble.json").read_text())
@@ -84,6 +85,14 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     # The saved ensemble artifact alone reproduces the ensemble's test predictions.
     executed = (run_dir / "notebooks" / "06_ensemble.ipynb").read_text()
     assert re.search(r"max \|p\(saved\) - p\(fitted\)\| on test = 0\.00e\+00|= [0-9.]+e-0[6-9]", executed)
+
+    # The stacking combination on the same run: members are reused (same recipe), not retrained.
+    trained = {p: p.stat().st_mtime_ns for p in (art / "models" / "ensemble").glob("*/model.keras")}
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
+                 {"output_root": str(tmp_path), "ensemble_method": "stacking"}, notebooks=["06"])
+    stacked = json.loads((art / "models" / "ensemble" / "ensemble.json").read_text())
+    assert stacked["method"] == "stacking" and len(stacked["stacking_coef"]) == 3
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained
 
     # Rerunning extraction reuses the cache: nothing recomputed.
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["02"])
