@@ -358,36 +358,28 @@ def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_l
     return keras.Model(inputs, _classifier_head(x, head_units, dropout, l2), name=name)
 
 
-@register_model("bilstm")
-def bilstm(input_shape, *,
-           dense_units: int = 512,          # per-frame compression width (0 = no compression)
-           lstm_units: int = 96,            # units per direction of the first BiLSTM
-           lstm_units_last: int = 48,       # units per direction of the second BiLSTM
-           attention_units: int = 64,       # hidden size of the attention score
-           head_units: Sequence[int] = (128, 64),  # dense head widths
-           dropout: float = 0.32,           # half after compression, 0.8x on the last dense
-           recurrent_dropout: float = 0.0,  # > 0 disables the fused GPU kernel
-           l2: float = 1e-4,                # L2 on every kernel
-           ) -> keras.Model:
-    """Two BiLSTMs, attention pooling, dense head."""
-    return _two_layer_rnn("lstm", input_shape, dense_units, lstm_units, lstm_units_last, attention_units, head_units,
-                          dropout, recurrent_dropout, l2, "bilstm")
+def _register_two_layer_rnn(kind: str, name: str, doc: str):
+    """Register a two-layer bidirectional ``kind`` ('lstm' or 'gru') model under ``name``."""
+    def factory(input_shape, *,
+                dense_units: int = 512,          # per-frame compression width (0 = no compression)
+                lstm_units: int = 96,            # units per direction of the first layer (GRU units for bigru)
+                lstm_units_last: int = 48,       # units per direction of the second layer
+                attention_units: int = 64,       # hidden size of the attention score
+                head_units: Sequence[int] = (128, 64),  # dense head widths
+                dropout: float = 0.32,           # half after compression, 0.8x on the last dense
+                recurrent_dropout: float = 0.0,  # > 0 disables the fused GPU kernel
+                l2: float = 1e-4,                # L2 on every kernel
+                ) -> keras.Model:
+        return _two_layer_rnn(kind, input_shape, dense_units, lstm_units, lstm_units_last, attention_units,
+                              head_units, dropout, recurrent_dropout, l2, name)
+
+    factory.__name__, factory.__doc__ = name, doc
+    return register_model(name)(factory)
 
 
-@register_model("bigru")
-def bigru(input_shape, *,
-          dense_units: int = 512,          # per-frame compression width (0 = no compression)
-          lstm_units: int = 96,            # GRU units per direction of the first layer (shared schema name)
-          lstm_units_last: int = 48,       # GRU units per direction of the second layer
-          attention_units: int = 64,       # hidden size of the attention score
-          head_units: Sequence[int] = (128, 64),  # dense head widths
-          dropout: float = 0.32,           # half after compression, 0.8x on the last dense
-          recurrent_dropout: float = 0.0,  # > 0 disables the fused GPU kernel
-          l2: float = 1e-4,                # L2 on every kernel
-          ) -> keras.Model:
-    """Two BiGRUs, attention pooling, dense head (an ensemble member that differs from the LSTMs)."""
-    return _two_layer_rnn("gru", input_shape, dense_units, lstm_units, lstm_units_last, attention_units, head_units,
-                          dropout, recurrent_dropout, l2, "bigru")
+bilstm = _register_two_layer_rnn("lstm", "bilstm", "Two BiLSTMs, attention pooling, dense head.")
+bigru = _register_two_layer_rnn("gru", "bigru", "Two BiGRUs, attention pooling, dense head "
+                                               "(an ensemble member that differs from the LSTMs).")
 
 
 @register_model("conv1d_lstm")
