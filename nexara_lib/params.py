@@ -28,7 +28,7 @@ class ParamError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # int, float, str, bool, path, paths, str_list, float_list, int_list, member_list, str_or_float
+    kind: str  # int, float, str, bool, path, paths, path_list, str_list, float_list, int_list, member_list, str_or_float
     default: Any
     help: str
     stage: str
@@ -86,6 +86,13 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("gap_warning", "float", 0.15, "per-class validation accuracy gap that logs a warning", "training"),
     _p("gap_critical", "float", 0.25, "per-class validation accuracy gap that logs a critical message", "training"),
     _p("mixed_precision", "str", "auto", "'auto' (mixed_float16 when a GPU is visible), 'on' or 'off'", "training", choices=("auto", "on", "off")),
+    _p("gap_stop_patience", "int", 0, "stop training after this many consecutive epochs with a critical class gap (0 = never)", "training"),
+    _p("multi_gpu", "str", "auto", "'auto': MirroredStrategy over all GPUs when more than one is visible (batch_size is per GPU); 'off': one device", "training", choices=("auto", "off")),
+    _p("tensorboard", "bool", True, "write TensorBoard logs (epoch metrics incl. per-class accuracy) under training/tensorboard", "training"),
+    # --- 03 cross-validation and ablations ----------------------------------------
+    _p("cv_folds", "int", 0, "k >= 2: grouped, stratified k-fold cross-validation on train+val (inner validation from the training folds); 0 = the fixed train/val split", "ablation"),
+    _p("ablation_configs", "path_list", [], "parameter files with training keys only, each trained beside the run's own recipe on the same features", "ablation"),
+    _p("ablation_seeds", "int_list", [1, 2, 3], "seeds every cross-validation/ablation configuration is trained with (mean ± std over seeds)", "ablation"),
     # --- 04 diagnostics ------------------------------------------------------
     _p("max_false_positive_rate", "float", 0.03, "second operating point: highest validation FPR allowed", "diagnostics"),
     _p("bootstrap_samples", "int", 1000, "bootstrap resamples for 95% confidence intervals", "diagnostics"),
@@ -186,6 +193,10 @@ def coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
         value = value if isinstance(value, str) else float(value)
     elif kind == "path":
         value = _as_path(value, key, where, base, spec.must_exist)
+    elif kind == "path_list":
+        if not isinstance(value, list):
+            _fail(key, where, f"expected a list of paths (may be empty), got {value!r}")
+        value = [_as_path(v, key, where, base, spec.must_exist) for v in value]
     elif kind == "paths":
         items = value if isinstance(value, list) else [value]
         if not items:
@@ -237,6 +248,10 @@ def _check_consistency(values: dict, sources: dict) -> None:
     need(values["batch_size"] > 0 and values["epochs"] > 0, "batch_size", "batch_size and epochs must be positive")
     need(values["augment_factor"] >= 1, "augment_factor", "must be >= 1 (1 = no augmentation)")
     need(0 < values["max_false_positive_rate"] < 1, "max_false_positive_rate", "must be in (0, 1)")
+    need(values["cv_folds"] == 0 or values["cv_folds"] >= 2, "cv_folds", "must be 0 (fixed split) or k >= 2 folds")
+    need(len(values["ablation_seeds"]) > 0 and all(v >= 0 for v in values["ablation_seeds"]), "ablation_seeds",
+         "needs at least one non-negative seed")
+    need(values["gap_stop_patience"] >= 0, "gap_stop_patience", "must be >= 0 (0 = never stop on the gap)")
     _check_registry_names(values, sources)
 
 

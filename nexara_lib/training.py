@@ -215,15 +215,29 @@ class PerClassMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, x_val, y_val, gap_warning: float = 0.15, gap_critical: float = 0.25,
-                 batch_size: int = 256, verbose: int = 1):
+                 batch_size: int = 256, verbose: int = 1, stop_patience: int = 0):
         super().__init__()
         self.x_val, self.y_val = _check_split(x_val, y_val, "validation")
         _check_gap_thresholds(gap_warning, gap_critical)
+        if isinstance(stop_patience, bool) or not isinstance(stop_patience, (int, np.integer)) or stop_patience < 0:
+            raise ValueError(f"gap stop patience must be an integer >= 0 (0 = never stop), got {stop_patience!r}")
         self.gap_warning = float(gap_warning)
         self.gap_critical = float(gap_critical)
         self.batch_size = int(batch_size)
         self.verbose = verbose
+        self.stop_patience = int(stop_patience)
+        self.critical_streak = 0  # consecutive epochs with a critical gap
+        self.stopped_epoch: int | None = None  # set when the persistent critical gap stopped training
         self.records: list[dict] = []  # one dict per epoch, also handy outside of fit
+
+    def state(self) -> dict:
+        """What a resumed run needs to keep counting the critical streak."""
+        return {"critical_streak": self.critical_streak, "stopped_epoch": self.stopped_epoch}
+
+    def restore(self, state: Mapping | None) -> None:
+        if state:
+            self.critical_streak = int(state.get("critical_streak", 0))
+            self.stopped_epoch = state.get("stopped_epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = per_class_metrics(self.y_val, predict_proba(self.model, self.x_val, self.batch_size))
@@ -249,6 +263,15 @@ class PerClassMonitor(keras.callbacks.Callback):
             logger.info(message)
         if self.verbose:
             print(message, flush=True)
+        self.critical_streak = self.critical_streak + 1 if status == "critical" else 0
+        if self.stop_patience and self.critical_streak >= self.stop_patience and self.model is not None:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            stop = (f"stopping: the class gap has been critical (> {self.gap_critical:.2f}) for "
+                    f"{self.critical_streak} epochs in a row (gap_stop_patience = {self.stop_patience})")
+            logger.critical(stop)
+            if self.verbose:
+                print(stop, flush=True)
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -339,6 +362,7 @@ def resolve_training_config(config: Mapping[str, Any]) -> dict:
     need(0 <= resolved["dropout"] < 1, "dropout", "must be in [0, 1)")
     need(0 <= resolved["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
     need(resolved["seed"] >= 0, "seed", "must be >= 0")
+    need(resolved["gap_stop_patience"] >= 0, "gap_stop_patience", "must be >= 0 (0 = never stop on the gap)")
     _check_gap_thresholds(resolved["gap_warning"], resolved["gap_critical"])
     return resolved
 
@@ -432,8 +456,36 @@ def adapt_input_normalization(model: keras.Model, x_train: np.ndarray) -> None:
     layer.finalize_state()  # the layer normalises with mean/variance derived from these weights
 
 
+def distribution_strategy(mode: str = "auto", devices=None):
+    """The tf.distribute strategy training runs under.
+
+    Args:
+        mode: 'auto' uses ``MirroredStrategy`` over every GPU when more than one is visible,
+            'off' always one device.
+        devices: explicit device names to mirror over (e.g. two logical CPUs in a test);
+            overrides ``mode``.
+
+    Returns:
+        A strategy; ``num_replicas_in_sync`` tells how many copies train in step.
+    """
+    import tensorflow as tf
+
+    if mode not in ("auto", "off"):
+        raise ValueError(f"multi_gpu must be 'auto' or 'off', got {mode!r}")
+    if devices:
+        return tf.distribute.MirroredStrategy(devices=list(devices))
+    if mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()  # the default (single-device) strategy
+
+
+# keys that change how a run is observed, not what it computes: a checkpoint stays valid across them
+_NOT_FINGERPRINTED = ("tensorboard",)
+
+
 def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
-                         seed: int | None = None, verbose: int = 1) -> dict:
+                         seed: int | None = None, verbose: int = 1, resume: bool = True,
+                         devices=None) -> dict:
     """Train one sequence model and write its artifacts.
 
     Args:
@@ -443,15 +495,26 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         y_val: validation labels in {0, 1}.
         config: mapping with the training keys of ``params.SCHEMA`` (other keys
             are ignored; missing ones take the schema default).
-        out_dir: folder for ``model.keras``, ``history.csv`` and ``training_results.json``.
+        out_dir: folder for ``model.keras``, ``history.csv``, ``training_results.json``,
+            ``tensorboard/`` and, while training, ``checkpoint/``.
         seed: overrides ``config['seed']`` when given.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 a line per
             epoch); > 0 also prints the per-class line of every epoch.
+        resume: continue from ``out_dir/checkpoint`` when it holds an interrupted run with the
+            same parameters and data (otherwise it is discarded and training starts over).
+        devices: mirror training over these devices (tests use logical CPUs); default: the
+            ``multi_gpu`` parameter decides.
 
     Returns:
         The contents of ``training_results.json`` plus ``"model"`` (the trained
         model, best weights) and ``"history"`` (the per-epoch DataFrame).
+
+    Raises:
+        TrainingDivergedError: the loss became NaN/inf; the last good checkpoint is kept.
     """
+    from .checkpoints import (ResumableCheckpoint, ResumableEarlyStopping, load_checkpoint, remove_checkpoint,
+                              training_fingerprint)
+
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cfg = resolve_training_config(config)
@@ -467,11 +530,20 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     out_dir.mkdir(parents=True, exist_ok=True)
     monitor = cfg["early_stopping_monitor"]
     mode = monitor_mode(monitor)
+    checkpoint_dir = out_dir / "checkpoint"
+    fingerprint = training_fingerprint({k: v for k, v in cfg.items() if k not in _NOT_FINGERPRINTED},
+                                       [x_train, y_train, x_val, y_val])
+    previous = load_checkpoint(checkpoint_dir, fingerprint) if resume else None
+    if not resume:
+        remove_checkpoint(checkpoint_dir)
 
     # clear_session first: it also resets the dtype policy and seeds that the next lines set
     keras.backend.clear_session(free_memory=True)
     set_seed(cfg["seed"])
     policy = configure_precision(cfg["mixed_precision"])
+    strategy = distribution_strategy(cfg["multi_gpu"], devices)
+    replicas = int(strategy.num_replicas_in_sync)
+    global_batch = cfg["batch_size"] * replicas  # batch_size is per replica
 
     t0 = time.perf_counter()
     x_fit, y_fit = augment_training_set(x_train, y_train, cfg["augment_factor"], cfg["augment_ops"],
@@ -486,44 +558,76 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     name = cfg["model"]
     accepted = model_param_names(name)
     model_kwargs = {k: cfg[k] for k in accepted if k in cfg}
-    model = create_sequence_model(name, x_train.shape[1:], **model_kwargs)
-    adapt_input_normalization(model, x_train)
-    steps_per_epoch = math.ceil(len(y_fit) / cfg["batch_size"])
-    schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
-                            cfg["epochs"] * steps_per_epoch)
-    model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
-                  loss=FocalLoss(cfg["focal_gamma"], alpha, cfg["label_smoothing"]),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    steps_per_epoch = math.ceil(len(y_fit) / global_batch)
+    with strategy.scope():
+        model = create_sequence_model(name, x_train.shape[1:], **model_kwargs)
+        adapt_input_normalization(model, x_train)
+        schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
+                                cfg["epochs"] * steps_per_epoch)
+        model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
+                      loss=FocalLoss(cfg["focal_gamma"], alpha, cfg["label_smoothing"]),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        if previous is not None:
+            model.optimizer.build(model.trainable_variables)  # so the optimizer state loads too
+            previous.restore_model(model)
     build_seconds = time.perf_counter() - t0
+    initial_epoch = previous.epochs_done if previous else 0
+    if previous is not None:
+        logger.info("resuming %s from the checkpoint of epoch %d", out_dir, initial_epoch)
+        if verbose:
+            print(f"resuming from the checkpoint of epoch {initial_epoch} in {checkpoint_dir}", flush=True)
 
-    per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose)
-    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                   patience=cfg["early_stopping_patience"],
-                                                   restore_best_weights=True, verbose=min(verbose, 1))
-    # order matters: the monitor fills the logs that early stopping (and History) read
-    callbacks = [per_class, keras.callbacks.TerminateOnNaN(), early_stopping, _EpochClock()]
+    per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose,
+                                stop_patience=cfg["gap_stop_patience"])
+    per_class.restore(previous.data.get("gap_monitor") if previous else None)
+    early_stopping = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg["early_stopping_patience"],
+                                            restore_best_weights=True, verbose=min(verbose, 1),
+                                            resume_from=previous)
+    checkpoint = ResumableCheckpoint(checkpoint_dir, fingerprint, early_stopping, per_class, previous)
+    # order matters: the monitor fills the logs that early stopping, the checkpoint and History read
+    callbacks = [per_class, keras.callbacks.TerminateOnNaN(), early_stopping, _EpochClock(), checkpoint]
+    if cfg["tensorboard"]:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False))
 
     t0 = time.perf_counter()
-    fit = model.fit(x_fit, _one_hot(y_fit), validation_data=(x_val, _one_hot(y_val)),
-                    batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True,
-                    class_weight=class_weight, callbacks=callbacks, verbose=verbose)
+    if previous is not None and (previous.training_done or initial_epoch >= cfg["epochs"]):
+        best = previous.best_weights()  # fit had finished; only the artifacts were missing
+        if best is not None:
+            model.set_weights(best)
+        new_rows = []
+    else:
+        fit = model.fit(x_fit, _one_hot(y_fit), validation_data=(x_val, _one_hot(y_val)),
+                        batch_size=global_batch, epochs=cfg["epochs"], initial_epoch=initial_epoch, shuffle=True,
+                        class_weight=class_weight, callbacks=callbacks, verbose=verbose)
+        n_new = len(fit.history.get("loss", []))
+        new_rows = [{"epoch": initial_epoch + i + 1, **{k: v[i] for k, v in fit.history.items()}}
+                    for i in range(n_new)]
     fit_seconds = time.perf_counter() - t0
 
-    history = pd.DataFrame(fit.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    resumed_rows = previous.rows if previous else []
+    history = pd.DataFrame(resumed_rows + new_rows)
     history_path = out_dir / "history.csv"
     _atomic_write_text(history_path, history.to_csv(index=False))
     bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
     if bad.any():
-        epoch = int(np.argmax(bad)) + 1
+        epoch = int(history["epoch"].iloc[int(np.argmax(bad))])
+        kept = (f"the last good checkpoint (epoch {checkpoint.last_good_epoch}) is kept in {checkpoint_dir}"
+                if checkpoint.last_good_epoch else "no epoch finished cleanly, so there is no checkpoint")
         raise TrainingDivergedError(
-            f"training loss became NaN/inf in epoch {epoch} (model {name!r}); training stopped. Lower "
-            f"learning_rate (now {cfg['learning_rate']}), keep gradient_clip_norm > 0 (now "
+            f"training loss became NaN/inf in epoch {epoch} (model {name!r}); training stopped and {kept}. "
+            f"Lower learning_rate (now {cfg['learning_rate']}), keep gradient_clip_norm > 0 (now "
             f"{cfg['gradient_clip_norm']}) and check the features; partial history in {history_path}")
+    checkpoint.mark_done()
 
     best_index = int(early_stopping.best_epoch) if np.isfinite(history[monitor]).any() else len(history) - 1
     best_row = history.iloc[best_index]
     final_val = per_class_metrics(y_val, predict_proba(model, x_val))  # the restored (best) weights
+    if per_class.stopped_epoch is not None:
+        stop_reason = "critical_class_gap"
+    elif len(history) < cfg["epochs"]:
+        stop_reason = "early_stopping"
+    else:
+        stop_reason = "max_epochs"
 
     t0 = time.perf_counter()
     model_path = out_dir / "model.keras"
@@ -543,6 +647,8 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         "training_params": cfg,
         "seed": cfg["seed"],
         "precision_policy": policy,
+        "distribution": {"strategy": type(strategy).__name__, "replicas": replicas,
+                         "batch_size_per_replica": cfg["batch_size"], "global_batch_size": global_batch},
         "focal_alpha_used": alpha,
         "class_weight_used": class_weight,
         "n_parameters": int(model.count_params()),
@@ -551,6 +657,8 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         "best_epoch": best_index + 1,
         "epochs_run": len(history),
         "stopped_early": len(history) < cfg["epochs"],
+        "stop_reason": stop_reason,
+        "resumed_from_epoch": initial_epoch,
         "best_metrics": {c: float(best_row[c]) for c in metric_columns},
         "best_gap_status": gap_status(float(best_row["val_class_gap"]), cfg["gap_warning"], cfg["gap_critical"]),
         "final_val_metrics": final_val,
@@ -564,14 +672,17 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
             "augment_seconds": augment_seconds, "build_seconds": build_seconds, "fit_seconds": fit_seconds,
             "save_seconds": save_seconds, "total_seconds": time.perf_counter() - started,
             "seconds_per_epoch": float(np.mean(steady)), "first_epoch_seconds": float(epoch_seconds[0]),
+            "checkpoint_seconds": checkpoint.seconds_spent,
         },
         "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "artifacts": {"model": str(model_path), "history": str(history_path), "results": str(results_path)},
+        "artifacts": {"model": str(model_path), "history": str(history_path), "results": str(results_path),
+                      "tensorboard": str(out_dir / "tensorboard") if cfg["tensorboard"] else None},
     }
     results = to_jsonable(results)
     _atomic_write_text(results_path, json.dumps(results, indent=2))
+    remove_checkpoint(checkpoint_dir)  # the run is complete: model.keras is the artifact now
     return {**results, "model": model, "history": history}
 
 

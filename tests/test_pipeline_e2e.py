@@ -53,6 +53,20 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert 1 <= results["best_epoch"] <= results["epochs_run"] <= 3
     model = load_sequence_model(art / "models" / "hybrid" / "model.keras")
     assert model.output_shape == (None, 2)
+    assert list((art / "models" / "hybrid" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (art / "models" / "hybrid" / "checkpoint").exists()
+
+    # notebook 03's study: the run's recipe vs the over-regularized one, 2 seeds x 2 grouped folds
+    study = json.loads((art / "models" / "hybrid" / "study" / "study.json").read_text())
+    assert study["cv_folds"] == 2 and study["seeds"] == [1, 2]
+    assert list(study["summary"]) == ["default", "overregularized"]
+    assert study["configs"]["overregularized"]["augment_factor"] == 10
+    assert len(study["runs"]) == 2 * 2 * 2
+    for config in study["summary"].values():
+        assert 0 <= config["accuracy"]["mean"] <= 1 and config["accuracy"]["std"] >= 0
+    report = (run_dir / "reports" / "03_hybrid_training.html").read_text()
+    assert "Cross-validation and ablations" in report and "mean ± std over 2 seeds" in report
+    assert (art / "figures" / "recipe_study.png").exists()
 
     metrics = json.loads((art / "metrics.json").read_text())
     assert metrics["chosen_on"] == "val"
@@ -139,7 +153,7 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
         pytest.skip("../shared/data/surv-fight-dev is not present")
     tiny = {"output_root": str(tmp_path), "synthetic_clips": 0, "max_clips": 48, "frames_per_clip": 4,
             "dense_units": 16, "lstm_units": 8, "lstm_units_last": 4, "head_units": [8, 8], "epochs": 3,
-            "bootstrap_samples": 50}
+            "bootstrap_samples": 50, "cv_folds": 2, "ablation_configs": [], "ablation_seeds": [1]}
     run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml", PARAMS / "surv_dev.yaml"], tiny,
                            notebooks=["01", "02", "03", "04"])
     assert_run_ok(run_dir, NOTEBOOKS[:4])
@@ -150,3 +164,7 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     assert len(list(cache.glob("*.npy"))) == 48
     metrics = json.loads((run_dir / "artifacts" / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["test"]["default"]["accuracy"] <= 1.0
+    # grouped 2-fold CV on the real clips: every train+val clip scored once, by a model blind to its recording
+    runs = pd.read_csv(run_dir / "artifacts" / "models" / "hybrid" / "study" / "runs.csv")
+    assert runs["fold"].tolist() == ["fold1", "fold2"]
+    assert runs["n_evaluated"].sum() == (manifest["split"] != "test").sum()

@@ -1,0 +1,211 @@
+"""Checkpoints, resume after kill -9, NaN handling, TensorBoard logs, gap stop and multi-device training."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from nexara_lib import training
+from nexara_lib.checkpoints import load_checkpoint, training_fingerprint
+from test_training import TINY_CONFIG, burst_clips, monitor_case, sign_model
+
+ROOT = Path(__file__).resolve().parents[1]
+# the child processes import these test modules by name, as pytest does
+SUBPROCESS_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                  "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def data(seed=0):
+    x_train, y_train = burst_clips(48, seed=seed)
+    x_val, y_val = burst_clips(24, seed=seed + 1)
+    return x_train, y_train, x_val, y_val
+
+
+RESUME_CONFIG = {**TINY_CONFIG, "epochs": 8, "warmup_epochs": 2, "early_stopping_patience": 8, "batch_size": 16}
+
+
+def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
+    arrays = data(0)
+    np.savez(tmp_path / "data.npz", *arrays)
+    out_dir = tmp_path / "run"
+    # a slow epoch clock makes every epoch take >= 1 s so the kill lands mid-run
+    script = textwrap.dedent(f"""
+        import time, numpy as np
+        from nexara_lib import training
+        from test_training_resume import RESUME_CONFIG
+        class Slow(training._EpochClock):
+            def on_epoch_end(self, epoch, logs=None):
+                time.sleep(1.0)
+                super().on_epoch_end(epoch, logs)
+        training._EpochClock = Slow
+        d = np.load({str(tmp_path / 'data.npz')!r})
+        training.train_sequence_model(d['arr_0'], d['arr_1'], d['arr_2'], d['arr_3'], RESUME_CONFIG,
+                                      {str(out_dir)!r}, verbose=0)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=SUBPROCESS_ENV)
+    state_file = out_dir / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            if state.get("epochs_done", 0) >= 3:
+                break
+            assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()}"
+            time.sleep(0.1)
+        else:
+            pytest.fail("no checkpoint of epoch 3 within 120 s")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out_dir / "model.keras").exists()
+    committed = json.loads(state_file.read_text())["epochs_done"]
+    assert 3 <= committed < RESUME_CONFIG["epochs"]
+
+    resumed = training.train_sequence_model(*arrays, RESUME_CONFIG, out_dir, verbose=0)
+    assert resumed["resumed_from_epoch"] == committed
+    history = resumed["history"]
+    assert history["epoch"].tolist() == list(range(1, RESUME_CONFIG["epochs"] + 1))  # each epoch exactly once
+    assert not (out_dir / "checkpoint").exists()
+    assert (out_dir / "model.keras").exists()
+
+    # the optimizer step counter came back: the learning-rate schedule continues, it does not restart
+    fresh = training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "fresh", verbose=0)
+    np.testing.assert_allclose(history["learning_rate"], fresh["history"]["learning_rate"], rtol=1e-6)
+    # epochs before the kill are the same numbers as an uninterrupted run (same seed)
+    pd.testing.assert_series_equal(history["loss"][:committed], fresh["history"]["loss"][:committed],
+                                   check_exact=False, rtol=1e-5)
+
+
+class _NaNAtEpoch3(training._EpochClock):
+    """Pretends the loss diverged in the third epoch (callbacks after it see a NaN loss)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if epoch == 2:
+            logs["loss"] = float("nan")
+            self.model.stop_training = True
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "_EpochClock", _NaNAtEpoch3)
+    arrays = data(2)
+    with pytest.raises(training.TrainingDivergedError, match=r"NaN/inf in epoch 3.*last good checkpoint \(epoch 2\)"):
+        training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
+    config = training.resolve_training_config(RESUME_CONFIG)
+    fingerprint = training_fingerprint({k: v for k, v in config.items() if k != "tensorboard"}, arrays)
+    state = load_checkpoint(tmp_path / "checkpoint", fingerprint)
+    assert state is not None and state.epochs_done == 2
+    assert [row["epoch"] for row in state.rows] == [1, 2]
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "_EpochClock", _NaNAtEpoch3)
+    arrays = data(4)
+    with pytest.raises(training.TrainingDivergedError):
+        training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
+    monkeypatch.undo()
+    changed = {**RESUME_CONFIG, "learning_rate": 2e-3, "epochs": 3}
+    result = training.train_sequence_model(*arrays, changed, tmp_path, verbose=0)
+    assert result["resumed_from_epoch"] == 0 and result["history"]["epoch"].tolist() == [1, 2, 3]
+
+
+def test_tensorboard_logs_hold_the_per_class_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = {**RESUME_CONFIG, "epochs": 2}
+    training.train_sequence_model(*data(6), config, tmp_path, verbose=0)
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "validation"))
+    events.Reload()
+    tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+    assert {"epoch_acc_violent", "epoch_acc_nonviolent", "epoch_class_gap", "epoch_loss"} <= tags, tags
+
+
+def test_persistent_critical_gap_stops_training():
+    x, y = monitor_case(5)  # gap 0.5 on every epoch: critical
+    model = sign_model()
+    monitor = training.PerClassMonitor(x, y, gap_warning=0.15, gap_critical=0.25, verbose=0, stop_patience=3)
+    monitor.set_model(model)
+    model.stop_training = False
+    for epoch in range(2):
+        monitor.on_epoch_end(epoch, {})
+        assert not model.stop_training
+    monitor.on_epoch_end(2, {})
+    assert model.stop_training and monitor.stopped_epoch == 3
+    with pytest.raises(ValueError, match="patience"):
+        training.PerClassMonitor(x, y, stop_patience=-1)
+
+
+def test_gap_stop_is_recorded_as_the_stop_reason(tmp_path):
+    x_train, y_train, x_val, y_val = data(8)
+    # every validation clip in one class looks like the other: the gap is critical from epoch 1
+    config = {**RESUME_CONFIG, "epochs": 6, "gap_stop_patience": 1, "gap_critical": 0.0, "gap_warning": 0.0}
+    result = training.train_sequence_model(x_train, y_train, x_val, y_val, config, tmp_path, verbose=0)
+    if result["history"]["val_class_gap"].iloc[0] > 0:
+        assert result["stop_reason"] == "critical_class_gap" and result["epochs_run"] == 1
+    else:  # a perfectly balanced first epoch: no stop is the right answer
+        assert result["stop_reason"] != "critical_class_gap"
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from nexara_lib import training
+from test_training import burst_clips
+from test_training_resume import RESUME_CONFIG
+x_train, y_train = burst_clips(64, seed=10)
+x_val, y_val = burst_clips(32, seed=11)
+config = {**RESUME_CONFIG, "epochs": 4, "batch_size": 8}
+result = training.train_sequence_model(x_train, y_train, x_val, y_val, config, sys.argv[1], verbose=0,
+                                       devices=["/cpu:0", "/cpu:1"])
+# the same global batch on one device: the same optimisation problem
+single = training.train_sequence_model(x_train, y_train, x_val, y_val, {**config, "batch_size": 16},
+                                       sys.argv[1] + "-single", verbose=0)
+print(json.dumps({"distribution": result["distribution"], "loss": result["history"]["loss"].tolist(),
+                  "single_loss": single["history"]["loss"].tolist(),
+                  "val_loss": result["history"]["val_loss"].tolist(),
+                  "single_val_loss": single["history"]["val_loss"].tolist(),
+                  }))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=SUBPROCESS_ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["distribution"] == {"strategy": "MirroredStrategy", "replicas": 2, "batch_size_per_replica": 8,
+                                   "global_batch_size": 16}
+    assert all(np.isfinite(out["loss"])) and out["loss"][-1] < out["loss"][0]
+    # same seed, same data, same global batch: the mirrored run starts where the one-device run starts
+    # (dropout masks differ per replica, so later epochs drift apart)
+    assert out["loss"][0] == pytest.approx(out["single_loss"][0], rel=0.1)
+    assert out["val_loss"][0] == pytest.approx(out["single_val_loss"][0], rel=0.05)
+    assert keras.models.load_model(tmp_path / "model.keras") is not None
+
+
+def test_single_device_by_default(tmp_path):
+    result = training.train_sequence_model(*data(12), {**RESUME_CONFIG, "epochs": 1}, tmp_path, verbose=0)
+    assert result["distribution"]["replicas"] == 1 and result["distribution"]["global_batch_size"] == 16
+    with pytest.raises(ValueError, match="multi_gpu"):
+        training.distribution_strategy("always")
