@@ -122,7 +122,9 @@ def plan_folds(pool: Pool, cv_folds: int, seed: int) -> list[Fold]:
 
 
 def _unit_fingerprint(cfg: Mapping, seed: int, fold: Fold, pool_fingerprint: str) -> str:
-    training = {k: cfg[k] for k in _TRAINING_KEYS if k != "tensorboard"}
+    from .training import NOT_FINGERPRINTED
+
+    training = {k: cfg[k] for k in _TRAINING_KEYS if k not in NOT_FINGERPRINTED}
     payload = json.dumps(to_jsonable({"training": training, "seed": seed, "fit": fold.fit, "inner": fold.inner_val,
                                       "evaluate": fold.evaluate, "pool": pool_fingerprint}), sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -124,9 +125,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
-    """Commits a checkpoint after every epoch with a finite loss (see the module docstring).
+    """Commits a checkpoint after epochs with a finite loss (see the module docstring).
 
     Place it after the callbacks whose state it saves (per-class monitor, early stopping).
+    A commit writes the whole optimizer state, which costs a noticeable share of a short
+    epoch; ``interval_s`` bounds how often that happens (a crash then loses at most that
+    much training time).
 
     Args:
         directory: checkpoint folder (created).
@@ -134,57 +138,79 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         early_stopping: the run's ``ResumableEarlyStopping``.
         monitor: the run's per-class monitor (its critical-gap streak is saved).
         previous: the state this run resumed from, or None.
+        interval_s: commit when at least this many seconds passed since the last commit
+            (0 = after every epoch).
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, early_stopping: ResumableEarlyStopping,
-                 monitor, previous: CheckpointState | None = None):
+                 monitor, previous: CheckpointState | None = None, interval_s: float = 0.0):
         super().__init__()
+        if not interval_s >= 0:
+            raise ValueError(f"checkpoint interval must be >= 0 seconds, got {interval_s!r}")
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.early_stopping = early_stopping
         self.monitor = monitor
-        self.rows: list[dict] = previous.rows if previous else []
+        self.interval_s = float(interval_s)
+        self.rows: list[dict] = previous.rows if previous else []  # every finite epoch so far
         self._committed = dict(previous.data) if previous else {}
         self.seconds_spent = 0.0
+        self.commits = 0
         self.last_good_epoch = previous.epochs_done if previous else 0
+        self._last_commit = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._last_commit = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         logs = dict(logs or {})
         loss = logs.get("loss")
         if loss is None or not math.isfinite(float(loss)):
             return  # never commit a diverged epoch: the last good checkpoint stays
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        if time.perf_counter() - self._last_commit >= self.interval_s:
+            self._commit(epoch, training_done=bool(self.model.stop_training))
+
+    def _commit(self, epoch: int, training_done: bool, with_weights: bool = True) -> None:
         started = time.perf_counter()
         self.directory.mkdir(parents=True, exist_ok=True)
-        weights_file = f"epoch-{epoch + 1:04d}.weights.h5"
-        self.model.save_weights(self.directory / weights_file)
+        weights_file = self._committed.get("weights_file")
+        if with_weights:
+            weights_file = f"epoch-{epoch + 1:04d}.weights.h5"
+            self.model.save_weights(self.directory / weights_file)
         best_file = self._committed.get("best_file")
-        if self.early_stopping.best_weights is not None and self.early_stopping.best_epoch == epoch:
-            best_file = f"best-{epoch + 1:04d}.npz"
+        best_epoch = self.early_stopping.best_epoch
+        if self.early_stopping.best_weights is not None and (
+                best_file is None or self._committed.get("early_stopping", {}).get("best_epoch") != best_epoch):
+            best_file = f"best-{best_epoch + 1:04d}.npz"
             tmp = self.directory / f".{best_file}.partial.npz"
             np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.early_stopping.best_weights)})
             tmp.replace(self.directory / best_file)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         state = {
             "fingerprint": self.fingerprint, "epochs_done": epoch + 1, "weights_file": weights_file,
-            "best_file": best_file, "rows": self.rows + [row], "early_stopping": self.early_stopping.state(),
-            "gap_monitor": self.monitor.state(), "training_done": bool(self.model.stop_training),
+            "best_file": best_file, "rows": list(self.rows), "early_stopping": self.early_stopping.state(),
+            "gap_monitor": self.monitor.state(), "training_done": training_done,
         }
         write_json_atomic(self.directory / STATE_FILE, state)  # the commit point
-        self.rows.append(row)
         self._committed = state
         self.last_good_epoch = epoch + 1
         keep = {STATE_FILE, weights_file, best_file}
         for path in self.directory.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
+        self.commits += 1
         self.seconds_spent += time.perf_counter() - started
+        self._last_commit = time.perf_counter()
 
     def mark_done(self) -> None:
-        """Record that fit finished (early stop, gap stop or last epoch): a rerun skips straight to saving."""
-        if self._committed:
-            write_json_atomic(self.directory / STATE_FILE, {**self._committed, "training_done": True})
+        """Commit the finished fit (early stop, gap stop or last epoch): a rerun skips straight to saving.
+
+        Only the best weights and the history are needed from here on, so the (restored) model
+        weights are not written again.
+        """
+        if self.rows:
+            last = int(self.rows[-1]["epoch"]) - 1
+            self._commit(last, training_done=True, with_weights=self._committed.get("weights_file") is None)
 
 
 def remove_checkpoint(directory: str | Path) -> None:

@@ -88,6 +88,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("mixed_precision", "str", "auto", "'auto' (mixed_float16 when a GPU is visible), 'on' or 'off'", "training", choices=("auto", "on", "off")),
     _p("gap_stop_patience", "int", 0, "stop training after this many consecutive epochs with a critical class gap (0 = never)", "training"),
     _p("multi_gpu", "str", "auto", "'auto': MirroredStrategy over all GPUs when more than one is visible (batch_size is per GPU); 'off': one device", "training", choices=("auto", "off")),
+    _p("checkpoint_interval_s", "float", 30.0, "seconds between resumable checkpoints (0 = after every epoch); the last epoch is always committed", "training"),
     _p("tensorboard", "bool", True, "write TensorBoard logs (epoch metrics incl. per-class accuracy) under training/tensorboard", "training"),
     # --- 03 cross-validation and ablations ----------------------------------------
     _p("cv_folds", "int", 0, "k >= 2: grouped, stratified k-fold cross-validation on train+val (inner validation from the training folds); 0 = the fixed train/val split", "ablation"),

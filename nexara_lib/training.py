@@ -212,10 +212,13 @@ class PerClassMonitor(keras.callbacks.Callback):
         gap_critical: gap that triggers a critical message.
         batch_size: prediction batch size.
         verbose: print one line per epoch when > 0.
+        stop_patience: stop training after this many consecutive critical epochs (0 = never).
+        with_loss: also put ``val_loss`` and ``val_accuracy`` into the logs, so ``fit`` needs no
+            ``validation_data`` (and validates once per epoch instead of twice).
     """
 
     def __init__(self, x_val, y_val, gap_warning: float = 0.15, gap_critical: float = 0.25,
-                 batch_size: int = 256, verbose: int = 1, stop_patience: int = 0):
+                 batch_size: int = 256, verbose: int = 1, stop_patience: int = 0, with_loss: bool = False):
         super().__init__()
         self.x_val, self.y_val = _check_split(x_val, y_val, "validation")
         _check_gap_thresholds(gap_warning, gap_critical)
@@ -226,9 +229,18 @@ class PerClassMonitor(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self.verbose = verbose
         self.stop_patience = int(stop_patience)
+        self.with_loss = bool(with_loss)
         self.critical_streak = 0  # consecutive epochs with a critical gap
         self.stopped_epoch: int | None = None  # set when the persistent critical gap stopped training
         self.records: list[dict] = []  # one dict per epoch, also handy outside of fit
+
+    def loss_and_accuracy(self, probs: np.ndarray) -> dict:
+        """``val_loss`` (the compiled loss plus regularisation, as ``evaluate`` computes it) and
+        ``val_accuracy`` from predictions already made: one validation pass per epoch, not two."""
+        loss = self.model.loss(_one_hot(self.y_val), probs.astype(np.float32))
+        penalty = sum(float(ops.convert_to_numpy(ops.cast(term, "float32"))) for term in self.model.losses)
+        return {"val_loss": float(ops.convert_to_numpy(loss)) + penalty,
+                "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == self.y_val))}
 
     def state(self) -> dict:
         """What a resumed run needs to keep counting the critical streak."""
@@ -240,8 +252,11 @@ class PerClassMonitor(keras.callbacks.Callback):
             self.stopped_epoch = state.get("stopped_epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = per_class_metrics(self.y_val, predict_proba(self.model, self.x_val, self.batch_size))
+        probs = _predict_probs(self.model, self.x_val, self.batch_size)
+        metrics = per_class_metrics(self.y_val, probs[:, 1])
         values = {f"val_{k}": v for k, v in metrics.items()}
+        if self.with_loss:
+            values = {**self.loss_and_accuracy(probs), **values}
         if logs is not None:
             logs.update(values)
         status = gap_status(metrics["class_gap"], self.gap_warning, self.gap_critical)
@@ -272,6 +287,19 @@ class PerClassMonitor(keras.callbacks.Callback):
             logger.critical(stop)
             if self.verbose:
                 print(stop, flush=True)
+
+
+class _StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training after an epoch whose loss is NaN/inf.
+
+    Checked once per epoch rather than per batch (``TerminateOnNaN``): a batch-level hook makes
+    Keras copy the logs to the host after every batch, which stalls the device pipeline.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -363,6 +391,7 @@ def resolve_training_config(config: Mapping[str, Any]) -> dict:
     need(0 <= resolved["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
     need(resolved["seed"] >= 0, "seed", "must be >= 0")
     need(resolved["gap_stop_patience"] >= 0, "gap_stop_patience", "must be >= 0 (0 = never stop on the gap)")
+    need(resolved["checkpoint_interval_s"] >= 0, "checkpoint_interval_s", "must be >= 0 (0 = every epoch)")
     _check_gap_thresholds(resolved["gap_warning"], resolved["gap_critical"])
     return resolved
 
@@ -480,7 +509,7 @@ def distribution_strategy(mode: str = "auto", devices=None):
 
 
 # keys that change how a run is observed, not what it computes: a checkpoint stays valid across them
-_NOT_FINGERPRINTED = ("tensorboard",)
+NOT_FINGERPRINTED = ("tensorboard", "checkpoint_interval_s")
 
 
 def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
@@ -531,7 +560,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     monitor = cfg["early_stopping_monitor"]
     mode = monitor_mode(monitor)
     checkpoint_dir = out_dir / "checkpoint"
-    fingerprint = training_fingerprint({k: v for k, v in cfg.items() if k not in _NOT_FINGERPRINTED},
+    fingerprint = training_fingerprint({k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
                                        [x_train, y_train, x_val, y_val])
     previous = load_checkpoint(checkpoint_dir, fingerprint) if resume else None
     if not resume:
@@ -578,14 +607,16 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
             print(f"resuming from the checkpoint of epoch {initial_epoch} in {checkpoint_dir}", flush=True)
 
     per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose,
-                                stop_patience=cfg["gap_stop_patience"])
+                                stop_patience=cfg["gap_stop_patience"], with_loss=True)
     per_class.restore(previous.data.get("gap_monitor") if previous else None)
     early_stopping = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg["early_stopping_patience"],
                                             restore_best_weights=True, verbose=min(verbose, 1),
                                             resume_from=previous)
-    checkpoint = ResumableCheckpoint(checkpoint_dir, fingerprint, early_stopping, per_class, previous)
-    # order matters: the monitor fills the logs that early stopping, the checkpoint and History read
-    callbacks = [per_class, keras.callbacks.TerminateOnNaN(), early_stopping, _EpochClock(), checkpoint]
+    checkpoint = ResumableCheckpoint(checkpoint_dir, fingerprint, early_stopping, per_class, previous,
+                                     interval_s=cfg["checkpoint_interval_s"])
+    # order matters: the monitor fills the logs (val_loss included) that early stopping, the checkpoint
+    # and History read
+    callbacks = [per_class, _StopOnNonFiniteLoss(), early_stopping, _EpochClock(), checkpoint]
     if cfg["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False))
 
@@ -596,8 +627,9 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
             model.set_weights(best)
         new_rows = []
     else:
-        fit = model.fit(x_fit, _one_hot(y_fit), validation_data=(x_val, _one_hot(y_val)),
-                        batch_size=global_batch, epochs=cfg["epochs"], initial_epoch=initial_epoch, shuffle=True,
+        # no validation_data: the per-class monitor predicts the validation clips once per epoch and
+        # logs val_loss / val_accuracy from those predictions
+        fit = model.fit(x_fit, _one_hot(y_fit), batch_size=global_batch, epochs=cfg["epochs"], initial_epoch=initial_epoch, shuffle=True,
                         class_weight=class_weight, callbacks=callbacks, verbose=verbose)
         n_new = len(fit.history.get("loss", []))
         new_rows = [{"epoch": initial_epoch + i + 1, **{k: v[i] for k, v in fit.history.items()}}
@@ -672,7 +704,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
             "augment_seconds": augment_seconds, "build_seconds": build_seconds, "fit_seconds": fit_seconds,
             "save_seconds": save_seconds, "total_seconds": time.perf_counter() - started,
             "seconds_per_epoch": float(np.mean(steady)), "first_epoch_seconds": float(epoch_seconds[0]),
-            "checkpoint_seconds": checkpoint.seconds_spent,
+            "checkpoint_seconds": checkpoint.seconds_spent, "checkpoint_commits": checkpoint.commits,
         },
         "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
         "started_at": started_at,
@@ -703,6 +735,11 @@ def predict_proba(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
     Returns:
         float32 array (N,).
     """
+    return _predict_probs(model, x, batch_size)[:, 1]
+
+
+def _predict_probs(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
+    """Both class probabilities (N, 2) float32, with the input checks of ``predict_proba``."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"features must have shape (N, T, D) with N > 0, got {x.shape}")
@@ -715,7 +752,7 @@ def predict_proba(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
     probs = np.asarray(probs)
     if probs.ndim != 2 or probs.shape[1] != 2:
         raise ValueError(f"model {model.name!r} must output (N, 2) probabilities, got {probs.shape}")
-    return probs[:, 1].astype(np.float32)
+    return probs.astype(np.float32)
 
 
 # --- plots --------------------------------------------------------------------------------

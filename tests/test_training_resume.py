@@ -36,7 +36,8 @@ def data(seed=0):
     return x_train, y_train, x_val, y_val
 
 
-RESUME_CONFIG = {**TINY_CONFIG, "epochs": 8, "warmup_epochs": 2, "early_stopping_patience": 8, "batch_size": 16}
+RESUME_CONFIG = {**TINY_CONFIG, "epochs": 8, "warmup_epochs": 2, "early_stopping_patience": 8, "batch_size": 16,
+                 "checkpoint_interval_s": 0.0}  # commit after every epoch
 
 
 def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
@@ -110,7 +111,8 @@ def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(training.TrainingDivergedError, match=r"NaN/inf in epoch 3.*last good checkpoint \(epoch 2\)"):
         training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
     config = training.resolve_training_config(RESUME_CONFIG)
-    fingerprint = training_fingerprint({k: v for k, v in config.items() if k != "tensorboard"}, arrays)
+    fingerprint = training_fingerprint({k: v for k, v in config.items() if k not in training.NOT_FINGERPRINTED},
+                                       arrays)
     state = load_checkpoint(tmp_path / "checkpoint", fingerprint)
     assert state is not None and state.epochs_done == 2
     assert [row["epoch"] for row in state.rows] == [1, 2]
@@ -205,7 +207,17 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def test_single_device_by_default(tmp_path):
-    result = training.train_sequence_model(*data(12), {**RESUME_CONFIG, "epochs": 1}, tmp_path, verbose=0)
+    result = training.train_sequence_model(*data(12), {**RESUME_CONFIG, "epochs": 1, "warmup_epochs": 0}, tmp_path,
+                                           verbose=0)
     assert result["distribution"]["replicas"] == 1 and result["distribution"]["global_batch_size"] == 16
     with pytest.raises(ValueError, match="multi_gpu"):
         training.distribution_strategy("always")
+
+
+@pytest.mark.parametrize("interval_s, commits", [(0.0, 3 + 1), (1e6, 1)])
+def test_checkpoint_interval_bounds_the_number_of_commits(tmp_path, interval_s, commits):
+    config = {**RESUME_CONFIG, "epochs": 3, "checkpoint_interval_s": interval_s}
+    result = training.train_sequence_model(*data(14), config, tmp_path, verbose=0)
+    # every epoch (or none) plus the final commit that marks the fit as done
+    assert result["timings"]["checkpoint_commits"] == commits
+    assert not (tmp_path / "checkpoint").exists()
