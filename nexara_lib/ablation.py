@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .cross_validation import Fold, grouped_folds, holdout_fold
-from .evaluation import binary_metrics, metric_function, paired_bootstrap_diff
+from .evaluation import binary_metrics, metric_function
 from .params import SCHEMA, load_yaml
 from .runinfo import read_json, to_jsonable, write_json_atomic
 
@@ -150,6 +150,38 @@ def _train_unit(pool: Pool, fold: Fold, cfg: Mapping, seed: int, unit_dir: Path,
             "prob": prob.tolist()}
 
 
+def group_bootstrap_diff(y, prob_a, prob_b, groups, metric_fn, n: int = 1000, seed: int = 0,
+                         alpha: float = 0.05) -> tuple[float, float, float]:
+    """(metric(b) - metric(a), low, high): a paired bootstrap that resamples whole groups.
+
+    Args:
+        y: labels (N,).
+        prob_a, prob_b: the two systems' probabilities on the same clips.
+        groups: source group of each clip; resampled with replacement, all clips of a drawn group
+            come along.
+        metric_fn: ``fn(y, prob) -> float`` (``evaluation.metric_function``).
+        n, seed, alpha: resamples, their seed, 1 - confidence.
+    """
+    y, prob_a, prob_b, groups = (np.asarray(v) for v in (y, prob_a, prob_b, groups))
+    if not len(y) == len(prob_a) == len(prob_b) == len(groups) or len(y) == 0:
+        raise ValueError("y, both probability arrays and groups must have the same non-zero length")
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    point = float(metric_fn(y, prob_b) - metric_fn(y, prob_a))
+    diffs = []
+    for _ in range(n):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if len(np.unique(y[idx])) < 2:
+            continue  # a resample with one class says nothing about per-class metrics
+        diffs.append(metric_fn(y[idx], prob_b[idx]) - metric_fn(y[idx], prob_a[idx]))
+    diffs = np.asarray(diffs, dtype=float)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        return point, float("nan"), float("nan")
+    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    return point, float(low), float(high)
+
+
 @dataclasses.dataclass
 class RecipeStudy:
     """Every unit's held-out metrics and predictions, and the tables and plot made from them.
@@ -214,10 +246,14 @@ class RecipeStudy:
 
     def comparison(self, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
         """Each configuration minus 'default' on the pooled held-out predictions (probabilities averaged
-        over seeds), with paired bootstrap 95% CIs over clips."""
-        pooled = self.predictions.groupby(["config", "clip_id"], sort=False).agg(y=("y", "first"),
-                                                                                  prob=("prob", "mean"))
+        over seeds), with paired 95% CIs from a bootstrap over source groups.
+
+        Clips of one recording are not independent, so whole groups are resampled (with one clip
+        per group this is the ordinary clip bootstrap)."""
+        pooled = self.predictions.groupby(["config", "clip_id"], sort=False).agg(
+            y=("y", "first"), prob=("prob", "mean"), group=("group", "first"))
         base = pooled.loc[BASELINE]
+        y, groups = base["y"].to_numpy(), base["group"].to_numpy()
         rows = {}
         for name in self.names:
             if name == BASELINE:
@@ -225,14 +261,14 @@ class RecipeStudy:
             other = pooled.loc[name].reindex(base.index)
             row = {}
             for metric in ("accuracy", "balanced_accuracy", "acc_violent"):
-                diff, low, high = paired_bootstrap_diff(base["y"].to_numpy(), base["prob"].to_numpy(),
-                                                        other["prob"].to_numpy(), metric_function(metric),
-                                                        n=n_bootstrap, seed=seed)
+                diff, low, high = group_bootstrap_diff(y, base["prob"].to_numpy(), other["prob"].to_numpy(), groups,
+                                                       metric_function(metric), n=n_bootstrap, seed=seed)
                 row[f"Δ {METRIC_LABELS.get(metric, metric)}"] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
             rows[f"{name} − {BASELINE}"] = row
         table = pd.DataFrame.from_dict(rows, orient="index")
         if not table.empty:
-            table.index.name = f"paired bootstrap 95% CI over {len(base)} held-out clips"
+            table.index.name = (f"paired 95% CI, bootstrap over {len(np.unique(groups))} source groups "
+                                f"({len(base)} held-out clips)")
         return table
 
     def figure(self) -> Figure:
@@ -290,6 +326,7 @@ def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds
     folds = plan_folds(pool, cv_folds, fold_seed)
     pool_fingerprint = pool.fingerprint()
     units = [(name, seed, fold) for name in configs for seed in seeds for fold in folds]
+    group_of = dict(zip(pool.clip_ids, pool.groups))
     runs, predictions = [], []
     started = time.perf_counter()
     for number, (name, seed, fold) in enumerate(units, start=1):
@@ -307,8 +344,8 @@ def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds
         runs.append({"config": name, "seed": seed, "fold": fold.name, "n_evaluated": len(unit["y"]),
                      **{m: metrics[m] for m in (*STUDY_METRICS, "balanced_accuracy")},
                      **{k: unit[k] for k in ("best_epoch", "epochs_run", "stop_reason", "seconds")}, "reused": reused})
-        predictions.extend({"config": name, "seed": seed, "fold": fold.name, "clip_id": c, "y": y, "prob": p}
-                           for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"]))
+        predictions.extend({"config": name, "seed": seed, "fold": fold.name, "clip_id": c, "group": group_of[c],
+                            "y": y, "prob": p} for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"]))
         if progress:
             took = "reused" if reused else f"{unit['seconds']:.0f} s"
             print(f"[{number}/{len(units)}] {name} seed {seed} {fold.name}: accuracy {metrics['accuracy']:.3f}, "

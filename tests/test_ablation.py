@@ -80,7 +80,8 @@ def test_study_trains_every_unit_and_scores_each_clip_once_per_seed(study):
     assert list(summary.index) == ["default", "heavy"]
     assert "±" in summary.loc["default", "accuracy"]
     assert list(result.per_fold().columns) == ["fold1", "fold2"]
-    assert result.comparison(n_bootstrap=50).index.tolist() == ["heavy − default"]
+    comparison = result.comparison(n_bootstrap=50)
+    assert comparison.index.tolist() == ["heavy − default"] and "12 source groups" in comparison.index.name
     assert isinstance(result.figure(), Figure) and len(result.figure().axes) == len(ablation.STUDY_METRICS)
     numbers = result.summary_numbers()
     per_seed = result.seed_means()
@@ -110,3 +111,17 @@ def test_same_seeds_same_numbers_in_a_fresh_folder(study, tmp_path):
 def test_no_study_unless_asked(tmp_path):
     params = {"cv_folds": 0, "ablation_configs": []}
     assert ablation.study_for_run(pd.DataFrame(), tmp_path, params, tmp_path) is None
+
+
+def test_group_bootstrap_resamples_whole_groups():
+    y = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    groups = np.array(["a", "a", "a", "a", "b", "b", "c", "c"])
+    better = np.where(y == 1, 0.9, 0.1)
+    worse = np.full(8, 0.4)  # everything non-violent
+    fn = ablation.metric_function("accuracy")
+    diff, low, high = ablation.group_bootstrap_diff(y, worse, better, groups, fn, n=200)
+    assert diff == pytest.approx(0.5) and low <= diff <= high
+    same = ablation.group_bootstrap_diff(y, better, better, groups, fn, n=50)
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same non-zero length"):
+        ablation.group_bootstrap_diff(y, worse, better, groups[:3], fn)
