@@ -74,13 +74,10 @@ def study_configs(params: Mapping[str, Any]) -> dict[str, dict]:
 def changed_keys(configs: Mapping[str, Mapping]) -> pd.DataFrame:
     """The training keys each configuration changes relative to 'default' (one row per key)."""
     base = configs[BASELINE]
-    rows = {}
-    for name, cfg in configs.items():
-        for key in _TRAINING_KEYS:
-            if name != BASELINE and cfg.get(key) != base.get(key):
-                rows.setdefault(key, {BASELINE: base.get(key)})[name] = cfg.get(key)
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    return table.astype(str).replace("nan", "") if not table.empty else table
+    changed = [k for k in _TRAINING_KEYS if any(cfg.get(k) != base.get(k) for cfg in configs.values())]
+    rows = {key: {name: str(cfg.get(key)) if name == BASELINE or cfg.get(key) != base.get(key) else ""
+                  for name, cfg in configs.items()} for key in changed}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(configs))
 
 
 @dataclasses.dataclass
