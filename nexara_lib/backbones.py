@@ -34,6 +34,8 @@ class BackboneSpec:
     batch_size: int          # frames per call that fits comfortably on CPU
     needs_next_frame: bool   # True: encoder consumes (frame, next frame) pairs
     fixed_input_size: bool   # True: image_size cannot differ from input_size
+    framework: str = "keras"  # what runs it: keras (mixed precision on GPU possible), litert, opencv
+    input_dtype: str = "uint8"  # what it takes: uint8 RGB frames; it returns float32 features
     factory: Callable = dataclasses.field(repr=False, compare=False, default=None)
 
 
@@ -41,10 +43,11 @@ _REGISTRY = Registry("backbone")
 
 
 def register_backbone(name, *, input_size, feature_dim, preprocessing, batch_size=32,
-                      needs_next_frame=False, fixed_input_size=False):
+                      needs_next_frame=False, fixed_input_size=False, framework="keras"):
     """Decorator: register ``factory(weights, image_size) -> encoder`` under ``name``."""
     return _REGISTRY.register(name, lambda factory: BackboneSpec(
-        name, input_size, feature_dim, preprocessing, batch_size, needs_next_frame, fixed_input_size, factory))
+        name, input_size, feature_dim, preprocessing, batch_size, needs_next_frame, fixed_input_size,
+        framework, "uint8", factory))
 
 
 def available_backbones() -> list[str]:
@@ -68,22 +71,37 @@ def resolve_image_size(name: str, image_size: int = 0) -> int:
     return image_size
 
 
-def create_backbone(name: str, weights: str = "imagenet", image_size: int = 0):
+def create_backbone(name: str, weights: str = "imagenet", image_size: int = 0, mixed_precision: str = "auto"):
     """Build the encoder registered as ``name``.
 
     Args:
         name: registry name (see ``available_backbones()``).
         weights: 'imagenet', 'none', or a local weights file path.
         image_size: square input side; 0 = the backbone's default.
+        mixed_precision: for Keras backbones, 'auto' (float16 compute when a GPU is visible),
+            'on' or 'off'; features are returned as float32 either way.
     Returns:
-        A callable ``encode(frames) -> np.ndarray (N, D) float32``.
+        A callable ``encode(frames) -> np.ndarray (N, D) float32`` with attribute ``precision``.
     """
     spec = get_backbone_spec(name)
     size = resolve_image_size(name, image_size)
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise ValueError(f"backbone_weights {weights!r} is neither 'imagenet', 'none' nor an existing file; "
                          "give a path to a local weights file")
-    return spec.factory(weights, size)
+    if spec.framework != "keras":
+        encode = spec.factory(weights, size)
+        encode.precision = "float32" if spec.framework == "opencv" else "uint8 (quantized)"
+        return encode
+    import keras
+    from .models import configure_precision
+    previous = keras.config.dtype_policy().name
+    try:  # the policy applies while the backbone's layers are built, then the global one is restored
+        policy = configure_precision(mixed_precision)
+        encode = spec.factory(weights, size)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    encode.precision = policy
+    return encode
 
 
 def weights_identity(weights: str) -> str:
@@ -173,6 +191,7 @@ _register_pooled_app("efficientnetb4", "EfficientNetB4", "efficientnet", input_s
 
 
 @register_backbone("mobilenet_v1_tflite", input_size=224, feature_dim=1024, batch_size=32, fixed_input_size=True,
+                   framework="litert",
                    preprocessing="uint8 RGB as is (quantized model); output dequantized with the tensor's scale/zero point")
 def _mobilenet_v1_tflite(weights, size):
     if weights == "imagenet":
@@ -216,7 +235,7 @@ def _flow_dim() -> int:
     return FLOW_FEATURE_DIM
 
 
-@register_backbone("flow", input_size=112, feature_dim=-1, batch_size=64, needs_next_frame=True,
+@register_backbone("flow", input_size=112, feature_dim=-1, batch_size=64, needs_next_frame=True, framework="opencv",
                    preprocessing="grayscale; Farneback optical flow between each sampled frame and the next; statistics")
 def _flow(weights, size):
     from .flow import flow_features
@@ -234,7 +253,8 @@ def describe_backbone(name: str) -> dict:
     return {"name": spec.name, "input_size": spec.input_size, "feature_dim": feature_dim(name),
             "preprocessing": spec.preprocessing, "batch_size": spec.batch_size,
             "input": "frame pairs (frame, next frame)" if spec.needs_next_frame else "frames",
-            "fixed_input_size": spec.fixed_input_size}
+            "fixed_input_size": spec.fixed_input_size, "framework": spec.framework,
+            "dtype": f"{spec.input_dtype} RGB in, float32 features out"}
 
 
 def feature_dim(name: str) -> int:

@@ -44,16 +44,28 @@ def _cmd_audit(args) -> int:
 
 def _cmd_extract(args) -> int:
     import pandas as pd
-    from .features import extract_features
+    from .features import extract_augmented_copies, extract_features
+    if not Path(args.manifest).is_file():
+        raise ParamError(f"manifest {args.manifest!r} does not exist; write one with `nexara audit`")
     manifest = pd.read_csv(args.manifest, keep_default_na=False)
-    manifest = manifest[manifest["status"] == "ok"]
-    summary = extract_features(manifest, backbone=args.backbone, weights=args.weights,
-                               frames_per_clip=args.frames, image_size=args.image_size, cache_root=args.out,
-                               workers=args.workers)
-    print(f"{summary['computed']} computed, {summary['cached_before']} already cached, "
-          f"{len(summary['failed'])} failed -> {summary['cache_dir']}")
-    for failure in summary["failed"]:
-        print(f"  skipped {failure['path']}: {failure['reason']}")
+    if "status" in manifest.columns:
+        manifest = manifest[manifest["status"] == "ok"]
+    options = dict(backbone=args.backbone, weights=args.weights, frames_per_clip=args.frames,
+                   image_size=args.image_size, cache_root=args.out, batch_size=args.batch_size,
+                   workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                   retry_failed=args.retry_failed)
+    summaries = [extract_features(manifest, transform=args.transform, **options)]
+    if args.augment_copies:
+        rows = manifest[manifest["split"] == "train"] if "split" in manifest.columns else manifest
+        summaries += extract_augmented_copies(rows, copies=args.augment_copies, ops=args.augment_ops,
+                                              seed=args.seed, **options)
+    for summary in summaries:
+        print(f"{summary['key']}: {summary['computed']} computed, {summary['cached_before']} already cached, "
+              f"{len(summary['failed'])} failed; {summary['clips_per_s'] or 0:.2f} clips/s "
+              f"(decode {summary['decode_s']:.1f} s over workers, model {summary['model_s']:.1f} s, "
+              f"backbone waiting {summary['wait_s']:.1f} s, wall {summary['wall_s']:.1f} s) -> {summary['cache_dir']}")
+        for failure in summary["failed"]:
+            print(f"  skipped {failure['path']}: {failure['reason']}")
     return 0
 
 
@@ -96,8 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--weights", default="imagenet")
     extract.add_argument("--frames", type=int, default=20)
     extract.add_argument("--image-size", type=int, default=0)
-    extract.add_argument("--out", required=True)
-    extract.add_argument("--workers", type=int, default=2)
+    extract.add_argument("--out", required=True, help="cache root: one sub-folder per feature key")
+    extract.add_argument("--workers", type=int, default=2, help="decoder processes (0 = decode in this process)")
+    extract.add_argument("--executor", choices=("local", "ray"), default="local")
+    extract.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    extract.add_argument("--batch-size", type=int, default=0, help="frames per backbone call (0 = the backbone's own)")
+    extract.add_argument("--transform", default="identity", help="a frame-level TTA view, e.g. hflip")
+    extract.add_argument("--augment-copies", type=int, default=0, help="also N augmented copies of the train clips")
+    extract.add_argument("--augment-ops", nargs="+", default=["hflip", "brightness_contrast", "rotate_zoom",
+                                                              "temporal_jitter"])
+    extract.add_argument("--seed", type=int, default=42, help="seed of the augmentation copies")
+    extract.add_argument("--retry-failed", action="store_true", help="decode again clips that failed before")
     extract.set_defaults(func=_cmd_extract)
 
     params = sub.add_parser("params", help="print the parameter reference (Markdown)")

@@ -87,26 +87,64 @@ def run_feature_streams(params: Mapping) -> list[tuple[str, str]]:
     return streams
 
 
+def extraction_options(params: Mapping) -> dict:
+    """``extract_features`` keyword arguments from the run's parameters (all but backbone and weights)."""
+    return {"frames_per_clip": params["frames_per_clip"], "image_size": params["image_size"],
+            "batch_size": params["extract_batch_size"], "workers": params["extract_workers"],
+            "executor": params["extract_executor"], "ray_address": params["ray_address"] or None,
+            "mixed_precision": params["mixed_precision"]}
+
+
 def extract_run_features(manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
                          progress: bool = True) -> pd.DataFrame:
     """Extract (or resume) every feature stream of the run; writes ``artifacts/extraction.json``.
 
+    Streams: the run's backbone and the ensemble members' backbones on every clip, plus
+    ``frame_augment_copies`` augmented copies of the training clips for the run's backbone.
+
     Returns:
-        One row per stream: computed / cached / failed counts and throughput.
+        One row per stream: computed / cached / failed counts, throughput and the time split
+        (decode = decoder-seconds summed over workers, model, wait = backbone idle).
     """
-    from .features import extract_features
+    from .features import extract_augmented_copies, extract_features
     from .runinfo import write_json_atomic
+    options = extraction_options(params)
     summaries = []
     for backbone, weights in run_feature_streams(params):
-        summaries.append(extract_features(
-            manifest, backbone=backbone, weights=weights, frames_per_clip=params["frames_per_clip"],
-            image_size=params["image_size"], cache_root=layout.features, batch_size=params["extract_batch_size"],
-            progress=progress))
+        summaries.append(extract_features(manifest, backbone=backbone, weights=weights, cache_root=layout.features,
+                                          progress=progress, **options))
+    if params["frame_augment_copies"]:
+        summaries.extend(extract_augmented_copies(
+            manifest[manifest["split"] == "train"], copies=params["frame_augment_copies"],
+            ops=params["frame_augment_ops"], seed=params["seed"], backbone=params["backbone"],
+            weights=params["backbone_weights"], cache_root=layout.features, progress=progress, **options))
     write_json_atomic(layout.artifacts / "extraction.json", summaries)
     table = pd.DataFrame(summaries)
     table["failed"] = table["failed"].map(len)
-    return table[["backbone", "key", "clips", "cached_before", "computed", "failed", "decode_s", "model_s",
-                  "wall_s", "clips_per_s", "frames_per_s"]]
+    return table[["backbone", "transform", "clips", "cached_before", "computed", "failed", "padded", "seeks",
+                  "decode_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]]
+
+
+def with_augmented_copies(train: FeatureSplit, manifest: pd.DataFrame, layout: RunLayout,
+                          params: Mapping) -> FeatureSplit:
+    """The training split plus its ``frame_augment_copies`` augmented copies (clip ids '<id>#aug<k>').
+
+    Only training clips have copies; validation and test stay clean. A copy that failed to
+    decode is left out, its clean clip stays.
+    """
+    copies = params["frame_augment_copies"]
+    if not copies:
+        return train
+    from .frame_augment import augmentation_transform_name
+    rows = manifest[manifest["split"] == "train"]
+    xs, ys, ids = [train.x], [train.y], list(train.clip_ids)
+    for copy in range(1, copies + 1):
+        name = augmentation_transform_name(params["frame_augment_ops"], copy, params["seed"])
+        x, y, clip_ids = load_features(rows, feature_dir(layout, params, transform=name))
+        xs.append(x)
+        ys.append(y)
+        ids.extend(f"{c}#aug{copy}" for c in clip_ids)
+    return FeatureSplit(train.name, np.concatenate(xs), np.concatenate(ys), ids)
 
 
 def failed_clips(layout: RunLayout) -> pd.DataFrame:

@@ -1,25 +1,38 @@
 """Stage 2: sample T frames per clip, encode them with a frozen backbone, cache float16 sequences.
 
-Cache layout: ``<cache_root>/<key>/<clip_id>.npy`` (float16, shape (T, D)) plus
-``meta.json``. The key names the backbone, its weights, T, the frame size and the
-frame transform, so a changed parameter never reuses stale features. Each clip
-file is written to a temporary name and renamed, so a crash leaves either a
-complete file or none: rerunning computes only the missing clips.
+Cache layout: ``<cache_root>/<key>/<clip file>.npy`` (float16, shape (T, D)),
+``meta.json``, ``clips.jsonl`` (how each clip was read: strategy, seeks, padding,
+augmentation parameters) and ``failures.json`` (clips that did not decode, with
+the reason). The key names the backbone, its weights, T, the frame size and the
+frame transform; a clip's file name carries a hash of its manifest row (path,
+bytes, content hash, frame count). So a changed parameter or a changed file makes
+a new key, never a silent reuse. Each clip file is written to a temporary name
+and renamed: a crash (even kill -9) leaves complete files or none, and a rerun
+computes only the clips without one.
+
+Executors: ``local`` (decoder processes feeding this process's backbone, see
+``extraction_pipeline``) and ``ray`` (clips spread over a Ray cluster, see
+``ray_extraction``); both write the same cache.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .backbones import create_backbone, feature_dim, get_backbone_spec, resolve_image_size, weights_identity
-from .runinfo import write_json_atomic
-from .video import VideoReadError, probe_video, read_frames, sample_frame_indices
+from .clip_jobs import ClipJob, check_job_transform, sampled_indices  # noqa: F401  (sampled_indices: public here)
+from .runinfo import read_json, write_json_atomic
+
+EXECUTORS = ("local", "ray")
+# Columns of ``read_clip_records`` (always present, also when nothing was recorded yet).
+CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded", "strategy", "grabs", "seeks",
+                       "seek_fallbacks", "grab_ms", "seek_ms", "remapped", "frames_decoded", "decode_s")
 
 
 def feature_cache_key(backbone: str, weights: str, frames_per_clip: int, image_size: int,
@@ -30,164 +43,247 @@ def feature_cache_key(backbone: str, weights: str, frames_per_clip: int, image_s
 
 
 def clip_cache_name(row) -> str:
-    """File name of one clip's features: its id plus a hash of the file's identity (path, bytes, sha1)."""
-    ident = f"{row['path']}|{row.get('bytes', '')}|{row.get('sha1', '')}"
+    """File name of one clip's features: its id plus a hash of its manifest row's content.
+
+    The hash covers the path, size in bytes, content hash (sha1 from the audit) and verified
+    frame count, so a replaced or re-encoded file gets new features.
+    """
+    ident = f"{row['path']}|{row.get('bytes', '')}|{row.get('sha1', '')}|{row.get('frames', '')}"
     digest = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(row["clip_id"]))[:80]
     return f"{safe}-{digest}.npy"
 
 
-def _frame_transform(transform: str):
-    if transform == "identity":
-        return None
-    from .tta import get_tta_transform
-    entry = get_tta_transform(transform)
-    if getattr(entry, "level", "frame") != "frame":
-        raise ValueError(f"transform {transform!r} acts on features, not frames; apply it after loading features")
-    return entry
+def _jobs(manifest: pd.DataFrame, frames_per_clip: int, size: int, pairs: bool, transform: str,
+          augmentation) -> list[ClipJob]:
+    jobs = []
+    for _, row in manifest.iterrows():
+        frames = row.get("frames", 0)
+        try:
+            frames = int(frames) if frames not in ("", None) and not pd.isna(frames) else 0
+        except (TypeError, ValueError):
+            frames = 0
+        jobs.append(ClipJob(clip_cache_name(row), str(row["clip_id"]), str(row["path"]), frames,
+                            int(frames_per_clip), size, pairs, transform, augmentation))
+    return jobs
 
 
-def _apply_frame_transform(entry, frames: np.ndarray) -> np.ndarray:
-    fn = entry.fn if hasattr(entry, "fn") else entry
-    if frames.ndim == 5:  # (T, 2, H, W, 3) pairs: transform both frames of every pair alike
-        return np.stack([fn(frames[:, 0]), fn(frames[:, 1])], axis=1)
-    return fn(frames)
+def _check_arguments(manifest, frames_per_clip, workers, executor) -> None:
+    missing = {"clip_id", "path"} - set(manifest.columns)
+    if missing:
+        raise ValueError(f"extract_features: the manifest lacks column(s) {sorted(missing)}; "
+                         "pass the manifest.csv written by the audit (notebook 01 or `nexara audit`)")
+    if isinstance(frames_per_clip, bool) or not isinstance(frames_per_clip, (int, np.integer)) or frames_per_clip < 1:
+        raise ValueError(f"extract_features: frames_per_clip must be a positive integer, got {frames_per_clip!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"extract_features: workers must be an integer >= 0 (0 = decode in this process), "
+                         f"got {workers!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"extract_features: executor {executor!r} is not one of {list(EXECUTORS)}")
 
 
-def sampled_indices(n_frames: int, t: int, pairs: bool = False, offset: float = 0.0) -> np.ndarray:
-    """The T frame indices extracted from a clip of ``n_frames`` frames.
+class _CacheWriter:
+    """Writes one clip's features, its read record and failures into a cache folder."""
 
-    Pairs need a real next frame, so they are sampled over [0, n-2] (the last step is never a frame
-    paired with itself). ``offset`` moves every index that fraction of the sampling stride later
-    (the ``frame_shift`` TTA view), clipped to the clip.
-    """
-    span = n_frames - 1 if pairs and n_frames >= 2 else n_frames
-    indices = sample_frame_indices(span, t)
-    if offset:
-        stride = (span - 1) / max(t - 1, 1)
-        indices = np.clip(indices + int(round(offset * stride)), 0, span - 1)
-    return indices
+    def __init__(self, cache_dir: Path):
+        self.dir = cache_dir
+        self.failures: dict = read_json(cache_dir / "failures.json", {})
+        self.log = open(cache_dir / "clips.jsonl", "a", encoding="utf-8")
+        self.write_s = 0.0
 
+    def known_failure(self, name: str) -> bool:
+        return name in self.failures
 
-def _decode_clip(path: str, n_frames: int, t: int, size: int, pairs: bool, transform):
-    """Worker: read T frames (or pairs) of one clip; returns (frames, error)."""
-    try:
-        if not n_frames or int(n_frames) <= 0:  # not audited: count the frames first
-            n_frames = probe_video(path)["frames"] or 0
-        if int(n_frames) < 1:
-            return None, "no decodable frames"
-        indices = sampled_indices(int(n_frames), t, pairs, getattr(transform, "sampling_offset", 0.0))
-        frames = read_frames(path, indices, size=size, with_next=pairs)
-        if transform is not None:
-            frames = _apply_frame_transform(transform, frames)
-        return frames, None
-    except (VideoReadError, ValueError, OSError) as err:
-        return None, str(err)
+    def features(self, job: ClipJob, feats: np.ndarray, record: dict) -> None:
+        t0 = time.perf_counter()
+        _save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=np.float16))
+        self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")
+        self.log.flush()
+        if self.failures.pop(job.name, None) is not None:  # a retried clip that now decodes
+            write_json_atomic(self.dir / "failures.json", self.failures)
+        self.write_s += time.perf_counter() - t0
+
+    def failure(self, job: ClipJob, reason: str) -> dict:
+        entry = {"clip_id": job.clip_id, "path": job.path, "reason": reason}
+        self.failures[job.name] = entry
+        write_json_atomic(self.dir / "failures.json", self.failures)
+        return entry
+
+    def close(self) -> None:
+        self.log.close()
 
 
 def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, frames_per_clip: int,
                      image_size: int, cache_root: str | Path, batch_size: int = 0,
-                     transform: str = "identity", workers: int = 2, progress: bool = True) -> dict:
+                     transform: str = "identity", augmentation: tuple | None = None, workers: int = 2,
+                     executor: str = "local", ray_address: str | None = None, mixed_precision: str = "auto",
+                     retry_failed: bool = False, progress: bool = True) -> dict:
     """Compute and cache features for every manifest row not cached yet.
 
     Args:
-        manifest: usable clips (columns clip_id, path, frames; optional bytes, sha1).
+        manifest: usable clips (columns clip_id, path; optional frames (verified count from the
+            audit; 0 or missing = counted first), bytes, sha1).
         backbone, weights, frames_per_clip, image_size: see the parameter reference.
         cache_root: folder holding one sub-folder per feature key.
-        batch_size: frames per backbone call (0 = the backbone's default).
-        transform: 'identity' or a frame-level TTA transform name (stored under its own key).
-        workers: decoding threads (OpenCV releases the GIL while decoding).
+        batch_size: frames per backbone call (0 = the backbone's own batch size).
+        transform: 'identity' or a frame-level TTA view name (stored under its own key).
+        augmentation: (ops, copy, seed) to extract augmentation copy ``copy`` (see
+            ``frame_augment``); stored under its own key, ``transform`` is then ignored.
+        workers: decoder processes (0 = decode in this process); on Ray, parallel tasks.
+        executor: 'local' or 'ray'.
+        ray_address: Ray cluster to join (None: the RAY_ADDRESS environment variable, else a
+            local instance).
+        mixed_precision: 'auto' | 'on' | 'off' for Keras backbones (float16 only on GPU under auto).
+        retry_failed: decode again clips recorded as failed by an earlier run (default: skip them
+            and report them again).
+        progress: show a progress bar.
     Returns:
-        dict with cache_dir, counts (cached, computed, failed), failed clips with reasons,
-        and timings (decode_s, model_s, wall_s, clips_per_s, frames_per_s).
+        dict with cache_dir, key, counts (clips, cached_before, computed, failed list with
+        reasons), padded clips, seeks used, and timings: decode_s (decoder-seconds, summed over
+        workers), model_s, wait_s (backbone idle, waiting on decoders), write_s, wall_s,
+        clips_per_s, frames_per_s.
     """
+    _check_arguments(manifest, frames_per_clip, workers, executor)
     spec = get_backbone_spec(backbone)
     size = resolve_image_size(backbone, image_size)
+    if augmentation is not None:
+        from .frame_augment import augmentation_transform_name, check_frame_augment_ops
+        ops, copy, seed = augmentation
+        check_frame_augment_ops(list(ops))
+        augmentation = (tuple(ops), int(copy), int(seed))
+        transform = augmentation_transform_name(list(ops), int(copy), int(seed))
     key = feature_cache_key(backbone, weights, frames_per_clip, image_size, transform)
     cache_dir = Path(cache_root) / key
     cache_dir.mkdir(parents=True, exist_ok=True)
-    frame_transform = _frame_transform(transform)
-    todo = [row for _, row in manifest.iterrows() if not (cache_dir / clip_cache_name(row)).exists()]
-    summary = {"cache_dir": str(cache_dir), "key": key, "backbone": backbone, "clips": len(manifest),
-               "cached_before": len(manifest) - len(todo), "computed": 0, "failed": []}
-    if not todo:
-        summary.update(decode_s=0.0, model_s=0.0, wall_s=0.0, clips_per_s=None, frames_per_s=None)
-        return summary
-
-    encode = create_backbone(backbone, weights, image_size)
-    batch_frames = batch_size or spec.batch_size
-    clips_per_batch = max(1, batch_frames // frames_per_clip)
-    bar = _progress(len(todo), f"features {backbone}", progress)
-    decode_s = model_s = 0.0
+    for stale in cache_dir.glob(".*.tmp"):  # a clip file a killed run was writing: never renamed, never valid
+        stale.unlink(missing_ok=True)
+    jobs = _jobs(manifest, frames_per_clip, size, spec.needs_next_frame, transform, augmentation)
+    if jobs:
+        check_job_transform(jobs[0])  # a feature-level transform fails here, before any worker starts
+    writer = _CacheWriter(cache_dir)
+    todo = [job for job in jobs if not (cache_dir / job.name).exists()]
+    skipped = [] if retry_failed else [job for job in todo if writer.known_failure(job.name)]
+    todo = [job for job in todo if job not in skipped]
+    summary = {"cache_dir": str(cache_dir), "key": key, "backbone": backbone, "transform": transform,
+               "executor": executor, "workers": workers, "clips": len(jobs),
+               "cached_before": len(jobs) - len(todo) - len(skipped), "computed": 0,
+               "failed": [writer.failures[job.name] for job in skipped], "padded": 0, "seeks": 0}
+    meta = {"key": key, "backbone": backbone, "weights": weights, "frames_per_clip": frames_per_clip,
+            "image_size": size, "transform": transform, "feature_dim": feature_dim(backbone),
+            "preprocessing": spec.preprocessing}
+    if augmentation is not None:
+        meta["augmentation"] = {"ops": list(augmentation[0]), "copy": augmentation[1], "seed": augmentation[2]}
+    write_json_atomic(cache_dir / "meta.json", meta)
+    timer = {"decode_s": 0.0, "model_s": 0.0, "wait_s": 0.0}
     wall0 = time.perf_counter()
-    pending: list[tuple] = []  # (row, frames) waiting for the next backbone call
-
-    def flush():
-        nonlocal model_s
-        if not pending:
-            return
-        stacked = np.concatenate([frames for _, frames in pending])
-        t0 = time.perf_counter()
-        feats = encode(stacked)
-        model_s += time.perf_counter() - t0
-        for i, (row, _) in enumerate(pending):
-            seq = feats[i * frames_per_clip:(i + 1) * frames_per_clip].astype(np.float16)
-            _save_npy_atomic(cache_dir / clip_cache_name(row), seq)
-            summary["computed"] += 1
-        pending.clear()
-
-    def decode(row):
-        t0 = time.perf_counter()
-        frames, err = _decode_clip(row["path"], row.get("frames", 0), frames_per_clip, size,
-                                   spec.needs_next_frame, frame_transform)
-        return row, frames, err, time.perf_counter() - t0
-
-    # Threads decode ahead while the main thread runs the backbone; map() keeps a bounded window.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for row, frames, err, seconds in _bounded_map(pool, decode, todo, window=4 * clips_per_batch):
-            decode_s += seconds
-            if err is not None:
-                summary["failed"].append({"clip_id": row["clip_id"], "path": row["path"], "reason": err})
-            else:
-                pending.append((row, frames))
-                if len(pending) >= clips_per_batch:
-                    flush()
-            bar.update(1)
-    flush()
-    bar.close()
+    if todo:
+        batch_frames = batch_size or spec.batch_size
+        results = _executor_results(executor, todo, backbone, weights, size, batch_frames, workers,
+                                    mixed_precision, ray_address, timer)
+        bar = _progress(len(todo), f"features {backbone}" + ("" if transform == "identity" else f" [{transform}]"),
+                        progress)
+        try:
+            for job, feats, error, record in results:
+                timer["decode_s"] += record.get("decode_s", 0.0)
+                if error is not None:
+                    summary["failed"].append(writer.failure(job, error))
+                else:
+                    writer.features(job, feats, record)
+                    summary["computed"] += 1
+                    summary["padded"] += bool(record.get("padded"))
+                    summary["seeks"] += int(record.get("seeks", 0))
+                bar.update(1)
+        finally:
+            bar.close()
+            writer.close()
+    else:
+        writer.close()
     wall = time.perf_counter() - wall0
     done = summary["computed"]
-    summary.update(decode_s=round(decode_s, 3), model_s=round(model_s, 3), wall_s=round(wall, 3),
-                   clips_per_s=round(done / wall, 2) if wall else None,
-                   frames_per_s=round(done * frames_per_clip / wall, 1) if wall else None)
-    write_json_atomic(cache_dir / "meta.json", {
-        "key": key, "backbone": backbone, "weights": weights, "frames_per_clip": frames_per_clip,
-        "image_size": size, "transform": transform, "feature_dim": feature_dim(backbone),
-        "preprocessing": spec.preprocessing})
+    summary.update({k: round(v, 3) for k, v in timer.items()}, write_s=round(writer.write_s, 3),
+                   wall_s=round(wall, 3), clips_per_s=round(done / wall, 2) if done and wall else None,
+                   frames_per_s=round(done * frames_per_clip / wall, 1) if done and wall else None)
     return summary
 
 
-def _bounded_map(pool, fn, items, window):
-    """Like pool.map but with at most ``window`` tasks in flight (memory stays bounded)."""
-    futures = []
-    for item in items:
-        futures.append(pool.submit(fn, item))
-        if len(futures) >= window:
-            yield futures.pop(0).result()
-    for fut in futures:
-        yield fut.result()
+def _executor_results(executor, jobs, backbone, weights, size, batch_frames, workers, mixed_precision,
+                      ray_address, timer):
+    """(job, features or None, error or None, record) for every job, from the chosen executor."""
+    if executor == "ray":
+        from .ray_extraction import ray_results
+        return ray_results(jobs, backbone=backbone, weights=weights, size=size, batch_frames=batch_frames,
+                           workers=workers, mixed_precision=mixed_precision, address=ray_address, timer=timer)
+    return local_results(jobs, create_backbone(backbone, weights, size, mixed_precision=mixed_precision),
+                         batch_frames, workers, timer)
+
+
+def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
+    """The local executor: decoder processes (or this process) -> fixed-size backbone batches.
+
+    Yields (job, features (T, D) float32 or None, error or None, record) as clips complete;
+    ``timer`` gets model_s and wait_s.
+    """
+    from .extraction_pipeline import FeatureBatcher, decoded_clips
+    batcher = FeatureBatcher(encode, batch_frames)
+    waiting = {}
+    queue_clips = max(2, 2 * -(-batch_frames // max(1, jobs[0].frames_per_clip)) + workers) if jobs else 2
+    for answer in decoded_clips(jobs, workers, queue_clips, timer):
+        if answer.error is not None:
+            yield answer.job, None, answer.error, answer.record
+            continue
+        waiting[answer.job.name] = answer
+        frames = answer.frames
+        answer.frames = None  # the batcher holds them now
+        for name, feats in batcher.add(answer.job.name, frames):
+            done = waiting.pop(name)
+            yield done.job, feats, None, done.record
+        timer["model_s"] = batcher.model_s
+    for name, feats in batcher.flush():
+        done = waiting.pop(name)
+        yield done.job, feats, None, done.record
+    timer["model_s"] = batcher.model_s
+
+
+def extract_augmented_copies(manifest: pd.DataFrame, *, copies: int, ops, seed: int, **kwargs) -> list[dict]:
+    """Extract ``copies`` augmentation copies of every clip (copy 1..N), each under its own key.
+
+    ``kwargs`` are those of ``extract_features``. Returns one summary per copy.
+    """
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 0:
+        raise ValueError(f"augmentation copies must be an integer >= 0, got {copies!r}")
+    return [extract_features(manifest, augmentation=(tuple(ops), copy, seed), **kwargs)
+            for copy in range(1, int(copies) + 1)]
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         np.save(fh, array)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, mininterval=1.0)
+
+
+def read_clip_records(cache_dir: str | Path) -> pd.DataFrame:
+    """How each cached clip was read (``clips.jsonl``; the newest record per file wins).
+
+    A line cut short by a crash is ignored.
+    """
+    rows = {}
+    path = Path(cache_dir) / "clips.jsonl"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[entry.get("file")] = entry
+    return pd.DataFrame(list(rows.values()), columns=None if rows else list(CLIP_RECORD_COLUMNS))
 
 
 def load_features(manifest: pd.DataFrame, cache_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -58,7 +58,12 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("backbone_weights", "str", "imagenet", "'imagenet', 'none' (random init), or a path to a local weights/.tflite file", "features"),
     _p("frames_per_clip", "int", 20, "T: frames sampled evenly over each clip", "features"),
     _p("image_size", "int", 0, "square frame size fed to the backbone; 0 = the backbone's own input size", "features"),
-    _p("extract_batch_size", "int", 32, "frames per backbone call", "features"),
+    _p("extract_batch_size", "int", 0, "frames per backbone call (0 = the backbone's own batch size from the registry)", "features"),
+    _p("extract_workers", "int", 2, "decoder processes feeding the backbone (0 = decode in the notebook's process); parallel tasks on Ray", "features"),
+    _p("extract_executor", "str", "local", "'local' (decoder processes on this machine) or 'ray' (clips spread over a Ray cluster, GPU actors when it has GPUs)", "features", choices=("local", "ray")),
+    _p("ray_address", "str", "", "Ray cluster to join with extract_executor: ray ('' = the RAY_ADDRESS environment variable, else a local instance)", "features"),
+    _p("frame_augment_copies", "int", 0, "augmented copies of each training clip extracted from transformed frames and added to the training set (0 = none)", "features"),
+    _p("frame_augment_ops", "str_list", ["hflip", "brightness_contrast", "rotate_zoom", "temporal_jitter"], "frame-level augmentation ops for those copies (random per copy, seeded)", "features"),
     # --- 03 training ---------------------------------------------------------
     _p("model", "str", "hybrid", "sequence model from the registry (hybrid, bilstm, bigru, conv1d_lstm, transformer)", "training"),
     _p("dense_units", "int", 512, "width of the Dense compression applied to every frame feature", "training"),
@@ -244,6 +249,11 @@ def _check_consistency(values: dict, sources: dict) -> None:
     need(len(fr) == 3 and all(f > 0 for f in fr) and abs(sum(fr) - 1) < 1e-6, "split_fractions",
          f"expected three positive fractions summing to 1, got {fr}")
     need(values["frames_per_clip"] >= 2, "frames_per_clip", "needs at least 2 frames per clip")
+    need(values["extract_batch_size"] >= 0, "extract_batch_size", "must be >= 0 (0 = the backbone's own)")
+    need(values["extract_workers"] >= 0, "extract_workers", "must be >= 0 (0 = decode in this process)")
+    need(values["frame_augment_copies"] >= 0, "frame_augment_copies", "must be >= 0 (0 = no copies)")
+    need(values["frame_augment_copies"] == 0 or len(set(values["frame_augment_ops"])) == len(values["frame_augment_ops"]) > 0,
+         "frame_augment_ops", "needs at least one op, each once, when frame_augment_copies > 0")
     need(0 <= values["dropout"] < 1, "dropout", "must be in [0, 1)")
     need(0 <= values["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
     need(values["batch_size"] > 0 and values["epochs"] > 0, "batch_size", "batch_size and epochs must be positive")
@@ -260,6 +270,7 @@ def _check_registry_names(values: dict, sources: dict) -> None:
     """Names that pick a registry entry must exist now, not when notebook 05 gets to them."""
     from .augment import available_augmentations
     from .backbones import available_backbones
+    from .frame_augment import available_frame_augmentations
     from .models import available_models
     from .tta import TTA_TRANSFORMS
 
@@ -271,6 +282,7 @@ def _check_registry_names(values: dict, sources: dict) -> None:
     known("backbone", [values["backbone"]], available_backbones())
     known("model", [values["model"]], available_models())
     known("augment_ops", values["augment_ops"], available_augmentations())
+    known("frame_augment_ops", values["frame_augment_ops"], available_frame_augmentations())
     known("tta_transforms", values["tta_transforms"], list(TTA_TRANSFORMS))
     known("ensemble_members", [m["model"] for m in values["ensemble_members"]], available_models())
     known("ensemble_members", [m["backbone"] for m in values["ensemble_members"] if "backbone" in m],

@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .datasets import feature_dir, load_splits
+from .datasets import extraction_options, feature_dir, load_splits
 from .evaluation import Predictions
 from .features import extract_features
 from .layout import RunLayout
@@ -49,9 +49,7 @@ def tta_view_predictions(model, manifest: pd.DataFrame, params: Mapping, layout:
         if entry.level == "frame" and name != "identity":
             summary = extract_features(
                 eval_rows, backbone=params["backbone"], weights=params["backbone_weights"],
-                frames_per_clip=params["frames_per_clip"], image_size=params["image_size"],
-                cache_root=layout.features, batch_size=params["extract_batch_size"], transform=name,
-                progress=progress)
+                cache_root=layout.features, transform=name, progress=progress, **extraction_options(params))
             extract_s = summary["wall_s"] / summary["computed"] if summary["computed"] else None
             splits = load_splits(manifest, feature_dir(layout, params, transform=name), ("val", "test"))
         else:

@@ -9,11 +9,10 @@ Three jobs, all with bounded memory (a clip is never loaded whole):
 * ``phash_distance`` compares two perceptual hashes, so a re-encoded copy of a
   clip (another codec, quality or size) is recognised although its bytes differ.
 * ``read_frames`` decodes the frames at given indices (optionally each with the
-  frame right after it, for motion features) in one sequential pass.
+  frame right after it, for motion features) exactly, in one forward pass that
+  grabs or seeks as this clip's timings say (see ``frame_reader``).
 
-Frame-accurate seeking is slow and inexact in many containers, so reading is
-sequential (``grab`` every frame, ``retrieve`` only the needed ones) and stops
-after the last needed frame. Probing seeks only over long gaps and checks the
+Reading stops after the last needed frame. Probing seeks only over long gaps and checks the
 result, so a long clip with a plausible header is never decoded whole.
 """
 from __future__ import annotations
@@ -25,6 +24,8 @@ import warnings
 
 import cv2
 import numpy as np
+
+from .frame_reader import VideoReadError, read_frames_at, target_size
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".mpg", ".mpeg", ".wmv", ".webm", ".m4v", ".flv")
 
@@ -50,10 +51,6 @@ TIMING_TOLERANCE = 0.10
 
 _IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
                      (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"))
-
-
-class VideoReadError(ValueError):
-    """A video file could not be decoded at all."""
 
 
 class ShortVideoWarning(UserWarning):
@@ -453,56 +450,60 @@ def sample_frame_indices(n_frames: int, t: int) -> np.ndarray:
     return np.rint(np.linspace(0, int(n_frames) - 1, int(t))).astype(np.int64)
 
 
-def _target_size(size) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise ValueError(f"read_frames: size must be None, a positive int (square) or (width, height), got {size!r}")
-    return int(size[0]), int(size[1])
+def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False,
+                        allow_seek: bool = True) -> tuple[np.ndarray, dict]:
+    """Decode the frames at ``indices`` exactly (see ``frame_reader``) and say how.
 
-
-def _to_rgb(frame_bgr: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if frame_bgr.ndim == 2:  # some codecs hand back grey frames
-        frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
-    if size is not None and (frame_bgr.shape[1], frame_bgr.shape[0]) != size:
-        frame_bgr = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-
-
-def _decode_needed(path: str, needed: set[int], size) -> tuple[dict[int, np.ndarray], int]:
-    """One sequential pass that keeps only the ``needed`` frames.
+    Same arguments and frames as ``read_frames``; no warning is raised, the record says it all.
 
     Returns:
-        (frames by index, frames decoded; the true frame count when it stopped short of
-        the last needed index).
+        (frames, record): record has the read stats (strategy, grabs, seeks, seek_fallbacks,
+        grab_ms, seek_ms), ``remapped`` (the clip decoded fewer frames than the indices assumed,
+        so they were spread over ``frames_decoded`` frames instead) and ``frames_decoded``.
     """
-    last = max(needed)
-    frames: dict[int, np.ndarray] = {}
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise VideoReadError(f"cannot read video {path!r}: it does not open as a video "
-                                 "(missing, empty, corrupt or not a video); run the audit to list such files")
-        index = 0
-        while index <= last:
-            if not cap.grab():
-                return frames, index
-            if index in needed:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:  # decodes to nothing: treat as the end
-                    return frames, index
-                frames[index] = _to_rgb(frame, size)
-            index += 1
-        return frames, index
-    finally:
-        cap.release()
+    path = str(path)
+    size = target_size(size)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or (idx < 0).any():
+        raise ValueError(f"read_frames({path!r}): indices must be a non-empty 1-D sequence of integers >= 0, "
+                         f"got {indices!r}")
+    idx = idx.astype(np.int64)
+
+    def needed_for(ix: np.ndarray) -> set[int]:
+        wanted = set(ix.tolist())
+        return wanted | {i + 1 for i in wanted} if with_next else wanted
+
+    frames, stats = read_frames_at(path, needed_for(idx), size, allow_seek)
+    record = {**stats.as_dict(), "remapped": False, "frames_decoded": None}
+    if stats.ended_early and int(idx.max()) >= stats.decoded:  # not just the successor of the last frame
+        decoded = stats.decoded
+        if decoded == 0:
+            raise VideoReadError(f"cannot read video {path!r}: no frame decodes (corrupt or unsupported codec); "
+                                 "run the audit to list such files")
+        # The pass reached the end, so ``decoded`` is the true count. Spread the request
+        # over it the same way it was spread over the assumed count.
+        assumed = int(idx.max()) + 1
+        idx = np.rint(idx * ((decoded - 1) / max(assumed - 1, 1))).astype(np.int64)
+        record.update(remapped=True, frames_decoded=decoded)
+        missing = {i for i in needed_for(idx) - frames.keys() if i < decoded}
+        if missing:
+            more, _ = read_frames_at(path, missing, size, allow_seek=False)
+            frames.update(more)
+        if not set(idx.tolist()) <= frames.keys():
+            raise VideoReadError(f"cannot read video {path!r}: frames stopped decoding on a second pass")
+    shape = frames[int(idx[0])].shape
+    if size is None and any(f.shape != shape for f in frames.values()):
+        # Resolution changes inside a clip are rare; unify to the first frame's size.
+        frames = {k: cv2.resize(f, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if f.shape != shape else f
+                  for k, f in frames.items()}
+    if not with_next:
+        return np.stack([frames[int(i)] for i in idx]), record
+    # Only decoded frames are in ``frames``: no successor means i is the last frame.
+    return np.stack([np.stack([frames[i], frames.get(i + 1, frames[i])]) for i in idx.tolist()]), record
 
 
 def read_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False) -> np.ndarray:
-    """Decode the frames at ``indices`` in one sequential pass.
+    """Decode the frames at ``indices``: exactly the frames a full sequential decode gives there.
 
     If the file decodes fewer frames than the indices assume (a truncated clip
     whose header over-counts), indices are re-mapped proportionally onto the
@@ -522,48 +523,10 @@ def read_frames(path: str | os.PathLike, indices, size=None, with_next: bool = F
         VideoReadError: nothing decodes.
         ValueError: bad indices or size.
     """
-    path = str(path)
-    size = _target_size(size)
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or (idx < 0).any():
-        raise ValueError(f"read_frames({path!r}): indices must be a non-empty 1-D sequence of integers >= 0, "
-                         f"got {indices!r}")
-    idx = idx.astype(np.int64)
-
-    def needed_for(ix: np.ndarray) -> set[int]:
-        wanted = set(ix.tolist())
-        return wanted | {i + 1 for i in wanted} if with_next else wanted
-
-    frames, decoded = _decode_needed(path, needed_for(idx), size)
-    if decoded == 0:
-        raise VideoReadError(f"cannot read video {path!r}: no frame decodes (corrupt or unsupported codec); "
-                             "run the audit to list such files")
-    if int(idx.max()) >= decoded:
-        # The first pass reached the end, so ``decoded`` is the true count. Spread
-        # the request over it the same way it was spread over the assumed count.
-        assumed = int(idx.max()) + 1
-        remapped = np.rint(idx * ((decoded - 1) / max(assumed - 1, 1))).astype(np.int64)
+    frames, record = read_sampled_frames(path, indices, size, with_next)
+    if record["remapped"]:
+        assumed = int(np.max(indices))
         warnings.warn(ShortVideoWarning(
-            f"{path}: only {decoded} frames decode but indices up to {assumed - 1} were asked for; "
-            f"indices re-mapped onto frames 0..{decoded - 1}"), stacklevel=2)
-        idx = remapped
-        missing = needed_for(idx) - frames.keys()
-        missing = {i for i in missing if i < decoded}
-        if missing:
-            more, _ = _decode_needed(path, missing, size)
-            frames.update(more)
-        if not set(idx.tolist()) <= frames.keys():
-            raise VideoReadError(f"cannot read video {path!r}: frames stopped decoding on a second pass")
-    shape = frames[int(idx[0])].shape
-    if size is None and any(f.shape != shape for f in frames.values()):
-        # Resolution changes inside a clip are rare; unify to the first frame's size.
-        frames = {k: cv2.resize(f, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if f.shape != shape else f
-                  for k, f in frames.items()}
-    if not with_next:
-        return np.stack([frames[int(i)] for i in idx])
-    pairs = []
-    for i in idx.tolist():
-        # Only decoded frames are in ``frames``: no successor means i is the last frame.
-        pairs.append(np.stack([frames[i], frames.get(i + 1, frames[i])]))
-    return np.stack(pairs)
-
+            f"{path}: only {record['frames_decoded']} frames decode but indices up to {assumed} were asked for; "
+            f"indices re-mapped onto frames 0..{record['frames_decoded'] - 1}"), stacklevel=2)
+    return frames

@@ -55,3 +55,23 @@ def test_describe_backbone_resolves_feature_dim():
     facts = describe_backbone("flow")
     assert facts["feature_dim"] == feature_dim("flow") > 0 and facts["input"].startswith("frame pairs")
     assert describe_backbone("vgg19")["feature_dim"] == 4096
+
+
+def test_mixed_precision_applies_to_the_backbone_only_and_features_stay_float32():
+    import keras
+    before = keras.config.dtype_policy().name
+    encode = create_backbone("mobilenetv2", "none", 32, mixed_precision="on")
+    assert encode.precision == "mixed_float16"
+    assert encode.model.layers[-1].compute_dtype == "float16"
+    assert keras.config.dtype_policy().name == before  # the global policy is restored
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    out = encode(frames)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert create_backbone("mobilenetv2", "none", 32, mixed_precision="auto").precision == "float32"  # CPU
+
+
+def test_registry_states_framework_and_dtypes():
+    facts = describe_backbone("mobilenet_v1_tflite")
+    assert facts["framework"] == "litert" and "uint8" in facts["dtype"] and facts["batch_size"] > 0
+    assert describe_backbone("flow")["framework"] == "opencv"
+    assert describe_backbone("vgg19")["framework"] == "keras"

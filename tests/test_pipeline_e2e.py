@@ -112,7 +112,11 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     # Rerunning extraction reuses the cache: nothing recomputed.
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["02"])
     extraction = json.loads((art / "extraction.json").read_text())
-    assert all(s["computed"] == 0 and s["cached_before"] == 32 for s in extraction)
+    assert all(s["computed"] == 0 and s["cached_before"] == s["clips"] for s in extraction)
+    clean = [s for s in extraction if s["transform"] == "identity"]
+    copies = [s for s in extraction if s["transform"].startswith("aug-")]
+    assert clean and all(s["clips"] == 32 for s in clean)
+    assert len(copies) == 1 and copies[0]["clips"] == int((manifest["split"] == "train").sum())
 
 
 @pytest.mark.e2e
