@@ -30,6 +30,7 @@ test-fast: install  ## unit tests only, no notebook runs
 
 bench: install  ## speed benchmarks, JSON reports under outputs/bench/ (not tests: nothing asserts on a time)
 	$(PY) -m nexara_lib.bench_training --out outputs/bench/training.json
+	$(PY) -m nexara_lib.bench_extraction --out outputs/bench/extraction.json
 
 clean:
 	rm -rf outputs/* .pytest_cache

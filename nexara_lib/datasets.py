@@ -104,7 +104,7 @@ def extract_run_features(manifest: pd.DataFrame, params: Mapping, layout: RunLay
 
     Returns:
         One row per stream: computed / cached / failed counts, throughput and the time split
-        (decode = decoder-seconds summed over workers, model, wait = backbone idle).
+        (decode CPU seconds over all decoders, model seconds, wait = backbone idle waiting for frames).
     """
     from .features import extract_augmented_copies, extract_features
     from .runinfo import write_json_atomic
@@ -122,7 +122,7 @@ def extract_run_features(manifest: pd.DataFrame, params: Mapping, layout: RunLay
     table = pd.DataFrame(summaries)
     table["failed"] = table["failed"].map(len)
     return table[["backbone", "transform", "clips", "cached_before", "computed", "failed", "padded", "seeks",
-                  "decode_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]]
+                  "decode_cpu_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]]
 
 
 def with_augmented_copies(train: FeatureSplit, manifest: pd.DataFrame, layout: RunLayout,

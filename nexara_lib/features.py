@@ -32,7 +32,8 @@ from .runinfo import read_json, write_json_atomic
 EXECUTORS = ("local", "ray")
 # Columns of ``read_clip_records`` (always present, also when nothing was recorded yet).
 CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded", "strategy", "grabs", "seeks",
-                       "seek_fallbacks", "grab_ms", "seek_ms", "remapped", "frames_decoded", "decode_s")
+                       "seek_fallbacks", "grab_ms", "seek_ms", "remapped", "frames_decoded", "decode_s",
+                       "decode_cpu_s")
 
 
 def feature_cache_key(backbone: str, weights: str, frames_per_clip: int, image_size: int,
@@ -139,9 +140,10 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
         progress: show a progress bar.
     Returns:
         dict with cache_dir, key, counts (clips, cached_before, computed, failed list with
-        reasons), padded clips, seeks used, and timings: decode_s (decoder-seconds, summed over
-        workers), model_s, wait_s (backbone idle, waiting on decoders), write_s, wall_s,
-        clips_per_s, frames_per_s.
+        reasons), padded clips, seeks used, and timings: decode_s (elapsed decoder-seconds summed
+        over workers; decoders run at low priority, so this includes time waiting for a core),
+        decode_cpu_s (CPU the decoding really cost), model_s, wait_s (backbone idle, waiting on
+        decoders), write_s, wall_s, clips_per_s, frames_per_s.
     """
     _check_arguments(manifest, frames_per_clip, workers, executor)
     spec = get_backbone_spec(backbone)
@@ -174,7 +176,7 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
     if augmentation is not None:
         meta["augmentation"] = {"ops": list(augmentation[0]), "copy": augmentation[1], "seed": augmentation[2]}
     write_json_atomic(cache_dir / "meta.json", meta)
-    timer = {"decode_s": 0.0, "model_s": 0.0, "wait_s": 0.0}
+    timer = {"decode_s": 0.0, "decode_cpu_s": 0.0, "model_s": 0.0, "wait_s": 0.0}
     wall0 = time.perf_counter()
     if todo:
         batch_frames = batch_size or spec.batch_size
@@ -185,6 +187,7 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
         try:
             for job, feats, error, record in results:
                 timer["decode_s"] += record.get("decode_s", 0.0)
+                timer["decode_cpu_s"] += record.get("decode_cpu_s", 0.0)
                 if error is not None:
                     summary["failed"].append(writer.failure(job, error))
                 else:
