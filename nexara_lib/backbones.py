@@ -145,8 +145,16 @@ def _keras_weights(weights):
     return None, (None if weights == "none" else weights)
 
 
+# Seed of the random initialisation behind weights 'none': every process (decoder, Ray worker,
+# a rerun) builds the same network, so features from different workers belong together.
+NONE_WEIGHTS_SEED = 1234
+
+
 def _build_keras_app(app_cls, size, weights, **kwargs):
+    import keras
     keras_weights, weights_file = _keras_weights(weights)
+    if weights == "none":
+        keras.utils.set_random_seed(NONE_WEIGHTS_SEED)
     model = app_cls(weights=keras_weights, input_shape=(size, size, 3), **kwargs)
     if weights_file:
         model.load_weights(weights_file)

@@ -75,3 +75,10 @@ def test_registry_states_framework_and_dtypes():
     assert facts["framework"] == "litert" and "uint8" in facts["dtype"] and facts["batch_size"] > 0
     assert describe_backbone("flow")["framework"] == "opencv"
     assert describe_backbone("vgg19")["framework"] == "keras"
+
+
+def test_random_weights_are_the_same_network_in_every_build():
+    frames = np.random.default_rng(1).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    a = create_backbone("resnet50v2", "none", 64)(frames)
+    b = create_backbone("resnet50v2", "none", 64)(frames)
+    assert np.array_equal(a, b) and np.abs(a).max() > 0
