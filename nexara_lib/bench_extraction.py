@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench_training import _check_int, _load
+from .bench_common import check_int, load_average
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "surv-fight-dev"  # the real clips (README)
@@ -74,7 +74,7 @@ def select_clips(data_dir: str | Path, n_clips: int = 0) -> tuple[pd.DataFrame, 
     from .audit import discover_clips, make_clip_id
     from .video import probe_video
 
-    _check_int("clips", n_clips, 0)
+    check_int("clips", n_clips, 0)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of clips "
@@ -465,17 +465,17 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     Returns:
         The report that was written (also has ``"path"``).
     """
-    _check_int("repeats", repeats, 1)
-    _check_int("frames", frames, 1)
-    _check_int("workers", workers, 1)
-    _check_int("clips", clips, 0)
+    check_int("repeats", repeats, 1)
+    check_int("frames", frames, 1)
+    check_int("workers", workers, 1)
+    check_int("clips", clips, 0)
     _check_backbone(backbone)
     from .backbones import create_backbone, get_backbone_spec, resolve_image_size
     from .features import _jobs
     from .runinfo import write_json_atomic
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    load_before = _load()
+    load_before = load_average()
     total0 = time.perf_counter()
     spec = get_backbone_spec(backbone)
     cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
@@ -552,7 +552,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         "overlap_ratio": overlap,
         "started_at": started_at,
         "total_seconds": time.perf_counter() - total0,
-        "machine": {**machine, "load_average_before": load_before, "load_average_after": _load()},
+        "machine": {**machine, "load_average_before": load_before, "load_average_after": load_average()},
         "data": {"dir": str(Path(data_dir).resolve()), "clips": len(manifest), "selection":
                  f"{n_clips} evenly spread over the sorted clip list" if n_clips else "all clips",
                  "frames_in_clips": int(manifest["frames"].sum()),

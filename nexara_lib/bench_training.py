@@ -35,6 +35,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .bench_common import check_int, load_average
+
 TARGET_RATIO = 1.2  # our seconds per epoch may be at most this multiple of bare model.fit's
 RUN_ORDER = ("bare", "ours")  # within each repeat; bare first so it pays any process warm-up
 MONITOR_PROBE_CALLS = 4  # validation predictions timed on the trained bare model (the first one traces)
@@ -61,8 +63,8 @@ def make_bench_data(n_train: int, n_val: int, timesteps: int, feature_dim: int,
     """
     for name, value, low in (("n_train", n_train, 2), ("n_val", n_val, 2), ("timesteps", timesteps, 1),
                              ("feature_dim", feature_dim, 1)):
-        _check_int(name, value, low)
-    _check_int("seed", seed, 0)
+        check_int(name, value, low)
+    check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     shifted = max(1, feature_dim // 4)
 
@@ -94,7 +96,7 @@ def bench_config(epochs: int, config_overrides: Mapping[str, Any] | None = None)
     from nexara_lib.params import SCHEMA
     from nexara_lib.training import resolve_training_config
 
-    _check_int("epochs", epochs, 2)
+    check_int("epochs", epochs, 2)
     overrides = dict(config_overrides or {})
     unknown = sorted(k for k in overrides if k not in SCHEMA)
     if unknown:
@@ -108,11 +110,6 @@ def bench_config(epochs: int, config_overrides: Mapping[str, Any] | None = None)
     config.update(overrides)
     resolve_training_config(config)  # a bad value fails here, before anything trains
     return config
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _steady(epoch_seconds: list[float]) -> float:
@@ -235,10 +232,6 @@ def _machine() -> dict:
     }
 
 
-def _load() -> list[float] | None:
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, timesteps: int = 20,
                    feature_dim: int = 1024, epochs: int = 6, seed: int = 0,
                    config_overrides: Mapping[str, Any] | None = None, repeats: int = 3) -> dict:
@@ -266,14 +259,14 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
     Returns:
         The report that was written (also has ``"path"``).
     """
-    _check_int("repeats", repeats, 1)
+    check_int("repeats", repeats, 1)
     config = bench_config(epochs, config_overrides)
     x_train, y_train, x_val, y_val = make_bench_data(n_train, n_val, timesteps, feature_dim, seed)
     from nexara_lib.runinfo import write_json_atomic
     from nexara_lib.training import resolve_training_config
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    load_before = _load()
+    load_before = load_average()
     t0 = time.perf_counter()
     runs: dict[str, list[dict]] = {"bare": [], "ours": []}
     for _ in range(repeats):
@@ -308,7 +301,7 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
         "question": "steady-state seconds per epoch of train_sequence_model vs a bare model.fit on the same arrays",
         "started_at": started_at,
         "total_seconds": total_seconds,
-        "machine": {**_machine(), "load_average_before": load_before, "load_average_after": _load()},
+        "machine": {**_machine(), "load_average_before": load_before, "load_average_after": load_average()},
         "data": {"n_train": n_train, "n_val": n_val, "timesteps": timesteps, "feature_dim": feature_dim,
                  "dtype": "float32", "signal": "class 1: +0.5 on the first quarter of features", "seed": seed},
         "config": resolve_training_config(config),

@@ -142,8 +142,8 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
         dict with cache_dir, key, counts (clips, cached_before, computed, failed list with
         reasons), padded clips, seeks used, and timings: decode_s (elapsed decoder-seconds summed
         over workers; decoders run at low priority, so this includes time waiting for a core),
-        decode_cpu_s (CPU the decoding really cost), model_s, wait_s (backbone idle, waiting on
-        decoders), write_s, wall_s, clips_per_s, frames_per_s.
+        decode_cpu_s (CPU the decoding really cost), model_s, wait_s (local: backbone idle, waiting
+        on decoders; Ray: the driver waiting on the cluster), write_s, wall_s, clips_per_s, frames_per_s.
     """
     _check_arguments(manifest, frames_per_clip, workers, executor)
     spec = get_backbone_spec(backbone)
