@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench_common import check_int, load_average
+from .bench_common import check_int, load_average, run_cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "surv-fight-dev"  # the real clips (README)
@@ -608,15 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line; 2 on a bad argument."""
-    args = build_parser().parse_args(argv)
-    try:
-        bench_extraction(args.out, data_dir=args.data, clips=args.clips, repeats=args.repeats,
-                         backbone=args.backbone, weights=args.weights, frames=args.frames, workers=args.workers,
-                         quick=args.quick, rss=not args.no_rss)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(build_parser(), lambda args: bench_extraction(
+        args.out, data_dir=args.data, clips=args.clips, repeats=args.repeats, backbone=args.backbone,
+        weights=args.weights, frames=args.frames, workers=args.workers, quick=args.quick, rss=not args.no_rss), argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .bench_common import check_int, load_average
+from .bench_common import check_int, load_average, run_cli
 
 TARGET_RATIO = 1.2  # our seconds per epoch may be at most this multiple of bare model.fit's
 RUN_ORDER = ("bare", "ours")  # within each repeat; bare first so it pays any process warm-up
@@ -381,14 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line; 2 on a bad argument."""
-    args = build_parser().parse_args(argv)
-    try:
-        bench_training(args.out, n_train=args.n_train, n_val=args.n_val, timesteps=args.timesteps,
-                       feature_dim=args.feature_dim, epochs=args.epochs, seed=args.seed, repeats=args.repeats)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(build_parser(), lambda args: bench_training(
+        args.out, n_train=args.n_train, n_val=args.n_val, timesteps=args.timesteps, feature_dim=args.feature_dim,
+        epochs=args.epochs, seed=args.seed, repeats=args.repeats), argv)
 
 
 if __name__ == "__main__":
