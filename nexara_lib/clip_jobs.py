@@ -55,7 +55,7 @@ def sampled_indices(n_frames: int, t: int, pairs: bool = False, offset: float = 
 
 
 def _frame_transform(job: ClipJob):
-    """(sampling offset, index jitter or None, frame function or None) for the job's transform."""
+    """(sampling offset, index jitter or None, frame function or None, augmentation params or None)."""
     if job.augmentation is not None:
         from .frame_augment import draw_augmentation
         ops, copy, seed = job.augmentation

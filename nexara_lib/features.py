@@ -178,28 +178,16 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
     write_json_atomic(cache_dir / "meta.json", meta)
     timer = {"decode_s": 0.0, "decode_cpu_s": 0.0, "model_s": 0.0, "wait_s": 0.0}
     wall0 = time.perf_counter()
-    if todo:
-        batch_frames = batch_size or spec.batch_size
-        results = _executor_results(executor, todo, backbone, weights, size, batch_frames, workers,
-                                    mixed_precision, ray_address, timer)
-        bar = _progress(len(todo), f"features {backbone}" + ("" if transform == "identity" else f" [{transform}]"),
-                        progress)
-        try:
-            for job, feats, error, record in results:
-                timer["decode_s"] += record.get("decode_s", 0.0)
-                timer["decode_cpu_s"] += record.get("decode_cpu_s", 0.0)
-                if error is not None:
-                    summary["failed"].append(writer.failure(job, error))
-                else:
-                    writer.features(job, feats, record)
-                    summary["computed"] += 1
-                    summary["padded"] += bool(record.get("padded"))
-                    summary["seeks"] += int(record.get("seeks", 0))
-                bar.update(1)
-        finally:
-            bar.close()
-            writer.close()
-    else:
+    try:
+        if todo:
+            results = _executor_results(executor, todo, backbone, weights, size, batch_size or spec.batch_size,
+                                        workers, mixed_precision, ray_address, timer)
+            label = f"features {backbone}" + ("" if transform == "identity" else f" [{transform}]")
+            with _progress(len(todo), label, progress) as bar:
+                for job, feats, error, record in results:
+                    _record(writer, summary, timer, job, feats, error, record)
+                    bar.update(1)
+    finally:
         writer.close()
     wall = time.perf_counter() - wall0
     done = summary["computed"]
@@ -207,6 +195,19 @@ def extract_features(manifest: pd.DataFrame, *, backbone: str, weights: str, fra
                    wall_s=round(wall, 3), clips_per_s=round(done / wall, 2) if done and wall else None,
                    frames_per_s=round(done * frames_per_clip / wall, 1) if done and wall else None)
     return summary
+
+
+def _record(writer: _CacheWriter, summary: dict, timer: dict, job, feats, error, record) -> None:
+    """Write one clip's answer to the cache and count it in the summary."""
+    timer["decode_s"] += record.get("decode_s", 0.0)
+    timer["decode_cpu_s"] += record.get("decode_cpu_s", 0.0)
+    if error is not None:
+        summary["failed"].append(writer.failure(job, error))
+        return
+    writer.features(job, feats, record)
+    summary["computed"] += 1
+    summary["padded"] += bool(record.get("padded"))
+    summary["seeks"] += int(record.get("seeks", 0))
 
 
 def _executor_results(executor, jobs, backbone, weights, size, batch_frames, workers, mixed_precision,
