@@ -29,8 +29,8 @@ test-fast: install  ## unit tests only, no notebook runs
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: install  ## speed benchmarks, JSON reports under outputs/bench/ (not tests: nothing asserts on a time)
-	$(PY) -m nexara_lib.bench_training --out outputs/bench/training.json
-	$(PY) -m nexara_lib.bench_extraction --out outputs/bench/extraction.json
+	$(PY) -m benchmarks.bench_training --out outputs/bench/training.json
+	$(PY) -m benchmarks.bench_extraction --out outputs/bench/extraction.json
 
 clean:
 	rm -rf outputs/* .pytest_cache

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from nexara_lib.run.cli import main
 
 sys.exit(main())

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from matplotlib.figure import Figure
 
-from nexara_lib import ablation
-from nexara_lib.ablation import Pool, load_ablation_config, run_recipe_study, study_configs
-from nexara_lib.params import resolve_params
+from nexara_lib.training import study as ablation
+from nexara_lib.training.study import Pool, load_ablation_config, run_recipe_study, study_configs
+from nexara_lib.run.params import resolve_params
 from test_training import TINY_CONFIG, burst_clips
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib import audit
+from nexara_lib.audit import audit
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 _counter = iter(range(1, 1_000_000))

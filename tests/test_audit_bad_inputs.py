@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from video_utils import decode_all
-from nexara_lib import audit
-from nexara_lib.video import phash_distance, probe_video
+from nexara_lib.audit import audit
+from nexara_lib.video.probe import phash_distance, probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "surv-fight-dev"
@@ -393,7 +393,7 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path):
     script.write_text(
         "import sys\nimport pandas as pd\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from nexara_lib import audit\n"
+        "from nexara_lib.audit import audit\n"
         f"out = audit.probe_clips(pd.DataFrame({{'path': [{str(clip)!r}]}}), workers=1, progress=False)\n"
         "print('STATUS', out['status'].iloc[0])\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -4,8 +4,8 @@ import shutil
 import cv2
 import numpy as np
 
-from nexara_lib.audit import build_manifest
-from nexara_lib.audit_report import audit_overview, duplicates_table, leakage_table, notes_list, warnings_table
+from nexara_lib.audit.audit import build_manifest
+from nexara_lib.audit.report import audit_overview, duplicates_table, leakage_table, notes_list, warnings_table
 
 
 def write_clip(path, seed):

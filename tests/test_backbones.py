@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nexara_lib.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, describe_backbone,
+from nexara_lib.features.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, describe_backbone,
                                   feature_dim,
                                   get_backbone_spec, resolve_image_size)
 

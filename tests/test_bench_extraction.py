@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from nexara_lib import bench_extraction
-from nexara_lib.backbones import DEFAULT_TFLITE_MODEL
+from benchmarks import bench_extraction
+from nexara_lib.features.backbones import DEFAULT_TFLITE_MODEL
 
 N_CLIPS = 4   # chosen by --clips out of the 6 written
 FRAMES = 8    # T

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from nexara_lib import bench_training
-from nexara_lib.bench_training import bench_config, make_bench_data
+from benchmarks import bench_training
+from benchmarks.bench_training import bench_config, make_bench_data
 
 TINY = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [8],
         "batch_size": 16}

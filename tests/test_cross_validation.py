@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nexara_lib.cross_validation import grouped_folds, holdout_fold
+from nexara_lib.training.folds import grouped_folds, holdout_fold
 
 
 def grouped_pool(n_groups=12, per_group=5, seed=0):

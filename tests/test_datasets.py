@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.datasets import load_splits, member_backbone, prepare_data_dirs, run_feature_streams
-from nexara_lib.features import clip_cache_name
-from nexara_lib.params import resolve_params
+from nexara_lib.stages.data import load_splits, member_backbone, prepare_data_dirs, run_feature_streams
+from nexara_lib.features.extract import clip_cache_name
+from nexara_lib.run.params import resolve_params
 
 
 @pytest.fixture

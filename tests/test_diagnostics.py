@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from nexara_lib import diagnostics as dg
-from nexara_lib.evaluation import Predictions
+from nexara_lib.evaluation import diagnostics as dg
+from nexara_lib.evaluation.metrics import Predictions
 
 
 def _preds(split, n=60, seed=0, separation=0.35):

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from nexara_lib import ensemble as en
-from nexara_lib.evaluation import Predictions, log_loss
+from nexara_lib.evaluation import ensemble as en
+from nexara_lib.evaluation.metrics import Predictions, log_loss
 
 
 def _members(split, n=300, seed=0):

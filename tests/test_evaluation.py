@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from nexara_lib import evaluation as ev
-from nexara_lib.evaluation import Predictions
+from nexara_lib.io import to_jsonable
+from nexara_lib.evaluation import metrics as ev
+from nexara_lib.evaluation.metrics import Predictions
 
 
 def test_binary_metrics_hand_computed():
@@ -184,7 +185,7 @@ def test_metric_function_and_jsonable():
     with pytest.raises(ValueError, match="unknown metric"):
         ev.metric_function("auc")
     assert ev.metric_function("fpr", 0.5)([0, 0, 1], [0.7, 0.2, 0.9]) == 0.5
-    out = ev.to_jsonable({"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
+    out = to_jsonable({"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
     assert out == {"a": 0.5, "b": None, "c": [0, 1]}
 
 

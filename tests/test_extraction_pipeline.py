@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib import frame_reader
-from nexara_lib.clip_jobs import ClipJob, decode_job
-from nexara_lib.extraction_pipeline import DecoderPool, FeatureBatcher
-from nexara_lib.features import (clip_cache_name, extract_augmented_copies, extract_features, feature_cache_key,
+from nexara_lib.video import reader as frame_reader
+from nexara_lib.features.clip_jobs import ClipJob, decode_job
+from nexara_lib.features.local_executor import DecoderPool, FeatureBatcher
+from nexara_lib.features.extract import (clip_cache_name, extract_augmented_copies, extract_features, feature_cache_key,
                                  load_features, read_clip_records)
-from nexara_lib.video import read_sampled_frames, sample_frame_indices
+from nexara_lib.video.probe import read_sampled_frames, sample_frame_indices
 from video_utils import decode_all
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
@@ -227,7 +227,7 @@ def test_a_decoder_process_that_dies_costs_only_its_clip(tmp_path):
 
 KILL_SCRIPT = """
 import sys, pandas as pd
-from nexara_lib.features import extract_features
+from nexara_lib.features.extract import extract_features
 extract_features(pd.read_csv(sys.argv[1]), backbone="flow", weights="none", frames_per_clip=8, image_size=64,
                  cache_root=sys.argv[2], workers=1, batch_size=8, progress=False)
 """

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.backbones import DEFAULT_TFLITE_MODEL
-from nexara_lib.features import clip_cache_name, extract_features, feature_cache_key, load_features
+from nexara_lib.features.backbones import DEFAULT_TFLITE_MODEL
+from nexara_lib.features.extract import clip_cache_name, extract_features, feature_cache_key, load_features
 
 
 def write_video(path, n_frames=12, size=(64, 48), seed=0):
@@ -123,7 +123,7 @@ def test_flow_pairs_have_a_real_next_frame_at_every_step(manifest, tmp_path):
 
 
 def test_sampled_indices_pairs_and_frame_shift():
-    from nexara_lib.features import sampled_indices
+    from nexara_lib.features.extract import sampled_indices
     assert list(sampled_indices(10, 4)) == [0, 3, 6, 9]
     assert sampled_indices(10, 4, pairs=True).max() == 8  # every sampled frame has a next frame
     shifted = sampled_indices(10, 4, offset=0.5)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nexara_lib.flow import FEATURE_NAMES, FLOW_FEATURE_DIM, WORK_SIZE, flow_features
+from nexara_lib.features.flow import FEATURE_NAMES, FLOW_FEATURE_DIM, WORK_SIZE, flow_features
 
 
 def _texture(height=120, width=160, seed=0):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nexara_lib import frame_augment as fa
-from nexara_lib.features import sampled_indices
+from nexara_lib.features import frame_augment as fa
+from nexara_lib.features.extract import sampled_indices
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_OPS = ["brightness_contrast", "hflip", "rotate_zoom", "temporal_jitter"]

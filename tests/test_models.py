@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from nexara_lib import models
+from nexara_lib import runtime
+from nexara_lib.training import models
 
 T, D, N = 6, 10, 8
 
@@ -114,19 +115,19 @@ def test_bad_hyper_parameter_values_are_errors(kwargs, key):
 
 
 def test_configure_precision_modes():
-    assert models.configure_precision("off") == "float32"
-    assert models.configure_precision("on") == "mixed_float16"
+    assert runtime.configure_precision("off") == "float32"
+    assert runtime.configure_precision("on") == "mixed_float16"
     assert keras.mixed_precision.global_policy().name == "mixed_float16"
     import tensorflow as tf
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    assert models.configure_precision("auto") == expected
+    assert runtime.configure_precision("auto") == expected
     with pytest.raises(ValueError, match="mixed precision"):
-        models.configure_precision("fp16")
+        runtime.configure_precision("fp16")
 
 
 def test_mixed_precision_model_keeps_a_float32_softmax(batch):
     x, y = batch
-    models.configure_precision("on")
+    runtime.configure_precision("on")
     model = models.create_sequence_model("hybrid", (T, D), **tiny_params("hybrid"))
     assert model.get_layer("compression").compute_dtype == "float16"
     assert model.output.dtype == "float32"

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nexara_lib.params import SCHEMA
+from nexara_lib.config import SCHEMA
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nexara_lib.params import SCHEMA, ParamError, parse_override, params_from_namespace, reference_table, resolve_params
+from nexara_lib.config import SCHEMA, ParamError, parse_override
+from nexara_lib.run.params import params_from_namespace, reference_table, resolve_params
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 

@@ -9,8 +9,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from nexara_lib.models import load_sequence_model
-from nexara_lib.runner import NotebookFailed, run_pipeline
+from nexara_lib.training.train import load_sequence_model
+from nexara_lib.run.runner import NotebookFailed, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"

@@ -17,10 +17,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from nexara_lib.clip_jobs import ClipJob  # noqa: E402
-from nexara_lib.features import _jobs, extract_features, load_features, local_results  # noqa: E402
-from nexara_lib.backbones import create_backbone  # noqa: E402
-from nexara_lib.ray_extraction import FAILURES_IN_A_ROW_LIMIT, encode_chunk, plan_chunks, ray_results  # noqa: E402
+from nexara_lib.features.clip_jobs import ClipJob  # noqa: E402
+from nexara_lib.features.extract import _jobs, extract_features, load_features, local_results  # noqa: E402
+from nexara_lib.features.backbones import create_backbone  # noqa: E402
+from nexara_lib.features.ray_executor import FAILURES_IN_A_ROW_LIMIT, encode_chunk, plan_chunks, ray_results  # noqa: E402
 
 CLIP_SIZES = [(32, 32), (40, 32), (48, 40), (56, 40), (64, 48), (64, 48)]  # (width, height)
 CLIP_FRAMES = [15, 18, 21, 24, 27, 30]
@@ -191,8 +191,8 @@ def test_missing_ray_package_is_a_clear_error(monkeypatch):
 def test_unreachable_address_is_a_clear_error_fast():
     # In a fresh process: this module's Ray instance would otherwise be used as is.
     code = textwrap.dedent("""
-        from nexara_lib.clip_jobs import ClipJob
-        from nexara_lib.ray_extraction import ray_results
+        from nexara_lib.features.clip_jobs import ClipJob
+        from nexara_lib.features.ray_executor import ray_results
         job = ClipJob("n", "c", "/x.avi", 10, 4, 32, True)
         try:
             list(ray_results([job], backbone="flow", weights="none", size=32, batch_frames=8, workers=1,

@@ -1,7 +1,10 @@
 """The shared registry type and the four registries built on it."""
 import pytest
 
-from nexara_lib import augment, backbones, models, tta
+from nexara_lib.training import augment
+from nexara_lib.features import backbones
+from nexara_lib.training import models
+from nexara_lib.evaluation import tta
 from nexara_lib.registry import Registry
 
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from nexara_lib import runner
-from nexara_lib.params import ParamError
-from nexara_lib.runner import NotebookFailed, ensure_kernel, list_notebooks, run_pipeline, select_notebooks
+from nexara_lib.run import runner
+from nexara_lib.config import ParamError
+from nexara_lib.run.runner import NotebookFailed, ensure_kernel, list_notebooks, run_pipeline, select_notebooks
 
 PARAMETERS = "run_dir = ''\nparam_files = []\nsynthetic_clips = 0"
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from nexara_lib.ensemble_members import _align
-from nexara_lib.tta_views import _align_views, tta_slowdown, views_table
+from nexara_lib.stages.ensemble import _align
+from nexara_lib.stages.tta import _align_views, tta_slowdown, views_table
 
 
 def test_tta_views_keep_only_clips_every_view_scored():

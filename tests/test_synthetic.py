@@ -17,8 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from video_utils import decode_all
-from nexara_lib.flow import flow_features
-from nexara_lib.synthetic import (
+from nexara_lib.features.flow import flow_features
+from nexara_lib.video.synthetic import (
     GENERATOR_VERSION, LISTING_COLUMNS, MARKER_NAME, NONVIOLENT_SCENARIOS, VIOLENT_SCENARIOS,
     generate_synthetic_dataset, render_clip)
 

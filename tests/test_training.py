@@ -8,9 +8,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nexara_lib import augment, models, training
-from nexara_lib.models import load_sequence_model
-from nexara_lib.params import SCHEMA
+from nexara_lib import runtime
+from nexara_lib.training import augment
+from nexara_lib.training import models
+from nexara_lib.training import train as training
+from nexara_lib.training.train import load_sequence_model
+from nexara_lib.config import SCHEMA
 
 # --- synthetic data ---------------------------------------------------------------------
 
@@ -282,14 +285,14 @@ def test_monitor_mode():
 
 
 def test_set_seed_repeats_random_draws():
-    training.set_seed(5)
+    runtime.set_seed(5)
     first = (np.random.rand(3), keras.random.uniform((3,)).numpy())
-    training.set_seed(5)
+    runtime.set_seed(5)
     second = (np.random.rand(3), keras.random.uniform((3,)).numpy())
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     with pytest.raises(ValueError, match="seed"):
-        training.set_seed(-1)
+        runtime.set_seed(-1)
 
 
 # --- training loop ------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib import training
-from nexara_lib.checkpoints import load_checkpoint, training_fingerprint
+from nexara_lib import runtime
+from nexara_lib.training import train as training
+from nexara_lib.training.checkpoints import load_checkpoint, training_fingerprint
 from test_training import TINY_CONFIG, burst_clips, monitor_case, sign_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
     # a slow epoch clock makes every epoch take >= 1 s so the kill lands mid-run
     script = textwrap.dedent(f"""
         import time, numpy as np
-        from nexara_lib import training
+        from nexara_lib.training import train as training
         from test_training_resume import RESUME_CONFIG
         class Slow(training._EpochClock):
             def on_epoch_end(self, epoch, logs=None):
@@ -172,7 +173,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from nexara_lib import training
+from nexara_lib.training import train as training
 from test_training import burst_clips
 from test_training_resume import RESUME_CONFIG
 x_train, y_train = burst_clips(64, seed=10)
@@ -211,7 +212,7 @@ def test_single_device_by_default(tmp_path):
                                            verbose=0)
     assert result["distribution"]["replicas"] == 1 and result["distribution"]["global_batch_size"] == 16
     with pytest.raises(ValueError, match="multi_gpu"):
-        training.distribution_strategy("always")
+        runtime.distribution_strategy("always")
 
 
 @pytest.mark.parametrize("interval_s, commits", [(0.0, 3 + 1), (1e6, 1)])

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nexara_lib import tta
-from nexara_lib.evaluation import Predictions
+from nexara_lib.evaluation import tta
+from nexara_lib.evaluation.metrics import Predictions
 
 RNG = np.random.default_rng(0)
 FRAMES = RNG.integers(0, 256, size=(6, 8, 10, 3), dtype=np.uint8)

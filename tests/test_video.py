@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from video_utils import decode_all
-from nexara_lib.video import (VIDEO_SUFFIXES, ShortVideoWarning, VideoReadError, probe_video, read_frames,
+from nexara_lib.video.probe import (VIDEO_SUFFIXES, ShortVideoWarning, VideoReadError, probe_video, read_frames,
                               sample_frame_indices)
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"

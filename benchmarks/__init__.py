@@ -1,0 +1,1 @@
+"""Speed benchmarks (``make bench``): JSON reports, never assertions on time. Not part of the wheel."""

@@ -1,0 +1,110 @@
+"""One clip's decoding work for feature extraction: what to read, and reading it (worker side).
+
+A ``ClipJob`` is plain data (picklable, no model), so decoding can run in this
+process, in decoder processes or on Ray workers alike and give the same frames.
+``decode_job`` never raises for a bad clip: the error is returned, reported and
+the clip skipped. Importing this module does not import TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from nexara_lib.video.reader import VideoReadError
+from nexara_lib.video.probe import probe_video, read_sampled_frames, sample_frame_indices
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipJob:
+    """What to decode for one clip under one transform."""
+    name: str                  # cache file name (clip id + manifest-row hash)
+    clip_id: str
+    path: str
+    n_frames: int              # verified frame count from the audit (0 = unknown: probed first)
+    frames_per_clip: int       # T
+    size: int                  # square frame side the backbone takes
+    pairs: bool                # (frame, next frame) pairs for motion backbones
+    transform: str = "identity"           # clean, a frame-level TTA view, or an augmentation copy
+    augmentation: tuple | None = None     # (ops, copy, seed) for augmentation copies
+
+
+@dataclasses.dataclass
+class DecodedClip:
+    """``decode_job``'s answer: frames, or the reason there are none."""
+    job: ClipJob
+    frames: np.ndarray | None
+    error: str | None
+    record: dict                # how it was read: padded, strategy, seeks, decode_s (elapsed), decode_cpu_s, ...
+
+
+def sampled_indices(n_frames: int, t: int, pairs: bool = False, offset: float = 0.0) -> np.ndarray:
+    """The T frame indices extracted from a clip of ``n_frames`` frames.
+
+    Pairs need a real next frame, so they are sampled over [0, n-2] (the last step is never a frame
+    paired with itself). ``offset`` moves every index that fraction of the sampling stride later
+    (the ``frame_shift`` TTA view), clipped to the clip.
+    """
+    span = n_frames - 1 if pairs and n_frames >= 2 else n_frames
+    indices = sample_frame_indices(span, t)
+    if offset:
+        stride = (span - 1) / max(t - 1, 1)
+        indices = np.clip(indices + int(round(offset * stride)), 0, span - 1)
+    return indices
+
+
+def _frame_transform(job: ClipJob):
+    """(sampling offset, index jitter or None, frame function or None, augmentation params or None)."""
+    if job.augmentation is not None:
+        from nexara_lib.features.frame_augment import draw_augmentation
+        ops, copy, seed = job.augmentation
+        aug = draw_augmentation(list(ops), job.name, copy, seed)
+        return 0.0, aug.jitter_indices, aug.apply, aug.params
+    if job.transform == "identity":
+        return 0.0, None, None, None
+    from nexara_lib.evaluation.tta import get_tta_transform
+    entry = get_tta_transform(job.transform)
+    if entry.level != "frame":
+        raise ValueError(f"transform {job.transform!r} acts on features, not frames; apply it after loading features")
+    fn = None if getattr(entry, "sampling_offset", 0.0) else entry.fn
+    return getattr(entry, "sampling_offset", 0.0), None, fn, None
+
+
+def _apply_to_frames(fn, frames: np.ndarray) -> np.ndarray:
+    if frames.ndim == 5:  # (T, 2, H, W, 3) pairs: transform both frames of every pair alike
+        return np.stack([fn(frames[:, 0]), fn(frames[:, 1])], axis=1)
+    return fn(frames)
+
+
+def check_job_transform(job: ClipJob) -> None:
+    """Raise ValueError for a transform that cannot apply to frames (before any worker starts)."""
+    _frame_transform(job)
+
+
+def decode_job(job: ClipJob) -> DecodedClip:
+    """Read the T frames (or pairs) of ``job``; never raises for an unreadable clip."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        n_frames = int(job.n_frames or 0)
+        if n_frames <= 0:  # not audited: count the frames first
+            n_frames = int(probe_video(job.path)["frames"] or 0)
+        if n_frames < 1:
+            raise VideoReadError("no decodable frames")
+        offset, jitter, fn, aug_params = _frame_transform(job)
+        indices = sampled_indices(n_frames, job.frames_per_clip, job.pairs, offset)
+        if jitter is not None:
+            span = n_frames - 1 if job.pairs and n_frames >= 2 else n_frames
+            indices = jitter(indices, span)
+        frames, record = read_sampled_frames(job.path, indices, size=job.size, with_next=job.pairs)
+        if fn is not None:
+            frames = _apply_to_frames(fn, frames)
+    except (VideoReadError, ValueError, OSError) as err:
+        return DecodedClip(job, None, str(err), {"decode_s": round(time.perf_counter() - t0, 4),
+                                                 "decode_cpu_s": round(time.process_time() - cpu0, 4)})
+    distinct = len(np.unique(indices))
+    record.update(n_frames=n_frames, distinct_frames=distinct, padded=distinct < job.frames_per_clip,
+                  decode_s=round(time.perf_counter() - t0, 4), decode_cpu_s=round(time.process_time() - cpu0, 4))
+    if aug_params is not None:
+        record["augmentation"] = aug_params
+    return DecodedClip(job, frames, None, record)

@@ -1,0 +1,3 @@
+"""The top floor: layered parameter validation, the notebook runner, notebook start-up, HTML
+reports, run records and the ``nexara`` command line.
+"""

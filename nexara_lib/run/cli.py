@@ -1,0 +1,147 @@
+"""Command line: `nexara run | synth | audit | extract | params` (also `python -m nexara_lib`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from nexara_lib.config import ParamError, parse_override
+
+
+def _cmd_run(args) -> int:
+    from nexara_lib.run.runner import NotebookFailed, run_pipeline
+    overrides = dict(parse_override(item) for item in args.set or [])
+    try:
+        run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
+                               run_dir=args.run_dir)
+    except NotebookFailed as err:
+        print(f"nexara run failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from nexara_lib.video.synthetic import generate_synthetic_dataset
+    listing = generate_synthetic_dataset(args.out, args.clips, seed=args.seed, progress=True)
+    counts = listing.groupby(["split", "class_name"]).size()
+    print(f"{len(listing)} clips in {args.out}\n{counts.to_string()}")
+    return 0
+
+
+def _cmd_audit(args) -> int:
+    from nexara_lib.audit.audit import build_manifest, write_audit
+    for folder in args.data_dir:
+        if not Path(folder).is_dir():
+            raise ParamError(f"data folder {folder!r} does not exist")
+    manifest, unusable, summary = build_manifest(
+        [str(Path(d).resolve()) for d in args.data_dir], groups_csv=args.groups,
+        fractions=tuple(args.fractions), seed=args.seed, workers=args.workers, max_clips=args.max_clips)
+    write_audit(manifest, unusable, summary, args.out)
+    print(f"{len(manifest)} usable clips, {len(unusable)} unusable; manifest: {Path(args.out) / 'manifest.csv'}")
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    import pandas as pd
+    from nexara_lib.features.extract import extract_augmented_copies, extract_features
+    if not Path(args.manifest).is_file():
+        raise ParamError(f"manifest {args.manifest!r} does not exist; write one with `nexara audit`")
+    manifest = pd.read_csv(args.manifest, keep_default_na=False)
+    if "status" in manifest.columns:
+        manifest = manifest[manifest["status"] == "ok"]
+    options = dict(backbone=args.backbone, weights=args.weights, frames_per_clip=args.frames,
+                   image_size=args.image_size, cache_root=args.out, batch_size=args.batch_size,
+                   workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                   retry_failed=args.retry_failed)
+    summaries = [extract_features(manifest, transform=args.transform, **options)]
+    if args.augment_copies:
+        rows = manifest[manifest["split"] == "train"] if "split" in manifest.columns else manifest
+        summaries += extract_augmented_copies(rows, copies=args.augment_copies, ops=args.augment_ops,
+                                              seed=args.seed, **options)
+    for summary in summaries:
+        print(f"{summary['key']}: {summary['computed']} computed, {summary['cached_before']} already cached, "
+              f"{len(summary['failed'])} failed; {summary['clips_per_s'] or 0:.2f} clips/s "
+              f"(decode {summary['decode_s']:.1f} s over workers, model {summary['model_s']:.1f} s, "
+              f"backbone waiting {summary['wait_s']:.1f} s, wall {summary['wall_s']:.1f} s) -> {summary['cache_dir']}")
+        for failure in summary["failed"]:
+            print(f"  skipped {failure['path']}: {failure['reason']}")
+    return 0
+
+
+def _cmd_params(args) -> int:
+    from nexara_lib.run.params import reference_table
+    print(reference_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nexara", description="NexaraVision violence-detection experiments")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run notebooks 01..06 headless on layered parameter files")
+    run.add_argument("-f", "--file", action="append", required=True, help="parameter YAML (repeat: layered left to right)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (value read as YAML)")
+    run.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,02")
+    run.add_argument("--run-dir", help="explicit run folder (default: <output_root>/<run_name>)")
+    run.set_defaults(func=_cmd_run)
+
+    synth = sub.add_parser("synth", help="write the synthetic dataset (RWF-2000 layout)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--clips", type=int, default=200)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_cmd_synth)
+
+    audit = sub.add_parser("audit", help="probe clips and write manifest.csv, unusable.csv, audit.json")
+    audit.add_argument("data_dir", nargs="+")
+    audit.add_argument("--groups", help="CSV clip,label,source_group: no group spans two splits")
+    audit.add_argument("--out", required=True)
+    audit.add_argument("--seed", type=int, default=42)
+    audit.add_argument("--workers", type=int, default=2)
+    audit.add_argument("--max-clips", type=int, default=0)
+    audit.add_argument("--fractions", type=float, nargs=3, default=[0.70, 0.15, 0.15])
+    audit.set_defaults(func=_cmd_audit)
+
+    extract = sub.add_parser("extract", help="cache per-clip feature sequences for a manifest")
+    extract.add_argument("--manifest", required=True)
+    extract.add_argument("--backbone", required=True)
+    extract.add_argument("--weights", default="imagenet")
+    extract.add_argument("--frames", type=int, default=20)
+    extract.add_argument("--image-size", type=int, default=0)
+    extract.add_argument("--out", required=True, help="cache root: one sub-folder per feature key")
+    extract.add_argument("--workers", type=int, default=2, help="decoder processes (0 = decode in this process)")
+    extract.add_argument("--executor", choices=("local", "ray"), default="local")
+    extract.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    extract.add_argument("--batch-size", type=int, default=0, help="frames per backbone call (0 = the backbone's own)")
+    extract.add_argument("--transform", default="identity", help="a frame-level TTA view, e.g. hflip")
+    extract.add_argument("--augment-copies", type=int, default=0, help="also N augmented copies of the train clips")
+    extract.add_argument("--augment-ops", nargs="+", default=["hflip", "brightness_contrast", "rotate_zoom",
+                                                              "temporal_jitter"])
+    extract.add_argument("--seed", type=int, default=42, help="seed of the augmentation copies")
+    extract.add_argument("--retry-failed", action="store_true", help="decode again clips that failed before")
+    extract.set_defaults(func=_cmd_extract)
+
+    params = sub.add_parser("params", help="print the parameter reference (Markdown)")
+    params.set_defaults(func=_cmd_params)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"  # users need the finding, not the library line that raised it
+
+
+def main(argv=None) -> int:
+    warnings.formatwarning = _one_line_warning
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParamError as err:
+        print(f"parameter error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # e.g. a kernelspec pointing elsewhere
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

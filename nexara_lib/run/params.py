@@ -1,0 +1,105 @@
+"""Layered, validated run parameters: files left to right, then ``--set`` overrides.
+
+Relative paths in a YAML file are resolved against that file's folder, so a parameter file
+means the same thing from any working directory; relative paths given on the command line
+are resolved against the current directory. Beyond the per-key checks of
+``nexara_lib.config``, this module checks the keys against each other and against the
+registries (backbones, models, transforms), before any work starts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
+from nexara_lib.training.augment import available_augmentations
+from nexara_lib.features.backbones import available_backbones
+from nexara_lib.features.frame_augment import available_frame_augmentations
+from nexara_lib.training.models import available_models
+from nexara_lib.evaluation.tta import TTA_TRANSFORMS
+
+
+def _check_consistency(values: dict, sources: dict) -> None:
+    def need(cond, key, message):
+        if not cond:
+            param_fail(key, sources.get(key, "default"), message)
+
+    need(values["data_dir"] is not None or values["synthetic_clips"] > 0, "data_dir",
+         "no data: set data_dir to a dataset folder, or synthetic_clips > 0 for generated clips")
+    need(values["data_dir"] is None or values["synthetic_clips"] == 0, "synthetic_clips",
+         "set either data_dir or synthetic_clips, not both")
+    fr = values["split_fractions"]
+    need(len(fr) == 3 and all(f > 0 for f in fr) and abs(sum(fr) - 1) < 1e-6, "split_fractions",
+         f"expected three positive fractions summing to 1, got {fr}")
+    need(values["frames_per_clip"] >= 2, "frames_per_clip", "needs at least 2 frames per clip")
+    need(values["extract_batch_size"] >= 0, "extract_batch_size", "must be >= 0 (0 = the backbone's own)")
+    need(values["extract_workers"] >= 0, "extract_workers", "must be >= 0 (0 = decode in this process)")
+    need(values["frame_augment_copies"] >= 0, "frame_augment_copies", "must be >= 0 (0 = no copies)")
+    need(values["frame_augment_copies"] == 0 or len(set(values["frame_augment_ops"])) == len(values["frame_augment_ops"]) > 0,
+         "frame_augment_ops", "needs at least one op, each once, when frame_augment_copies > 0")
+    need(0 <= values["dropout"] < 1, "dropout", "must be in [0, 1)")
+    need(0 <= values["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
+    need(values["batch_size"] > 0 and values["epochs"] > 0, "batch_size", "batch_size and epochs must be positive")
+    need(values["augment_factor"] >= 1, "augment_factor", "must be >= 1 (1 = no augmentation)")
+    need(0 < values["max_false_positive_rate"] < 1, "max_false_positive_rate", "must be in (0, 1)")
+    need(values["cv_folds"] == 0 or values["cv_folds"] >= 2, "cv_folds", "must be 0 (fixed split) or k >= 2 folds")
+    need(len(values["ablation_seeds"]) > 0 and all(v >= 0 for v in values["ablation_seeds"]), "ablation_seeds",
+         "needs at least one non-negative seed")
+    need(values["gap_stop_patience"] >= 0, "gap_stop_patience", "must be >= 0 (0 = never stop on the gap)")
+    _check_registry_names(values, sources)
+
+
+def _check_registry_names(values: dict, sources: dict) -> None:
+    """Names that pick a registry entry must exist now, not when notebook 05 gets to them."""
+
+    def known(key, names, registry):
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            param_fail(key, sources.get(key, "default"), f"unknown {unknown}; available: {sorted(registry)}")
+
+    known("backbone", [values["backbone"]], available_backbones())
+    known("model", [values["model"]], available_models())
+    known("augment_ops", values["augment_ops"], available_augmentations())
+    known("frame_augment_ops", values["frame_augment_ops"], available_frame_augmentations())
+    known("tta_transforms", values["tta_transforms"], list(TTA_TRANSFORMS))
+    known("ensemble_members", [m["model"] for m in values["ensemble_members"]], available_models())
+    known("ensemble_members", [m["backbone"] for m in values["ensemble_members"] if "backbone" in m],
+          available_backbones())
+    if "identity" not in values["tta_transforms"]:
+        param_fail("tta_transforms", sources.get("tta_transforms", "default"),
+              "must include 'identity': TTA is compared with the model without it")
+
+
+def resolve_params(files: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None,
+                   overrides_source: str = "--set") -> Params:
+    """Layer defaults, then each file left to right, then overrides; validate all."""
+    values = {k: p.default for k, p in SCHEMA.items()}
+    sources: dict[str, str] = {}
+    for f in files:
+        for key, value in load_yaml(f).items():
+            values[key], sources[key] = value, str(f)
+    for key, value in (overrides or {}).items():
+        values[key], sources[key] = coerce(key, value, overrides_source), overrides_source
+    _check_consistency(values, sources)
+    return Params(values, sources)
+
+
+def params_from_namespace(param_files: Iterable[str | Path], namespace: Mapping[str, Any]) -> Params:
+    """Resolve parameters inside a notebook.
+
+    Layers ``param_files``, then any schema key defined in ``namespace`` (the
+    notebook's globals, where papermill injects parameters).
+    """
+    injected = {k: v for k, v in namespace.items() if k in SCHEMA}
+    return resolve_params(param_files, injected, overrides_source="notebook parameters")
+
+
+def reference_table() -> str:
+    """The parameter reference as a Markdown table (embedded in README.md)."""
+    lines = ["| key | stage | default | meaning |", "|---|---|---|---|"]
+    for p in SCHEMA.values():
+        default = yaml.safe_dump(p.default, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+        lines.append(f"| `{p.name}` | {p.stage} | `{default}` | {p.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Crash-safe training checkpoints: an interrupted ``train_sequence_model`` resumes where it stopped.
+
+After every epoch whose loss is finite, ``ResumableCheckpoint`` writes into
+``<out_dir>/checkpoint/``:
+
+- ``epoch-NNNN.weights.h5``: model weights and optimizer state (step counter included,
+  so the learning-rate schedule continues where it was);
+- ``best-NNNN.npz``: the best weights so far (what early stopping restores), when they changed;
+- ``state.json``: the commit point, written last with write-then-rename. It names the two
+  files above, the epoch logs so far, the early-stopping and class-gap counters and a
+  fingerprint of the configuration and data.
+
+A crash at any moment leaves the previous ``state.json`` and the files it names intact;
+files of an uncommitted epoch are ignored and cleaned up. A NaN/inf epoch is never
+committed, so the last good checkpoint survives a divergence. A checkpoint whose
+fingerprint differs from the new run (other parameters, other data) is discarded, never
+resumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+
+from nexara_lib.io import atomic_path, read_json, to_jsonable, write_json_atomic
+
+logger = logging.getLogger("nexara.training")
+
+STATE_FILE = "state.json"
+
+
+def training_fingerprint(config: Mapping[str, Any], arrays) -> str:
+    """sha1 of the training configuration and the bytes of every array (data, labels)."""
+    digest = hashlib.sha1(json.dumps(to_jsonable(dict(config)), sort_keys=True).encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class CheckpointState:
+    """What a resumed run needs: the committed epoch, its logs and counters, and its weight files."""
+
+    def __init__(self, directory: Path, data: dict):
+        self.directory = directory
+        self.data = data
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.data["epochs_done"])
+
+    @property
+    def rows(self) -> list[dict]:
+        return list(self.data["rows"])
+
+    @property
+    def training_done(self) -> bool:
+        return bool(self.data.get("training_done", False))
+
+    def restore_model(self, model: keras.Model) -> None:
+        """Weights and optimizer state of the committed epoch (the optimizer must be built)."""
+        model.load_weights(self.directory / self.data["weights_file"])
+
+    def best_weights(self) -> list[np.ndarray] | None:
+        name = self.data.get("best_file")
+        if not name:
+            return None
+        with np.load(self.directory / name) as stored:
+            return [stored[f"w{i}"] for i in range(len(stored.files))]
+
+
+def load_checkpoint(directory: str | Path, fingerprint: str) -> CheckpointState | None:
+    """The committed checkpoint in ``directory`` if it belongs to this run, else None.
+
+    A checkpoint of another configuration or other data is removed (with a log line) so it
+    can never be mixed into this run.
+    """
+    directory = Path(directory)
+    data = read_json(directory / STATE_FILE)
+    if data is None:
+        if directory.exists():
+            shutil.rmtree(directory)  # only uncommitted files: nothing to resume
+        return None
+    if data.get("fingerprint") != fingerprint:
+        logger.warning("checkpoint in %s was written with other parameters or data; starting a fresh run", directory)
+        shutil.rmtree(directory)
+        return None
+    missing = [data[k] for k in ("weights_file", "best_file") if data.get(k) and not (directory / data[k]).exists()]
+    if missing:
+        logger.warning("checkpoint in %s lacks %s; starting a fresh run", directory, missing)
+        shutil.rmtree(directory)
+        return None
+    return CheckpointState(directory, data)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that can continue counting from a checkpoint instead of from zero."""
+
+    def __init__(self, *args, resume_from: CheckpointState | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resume_from = resume_from
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        state = self._resume_from
+        if state is not None and "early_stopping" in state.data:
+            saved = state.data["early_stopping"]
+            self.wait = int(saved["wait"])
+            self.best = None if saved["best"] is None else float(saved["best"])
+            self.best_epoch = int(saved["best_epoch"])
+            self.best_weights = state.best_weights()
+
+    def state(self) -> dict:
+        return {"wait": self.wait, "best": None if self.best is None else float(self.best),
+                "best_epoch": int(self.best_epoch)}
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Commits a checkpoint after epochs with a finite loss (see the module docstring).
+
+    Place it after the callbacks whose state it saves (per-class monitor, early stopping).
+    A commit writes the whole optimizer state, which costs a noticeable share of a short
+    epoch; ``interval_s`` bounds how often that happens (a crash then loses at most that
+    much training time).
+
+    Args:
+        directory: checkpoint folder (created).
+        fingerprint: ``training_fingerprint`` of this run.
+        early_stopping: the run's ``ResumableEarlyStopping``.
+        monitor: the run's per-class monitor (its critical-gap streak is saved).
+        previous: the state this run resumed from, or None.
+        interval_s: commit when at least this many seconds passed since the last commit
+            (0 = after every epoch).
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: str, early_stopping: ResumableEarlyStopping,
+                 monitor, previous: CheckpointState | None = None, interval_s: float = 0.0):
+        super().__init__()
+        if not interval_s >= 0:
+            raise ValueError(f"checkpoint interval must be >= 0 seconds, got {interval_s!r}")
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.early_stopping = early_stopping
+        self.monitor = monitor
+        self.interval_s = float(interval_s)
+        self.rows: list[dict] = previous.rows if previous else []  # every finite epoch so far
+        self._committed = dict(previous.data) if previous else {}
+        self.seconds_spent = 0.0
+        self.commits = 0
+        self.last_good_epoch = previous.epochs_done if previous else 0
+        self._last_commit = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._last_commit = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        loss = logs.get("loss")
+        if loss is None or not math.isfinite(float(loss)):
+            return  # never commit a diverged epoch: the last good checkpoint stays
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        if time.perf_counter() - self._last_commit >= self.interval_s:
+            self._commit(epoch, training_done=bool(self.model.stop_training))
+
+    def _commit(self, epoch: int, training_done: bool, with_weights: bool = True) -> None:
+        started = time.perf_counter()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        weights_file = self._committed.get("weights_file")
+        if with_weights:
+            weights_file = f"epoch-{epoch + 1:04d}.weights.h5"
+            self.model.save_weights(self.directory / weights_file)
+        best_file = self._committed.get("best_file")
+        best_epoch = self.early_stopping.best_epoch
+        if self.early_stopping.best_weights is not None and (
+                best_file is None or self._committed.get("early_stopping", {}).get("best_epoch") != best_epoch):
+            best_file = f"best-{best_epoch + 1:04d}.npz"
+            with atomic_path(self.directory / best_file, keep_suffix=True) as tmp:
+                np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.early_stopping.best_weights)})
+        state = {
+            "fingerprint": self.fingerprint, "epochs_done": epoch + 1, "weights_file": weights_file,
+            "best_file": best_file, "rows": list(self.rows), "early_stopping": self.early_stopping.state(),
+            "gap_monitor": self.monitor.state(), "training_done": training_done,
+        }
+        write_json_atomic(self.directory / STATE_FILE, state)  # the commit point
+        self._committed = state
+        self.last_good_epoch = epoch + 1
+        keep = {STATE_FILE, weights_file, best_file}
+        for path in self.directory.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        self.commits += 1
+        self.seconds_spent += time.perf_counter() - started
+        self._last_commit = time.perf_counter()
+
+    def mark_done(self) -> None:
+        """Commit the finished fit (early stop, gap stop or last epoch): a rerun skips straight to saving.
+
+        Only the best weights and the history are needed from here on, so the (restored) model
+        weights are not written again.
+        """
+        if self.rows:
+            last = int(self.rows[-1]["epoch"]) - 1
+            self._commit(last, training_done=True, with_weights=self._committed.get("weights_file") is None)
+
+
+def remove_checkpoint(directory: str | Path) -> None:
+    """Delete the checkpoint folder once the run's final artifacts are written."""
+    shutil.rmtree(directory, ignore_errors=True)
