@@ -72,7 +72,7 @@ def select_clips(data_dir: str | Path, n_clips: int = 0) -> tuple[pd.DataFrame, 
         (manifest with clip_id, path, rel_path, label, frames, width, height, fps; unusable clips
         as [{path, reason}] left out of it).
     """
-    from nexara_lib.audit.audit import discover_clips, make_clip_id
+    from nexara_lib.audit.discover import discover_clips, make_clip_id
     from nexara_lib.video.probe import probe_video
 
     check_int("clips", n_clips, 0)
@@ -173,13 +173,13 @@ def _per_clip(count: int, frames_per_clip: int, wall: float) -> dict:
 def _run_ours(manifest, cfg: dict) -> dict:
     """``extract_features`` into a fresh temporary cache (removed afterwards)."""
     from nexara_lib.features.extract import extract_features
+    from nexara_lib.features.stream import FeatureStream
 
     cpu0 = _cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="nexara-bench-extract-") as cache_root:
         t0 = time.perf_counter()
-        summary = extract_features(manifest, backbone=cfg["backbone"], weights=cfg["weights"],
-                                   frames_per_clip=cfg["frames"], image_size=0, cache_root=cache_root,
-                                   workers=cfg["workers"], progress=False)
+        summary = extract_features(manifest, FeatureStream(cfg["backbone"], cfg["weights"], cfg["frames"]),
+                                   cache_root, workers=cfg["workers"], progress=False)
         wall = time.perf_counter() - t0
     cpu1 = _cpu_seconds()
     summary = {k: v for k, v in summary.items() if k not in ("cache_dir",)}
@@ -325,7 +325,9 @@ def _rss_child(spec_json: str) -> None:
     """
     import gc
 
-    from nexara_lib.features.extract import extract_features, read_clip_records
+    from nexara_lib.features.cache import read_clip_records
+    from nexara_lib.features.extract import extract_features
+    from nexara_lib.features.stream import FeatureStream
 
     spec = json.loads(spec_json)
     manifest = pd.DataFrame([{"clip_id": "rss-probe", "path": spec["path"], "frames": spec["frames"]}])
@@ -334,9 +336,8 @@ def _rss_child(spec_json: str) -> None:
         reset = _reset_peak_rss()
         before = _memory_mb()
         t0 = time.perf_counter()
-        summary = extract_features(manifest, backbone=spec["backbone"], weights=spec["weights"],
-                                   frames_per_clip=spec["frames_per_clip"], image_size=0, cache_root=cache_root,
-                                   workers=0, progress=False)
+        summary = extract_features(manifest, FeatureStream(spec["backbone"], spec["weights"], spec["frames_per_clip"]),
+                                   cache_root, workers=0, progress=False)
         wall = time.perf_counter() - t0
         after = _memory_mb()
         records = read_clip_records(summary["cache_dir"]).to_dict("records")
@@ -470,21 +471,22 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     check_int("workers", workers, 1)
     check_int("clips", clips, 0)
     _check_backbone(backbone)
-    from nexara_lib.features.backbones import create_backbone, get_backbone_spec, resolve_image_size
+    from nexara_lib.features.backbones import create_backbone
     from nexara_lib.features.extract import _jobs
+    from nexara_lib.features.stream import FeatureStream
     from nexara_lib.io import write_json_atomic
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_before = load_average()
     total0 = time.perf_counter()
-    spec = get_backbone_spec(backbone)
+    stream = FeatureStream(backbone, weights, frames)
     cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
-           "size": resolve_image_size(backbone, 0), "pairs": spec.needs_next_frame, "batch_frames": spec.batch_size}
+           "size": stream.size, "pairs": stream.pairs, "batch_frames": stream.spec.batch_size}
     n_clips = clips or (QUICK_CLIPS if quick else 0)
     t0 = time.perf_counter()
     manifest, unusable = select_clips(data_dir, n_clips)
     prepare_s = time.perf_counter() - t0
-    jobs = _jobs(manifest, frames, cfg["size"], cfg["pairs"], "identity", None)
+    jobs = _jobs(manifest, stream)
     t0 = time.perf_counter()
     naive_encode = create_backbone(backbone, weights, 0)
     model_encode = create_backbone(backbone, weights, 0)

@@ -134,8 +134,11 @@ def _run_bare(x_train, y_train, x_val, y_val, config: Mapping[str, Any], seed: i
     import keras
 
     from nexara_lib.runtime import configure_precision, set_seed
-    from nexara_lib.training.models import create_sequence_model, model_param_names
-    from nexara_lib.training.train import FocalLoss, make_optimizer, per_class_metrics, predict_proba
+    from nexara_lib.training.losses import FocalLoss
+    from nexara_lib.training.models import create_sequence_model, model_params_from_config
+    from nexara_lib.training.monitor import per_class_metrics
+    from nexara_lib.training.schedule import make_optimizer
+    from nexara_lib.training.train import predict_proba
 
     class EpochTimes(keras.callbacks.Callback):
         def __init__(self):
@@ -151,9 +154,7 @@ def _run_bare(x_train, y_train, x_val, y_val, config: Mapping[str, Any], seed: i
     keras.backend.clear_session()
     set_seed(seed)
     configure_precision(config["mixed_precision"])
-    name = config["model"]
-    model = create_sequence_model(name, x_train.shape[1:],
-                                  **{k: config[k] for k in model_param_names(name) if k in config})
+    model = create_sequence_model(config["model"], x_train.shape[1:], **model_params_from_config(config))
     model.compile(optimizer=make_optimizer(config["optimizer"], config["learning_rate"], config["gradient_clip_norm"]),
                   loss=FocalLoss(config["focal_gamma"], alpha=0.5, label_smoothing=config["label_smoothing"]),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
@@ -297,7 +298,7 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
     commits = int(timings.get("checkpoint_commits", 0))
     checkpoint = {"commits": commits, "seconds": float(timings.get("checkpoint_seconds", 0.0)),
                   "seconds_per_commit": float(timings["checkpoint_seconds"]) / commits if commits else None,
-                  "interval_s": float(config.get("checkpoint_interval_s", 30.0))}
+                  "interval_s": float(config["checkpoint_interval_s"])}
     report = {
         "benchmark": "training_epoch_time",
         "question": "steady-state seconds per epoch of train_sequence_model vs a bare model.fit on the same arrays",

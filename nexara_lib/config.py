@@ -2,9 +2,10 @@
 
 Parameters are flat keys (papermill merges top-level names only). ``SCHEMA`` is the one
 owner of every default: YAML files, notebooks and model factories never repeat one.
-``coerce`` checks one value against its entry; an unknown key, a wrong type or a missing
-path is a ``ParamError`` naming the key and where it came from. ``stage_config`` gives a
-stage a frozen, typed view of just its keys.
+``coerce`` checks one value against its entry (type, choices, and the ``Range`` of a
+number); an unknown key, a wrong type, a value out of range or a missing path is a
+``ParamError`` naming the key, where it came from and what is allowed. ``stage_config``
+gives a stage a frozen, typed view of just its keys.
 
 Layering files and overrides, and the checks that need the registries, live in
 ``nexara_lib.run.params`` (it sits above the stages; this module sits below them).
@@ -20,8 +21,44 @@ from typing import Any, Mapping
 
 import yaml
 
+
 class ParamError(ValueError):
-    """A parameter is unknown, mistyped or points at a missing path."""
+    """A parameter is unknown, mistyped, out of range or points at a missing path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of a number: ``low`` and ``high`` bounds (None = unbounded), each
+    included unless marked open; ``note`` says what a boundary value means."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def __contains__(self, value) -> bool:
+        if value != value:  # NaN is in no range
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            text = (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+UNIT = Range(0, 1)  # a fraction: [0, 1]
+RATE = Range(0, 1, high_open=True)  # dropout-like rates: [0, 1)
+OPEN_UNIT = Range(0, 1, low_open=True, high_open=True)  # a probability that is neither 0 nor 1
+POSITIVE = Range(0, low_open=True)
+COUNT = Range(1)  # at least one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,77 +70,82 @@ class Param:
     stage: str
     choices: tuple = ()
     must_exist: bool = True  # for path kinds: the path has to exist when set
+    bounds: Range | None = None  # numbers (of a list: every item; str_or_float: the number) must lie in it
 
 
-def _p(name, kind, default, help, stage, choices=(), must_exist=True):
-    return Param(name, kind, default, help, stage, tuple(choices), must_exist)
+def _p(name, kind, default, help, stage, choices=(), must_exist=True, bounds=None):
+    return Param(name, kind, default, help, stage, tuple(choices), must_exist, bounds)
+
+
+def _at_least(low, note=""):
+    return Range(low, note=note)
 
 
 SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     # --- run -----------------------------------------------------------------
     _p("data_dir", "paths", None, "dataset root folder, or a list of roots combined with a `source` column; null with synthetic_clips > 0", "run"),
     _p("groups_csv", "path", None, "optional CSV (clip, label, source_group): clips of one group never span two splits", "run"),
-    _p("synthetic_clips", "int", 0, "if > 0, generate this many synthetic clips (RWF-2000 layout) and use them instead of data_dir", "run"),
+    _p("synthetic_clips", "int", 0, "if > 0, generate this many synthetic clips (RWF-2000 layout) and use them instead of data_dir", "run", bounds=_at_least(0, "0 = use data_dir")),
     _p("output_root", "path", "outputs", "folder that holds one sub-folder per run", "run", must_exist=False),
     _p("run_name", "str", "", "run folder name under output_root; empty = '<params-file-stem>-<timestamp>'", "run"),
-    _p("seed", "int", 42, "seed for Python, NumPy and TensorFlow: same seed, same data -> same results", "run"),
+    _p("seed", "int", 42, "seed for Python, NumPy and TensorFlow: same seed, same data -> same results", "run", bounds=_at_least(0)),
     _p("max_clips", "int", 0, "use at most this many clips, stratified by class (0 = all): a quick look at a big dataset", "run"),
     # --- 01 audit ------------------------------------------------------------
     _p("split_fractions", "float_list", [0.70, 0.15, 0.15], "train/validation/test fractions when the dataset has no splits of its own", "audit"),
-    _p("probe_workers", "int", 2, "processes that probe clips in parallel (0 = in this process, no timeout)", "audit"),
-    _p("probe_timeout_s", "float", 30.0, "a clip whose probe takes longer (a hung decoder) is killed and listed as unusable", "audit"),
+    _p("probe_workers", "int", 2, "processes that probe clips in parallel (0 = in this process, no timeout)", "audit", bounds=_at_least(0, "0 = probe in this process")),
+    _p("probe_timeout_s", "float", 30.0, "a clip whose probe takes longer (a hung decoder) is killed and listed as unusable", "audit", bounds=POSITIVE),
     # --- 02 features ---------------------------------------------------------
     _p("backbone", "str", "vgg19", "frame encoder from the backbone registry (vgg19, resnet50v2, mobilenetv2, efficientnetb0, efficientnetb4, mobilenet_v1_tflite, flow)", "features"),
     _p("backbone_weights", "str", "imagenet", "'imagenet', 'none' (random init), or a path to a local weights/.tflite file", "features"),
-    _p("frames_per_clip", "int", 20, "T: frames sampled evenly over each clip", "features"),
-    _p("image_size", "int", 0, "square frame size fed to the backbone; 0 = the backbone's own input size", "features"),
-    _p("extract_batch_size", "int", 0, "frames per backbone call (0 = the backbone's own batch size from the registry)", "features"),
-    _p("extract_workers", "int", 2, "decoder processes feeding the backbone (0 = decode in the notebook's process); parallel tasks on Ray", "features"),
+    _p("frames_per_clip", "int", 20, "T: frames sampled evenly over each clip", "features", bounds=_at_least(2, "frames per clip")),
+    _p("image_size", "int", 0, "square frame size fed to the backbone; 0 = the backbone's own input size", "features", bounds=_at_least(0, "0 = the backbone's own")),
+    _p("extract_batch_size", "int", 0, "frames per backbone call (0 = the backbone's own batch size from the registry)", "features", bounds=_at_least(0, "0 = the backbone's own")),
+    _p("extract_workers", "int", 2, "decoder processes feeding the backbone (0 = decode in the notebook's process); parallel tasks on Ray", "features", bounds=_at_least(0, "0 = decode in this process")),
     _p("extract_executor", "str", "local", "'local' (decoder processes on this machine) or 'ray' (clips spread over a Ray cluster, GPU actors when it has GPUs)", "features", choices=("local", "ray")),
     _p("ray_address", "str", "", "Ray cluster to join with extract_executor: ray ('' = the RAY_ADDRESS environment variable, else a local instance)", "features"),
-    _p("frame_augment_copies", "int", 0, "augmented copies of each training clip extracted from transformed frames and added to the training set (0 = none)", "features"),
-    _p("frame_augment_ops", "str_list", ["hflip", "brightness_contrast", "rotate_zoom", "temporal_jitter"], "frame-level augmentation ops for those copies (random per copy, seeded)", "features"),
+    _p("frame_augment_copies", "int", 0, "augmented copies of each training clip extracted from transformed frames and added to the training set (0 = none)", "features", bounds=_at_least(0, "0 = no copies")),
+    _p("frame_augment_ops", "str_list", ["hflip", "brightness_contrast", "rotate_zoom", "temporal_jitter"], "frame-level augmentation ops for those copies (transform registry: frame level, use augment; random per copy, seeded)", "features"),
     # --- 03 training ---------------------------------------------------------
     _p("model", "str", "hybrid", "sequence model from the registry (hybrid, bilstm, bigru, conv1d_lstm, transformer)", "training"),
-    _p("dense_units", "int", 512, "width of the Dense compression applied to every frame feature", "training"),
-    _p("lstm_units", "int", 96, "units of each direction of the first two BiLSTMs", "training"),
-    _p("lstm_units_last", "int", 48, "units of each direction of the last BiLSTM", "training"),
-    _p("attention_units", "int", 64, "hidden size of the additive (tanh) temporal attention score", "training"),
-    _p("head_units", "int_list", [128, 64], "widths of the dense head after attention pooling", "training"),
-    _p("dropout", "float", 0.32, "dropout rate (half after the compression, 0.8x on the last dense layer)", "training"),
-    _p("recurrent_dropout", "float", 0.0, "LSTM recurrent dropout; > 0 disables the fused GPU kernel", "training"),
-    _p("l2", "float", 1e-4, "L2 penalty on every kernel", "training"),
-    _p("focal_gamma", "float", 3.0, "focal loss focusing parameter (0 = cross-entropy)", "training"),
-    _p("focal_alpha", "str_or_float", "auto", "focal loss weight of the violent class; 'auto' = from training class frequencies", "training"),
+    _p("dense_units", "int", 512, "width of the Dense compression applied to every frame feature", "training", bounds=_at_least(0, "0 = no compression")),
+    _p("lstm_units", "int", 96, "units of each direction of the first two BiLSTMs", "training", bounds=COUNT),
+    _p("lstm_units_last", "int", 48, "units of each direction of the last BiLSTM", "training", bounds=COUNT),
+    _p("attention_units", "int", 64, "hidden size of the additive (tanh) temporal attention score", "training", bounds=COUNT),
+    _p("head_units", "int_list", [128, 64], "widths of the dense head after attention pooling", "training", bounds=COUNT),
+    _p("dropout", "float", 0.32, "dropout rate (half after the compression, 0.8x on the last dense layer)", "training", bounds=RATE),
+    _p("recurrent_dropout", "float", 0.0, "LSTM recurrent dropout; > 0 disables the fused GPU kernel", "training", bounds=RATE),
+    _p("l2", "float", 1e-4, "L2 penalty on every kernel", "training", bounds=_at_least(0)),
+    _p("focal_gamma", "float", 3.0, "focal loss focusing parameter (0 = cross-entropy)", "training", bounds=_at_least(0)),
+    _p("focal_alpha", "str_or_float", "auto", "focal loss weight of the violent class; 'auto' = from training class frequencies", "training", bounds=OPEN_UNIT),
     _p("class_weights", "bool", False, "also weight samples by inverse class frequency", "training"),
-    _p("label_smoothing", "float", 0.0, "label smoothing applied to the one-hot targets", "training"),
+    _p("label_smoothing", "float", 0.0, "label smoothing applied to the one-hot targets", "training", bounds=RATE),
     _p("optimizer", "str", "adam", "optimizer: adam, adamw or sgd", "training", choices=("adam", "adamw", "sgd")),
-    _p("learning_rate", "float", 1e-3, "peak learning rate reached after warm-up", "training"),
-    _p("warmup_epochs", "int", 5, "epochs of linear warm-up before cosine decay", "training"),
-    _p("gradient_clip_norm", "float", 1.0, "global gradient-norm clipping (0 = off)", "training"),
-    _p("batch_size", "int", 64, "training batch size", "training"),
-    _p("epochs", "int", 150, "maximum training epochs", "training"),
-    _p("early_stopping_patience", "int", 20, "epochs without validation improvement before stopping (best weights restored)", "training"),
+    _p("learning_rate", "float", 1e-3, "peak learning rate reached after warm-up", "training", bounds=POSITIVE),
+    _p("warmup_epochs", "int", 5, "epochs of linear warm-up before cosine decay", "training", bounds=_at_least(0)),
+    _p("gradient_clip_norm", "float", 1.0, "global gradient-norm clipping (0 = off)", "training", bounds=_at_least(0, "0 = no clipping")),
+    _p("batch_size", "int", 64, "training batch size", "training", bounds=COUNT),
+    _p("epochs", "int", 150, "maximum training epochs", "training", bounds=COUNT),
+    _p("early_stopping_patience", "int", 20, "epochs without validation improvement before stopping (best weights restored)", "training", bounds=_at_least(0)),
     _p("early_stopping_monitor", "str", "val_loss", "validation metric watched by early stopping (val_loss, val_auc, val_balanced_accuracy, ...); a continuous one avoids ties on small validation sets", "training"),
-    _p("augment_factor", "int", 3, "class-balanced feature-space augmentation: training set grows to this many times its size", "training"),
-    _p("augment_ops", "str_list", ["noise", "feature_dropout", "temporal_shift", "mix"], "feature-space augmentation ops from the registry", "training"),
-    _p("gap_warning", "float", 0.15, "per-class validation accuracy gap that logs a warning", "training"),
-    _p("gap_critical", "float", 0.25, "per-class validation accuracy gap that logs a critical message", "training"),
+    _p("augment_factor", "int", 3, "class-balanced feature-space augmentation: training set grows to this many times its size", "training", bounds=_at_least(1, "1 = no augmentation")),
+    _p("augment_ops", "str_list", ["noise", "feature_dropout", "temporal_shift", "mix"], "feature-space augmentation ops (transform registry: feature level, use augment)", "training"),
+    _p("gap_warning", "float", 0.15, "per-class validation accuracy gap that logs a warning", "training", bounds=UNIT),
+    _p("gap_critical", "float", 0.25, "per-class validation accuracy gap that logs a critical message", "training", bounds=UNIT),
     _p("mixed_precision", "str", "auto", "'auto' (mixed_float16 when a GPU is visible), 'on' or 'off'", "training", choices=("auto", "on", "off")),
-    _p("gap_stop_patience", "int", 0, "stop training after this many consecutive epochs with a critical class gap (0 = never)", "training"),
+    _p("gap_stop_patience", "int", 0, "stop training after this many consecutive epochs with a critical class gap (0 = never)", "training", bounds=_at_least(0, "0 = never stop on the gap")),
     _p("multi_gpu", "str", "auto", "'auto': MirroredStrategy over all GPUs when more than one is visible (batch_size is per GPU); 'off': one device", "training", choices=("auto", "off")),
-    _p("checkpoint_interval_s", "float", 30.0, "seconds between resumable checkpoints (0 = after every epoch); the last epoch is always committed", "training"),
+    _p("checkpoint_interval_s", "float", 30.0, "seconds between resumable checkpoints (0 = after every epoch); the last epoch is always committed", "training", bounds=_at_least(0, "0 = every epoch")),
     _p("tensorboard", "bool", True, "write TensorBoard logs (epoch metrics incl. per-class accuracy) under training/tensorboard", "training"),
     # --- 03 cross-validation and ablations ----------------------------------------
     _p("cv_folds", "int", 0, "k >= 2: grouped, stratified k-fold cross-validation on train+val (inner validation from the training folds); 0 = the fixed train/val split", "ablation"),
     _p("ablation_configs", "path_list", [], "parameter files with training keys only, each trained beside the run's own recipe on the same features", "ablation"),
     _p("ablation_seeds", "int_list", [1, 2, 3], "seeds every cross-validation/ablation configuration is trained with (mean ± std over seeds)", "ablation"),
     # --- 04 diagnostics ------------------------------------------------------
-    _p("max_false_positive_rate", "float", 0.03, "second operating point: highest validation FPR allowed", "diagnostics"),
-    _p("bootstrap_samples", "int", 1000, "bootstrap resamples for 95% confidence intervals", "diagnostics"),
-    _p("n_hardest", "int", 6, "misclassified test clips shown with frames and attention", "diagnostics"),
+    _p("max_false_positive_rate", "float", 0.03, "second operating point: highest validation FPR allowed", "diagnostics", bounds=OPEN_UNIT),
+    _p("bootstrap_samples", "int", 1000, "bootstrap resamples for 95% confidence intervals", "diagnostics", bounds=COUNT),
+    _p("n_hardest", "int", 6, "misclassified test clips shown with frames and attention", "diagnostics", bounds=_at_least(0)),
     # --- 05 TTA --------------------------------------------------------------
-    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "frame_rate", "frame_shift", "temporal_shift", "feature_noise"], "test-time transforms from the TTA registry", "tta"),
+    _p("tta_transforms", "str_list", ["identity", "hflip", "brightness_contrast", "frame_rate", "frame_shift", "feature_shift", "feature_noise"], "test-time views (transform registry: use tta, frame or feature level)", "tta"),
     _p("tta_aggregation", "str", "mean_prob", "how TTA views are combined: mean_prob, mean_logit or max", "tta", choices=("mean_prob", "mean_logit", "max")),
     # --- 06 ensemble ---------------------------------------------------------
     _p("ensemble_members", "member_list", [
@@ -232,7 +274,19 @@ def coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
         value = members
     if spec.choices and value not in spec.choices:
         param_fail(key, where, f"{value!r} is not one of {list(spec.choices)}")
+    if spec.bounds is not None:
+        _check_bounds(key, where, value, spec.bounds)
     return value
+
+
+def _check_bounds(key: str, where: str, value: Any, bounds: Range) -> None:
+    """Numbers must lie in ``bounds``; for a list, every item; 'auto' of str_or_float is not a number."""
+    if isinstance(value, list):
+        for item in value:
+            if item not in bounds:
+                param_fail(key, where, f"every item must be {bounds}, got {item!r}")
+    elif not isinstance(value, str) and value not in bounds:
+        param_fail(key, where, f"must be {bounds}, got {value!r}")
 
 
 def load_yaml(path: str | Path) -> dict:

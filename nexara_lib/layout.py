@@ -33,9 +33,13 @@ class RunLayout:
     def unusable(self) -> Path:
         return self.artifacts / "unusable.csv"
 
+    def model_dir(self, model: str) -> Path:
+        """Where the run's trained sequence model of registry name ``model`` lives (notebook 03)."""
+        return self.models / model
+
     @property
-    def training_dir(self) -> Path:
-        return self.models / "hybrid"
+    def headline(self) -> Path:
+        return self.artifacts / "headline.json"
 
     @property
     def metrics(self) -> Path:

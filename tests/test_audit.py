@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.audit import audit
+from nexara_lib.audit.discover import SPLITS, discover_clips, make_clip_id
+from nexara_lib.audit.figures import class_balance_figure, duration_figure, frame_grid_figure
+from nexara_lib.audit.groups import attach_groups
+from nexara_lib.audit.links import file_sha1
+from nexara_lib.audit.manifest import MANIFEST_COLUMNS, build_manifest, write_audit
+from nexara_lib.audit.probe_pool import probe_clips
+from nexara_lib.audit.splits import assign_splits
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 _counter = iter(range(1, 1_000_000))
@@ -52,7 +58,7 @@ def rwf_tree(root, train_per_class=6, val_per_class=2):
 # --------------------------------------------------------------------------- discovery
 
 def test_discover_rwf2000_uses_val_as_test(tmp_path):
-    clips = audit.discover_clips([rwf_tree(tmp_path / "RWF-2000")])
+    clips = discover_clips([rwf_tree(tmp_path / "RWF-2000")])
     assert len(clips) == 16
     assert clips.attrs["layouts"] == {"RWF-2000": "rwf-2000"}
     assert clips.attrs["skipped_non_video"] == {"RWF-2000": 2}
@@ -70,7 +76,7 @@ def test_discover_rwf2000_uses_val_as_test(tmp_path):
 def test_discover_generic_split_layout_with_split_synonyms(tmp_path):
     layout = {f"{split}/{cls}/c{i}.mp4": 3 for split in ("training", "validation", "testing")
               for cls in ("Violence", "non_violence") for i in range(2)}
-    clips = audit.discover_clips(make_tree(tmp_path / "ds", layout))
+    clips = discover_clips(make_tree(tmp_path / "ds", layout))
     assert clips.attrs["layouts"] == {"ds": "split/class"}
     assert clips.groupby(["split", "label"]).size().to_dict() == {
         (s, lab): 2 for s in ("test", "train", "val") for lab in (0, 1)}
@@ -83,7 +89,7 @@ def test_discover_generic_split_layout_with_split_synonyms(tmp_path):
     ("Violent", "Non-Violent"), ("fights", "noFights"), ("Fights", "no_fight"), ("violence", "No-Violence")])
 def test_class_folder_synonyms(tmp_path, violent, non_violent):
     root = make_tree(tmp_path / "d", {f"{violent}/a.avi": 2, f"{non_violent}/b.avi": 2})
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert dict(zip(clips["rel_path"], clips["label"])) == {f"{violent}/a.avi": 1, f"{non_violent}/b.avi": 0}
     assert set(clips["split"]) == {""}
 
@@ -92,10 +98,10 @@ def test_scvd_style_train_test_layout_gets_validation_carved_from_train(tmp_path
     layout = {f"{split}/{cls}/{cls.lower()}_{i}.avi": 3 for split, n in (("Train", 6), ("Test", 2))
               for cls in ("Normal", "Violence") for i in range(n)}
     layout["Train/Weaponized/w_0.avi"] = 3  # SCVD's third class: not a binary label, so left out
-    clips = audit.discover_clips([make_tree(tmp_path / "SCVD_converted", layout)])
+    clips = discover_clips([make_tree(tmp_path / "SCVD_converted", layout)])
     assert clips.attrs["layouts"] == {"SCVD_converted": "split/class"} and len(clips) == 16
     assert any("Weaponized" in note for note in clips.attrs["notes"])
-    result = audit.assign_splits(audit.attach_groups(clips), seed=0)
+    result = assign_splits(attach_groups(clips), seed=0)
     assert (result.loc[result["dataset_split"] == "Test", "split"] == "test").all()
     val = result[result["split"] == "val"]
     assert set(val["dataset_split"]) == {"Train"} and set(val["split_origin"]) == {"carved"}
@@ -105,7 +111,7 @@ def test_scvd_style_train_test_layout_gets_validation_carved_from_train(tmp_path
 def test_discover_real_life_violence_situations(tmp_path):
     root = make_tree(tmp_path / "Real Life Violence Dataset",
                      {"Violence/V_1.mp4": 2, "Violence/V_2.mp4": 2, "NonViolence/NV_1.mp4": 2})
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"Real Life Violence Dataset": "real-life-violence-situations"}
     assert dict(zip(clips["rel_path"], clips["label"])) == {
         "NonViolence/NV_1.mp4": 0, "Violence/V_1.mp4": 1, "Violence/V_2.mp4": 1}
@@ -113,14 +119,14 @@ def test_discover_real_life_violence_situations(tmp_path):
 
 def test_discover_layout_inside_a_wrapper_folder(tmp_path):
     root = make_tree(tmp_path / "archive", {"unzipped/Violence/V_1.mp4": 2, "unzipped/NonViolence/NV_1.mp4": 2})
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert sorted(clips["rel_path"]) == ["unzipped/NonViolence/NV_1.mp4", "unzipped/Violence/V_1.mp4"]
 
 
 def test_discover_hockey_flat_folder(tmp_path):
     root = make_tree(tmp_path / "HockeyFights", {"fi1_xvid.avi": 2, "newfi2.avi": 2, "no3_xvid.avi": 2,
                                                  "newno4.avi": 2, "other.avi": 2, "notes.txt": 0})
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"HockeyFights": "hockey/movies-flat"}
     assert dict(zip(clips["rel_path"], clips["label"])) == {
         "fi1_xvid.avi": 1, "newfi2.avi": 1, "newno4.avi": 0, "no3_xvid.avi": 0}
@@ -131,7 +137,7 @@ def test_discover_hockey_flat_folder(tmp_path):
 def test_unknown_layout_lists_what_was_found(tmp_path):
     root = make_tree(tmp_path / "mystery", {"clips/a.avi": 2, "labels.txt": 0, "extra/b.avi": 2})
     with pytest.raises(ValueError) as err:
-        audit.discover_clips([root])
+        discover_clips([root])
     message = str(err.value)
     for expected in ("mystery", "clips/", "extra/", "labels.txt", "RWF-2000", "Hockey", "<class>/*"):
         assert expected in message
@@ -139,19 +145,19 @@ def test_unknown_layout_lists_what_was_found(tmp_path):
 
 def test_bad_roots_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        audit.discover_clips([tmp_path / "nowhere"])
+        discover_clips([tmp_path / "nowhere"])
     root = make_tree(tmp_path / "d", {"fight/a.avi": 2, "nofight/b.avi": 2})
     with pytest.raises(ValueError, match="same folder twice"):
-        audit.discover_clips([root, root])
+        discover_clips([root, root])
     split_without_classes = make_tree(tmp_path / "s", {"train/stuff/a.avi": 2})
     with pytest.raises(ValueError, match="holds no class folders"):
-        audit.discover_clips([split_without_classes])
+        discover_clips([split_without_classes])
 
 
 def test_several_roots_get_distinct_sources(tmp_path):
     first = make_tree(tmp_path / "a" / "data", {"fight/x.avi": 2, "nofight/y.avi": 2})
     second = make_tree(tmp_path / "b" / "data", {"fi1.avi": 2, "no1.avi": 2})
-    clips = audit.discover_clips([first, second])
+    clips = discover_clips([first, second])
     assert clips["source"].nunique() == 2 and len(clips) == 4
     assert set(clips.attrs["layouts"].values()) == {"class", "hockey/movies-flat"}
 
@@ -159,18 +165,18 @@ def test_several_roots_get_distinct_sources(tmp_path):
 def test_symlink_loops_are_not_followed_forever(tmp_path):
     root = make_tree(tmp_path / "d", {"fight/a.avi": 2, "nofight/b.avi": 2})
     os.symlink(root / "fight", root / "fight" / "loop")
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert sorted(clips["rel_path"]) == ["fight/a.avi", "nofight/b.avi"]
 
 
 def test_max_clips_is_stratified_and_deterministic(tmp_path):
     root = make_tree(tmp_path / "d", {**{f"fight/f{i}.avi": 1 for i in range(12)},
                                       **{f"nofight/n{i}.avi": 1 for i in range(6)}})
-    small = audit.discover_clips([root], max_clips=6, seed=3)
+    small = discover_clips([root], max_clips=6, seed=3)
     assert small["label"].value_counts().to_dict() == {1: 4, 0: 2}
-    again = audit.discover_clips([root], max_clips=6, seed=3)
+    again = discover_clips([root], max_clips=6, seed=3)
     pd.testing.assert_frame_equal(small, again)
-    assert len(audit.discover_clips([root], max_clips=100)) == 18
+    assert len(discover_clips([root], max_clips=100)) == 18
 
 
 # --------------------------------------------------------------------------- splits
@@ -190,7 +196,7 @@ def grouped_table(seed=0, n_groups=60):
 
 def test_grouped_splits_are_grouped_stratified_and_deterministic():
     table = grouped_table()
-    result = audit.assign_splits(table, (0.7, 0.15, 0.15), seed=5)
+    result = assign_splits(table, (0.7, 0.15, 0.15), seed=5)
     assert result.groupby("group")["split"].nunique().max() == 1
     assert result.groupby("sha1")["split"].nunique().max() == 1  # identical bytes follow each other
     assert not result["leakage"].any() and set(result["split_origin"]) == {"generated"}
@@ -198,37 +204,37 @@ def test_grouped_splits_are_grouped_stratified_and_deterministic():
         share = result[result["label"] == label]["split"].value_counts(normalize=True)
         assert share["train"] == pytest.approx(0.70, abs=0.06)
         assert share["val"] == pytest.approx(0.15, abs=0.06) and share["test"] == pytest.approx(0.15, abs=0.06)
-    pd.testing.assert_frame_equal(result, audit.assign_splits(table, (0.7, 0.15, 0.15), seed=5))
-    shuffled = audit.assign_splits(table.sample(frac=1, random_state=1), (0.7, 0.15, 0.15), seed=5)
+    pd.testing.assert_frame_equal(result, assign_splits(table, (0.7, 0.15, 0.15), seed=5))
+    shuffled = assign_splits(table.sample(frac=1, random_state=1), (0.7, 0.15, 0.15), seed=5)
     assert dict(zip(shuffled["path"], shuffled["split"])) == dict(zip(result["path"], result["split"]))
 
 
 def test_few_groups_still_fill_every_split_or_fail_clearly():
     three = pd.DataFrame({"label": [1, 1, 0, 0, 1, 0], "group": ["a", "a", "b", "b", "c", "c"],
                           "path": list("uvwxyz")})
-    result = audit.assign_splits(three, seed=0)
+    result = assign_splits(three, seed=0)
     assert set(result["split"]) == {"train", "val", "test"}
     assert result.groupby("group")["split"].nunique().max() == 1
     two = three.assign(group=["a", "a", "a", "b", "b", "b"])
     with pytest.raises(ValueError, match="only 2 groups"):
-        audit.assign_splits(two)
+        assign_splits(two)
 
 
 def test_assign_splits_input_errors():
     table = grouped_table(n_groups=10)
     with pytest.raises(ValueError, match="summing to 1"):
-        audit.assign_splits(table, (0.8, 0.15, 0.15))
+        assign_splits(table, (0.8, 0.15, 0.15))
     with pytest.raises(ValueError, match="attach_groups"):
-        audit.assign_splits(table.drop(columns="group"))
+        assign_splits(table.drop(columns="group"))
     with pytest.raises(ValueError, match="no train split"):
-        audit.assign_splits(table.assign(split="test"))
+        assign_splits(table.assign(split="test"))
     with pytest.raises(ValueError, match="unknown split names"):
-        audit.assign_splits(table.assign(split="holdout"))
+        assign_splits(table.assign(split="holdout"))
 
 
 def test_rwf_val_becomes_test_and_validation_is_carved_from_train(tmp_path):
-    clips = audit.attach_groups(audit.discover_clips([rwf_tree(tmp_path / "rwf", train_per_class=10)]))
-    result = audit.assign_splits(clips, (0.7, 0.15, 0.15), seed=0)
+    clips = attach_groups(discover_clips([rwf_tree(tmp_path / "rwf", train_per_class=10)]))
+    result = assign_splits(clips, (0.7, 0.15, 0.15), seed=0)
     assert set(result.loc[result["dataset_split"] == "val", "split"]) == {"test"}
     from_train = result[result["dataset_split"] == "train"]
     assert set(from_train["split"]) == {"train", "val"}
@@ -242,9 +248,9 @@ def test_rwf_val_becomes_test_and_validation_is_carved_from_train(tmp_path):
 def test_duplicate_across_dataset_splits_is_flagged_as_leakage(tmp_path):
     root = rwf_tree(tmp_path / "rwf")
     shutil.copy(root / "train/Fight/Fight_0.avi", root / "val/Fight/copy_of_train.avi")
-    clips = audit.attach_groups(audit.discover_clips([root]))
+    clips = attach_groups(discover_clips([root]))
     with pytest.warns(UserWarning, match="leakage"):
-        result = audit.assign_splits(clips)
+        result = assign_splits(clips)
     leaked = result[result["leakage"]]
     assert sorted(leaked["rel_path"]) == ["train/Fight/Fight_0.avi", "val/Fight/copy_of_train.avi"]
     assert dict(zip(leaked["rel_path"], leaked["split"]))["val/Fight/copy_of_train.avi"] == "test"
@@ -255,12 +261,12 @@ def test_duplicate_across_dataset_splits_is_flagged_as_leakage(tmp_path):
 def test_groups_csv_on_real_data_keeps_each_source_in_one_split():
     if not (REAL_DATA / "groups.csv").is_file():
         pytest.skip(f"real data not found at {REAL_DATA}")
-    clips = audit.discover_clips([REAL_DATA])
+    clips = discover_clips([REAL_DATA])
     assert clips.attrs["layouts"] == {"surv-fight-dev": "class"}
     assert clips["label"].value_counts().to_dict() == {0: 90, 1: 87}
-    grouped = audit.attach_groups(clips, REAL_DATA / "groups.csv")
+    grouped = attach_groups(clips, REAL_DATA / "groups.csv")
     assert grouped.attrs["groups_report"]["matched"] == 177
-    result = audit.assign_splits(grouped, (0.7, 0.15, 0.15), seed=42)
+    result = assign_splits(grouped, (0.7, 0.15, 0.15), seed=42)
     truth = pd.read_csv(REAL_DATA / "groups.csv").set_index("clip")["source_group"]
     result["source_group"] = result["rel_path"].map(truth)
     assert result["source_group"].notna().all()
@@ -274,7 +280,7 @@ def test_groups_csv_missing_clip_gets_own_group_with_warning(tmp_path):
     csv = tmp_path / "groups.csv"
     csv.write_text("clip,label,source_group\nfight/fi1.avi,fight,camA\nnoFight/no1.avi,1,camA\n")
     with pytest.warns(UserWarning) as record:
-        grouped = audit.attach_groups(audit.discover_clips([root]), csv)
+        grouped = attach_groups(discover_clips([root]), csv)
     messages = " ".join(str(w.message) for w in record)
     assert "not in groups CSV" in messages and "fight/fi2.avi" in messages
     assert "different label" in messages and "noFight/no1.avi" in messages
@@ -284,7 +290,7 @@ def test_groups_csv_missing_clip_gets_own_group_with_warning(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,group\na,b\n")
     with pytest.raises(ValueError, match="lacks columns"):
-        audit.attach_groups(audit.discover_clips([root]), bad)
+        attach_groups(discover_clips([root]), bad)
 
 
 # --------------------------------------------------------------------------- probing and manifest
@@ -293,12 +299,12 @@ def test_groups_csv_missing_clip_gets_own_group_with_warning(tmp_path):
 def test_probe_clips_on_real_clips_in_worker_processes():
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data not found at {REAL_DATA}")
-    clips = audit.discover_clips([REAL_DATA], max_clips=4, seed=1)
-    probed = audit.probe_clips(clips, workers=2, progress=False)
+    clips = discover_clips([REAL_DATA], max_clips=4, seed=1)
+    probed = probe_clips(clips, workers=2, progress=False)
     assert (probed["status"] == "ok").all() and (probed["frames"] > 10).all()
     assert (probed["sha1"].str.len() == 40).all() and probed["sha1"].nunique() == 4
     assert probed["last_frame_ok"].all() and (probed["phash"].str.count(":") == 3).all()
-    assert probed["sha1"].iloc[0] == audit.file_sha1(probed["path"].iloc[0])
+    assert probed["sha1"].iloc[0] == file_sha1(probed["path"].iloc[0])
     assert probed.attrs["probe_seconds"] > 0
 
 
@@ -311,7 +317,7 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     shutil.copy(root / "fight" / "fi0.avi", root / "fight" / "fi0_copy.avi")
     (root / "fight" / "notes.txt").write_text("not a clip")
 
-    manifest, unusable, summary = audit.build_manifest([root], seed=0, workers=1, progress=False)
+    manifest, unusable, summary = build_manifest([root], seed=0, workers=1, progress=False)
     reasons = dict(zip(unusable["rel_path"], unusable["reason"]))
     assert set(reasons) == {"fight/empty.mp4", "noFight/text.avi", "fight/single.avi"}
     assert reasons["fight/empty.mp4"] == "file is empty (0 bytes)"
@@ -319,7 +325,7 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     assert reasons["fight/single.avi"].startswith("only 1 decodable frame")
     assert len(manifest) == 13 and (manifest["status"] == "ok").all()
     assert manifest["first_frame_ok"].all() and manifest["last_frame_ok"].all()
-    assert list(manifest.columns) == list(audit.MANIFEST_COLUMNS)
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS)
     assert manifest["clip_id"].is_unique and (manifest["frames"] == 4).all()
     dup = manifest[manifest["duplicate"]]
     assert sorted(dup["rel_path"]) == ["fight/fi0.avi", "fight/fi0_copy.avi"] and dup["split"].nunique() == 1
@@ -327,21 +333,21 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     assert summary["clips_found"] == 16 and summary["clips_unusable"] == 3
     assert summary["non_video_files_skipped"] == {"data": 1}
     assert summary["duplicates"]["sets"] == 1 and summary["leakage"]["clips"] == 0
-    assert summary["duplicates"]["list"][0]["clips"][0]["split"] in audit.SPLITS
+    assert summary["duplicates"]["list"][0]["clips"][0]["split"] in SPLITS
     assert sum(summary["counts_by_split"]["train"].values()) >= 7
     assert summary["imbalance_ratio"] == pytest.approx(7 / 6)
 
-    paths = audit.write_audit(manifest, unusable, summary, tmp_path / "artifacts")
+    paths = write_audit(manifest, unusable, summary, tmp_path / "artifacts")
     assert sorted(os.listdir(tmp_path / "artifacts")) == ["audit.json", "manifest.csv", "unusable.csv"]
     back = pd.read_csv(paths["manifest"], keep_default_na=False)
     assert list(back["clip_id"]) == list(manifest["clip_id"])
     assert json.loads(Path(paths["audit"]).read_text())["clips_usable"] == 13
 
-    for figure in (audit.class_balance_figure(manifest), audit.duration_figure(manifest),
-                   audit.frame_grid_figure(manifest, per_class=2, frames=3, seed=0)):
+    for figure in (class_balance_figure(manifest), duration_figure(manifest),
+                   frame_grid_figure(manifest, per_class=2, frames=3, seed=0)):
         assert len(figure.axes) >= 2
         figure.savefig(tmp_path / "figure.png")
-    grid = audit.frame_grid_figure(manifest, per_class=2, frames=3, seed=0)
+    grid = frame_grid_figure(manifest, per_class=2, frames=3, seed=0)
     assert len(grid.axes) == 12 and all(ax.images for ax in grid.axes)
 
 
@@ -352,11 +358,11 @@ def test_build_manifest_with_nothing_usable_is_an_error(tmp_path):
     (root / "fight" / "a.mp4").write_bytes(b"")
     (root / "nofight" / "b.avi").write_text("text")
     with pytest.raises(ValueError, match="none of the 2 clips .* is usable"):
-        audit.build_manifest([root], workers=1, progress=False)
+        build_manifest([root], workers=1, progress=False)
 
 
 def test_clip_id_is_stable_and_filesystem_safe():
-    first = audit.make_clip_id("my data", "train/Fight/a b$c.avi")
-    assert first == audit.make_clip_id("my data", "train/Fight/a b$c.avi")
+    first = make_clip_id("my data", "train/Fight/a b$c.avi")
+    assert first == make_clip_id("my data", "train/Fight/a b$c.avi")
     assert "/" not in first and " " not in first and "$" not in first
-    assert first != audit.make_clip_id("my data", "train/Fight/a b_c.avi")
+    assert first != make_clip_id("my data", "train/Fight/a b_c.avi")

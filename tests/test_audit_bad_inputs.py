@@ -20,7 +20,11 @@ import pandas as pd
 import pytest
 
 from video_utils import decode_all
-from nexara_lib.audit import audit
+from nexara_lib.audit.discover import discover_clips
+from nexara_lib.audit.duplicates import PHASH_MAX_DISTANCE, find_duplicates
+from nexara_lib.audit.figures import frame_grid_figure
+from nexara_lib.audit.manifest import build_manifest, write_audit
+from nexara_lib.audit.probe_pool import probe_clips
 from nexara_lib.video.probe import phash_distance, probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +148,7 @@ def reasons_of(unusable):
 def audit_of(root, **kwargs):
     kwargs.setdefault("workers", 0)
     kwargs.setdefault("progress", False)
-    return audit.build_manifest([root], **kwargs)
+    return build_manifest([root], **kwargs)
 
 
 def class_tree(root, fight=3, no_fight=3):
@@ -224,10 +228,10 @@ def test_odd_names_survive_the_audit_and_its_files(tmp_path):
     assert manifest["clip_id"].is_unique
     assert not manifest["clip_id"].str.contains(r"[^A-Za-z0-9._-]").any()
 
-    paths = audit.write_audit(manifest, unusable, summary, tmp_path / "out")
+    paths = write_audit(manifest, unusable, summary, tmp_path / "out")
     back = pd.read_csv(paths["manifest"], keep_default_na=False)
     assert list(back["path"]) == list(manifest["path"])  # quotes, spaces and non-ASCII round-trip
-    grid = audit.frame_grid_figure(manifest, per_class=4, frames=2)
+    grid = frame_grid_figure(manifest, per_class=4, frames=2)
     titles = [ax.get_title(loc="left") for ax in grid.axes]
     assert any(SCRIPT_NAME in t for t in titles)
     grid.savefig(tmp_path / "grid.png")
@@ -238,12 +242,12 @@ def test_directory_symlink_loops_are_skipped_without_mislabelling(tmp_path):
     os.symlink(root, root / "fight" / "to_root")  # a loop through the root: noFight/ would turn "fight"
     os.symlink(root / "noFight", root / "noFight" / "to_self")
     os.symlink("missing_target.avi", root / "fight" / "dangling.avi")
-    clips = audit.discover_clips([root])
+    clips = discover_clips([root])
     assert dict(zip(clips["rel_path"], clips["label"])) == {
         "fight/dangling.avi": 1, "fight/fi0.avi": 1, "fight/fi1.avi": 1, "noFight/no0.avi": 0, "noFight/no1.avi": 0}
     skipped = [n for n in clips.attrs["notes"] if "skipped folder link" in n]
     assert len(skipped) == 2 and any("to_root" in n for n in skipped) and any("to_self" in n for n in skipped)
-    probed = audit.probe_clips(clips, workers=0, progress=False)
+    probed = probe_clips(clips, workers=0, progress=False)
     dangling = probed.set_index("rel_path").loc["fight/dangling.avi"]
     assert dangling["status"] == "unusable" and dangling["reason"].startswith("broken symbolic link")
 
@@ -312,7 +316,7 @@ def test_reencoded_copies_are_perceptual_duplicates_and_share_a_split(tmp_path):
     assert int(rows["duplicate"].sum()) == 4  # different clips are not duplicates
     [entry] = summary["duplicates"]["list"]
     assert entry["kind"] == "perceptual" and entry["same_split"] and entry["labels_disagree"]
-    assert all(p["distance"] <= audit.PHASH_MAX_DISTANCE for p in entry["pairs"])
+    assert all(p["distance"] <= PHASH_MAX_DISTANCE for p in entry["pairs"])
     assert summary["duplicates"]["label_conflicts"] == [cluster]
     others = [h for r, h in rows["phash"].items() if r.startswith(("fight/fi", "noFight/no")) and r != "fight/fi0.avi"]
     assert min(phash_distance(rows.loc["fight/fi0.avi", "phash"], h) for h in others) > 0.2
@@ -346,7 +350,7 @@ def test_phash_helpers_reject_bad_input():
     with pytest.raises(ValueError, match="phash string"):
         phash_distance(None, "")
     with pytest.raises(ValueError, match="max_distance"):
-        audit.find_duplicates(pd.DataFrame({"path": [], "source": [], "rel_path": []}), max_distance=0.7)
+        find_duplicates(pd.DataFrame({"path": [], "source": [], "rel_path": []}), max_distance=0.7)
 
 
 # --------------------------------------------------------------------------- hangs and crashes
@@ -379,11 +383,11 @@ def test_a_hanging_or_crashing_probe_costs_only_its_clip(tmp_path):
 def test_probe_options_are_checked():
     clips = pd.DataFrame({"path": ["a.avi"]})
     with pytest.raises(ValueError, match="workers must be an integer >= 0"):
-        audit.probe_clips(clips, workers=-1)
+        probe_clips(clips, workers=-1)
     with pytest.raises(ValueError, match="probe_timeout_s must be a positive number"):
-        audit.probe_clips(clips, probe_timeout_s=0)
+        probe_clips(clips, probe_timeout_s=0)
     with pytest.raises(ValueError, match="cannot be sent to worker processes"):
-        audit.probe_clips(clips, workers=1, probe_fn=lambda p: {})
+        probe_clips(clips, workers=1, probe_fn=lambda p: {})
 
 
 def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path):
@@ -393,8 +397,8 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path):
     script.write_text(
         "import sys\nimport pandas as pd\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from nexara_lib.audit import audit\n"
-        f"out = audit.probe_clips(pd.DataFrame({{'path': [{str(clip)!r}]}}), workers=1, progress=False)\n"
+        "from nexara_lib.audit.probe_pool import probe_clips\n"
+        f"out = probe_clips(pd.DataFrame({{'path': [{str(clip)!r}]}}), workers=1, progress=False)\n"
         "print('STATUS', out['status'].iloc[0])\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -494,7 +498,7 @@ def test_a_dataset_with_every_problem_audits_to_completion(tmp_path):
     os.symlink(root, root / "train/fight/loop")  # a folder link back to the root
 
     with pytest.warns(UserWarning, match="leakage"):
-        manifest, unusable, summary = audit.build_manifest([root], seed=3, workers=2, progress=False)
+        manifest, unusable, summary = build_manifest([root], seed=3, workers=2, progress=False)
 
     assert dict(zip(manifest["rel_path"], manifest["label"])) == good
     assert (manifest["status"] == "ok").all()
@@ -526,7 +530,7 @@ def test_a_dataset_with_every_problem_audits_to_completion(tmp_path):
     assert summary["clips_found"] == len(good) + len(bad)
     assert summary["probe_clips_per_s"] > 0 and summary["probe_warnings"]["clips"] >= 3
 
-    paths = audit.write_audit(manifest, unusable, summary, tmp_path / "artifacts")
+    paths = write_audit(manifest, unusable, summary, tmp_path / "artifacts")
     stored = json.loads(Path(paths["audit"]).read_text(encoding="utf-8"))
     assert stored["leakage"]["items"][0]["clips"] and stored["clips_unusable"] == len(bad)
     assert set(pd.read_csv(paths["unusable"])["rel_path"]) == set(bad)

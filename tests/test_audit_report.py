@@ -4,7 +4,7 @@ import shutil
 import cv2
 import numpy as np
 
-from nexara_lib.audit.audit import build_manifest
+from nexara_lib.audit.manifest import build_manifest
 from nexara_lib.audit.report import audit_overview, duplicates_table, leakage_table, notes_list, warnings_table
 
 

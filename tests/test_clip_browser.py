@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.stages.clip_browser import clip_browser, filter_clips
+from nexara_lib.stages.widgets import clip_browser, filter_clips
 
 
 def write_clip(path, value, n=6):

@@ -11,7 +11,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from nexara_lib.evaluation import diagnostics as dg
-from nexara_lib.evaluation.metrics import Predictions
+from nexara_lib.evaluation import figures as fg
+from nexara_lib.evaluation.metrics import binary_metrics
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.stages.widgets import threshold_slider
 
 
 def _preds(split, n=60, seed=0, separation=0.35):
@@ -25,7 +28,7 @@ VAL, TEST = _preds("val", seed=0), _preds("test", seed=1)
 
 
 def test_confusion_matrix_figure_counts_and_rates():
-    fig = dg.confusion_matrix_figure([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], title="t")
+    fig = fg.confusion_matrix_figure([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], title="t")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["1", "1", "1", "2"]  # tn fp / fn tp
@@ -33,7 +36,7 @@ def test_confusion_matrix_figure_counts_and_rates():
 
 
 def test_roc_pr_figure_has_auc_in_legend():
-    fig = dg.roc_pr_figure({"val": VAL, "test": TEST}, operating_points={"bal": 0.5})
+    fig = fg.roc_pr_figure({"val": VAL, "test": TEST}, operating_points={"bal": 0.5})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(label.startswith("val (ROC AUC") for label in labels)
@@ -46,14 +49,14 @@ def test_threshold_sweep_and_figure():
     assert len(sweep) == 101 and sweep["threshold"].iloc[0] == 0.0
     assert sweep["acc_violent"].iloc[0] == 1.0 and sweep["fpr"].iloc[0] == 1.0  # everything violent at t=0
     assert (np.diff(sweep["acc_violent"]) <= 0).all()  # recall never rises with the threshold
-    fig = dg.threshold_sweep_figure(sweep, chosen={"balanced": 0.45, "fpr<=3%": 0.8})
+    fig = fg.threshold_sweep_figure(sweep, chosen={"balanced": 0.45, "fpr<=3%": 0.8})
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "balanced: 0.450" in labels and "fpr<=3%: 0.800" in labels
 
 
 def test_reliability_figure():
-    fig = dg.reliability_figure({"val": VAL, "test": TEST})
+    fig = fg.reliability_figure({"val": VAL, "test": TEST})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert any("ECE" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
 
@@ -100,22 +103,22 @@ def test_attention_gallery_figure_layout_and_checks():
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (6, 32, 40, 3), dtype=np.uint8) for _ in range(2)]
     attention = [np.full(6, 1 / 6), np.array([0.1, 0.1, 0.5, 0.1, 0.1, 0.1])]
-    fig = dg.attention_gallery_figure(frames, attention, titles=["clip a", "clip b"], thumb_height=16)
+    fig = fg.attention_gallery_figure(frames, attention, titles=["clip a", "clip b"], thumb_height=16)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert fig.axes[0].get_title() == "clip a"
     assert len(fig.axes[3].patches) == 6  # one bar per frame
     with pytest.raises(ValueError, match="attention must be"):
-        dg.attention_gallery_figure(frames, [np.ones(5), np.ones(6)])
+        fg.attention_gallery_figure(frames, [np.ones(5), np.ones(6)])
     with pytest.raises(ValueError, match="uint8"):
-        dg.attention_gallery_figure([frames[0].astype(np.float32)], [np.ones(6)])
+        fg.attention_gallery_figure([frames[0].astype(np.float32)], [np.ones(6)])
 
 
 def test_threshold_slider_updates_metrics():
-    widget = dg.threshold_slider(VAL.y_true, VAL.prob, initial=0.3)
+    widget = threshold_slider(VAL.y_true, VAL.prob, initial=0.3)
     assert widget.result["threshold"] == pytest.approx(0.3)
     widget.children[0].value = 0.8
     assert widget.result["threshold"] == pytest.approx(0.8)
-    assert widget.result["fpr"] <= dg.binary_metrics(VAL.y_true, VAL.prob, 0.3)["fpr"]
+    assert widget.result["fpr"] <= binary_metrics(VAL.y_true, VAL.prob, 0.3)["fpr"]
 
 
 def test_metrics_report_is_json_and_chosen_on_validation():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nexara_lib.evaluation import ensemble as en
-from nexara_lib.evaluation.metrics import Predictions, log_loss
+from nexara_lib.evaluation.metrics import log_loss
+from nexara_lib.evaluation.predictions import Predictions
 
 
 def _members(split, n=300, seed=0):

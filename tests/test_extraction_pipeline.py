@@ -15,9 +15,10 @@ import pytest
 from nexara_lib.video import reader as frame_reader
 from nexara_lib.features.clip_jobs import ClipJob, decode_job
 from nexara_lib.features.local_executor import DecoderPool, FeatureBatcher
-from nexara_lib.features.extract import (clip_cache_name, extract_augmented_copies, extract_features, feature_cache_key,
-                                 load_features, read_clip_records)
-from nexara_lib.video.probe import read_sampled_frames, sample_frame_indices
+from nexara_lib.features.cache import clip_cache_name, load_features, read_clip_records
+from nexara_lib.features.extract import extract_augmented_copies, extract_features
+from nexara_lib.features.stream import FeatureStream
+from nexara_lib.video.frames import read_sampled_frames, sample_frame_indices
 from video_utils import decode_all
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
@@ -175,9 +176,9 @@ def clips(tmp_path):
 
 def test_decoder_processes_give_the_same_features_as_one_process(clips, tmp_path):
     manifest = manifest_of(clips)
-    common = dict(backbone="flow", weights="none", frames_per_clip=5, image_size=48, progress=False)
-    serial = extract_features(manifest, cache_root=tmp_path / "a", workers=0, **common)
-    piped = extract_features(manifest, cache_root=tmp_path / "b", workers=2, **common)
+    stream = FeatureStream("flow", "none", 5, 48)
+    serial = extract_features(manifest, stream, tmp_path / "a", workers=0, progress=False)
+    piped = extract_features(manifest, stream, tmp_path / "b", workers=2, progress=False)
     assert serial["computed"] == piped["computed"] == 6
     assert [f["clip_id"] for f in piped["failed"]] == ["clip6"]
     assert piped["wait_s"] >= 0 and piped["model_s"] > 0 and piped["decode_s"] > 0
@@ -190,8 +191,7 @@ def test_decoder_processes_give_the_same_features_as_one_process(clips, tmp_path
 
 def test_known_failures_are_skipped_on_rerun_unless_retried(clips, tmp_path):
     manifest = manifest_of(clips)
-    common = dict(backbone="flow", weights="none", frames_per_clip=5, image_size=48, progress=False,
-                  cache_root=tmp_path / "c", workers=0)
+    common = dict(stream=FeatureStream("flow", "none", 5, 48), cache_root=tmp_path / "c", workers=0, progress=False)
     first = extract_features(manifest, **common)
     failures = json.loads((Path(first["cache_dir"]) / "failures.json").read_text())
     assert [v["clip_id"] for v in failures.values()] == ["clip6"]
@@ -228,8 +228,9 @@ def test_a_decoder_process_that_dies_costs_only_its_clip(tmp_path):
 KILL_SCRIPT = """
 import sys, pandas as pd
 from nexara_lib.features.extract import extract_features
-extract_features(pd.read_csv(sys.argv[1]), backbone="flow", weights="none", frames_per_clip=8, image_size=64,
-                 cache_root=sys.argv[2], workers=1, batch_size=8, progress=False)
+from nexara_lib.features.stream import FeatureStream
+extract_features(pd.read_csv(sys.argv[1]), FeatureStream("flow", "none", 8, 64), sys.argv[2], workers=1, batch_size=8,
+                 progress=False)
 """
 
 
@@ -238,7 +239,8 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
     manifest = manifest_of(paths, frames=[150] * 14)
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     cache = tmp_path / "killed"
-    key_dir = cache / feature_cache_key("flow", "none", 8, 64)
+    stream = FeatureStream("flow", "none", 8, 64)
+    key_dir = stream.cache_dir(cache)
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "manifest.csv"), str(cache)],
                             start_new_session=True)
     deadline = time.time() + 120
@@ -249,12 +251,10 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
     done_before = {p.name for p in key_dir.glob("*.npy")}
     assert 3 <= len(done_before) < 14, "the kill should land mid-run"
 
-    resumed = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=8, image_size=64,
-                               cache_root=cache, workers=1, batch_size=8, progress=False)
+    resumed = extract_features(manifest, stream, cache, workers=1, batch_size=8, progress=False)
     assert resumed["cached_before"] == len(done_before)
     assert resumed["computed"] == 14 - len(done_before)  # no clip computed twice
-    clean = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=8, image_size=64,
-                             cache_root=tmp_path / "clean", workers=1, batch_size=8, progress=False)
+    clean = extract_features(manifest, stream, tmp_path / "clean", workers=1, batch_size=8, progress=False)
     xa, _, ida = load_features(manifest, key_dir)
     xb, _, idb = load_features(manifest, Path(clean["cache_dir"]))
     assert ida == idb and len(ida) == 14 and np.array_equal(xa, xb)
@@ -268,11 +268,11 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
 
 def test_augmented_copies_are_keyed_seeded_and_differ_from_clean(clips, tmp_path):
     manifest = manifest_of(clips[:4])
-    common = dict(backbone="flow", weights="none", frames_per_clip=5, image_size=48, progress=False, workers=0)
-    clean = extract_features(manifest, cache_root=tmp_path / "a", **common)
+    stream = FeatureStream("flow", "none", 5, 48)
+    clean = extract_features(manifest, stream, tmp_path / "a", progress=False, workers=0)
     ops = ["hflip", "brightness_contrast", "rotate_zoom", "temporal_jitter"]
-    first = extract_augmented_copies(manifest, copies=2, ops=ops, seed=7, cache_root=tmp_path / "a", **common)
-    again = extract_augmented_copies(manifest, copies=2, ops=ops, seed=7, cache_root=tmp_path / "b", **common)
+    first = extract_augmented_copies(manifest, stream, tmp_path / "a", copies=2, ops=ops, seed=7, progress=False, workers=0)
+    again = extract_augmented_copies(manifest, stream, tmp_path / "b", copies=2, ops=ops, seed=7, progress=False, workers=0)
     keys = {clean["key"], first[0]["key"], first[1]["key"]}
     assert len(keys) == 3 and all(s["computed"] == 4 for s in first)
     x_clean = load_features(manifest, Path(clean["cache_dir"]))[0]
@@ -288,18 +288,22 @@ def test_augmented_copies_are_keyed_seeded_and_differ_from_clean(clips, tmp_path
 
 def test_unknown_augmentation_op_fails_before_any_work(clips, tmp_path):
     with pytest.raises(ValueError, match="hflip"):
-        extract_augmented_copies(manifest_of(clips[:2]), copies=1, ops=["mirror"], seed=0, backbone="flow",
-                                 weights="none", frames_per_clip=4, image_size=48, cache_root=tmp_path)
+        extract_augmented_copies(manifest_of(clips[:2]), FeatureStream("flow", "none", 4, 48), tmp_path, copies=1,
+                                 ops=["mirror"], seed=0)
 
 
 def test_bad_arguments_are_clear(clips, tmp_path):
     manifest = manifest_of(clips[:2])
-    common = dict(backbone="flow", weights="none", image_size=48, cache_root=tmp_path)
+    stream = FeatureStream("flow", "none", 4, 48)
     with pytest.raises(ValueError, match="executor"):
-        extract_features(manifest, frames_per_clip=4, executor="spark", **common)
+        extract_features(manifest, stream, tmp_path, executor="spark")
     with pytest.raises(ValueError, match="workers"):
-        extract_features(manifest, frames_per_clip=4, workers=-1, **common)
+        extract_features(manifest, stream, tmp_path, workers=-1)
     with pytest.raises(ValueError, match="lacks column"):
-        extract_features(manifest.drop(columns=["path"]), frames_per_clip=4, **common)
+        extract_features(manifest.drop(columns=["path"]), stream, tmp_path)
+    with pytest.raises(TypeError, match="FeatureStream"):
+        extract_features(manifest, "flow", tmp_path)
+    with pytest.raises(ValueError, match="positive integer"):
+        FeatureStream("flow", "none", 0)
     with pytest.raises(ValueError, match="acts on features"):
-        extract_features(manifest, frames_per_clip=4, transform="temporal_shift", **common)
+        extract_features(manifest, stream.with_transform("temporal_shift"), tmp_path)

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from nexara_lib.features.backbones import DEFAULT_TFLITE_MODEL
-from nexara_lib.features.extract import clip_cache_name, extract_features, feature_cache_key, load_features
+from nexara_lib.features.cache import clip_cache_name, load_features
+from nexara_lib.features.extract import extract_features
+from nexara_lib.features.stream import FeatureStream
 
 
 def write_video(path, n_frames=12, size=(64, 48), seed=0):
@@ -35,8 +37,7 @@ def manifest(tmp_path):
 
 def test_extract_caches_resumes_and_skips_corrupt(manifest, tmp_path):
     cache = tmp_path / "cache"
-    first = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=5, image_size=48,
-                             cache_root=cache, progress=False)
+    first = extract_features(manifest, FeatureStream("flow", "none", 5, 48), cache, progress=False)
     assert first["computed"] == 4
     assert [f["clip_id"] for f in first["failed"]] == ["broken"]
     assert first["clips_per_s"] > 0 and first["decode_s"] > 0 and first["model_s"] > 0
@@ -47,8 +48,7 @@ def test_extract_caches_resumes_and_skips_corrupt(manifest, tmp_path):
 
     # Resume: finished clips are not recomputed, a deleted one is.
     files[0].unlink()
-    second = extract_features(manifest, backbone="flow", weights="none", frames_per_clip=5, image_size=48,
-                              cache_root=cache, progress=False)
+    second = extract_features(manifest, FeatureStream("flow", "none", 5, 48), cache, progress=False)
     assert second["cached_before"] == 3 and second["computed"] == 1
 
     x, y, ids = load_features(manifest, cache / first["key"])
@@ -58,9 +58,9 @@ def test_extract_caches_resumes_and_skips_corrupt(manifest, tmp_path):
 
 
 def test_features_are_deterministic_and_move_with_content(manifest, tmp_path):
-    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False)
-    a = extract_features(manifest.iloc[:2], cache_root=tmp_path / "a", **kwargs)
-    b = extract_features(manifest.iloc[:2], cache_root=tmp_path / "b", **kwargs)
+    stream = FeatureStream("flow", "none", 4, 48)
+    a = extract_features(manifest.iloc[:2], stream, tmp_path / "a", progress=False)
+    b = extract_features(manifest.iloc[:2], stream, tmp_path / "b", progress=False)
     xa, _, _ = load_features(manifest.iloc[:2], a["cache_dir"])
     xb, _, _ = load_features(manifest.iloc[:2], b["cache_dir"])
     np.testing.assert_array_equal(xa, xb)
@@ -68,11 +68,12 @@ def test_features_are_deterministic_and_move_with_content(manifest, tmp_path):
 
 
 def test_cache_key_changes_with_every_parameter():
-    base = feature_cache_key("flow", "none", 16, 0)
-    assert base != feature_cache_key("flow", "none", 20, 0)
-    assert base != feature_cache_key("flow", "none", 16, 96)
-    assert base != feature_cache_key("flow", "none", 16, 0, "hflip")
-    assert feature_cache_key("resnet50v2", "imagenet", 16, 0) != feature_cache_key("resnet50v2", "none", 16, 0)
+    base = FeatureStream("flow", "none", 16).key
+    assert base == "flow-none-T16-S112-identity" == FeatureStream("flow", "none", 16, 112).key  # 0 = own size
+    assert base != FeatureStream("flow", "none", 20).key
+    assert base != FeatureStream("flow", "none", 16, 96).key
+    assert base != FeatureStream("flow", "none", 16).with_transform("hflip").key
+    assert FeatureStream("resnet50v2", "imagenet", 16).key != FeatureStream("resnet50v2", "none", 16).key
 
 
 def test_cache_name_tracks_file_identity():
@@ -83,10 +84,9 @@ def test_cache_name_tracks_file_identity():
 
 
 def test_frame_level_transform_is_cached_under_its_own_key(manifest, tmp_path):
-    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False,
-                  cache_root=tmp_path)
-    clean = extract_features(manifest.iloc[:2], **kwargs)
-    flipped = extract_features(manifest.iloc[:2], transform="hflip", **kwargs)
+    stream = FeatureStream("flow", "none", 4, 48)
+    clean = extract_features(manifest.iloc[:2], stream, tmp_path, progress=False)
+    flipped = extract_features(manifest.iloc[:2], stream.with_transform("hflip"), tmp_path, progress=False)
     assert clean["cache_dir"] != flipped["cache_dir"]
     xc, _, _ = load_features(manifest.iloc[:2], clean["cache_dir"])
     xf, _, _ = load_features(manifest.iloc[:2], flipped["cache_dir"])
@@ -106,8 +106,7 @@ def test_tflite_features_on_real_clips(tmp_path):
     paths = [root / "fight" / "fi001.mp4", root / "noFight" / "nofi001.mp4"]
     manifest = pd.DataFrame([{"clip_id": p.name, "path": str(p), "label": int("fi0" in p.name), "frames": 0}
                              for p in paths])
-    summary = extract_features(manifest, backbone="mobilenet_v1_tflite", weights="imagenet", frames_per_clip=4,
-                               image_size=0, cache_root=tmp_path, progress=False)
+    summary = extract_features(manifest, FeatureStream("mobilenet_v1_tflite", "imagenet", 4), tmp_path, progress=False)
     assert summary["computed"] == 2 and not summary["failed"]
     x, y, _ = load_features(manifest, summary["cache_dir"])
     assert x.shape == (2, 4, 1024) and (x >= 0).all() and x.std() > 0
@@ -115,27 +114,27 @@ def test_tflite_features_on_real_clips(tmp_path):
 
 def test_flow_pairs_have_a_real_next_frame_at_every_step(manifest, tmp_path):
     # The last sampled frame must not be paired with itself (a constant zero-motion step).
-    summary = extract_features(manifest.iloc[:3], backbone="flow", weights="none", frames_per_clip=5, image_size=48,
-                               cache_root=tmp_path, progress=False)
+    summary = extract_features(manifest.iloc[:3], FeatureStream("flow", "none", 5, 48), tmp_path, progress=False)
     x, _, _ = load_features(manifest.iloc[:3], summary["cache_dir"])
     mean_magnitude = x[:, :, 0]  # first flow statistic: mean magnitude per pair
     assert (mean_magnitude[:, -1] > 0.5 * mean_magnitude[:, :-1].mean(axis=1)).all()
 
 
 def test_sampled_indices_pairs_and_frame_shift():
-    from nexara_lib.features.extract import sampled_indices
+    from nexara_lib.features.clip_jobs import sampled_indices
     assert list(sampled_indices(10, 4)) == [0, 3, 6, 9]
     assert sampled_indices(10, 4, pairs=True).max() == 8  # every sampled frame has a next frame
-    shifted = sampled_indices(10, 4, offset=0.5)
+    from nexara_lib.transforms.registry import get_transform
+    frame_shift = get_transform("frame_shift")
+    shifted = frame_shift.apply(sampled_indices(10, 4), frame_shift.view_params(), span=10)
     assert list(shifted) == [2, 5, 8, 9] or list(shifted) == [1, 4, 7, 9]  # half a stride (3) later, clipped
     assert shifted.max() <= 9
 
 
 def test_frame_shift_view_reads_other_frames(manifest, tmp_path):
-    kwargs = dict(backbone="flow", weights="none", frames_per_clip=4, image_size=48, progress=False,
-                  cache_root=tmp_path)
-    clean = extract_features(manifest.iloc[:2], **kwargs)
-    shifted = extract_features(manifest.iloc[:2], transform="frame_shift", **kwargs)
+    stream = FeatureStream("flow", "none", 4, 48)
+    clean = extract_features(manifest.iloc[:2], stream, tmp_path, progress=False)
+    shifted = extract_features(manifest.iloc[:2], stream.with_transform("frame_shift"), tmp_path, progress=False)
     xc, _, _ = load_features(manifest.iloc[:2], clean["cache_dir"])
     xs, _, _ = load_features(manifest.iloc[:2], shifted["cache_dir"])
     assert shifted["key"].endswith("frame_shift") and not np.allclose(xc, xs)

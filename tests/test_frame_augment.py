@@ -1,4 +1,4 @@
-"""Seeded frame-level augmentation copies: registry, determinism, each op on tiny real arrays."""
+"""Seeded frame-level augmentation copies: their ops, determinism, each op on tiny real arrays."""
 import json
 import os
 import subprocess
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nexara_lib.features import frame_augment as fa
-from nexara_lib.features.extract import sampled_indices
+from nexara_lib.features.clip_jobs import sampled_indices
+from nexara_lib.transforms import frame_copies as fa
+from nexara_lib.transforms.registry import available_transforms
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_OPS = ["brightness_contrast", "hflip", "rotate_zoom", "temporal_jitter"]
@@ -35,13 +36,13 @@ def _draw_where(op: str, predicate, clip_key: str = "clip", seed: int = 0) -> fa
 
 
 # --------------------------------------------------------------------------
-# Registry
+# Ops
 # --------------------------------------------------------------------------
 def test_expected_ops_are_registered():
-    assert fa.available_frame_augmentations() == ALL_OPS
+    assert available_transforms("frame", "augment") == ALL_OPS
 
 
-@pytest.mark.parametrize("name", fa.available_frame_augmentations())
+@pytest.mark.parametrize("name", available_transforms("frame", "augment"))
 def test_every_op_draws_json_params_and_keeps_shapes(name):
     aug = fa.draw_augmentation([name], "clip-7", 1, 3)
     assert set(aug.params) == {name}
@@ -61,6 +62,10 @@ def test_unknown_op_error_lists_the_known_ops():
         fa.check_frame_augment_ops(["hflip", "blur"])
     message = str(err.value)
     assert "'blur'" in message and all(name in message for name in ALL_OPS)
+    with pytest.raises(ValueError, match="frame-level augmentation"):  # a test-time view, or a feature op
+        fa.check_frame_augment_ops(["frame_rate"])
+    with pytest.raises(ValueError, match="frame-level augmentation"):
+        fa.check_frame_augment_ops(["noise"])
 
 
 @pytest.mark.parametrize("ops", [[], "hflip", None, ["hflip", "hflip"], [3]])
@@ -88,7 +93,7 @@ def test_bad_clip_key_is_rejected():
 
 
 def test_importing_does_not_import_tensorflow():
-    code = ("import sys, nexara_lib.frame_augment; "
+    code = ("import sys, nexara_lib.transforms.frame_copies; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -108,7 +113,7 @@ def test_same_inputs_give_the_same_augmentation():
 
 def test_same_params_in_a_fresh_process_with_another_hash_seed():
     here = fa.draw_augmentation(ALL_OPS, "fight/clip 01.avi", 3, 1234).params
-    code = ("import json; from nexara_lib.frame_augment import draw_augmentation; "
+    code = ("import json; from nexara_lib.transforms.frame_copies import draw_augmentation; "
             f"print(json.dumps(draw_augmentation({ALL_OPS!r}, 'fight/clip 01.avi', 3, 1234).params))")
     env = dict(os.environ, PYTHONHASHSEED="987")  # a salted hash() would differ here
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -160,10 +165,20 @@ def test_transform_names_are_stable_and_distinct():
 
 
 def test_transform_name_is_the_same_in_a_fresh_process():
-    code = "from nexara_lib.frame_augment import augmentation_transform_name as n; print(n(['hflip'], 4, 9))"
+    code = ("from nexara_lib.transforms.frame_copies import augmentation_transform_name as n; "
+            "print(n(['hflip'], 4, 9))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=dict(os.environ, PYTHONHASHSEED="5"),
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == fa.augmentation_transform_name(["hflip"], 4, 9)
+
+
+def test_cache_names_and_draws_are_pinned():
+    # changing these would orphan every cached augmentation copy
+    assert fa.augmentation_transform_name(ALL_OPS, 1, 42) == "aug-223453a1-c1"
+    assert fa.augmentation_transform_name(["hflip"], 4, 9) == "aug-24bd6c66-c4"
+    assert fa.draw_augmentation(ALL_OPS, "clip-1", 2, 42).params == {
+        "brightness_contrast": {"alpha": 1.0895948410539211, "beta": -11.734650937406856}, "hflip": {"flip": False},
+        "rotate_zoom": {"angle": -6.623643405907131, "zoom": 0.912613497016437}, "temporal_jitter": {"seed": 1941143555}}
 
 
 @pytest.mark.parametrize("name, expected", [("aug-0123abcd-c1", True), ("aug-0123abcd-c12", True),

@@ -1,10 +1,11 @@
-"""Every registered sequence model, built tiny: shapes, probabilities, save/reload, attention."""
+"""Every registered sequence model, built tiny: shapes, probabilities, save/reload, attention; where defaults come from."""
 import keras
 import numpy as np
 import pytest
 
 from nexara_lib import runtime
-from nexara_lib.training import models
+from nexara_lib.config import SCHEMA
+from nexara_lib.training import layers, models
 
 T, D, N = 6, 10, 8
 
@@ -59,7 +60,7 @@ def test_model_trains_saves_and_reloads(name, batch, tmp_path):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), probs, rtol=0, atol=1e-6)
 
     # attention weights: one per time step, a distribution over time, from the reloaded model too
-    probs_again, weights = models.attention_model(reloaded).predict(x, verbose=0)
+    probs_again, weights = layers.attention_model(reloaded).predict(x, verbose=0)
     np.testing.assert_allclose(probs_again, probs, atol=1e-6)
     assert weights.shape == (N, T)
     assert np.all(weights >= 0)
@@ -70,7 +71,7 @@ def test_model_trains_saves_and_reloads(name, batch, tmp_path):
 def test_model_has_no_lambda_layers_and_a_float32_output(name):
     model = models.create_sequence_model(name, (T, D), **tiny_params(name))
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
-    assert model.get_layer(models.ATTENTION_LAYER_NAME) is not None
+    assert model.get_layer(layers.ATTENTION_LAYER_NAME) is not None
     assert model.output.dtype == "float32"
 
 
@@ -131,7 +132,7 @@ def test_mixed_precision_model_keeps_a_float32_softmax(batch):
     model = models.create_sequence_model("hybrid", (T, D), **tiny_params("hybrid"))
     assert model.get_layer("compression").compute_dtype == "float16"
     assert model.output.dtype == "float32"
-    probs, weights = models.attention_model(model).predict(x, verbose=0)
+    probs, weights = layers.attention_model(model).predict(x, verbose=0)
     assert probs.dtype == np.float32 and weights.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-3)
@@ -141,12 +142,12 @@ def test_attention_model_needs_the_attention_layer():
     inputs = keras.Input((T, D))
     plain = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
     with pytest.raises(ValueError, match="temporal_attention"):
-        models.attention_model(plain)
+        layers.attention_model(plain)
 
 
 def test_temporal_attention_weights_follow_the_scores():
     # with W = identity-like and v picking feature 0, the step with the largest feature 0 gets the most weight
-    layer = models.TemporalAttention(units=1)
+    layer = layers.TemporalAttention(units=1)
     x = np.zeros((1, 4, 2), dtype="float32")
     x[0, 2, 0] = 3.0
     layer.build(x.shape)
@@ -157,3 +158,28 @@ def test_temporal_attention_weights_follow_the_scores():
     assert int(np.argmax(weights)) == 2
     # the context is the weighted sum of the time steps
     np.testing.assert_allclose(keras.ops.convert_to_numpy(context)[0], (weights[:, None] * x[0]).sum(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", models.available_models())
+def test_run_parameter_defaults_come_from_the_schema(name):
+    defaults = models.model_defaults(name)
+    assert list(defaults) == list(models.model_param_names(name))
+    for key, value in defaults.items():
+        if key in SCHEMA:
+            assert value == SCHEMA[key].default
+    defaults["head_units"].append(1)  # a fresh copy: the schema's list is not shared
+    assert models.model_defaults(name)["head_units"] == SCHEMA["head_units"].default
+
+
+def test_registration_keeps_one_owner_per_default():
+    def owns_a_schema_default(input_shape, *, dropout: float = 0.5):
+        raise AssertionError("never built")
+
+    def lacks_a_default(input_shape, *, dropout: float, kernel_size: int):
+        raise AssertionError("never built")
+
+    with pytest.raises(TypeError, match="'dropout' is a run parameter"):
+        models.register_model("owns_a_schema_default")(owns_a_schema_default)
+    with pytest.raises(TypeError, match="'kernel_size' is not a run parameter"):
+        models.register_model("lacks_a_default")(lacks_a_default)
+    assert not {"owns_a_schema_default", "lacks_a_default"} & set(models.available_models())

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nexara_lib.config import SCHEMA, ParamError, parse_override
+from nexara_lib.config import SCHEMA, ParamError, Range, parse_override
 from nexara_lib.run.params import params_from_namespace, reference_table, resolve_params
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
@@ -41,6 +41,20 @@ def test_layering_left_to_right_then_overrides(tmp_path):
     ({"synthetic_clips": 4, "backbone": "alexnet"}, "unknown ['alexnet']"),
     ({"synthetic_clips": 4, "ensemble_members": [{"model": "lstm9"}]}, "unknown ['lstm9']"),
     ({"synthetic_clips": 4, "augment_ops": ["noise", "cutmix"]}, "unknown ['cutmix']"),
+    # ranges declared in the schema: the message names the allowed range and the value
+    ({"synthetic_clips": 4, "dropout": 1.0}, "must be in [0, 1), got 1.0"),
+    ({"synthetic_clips": 4, "recurrent_dropout": -0.1}, "must be in [0, 1), got -0.1"),
+    ({"synthetic_clips": 4, "epochs": 0}, "must be >= 1, got 0"),
+    ({"synthetic_clips": 4, "batch_size": 0}, "must be >= 1, got 0"),
+    ({"synthetic_clips": 4, "learning_rate": 0.0}, "must be > 0, got 0.0"),
+    ({"synthetic_clips": 4, "augment_factor": 0}, "must be >= 1 (1 = no augmentation), got 0"),
+    ({"synthetic_clips": 4, "frames_per_clip": 1}, "must be >= 2 (frames per clip), got 1"),
+    ({"synthetic_clips": 4, "extract_workers": -1}, "must be >= 0 (0 = decode in this process), got -1"),
+    ({"synthetic_clips": 4, "gap_stop_patience": -1}, "must be >= 0 (0 = never stop on the gap), got -1"),
+    ({"synthetic_clips": 4, "max_false_positive_rate": 1.0}, "must be in (0, 1), got 1.0"),
+    ({"synthetic_clips": 4, "focal_alpha": 1.5}, "must be in (0, 1), got 1.5"),
+    ({"synthetic_clips": 4, "head_units": [64, 0]}, "every item must be >= 1, got 0"),
+    ({"synthetic_clips": 4, "dropout": float("nan")}, "must be in [0, 1), got nan"),
 ])
 def test_bad_values_name_key_and_file(tmp_path, data, message):
     path = write(tmp_path, "exp.yaml", data)
@@ -52,6 +66,25 @@ def test_bad_values_name_key_and_file(tmp_path, data, message):
     assert repr(key) in text
     if data:
         assert str(path) in text
+
+
+def test_a_range_is_checked_on_overrides_too():
+    with pytest.raises(ParamError, match=r"parameter 'label_smoothing' \(from --set\): must be in \[0, 1\), got 1.0"):
+        resolve_params([], {"synthetic_clips": 4, "label_smoothing": 1.0})
+    assert resolve_params([], {"synthetic_clips": 4, "focal_alpha": "auto", "dropout": 0.0}).dropout == 0.0
+
+
+@pytest.mark.parametrize("key", [k for k, p in SCHEMA.items() if p.bounds is not None])
+def test_every_default_lies_in_its_own_range(key):
+    spec = SCHEMA[key]
+    values = spec.default if isinstance(spec.default, list) else [spec.default]
+    assert all(isinstance(v, str) or v in spec.bounds for v in values), f"{key} default {spec.default!r} vs {spec.bounds}"
+
+
+def test_range_text():
+    assert (str(Range(0, 1, high_open=True)), str(Range(0, 1, low_open=True, high_open=True))) == ("in [0, 1)", "in (0, 1)")
+    assert (str(Range(2, note="frames")), str(Range(0, low_open=True)), str(Range(high=1))) == (">= 2 (frames)", "> 0", "<= 1")
+    assert 0 in Range(0) and 0 not in Range(0, low_open=True) and float("nan") not in Range()
 
 
 def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
@@ -108,7 +141,9 @@ def test_readme_parameter_reference_is_current():
     assert reference_table() in readme, "README.md parameter table is stale: paste `nexara params` output"
 
 
-def test_base_yaml_sets_every_stage_default_explicitly():
-    base = yaml.safe_load((PARAMS / "base.yaml").read_text())
-    missing = [k for k, p in SCHEMA.items() if p.stage != "run" and k not in base]
-    assert not missing, f"base.yaml lacks {missing}"
+def test_base_yaml_does_not_repeat_schema_defaults():
+    """The schema is the one owner of every default: base.yaml sets only what differs from it
+    (experiment files may restate a key to say what they run)."""
+    values = yaml.safe_load((PARAMS / "base.yaml").read_text()) or {}
+    repeated = [k for k, v in values.items() if k in SCHEMA and v == SCHEMA[k].default]
+    assert not repeated and set(values) == {"output_root"}, f"base.yaml repeats schema defaults: {repeated}"

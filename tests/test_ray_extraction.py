@@ -18,9 +18,12 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from nexara_lib.features.clip_jobs import ClipJob  # noqa: E402
-from nexara_lib.features.extract import _jobs, extract_features, load_features, local_results  # noqa: E402
+from nexara_lib.features.cache import load_features  # noqa: E402
+from nexara_lib.features.extract import _jobs, extract_features, local_results  # noqa: E402
+from nexara_lib.features.stream import FeatureStream  # noqa: E402
 from nexara_lib.features.backbones import create_backbone  # noqa: E402
-from nexara_lib.features.ray_executor import FAILURES_IN_A_ROW_LIMIT, encode_chunk, plan_chunks, ray_results  # noqa: E402
+from nexara_lib.features.ray_executor import FAILURES_IN_A_ROW_LIMIT, plan_chunks, ray_results  # noqa: E402
+from nexara_lib.features.ray_worker import encode_chunk  # noqa: E402
 
 CLIP_SIZES = [(32, 32), (40, 32), (48, 40), (56, 40), (64, 48), (64, 48)]  # (width, height)
 CLIP_FRAMES = [15, 18, 21, 24, 27, 30]
@@ -70,7 +73,7 @@ def resnet_weights(tmp_path_factory):
 
 
 def flow_jobs(manifest):
-    return _jobs(manifest, T, 32, pairs=True, transform="identity", augmentation=None)
+    return _jobs(manifest, FeatureStream("flow", "none", T, 32))
 
 
 def collect(results):
@@ -95,9 +98,9 @@ def test_plan_chunks_covers_every_job_once_and_spreads_small_lists():
 @pytest.mark.parametrize("backbone", ["flow", "resnet50v2"])
 def test_ray_executor_matches_local_and_resumes(ray_cluster, manifest, tmp_path, request, backbone):
     weights = "none" if backbone == "flow" else request.getfixturevalue("resnet_weights")
-    kwargs = dict(backbone=backbone, weights=weights, frames_per_clip=T, image_size=32, progress=False)
-    on_ray = extract_features(manifest, cache_root=tmp_path / "ray", executor="ray", workers=2, **kwargs)
-    local = extract_features(manifest, cache_root=tmp_path / "local", executor="local", workers=0, **kwargs)
+    stream = FeatureStream(backbone, weights, T, 32)
+    on_ray = extract_features(manifest, stream, tmp_path / "ray", executor="ray", workers=2, progress=False)
+    local = extract_features(manifest, stream, tmp_path / "local", executor="local", workers=0, progress=False)
 
     assert on_ray["computed"] == local["computed"] == 6
     assert on_ray["failed"] == local["failed"]
@@ -112,7 +115,7 @@ def test_ray_executor_matches_local_and_resumes(ray_cluster, manifest, tmp_path,
     else:  # float16 files; batch composition may change float32 rounding in the last bits only
         np.testing.assert_allclose(x_ray, x_local, rtol=2e-3, atol=1e-5)
 
-    again = extract_features(manifest, cache_root=tmp_path / "ray", executor="ray", workers=2, **kwargs)
+    again = extract_features(manifest, stream, tmp_path / "ray", executor="ray", workers=2, progress=False)
     assert again["computed"] == 0 and again["cached_before"] == 6 and len(again["failed"]) == 1
 
 

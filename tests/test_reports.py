@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nexara_lib.run.reports import format_figure, record_headline, render_reports, write_index
+from nexara_lib.run.reports import format_figure, render_reports, write_index
+from nexara_lib.stages.headline import record_headline
 from nexara_lib.io import write_json_atomic
 
 EVIL = "<script>alert(1)</script>"

@@ -42,8 +42,8 @@ def ok_run(tmp_path_factory):
     _write_notebook(
         notebooks / "01_first.ipynb",
         "from pathlib import Path\n"
-        "from nexara_lib.params import params_from_namespace\n"
-        "from nexara_lib.reports import record_headline\n"
+        "from nexara_lib.run.params import params_from_namespace\n"
+        "from nexara_lib.stages.headline import record_headline\n"
         "params = params_from_namespace(param_files, globals())",
         "Path('artifacts/from_cwd.txt').write_text(str(params.synthetic_clips))\n"
         "record_headline(run_dir, '01_first', {'test accuracy': {'value': 0.93, 'ci': [0.9, 0.96]}})\n"

@@ -21,9 +21,9 @@ def test_tta_slowdown_counts_extra_extraction_of_frame_views():
     costs = pd.DataFrame([
         {"view": "identity", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
         {"view": "hflip", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
-        {"view": "temporal_shift", "level": "feature", "extract_s_per_clip": 0.0, "predict_s_per_clip": 0.01}])
+        {"view": "feature_shift", "level": "feature", "extract_s_per_clip": 0.0, "predict_s_per_clip": 0.01}])
     assert tta_slowdown(costs, ["identity"])["slowdown_x"] == 1.0
-    both = tta_slowdown(costs, ["identity", "hflip", "temporal_shift"])
+    both = tta_slowdown(costs, ["identity", "hflip", "feature_shift"])
     assert abs(both["seconds_per_clip_with"] - 0.23) < 1e-9 and abs(both["slowdown_x"] - 0.23 / 0.11) < 1e-9
 
 

@@ -12,8 +12,13 @@ from nexara_lib import runtime
 from nexara_lib.training import augment
 from nexara_lib.training import models
 from nexara_lib.training import train as training
-from nexara_lib.training.train import load_sequence_model
+from nexara_lib.training.figures import plot_training_history
+from nexara_lib.training.losses import FocalLoss, alpha_from_labels
+from nexara_lib.training.model_files import load_sequence_model
+from nexara_lib.training.monitor import PER_CLASS_LOG_KEYS, PerClassMonitor, monitor_mode
+from nexara_lib.training.schedule import WarmupCosine
 from nexara_lib.config import SCHEMA
+from nexara_lib.transforms.registry import available_transforms
 
 # --- synthetic data ---------------------------------------------------------------------
 
@@ -55,7 +60,7 @@ def separated_classes(n=20, t=6, d=5, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("op", augment.available_augmentations())
+@pytest.mark.parametrize("op", available_transforms("feature", "augment"))
 def test_each_op_keeps_shape_dtype_and_finite_values(op):
     x, y = separated_classes()
     out = augment.apply_augmentation(op, x, y, np.random.default_rng(1))
@@ -137,6 +142,8 @@ def test_augment_rejects_bad_arguments():
     with pytest.raises(ValueError, match="available") as err:
         augment.augment_training_set(x, y, 2, ["noise", "cutmix"], 0)
     assert "temporal_shift" in str(err.value)
+    with pytest.raises(ValueError, match="feature-level augmentation"):  # a frame op or a test-time view
+        augment.augment_training_set(x, y, 2, ["noise", "hflip"], 0)
     with pytest.raises(ValueError, match=">= 1"):
         augment.augment_training_set(x, y, 0.5, ["noise"], 0)
     with pytest.raises(ValueError, match=r"\(N, T, D\)"):
@@ -150,13 +157,13 @@ def test_augment_rejects_bad_arguments():
 def test_focal_loss_with_gamma_zero_is_half_cross_entropy():
     y_true = np.eye(2, dtype="float32")[[0, 1, 1, 0]]
     y_pred = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], dtype="float32")
-    focal = float(training.FocalLoss(gamma=0.0, alpha=0.5)(y_true, y_pred))
+    focal = float(FocalLoss(gamma=0.0, alpha=0.5)(y_true, y_pred))
     ce = float(keras.losses.CategoricalCrossentropy()(y_true, y_pred))
     assert focal == pytest.approx(0.5 * ce, rel=1e-5)
 
 
 def test_focal_loss_down_weights_easy_examples():
-    loss = training.FocalLoss(gamma=2.0, alpha=0.5, reduction=None)
+    loss = FocalLoss(gamma=2.0, alpha=0.5, reduction=None)
     y_true = np.eye(2, dtype="float32")[[1, 1]]
     y_pred = np.array([[0.05, 0.95], [0.7, 0.3]], dtype="float32")  # easy, hard
     focal = keras.ops.convert_to_numpy(loss(y_true, y_pred))
@@ -166,7 +173,7 @@ def test_focal_loss_down_weights_easy_examples():
 
 
 def test_focal_alpha_weights_the_violent_class():
-    loss = training.FocalLoss(gamma=0.0, alpha=0.75, reduction=None)
+    loss = FocalLoss(gamma=0.0, alpha=0.75, reduction=None)
     y_pred = np.array([[0.5, 0.5], [0.5, 0.5]], dtype="float32")
     values = keras.ops.convert_to_numpy(loss(np.eye(2, dtype="float32"), y_pred))
     assert values[1] / values[0] == pytest.approx(3.0, rel=1e-5)
@@ -175,32 +182,32 @@ def test_focal_alpha_weights_the_violent_class():
 def test_focal_label_smoothing_penalizes_certainty():
     y_true = np.eye(2, dtype="float32")[[1]]
     certain = np.array([[0.0, 1.0]], dtype="float32")
-    assert float(training.FocalLoss(gamma=0.0, label_smoothing=0.0)(y_true, certain)) < 1e-5
-    assert float(training.FocalLoss(gamma=0.0, label_smoothing=0.2)(y_true, certain)) > 0.1
+    assert float(FocalLoss(gamma=0.0, label_smoothing=0.0)(y_true, certain)) < 1e-5
+    assert float(FocalLoss(gamma=0.0, label_smoothing=0.2)(y_true, certain)) > 0.1
 
 
 def test_focal_loss_serializes_and_rejects_bad_values():
-    loss = training.FocalLoss(gamma=2.5, alpha=0.3, label_smoothing=0.05)
+    loss = FocalLoss(gamma=2.5, alpha=0.3, label_smoothing=0.05)
     again = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert isinstance(again, training.FocalLoss)
+    assert isinstance(again, FocalLoss)
     assert (again.gamma, again.alpha, again.label_smoothing) == (2.5, 0.3, 0.05)
     with pytest.raises(ValueError, match="gamma"):
-        training.FocalLoss(gamma=-1)
+        FocalLoss(gamma=-1)
     with pytest.raises(ValueError, match="alpha"):
-        training.FocalLoss(alpha=1.0)
+        FocalLoss(alpha=1.0)
 
 
 def test_alpha_from_labels():
-    assert training.alpha_from_labels([0, 0, 0, 1]) == pytest.approx(0.75)
-    assert training.alpha_from_labels([0, 1]) == pytest.approx(0.5)
+    assert alpha_from_labels([0, 0, 0, 1]) == pytest.approx(0.75)
+    assert alpha_from_labels([0, 1]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both classes"):
-        training.alpha_from_labels([1, 1, 1])
+        alpha_from_labels([1, 1, 1])
 
 
 # --- learning-rate schedule ----------------------------------------------------------------------
 
 def test_warmup_cosine_rises_peaks_and_decays():
-    schedule = training.WarmupCosine(peak_lr=1e-3, warmup_steps=10, total_steps=100)
+    schedule = WarmupCosine(peak_lr=1e-3, warmup_steps=10, total_steps=100)
     lr = np.array([float(schedule(step)) for step in range(130)])
     np.testing.assert_allclose(np.diff(lr[:10]), 1e-4, rtol=1e-4)  # linear rise
     assert lr[0] == pytest.approx(1e-4)
@@ -212,13 +219,13 @@ def test_warmup_cosine_rises_peaks_and_decays():
 
 
 def test_warmup_cosine_without_warmup_starts_at_the_peak_and_serializes():
-    schedule = training.WarmupCosine(2e-3, 0, 50, min_lr=1e-5)
+    schedule = WarmupCosine(2e-3, 0, 50, min_lr=1e-5)
     assert float(schedule(0)) == pytest.approx(2e-3)
     assert float(schedule(50)) == pytest.approx(1e-5)
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
-    assert isinstance(again, training.WarmupCosine) and again.get_config() == schedule.get_config()
+    assert isinstance(again, WarmupCosine) and again.get_config() == schedule.get_config()
     with pytest.raises(ValueError, match="warmup_steps"):
-        training.WarmupCosine(1e-3, 20, 10)
+        WarmupCosine(1e-3, 20, 10)
 
 
 # --- per-class monitor --------------------------------------------------------------------------
@@ -250,7 +257,7 @@ def monitor_case(wrong_nonviolent, n=10, t=4, d=3):
 def test_per_class_monitor_logs_the_gap(wrong, level, gap, caplog, capsys):
     x, y = monitor_case(wrong)
     model = sign_model()
-    monitor = training.PerClassMonitor(x, y, gap_warning=0.15, gap_critical=0.25, verbose=1)
+    monitor = PerClassMonitor(x, y, gap_warning=0.15, gap_critical=0.25, verbose=1)
     monitor.set_model(model)
     logs = {}
     with caplog.at_level(logging.INFO, logger="nexara.training"):
@@ -272,16 +279,16 @@ def test_per_class_monitor_logs_the_gap(wrong, level, gap, caplog, capsys):
 def test_per_class_monitor_needs_both_classes():
     x, y = monitor_case(0)
     with pytest.raises(ValueError, match="validation"):
-        training.PerClassMonitor(x[y == 1], y[y == 1])
+        PerClassMonitor(x[y == 1], y[y == 1])
 
 
 def test_monitor_mode():
-    assert training.monitor_mode("val_loss") == "min"
-    assert training.monitor_mode("val_class_gap") == "min"
+    assert monitor_mode("val_loss") == "min"
+    assert monitor_mode("val_class_gap") == "min"
     for name in ("val_accuracy", "val_auc", "val_balanced_accuracy", "val_acc_violent"):
-        assert training.monitor_mode(name) == "max"
+        assert monitor_mode(name) == "max"
     with pytest.raises(ValueError, match="monitor"):
-        training.monitor_mode("val_throughput")
+        monitor_mode("val_throughput")
 
 
 def test_set_seed_repeats_random_draws():
@@ -324,7 +331,7 @@ def test_training_writes_its_artifacts(trained):
     saved = json.loads((out_dir / "training_results.json").read_text())
     history = pd.read_csv(out_dir / "history.csv")
     assert len(history) == saved["epochs_run"] == results["epochs_run"] <= TINY_CONFIG["epochs"]
-    for column in ("loss", "val_loss", "accuracy", "val_accuracy", *training.PER_CLASS_LOG_KEYS, "learning_rate"):
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", *PER_CLASS_LOG_KEYS, "learning_rate"):
         assert column in history
     best = saved["best_epoch"]
     monitor = saved["monitor"]
@@ -343,20 +350,20 @@ def test_training_writes_its_artifacts(trained):
     reloaded = keras.models.load_model(out_dir / "model.keras", safe_mode=True)
     np.testing.assert_allclose(training.predict_proba(reloaded, x_val), training.predict_proba(results["model"], x_val),
                                atol=1e-6)
-    assert isinstance(load_sequence_model(out_dir / "model.keras").loss, training.FocalLoss)
+    assert isinstance(load_sequence_model(out_dir / "model.keras").loss, FocalLoss)
 
 
 def test_plot_training_history(trained):
     results, out_dir, *_ = trained
     history = pd.read_csv(out_dir / "history.csv")
-    fig = training.plot_training_history(history, 0.15, 0.25, best_epoch=results["best_epoch"])
+    fig = plot_training_history(history, 0.15, 0.25, best_epoch=results["best_epoch"])
     assert len(fig.axes) == 4
     gap_ax = fig.axes[3]
     levels = {round(float(line.get_ydata()[0]), 4) for line in gap_ax.lines if len(set(line.get_ydata())) == 1}
     assert {0.15, 0.25} <= levels
     assert any(line.get_label() == "violent" for line in fig.axes[2].lines)
     with pytest.raises(ValueError, match="loss"):
-        training.plot_training_history(pd.DataFrame({"accuracy": [0.5]}))
+        plot_training_history(pd.DataFrame({"accuracy": [0.5]}))
 
 
 def test_predict_proba_checks_shapes(trained):
@@ -445,6 +452,9 @@ def test_bad_arrays_are_rejected(small_data, tmp_path, change, match):
     ("dropout", "high", "dropout"), ("model", "resnet", "model"), ("early_stopping_monitor", "loss", "monitor"),
     ("warmup_epochs", 50, "warmup_epochs"), ("optimizer", "rmsprop", "optimizer"), ("focal_alpha", 1.5, "focal_alpha"),
     ("gap_warning", 0.5, "gap_warning"),
+    # ranges come from the schema: the message names the key, where it came from and the range
+    ("dropout", 1.0, r"'dropout' \(from training config\): must be in \[0, 1\), got 1.0"),
+    ("learning_rate", 0.0, r"'learning_rate' \(from training config\): must be > 0"),
 ])
 def test_bad_config_values_are_rejected(small_data, tmp_path, key, value, match):
     with pytest.raises(ValueError, match=match):
@@ -457,7 +467,7 @@ def test_input_standardisation_uses_training_statistics_and_is_saved(tmp_path):
                                          attention_units=4, head_units=[4, 4])
     rng = np.random.default_rng(0)
     x_train = (rng.normal(size=(30, 6, 5)) * 40 + 200).astype(np.float32)  # raw, badly scaled features
-    training.adapt_input_normalization(model, x_train)
+    models.adapt_input_normalization(model, x_train)
     layer = model.get_layer(models.INPUT_NORMALIZATION_NAME)
     standardised = np.asarray(layer(x_train)).reshape(-1, 5)
     np.testing.assert_allclose(standardised.mean(axis=0), 0, atol=1e-3)

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from nexara_lib import runtime
+from nexara_lib.training import run_steps
 from nexara_lib.training import train as training
 from nexara_lib.training.checkpoints import load_checkpoint, training_fingerprint
+from nexara_lib.training.monitor import EpochClock, PerClassMonitor
 from test_training import TINY_CONFIG, burst_clips, monitor_case, sign_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,13 +50,14 @@ def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
     # a slow epoch clock makes every epoch take >= 1 s so the kill lands mid-run
     script = textwrap.dedent(f"""
         import time, numpy as np
+        from nexara_lib.training import run_steps
         from nexara_lib.training import train as training
         from test_training_resume import RESUME_CONFIG
-        class Slow(training._EpochClock):
+        class Slow(run_steps.EpochClock):
             def on_epoch_end(self, epoch, logs=None):
                 time.sleep(1.0)
                 super().on_epoch_end(epoch, logs)
-        training._EpochClock = Slow
+        run_steps.EpochClock = Slow
         d = np.load({str(tmp_path / 'data.npz')!r})
         training.train_sequence_model(d['arr_0'], d['arr_1'], d['arr_2'], d['arr_3'], RESUME_CONFIG,
                                       {str(out_dir)!r}, verbose=0)
@@ -96,7 +99,7 @@ def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
                                    check_exact=False, rtol=1e-5)
 
 
-class _NaNAtEpoch3(training._EpochClock):
+class _NaNAtEpoch3(EpochClock):
     """Pretends the loss diverged in the third epoch (callbacks after it see a NaN loss)."""
 
     def on_epoch_end(self, epoch, logs=None):
@@ -107,7 +110,7 @@ class _NaNAtEpoch3(training._EpochClock):
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "_EpochClock", _NaNAtEpoch3)
+    monkeypatch.setattr(run_steps, "EpochClock", _NaNAtEpoch3)
     arrays = data(2)
     with pytest.raises(training.TrainingDivergedError, match=r"NaN/inf in epoch 3.*last good checkpoint \(epoch 2\)"):
         training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
@@ -121,7 +124,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "_EpochClock", _NaNAtEpoch3)
+    monkeypatch.setattr(run_steps, "EpochClock", _NaNAtEpoch3)
     arrays = data(4)
     with pytest.raises(training.TrainingDivergedError):
         training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
@@ -145,7 +148,7 @@ def test_tensorboard_logs_hold_the_per_class_metrics(tmp_path):
 def test_persistent_critical_gap_stops_training():
     x, y = monitor_case(5)  # gap 0.5 on every epoch: critical
     model = sign_model()
-    monitor = training.PerClassMonitor(x, y, gap_warning=0.15, gap_critical=0.25, verbose=0, stop_patience=3)
+    monitor = PerClassMonitor(x, y, gap_warning=0.15, gap_critical=0.25, verbose=0, stop_patience=3)
     monitor.set_model(model)
     model.stop_training = False
     for epoch in range(2):
@@ -154,7 +157,7 @@ def test_persistent_critical_gap_stops_training():
     monitor.on_epoch_end(2, {})
     assert model.stop_training and monitor.stopped_epoch == 3
     with pytest.raises(ValueError, match="patience"):
-        training.PerClassMonitor(x, y, stop_patience=-1)
+        PerClassMonitor(x, y, stop_patience=-1)
 
 
 def test_gap_stop_is_recorded_as_the_stop_reason(tmp_path):

@@ -1,68 +1,80 @@
-"""TTA registry (every entry run once on tiny inputs), aggregation and view selection."""
+"""TTA: the test-time views of the transform registry (fixed parameters, semantics), aggregation,
+view selection and the with/without comparison."""
 import numpy as np
 import pytest
 
 from nexara_lib.evaluation import tta
-from nexara_lib.evaluation.metrics import Predictions
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.transforms.registry import available_transforms, get_transform
 
 RNG = np.random.default_rng(0)
 FRAMES = RNG.integers(0, 256, size=(6, 8, 10, 3), dtype=np.uint8)
 FEATURES = RNG.normal(size=(4, 6, 5)).astype(np.float16)
 FEATURE_STD = FEATURES.astype(np.float32).reshape(-1, 5).std(0)
+INDICES = np.array([0, 3, 6, 9])  # T = 4 frames sampled over a 10-frame clip
+VIEWS = available_transforms(use="tta")
 
 
-def _apply(transform, x):
-    kwargs = {"feature_std": FEATURE_STD} if transform.name == "feature_noise" else {}
-    return transform(x, **kwargs)
+def view(name, x, **inputs):
+    """The test-time view ``name`` of ``x``, with its fixed parameters."""
+    transform = get_transform(name)
+    return transform.apply(x, transform.view_params(), feature_std=FEATURE_STD, span=10, **inputs)
 
 
-@pytest.mark.parametrize("name", sorted(tta.TTA_TRANSFORMS))
-def test_every_transform_keeps_shape_dtype_and_is_deterministic(name):
-    transform = tta.get_tta_transform(name)
-    assert transform.level in tta.LEVELS
-    x = FRAMES if transform.level == "frame" else FEATURES
+@pytest.mark.parametrize("name", VIEWS)
+def test_every_view_keeps_shape_dtype_and_is_deterministic(name):
+    transform = get_transform(name)
+    x = {"pixels": FRAMES, "sampling": INDICES, "features": FEATURES}[transform.acts_on]
     before = x.copy()
-    out = _apply(transform, x)
+    out = view(name, x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert np.isfinite(out.astype(np.float64)).all()
     assert np.array_equal(x, before)  # the input is not modified in place
-    assert np.array_equal(out, _apply(transform, x))  # same input, same view
-    if transform.sampling_offset:  # frame_shift changes which frames are read, not the frames
-        assert np.array_equal(out, x) and name == "frame_shift"
-    elif name != "identity":
+    assert np.array_equal(out, view(name, x))  # same input, same view
+    if name != "identity":
         assert not np.array_equal(out, x), f"{name} changed nothing"
 
 
-def test_expected_levels_are_registered():
-    levels = {name: t.level for name, t in tta.TTA_TRANSFORMS.items()}
+def test_expected_views_are_registered():
+    levels = {name: get_transform(name).level for name in VIEWS}
     assert levels == {"identity": "frame", "hflip": "frame", "brightness_contrast": "frame", "frame_rate": "frame",
-                      "frame_shift": "frame", "temporal_shift": "feature", "feature_noise": "feature"}
+                      "frame_shift": "frame", "feature_shift": "feature", "feature_noise": "feature"}
+    # frame_shift changes which frames are read (the sampling), not the pixels
+    assert get_transform("frame_shift").acts_on == "sampling"
 
 
-def test_transform_semantics():
-    assert np.array_equal(tta.hflip(FRAMES)[:, :, 0], FRAMES[:, :, -1])
-    assert np.array_equal(tta.hflip(tta.hflip(FRAMES)), FRAMES)
-    half = tta.frame_rate(FRAMES)
+def test_view_semantics():
+    flipped = view("hflip", FRAMES)
+    assert np.array_equal(flipped[:, :, 0], FRAMES[:, :, -1])
+    assert np.array_equal(view("hflip", flipped), FRAMES)
+    half = view("frame_rate", FRAMES)
     assert np.array_equal(half[1], FRAMES[0]) and np.array_equal(half[2], FRAMES[2])
-    shifted = tta.temporal_shift(FEATURES)
+    shifted = view("feature_shift", FEATURES)
     assert np.array_equal(shifted[:, 0], FEATURES[:, 0]) and np.array_equal(shifted[:, 1:], FEATURES[:, :-1])
-    bright = tta.brightness_contrast(np.array([0, 100, 250], np.uint8).reshape(1, 1, 1, 3))
-    assert bright.ravel().tolist() == [0, 105, 255]  # clipped at both ends
-    noisy = tta.feature_noise(FEATURES.astype(np.float32), feature_std=FEATURE_STD, scale=0.05)
-    ratio = (noisy - FEATURES.astype(np.float32)).reshape(-1, 5).std(0) / FEATURE_STD
+    assert view("frame_shift", INDICES).tolist() in ([2, 5, 8, 9], [1, 4, 7, 9])  # half a stride (3) later, clipped
+    bright = view("brightness_contrast", np.array([0, 100, 250], np.uint8).reshape(1, 1, 1, 3))
+    assert bright.ravel().tolist() == [0, 105, 255]  # alpha 1.15, beta -10, clipped at both ends
+    features = FEATURES.astype(np.float32)
+    noisy = view("feature_noise", features)
+    ratio = (noisy - features).reshape(-1, 5).std(0) / FEATURE_STD
     assert np.all((ratio > 0.02) & (ratio < 0.1))
-    assert not np.array_equal(noisy, tta.feature_noise(FEATURES.astype(np.float32), feature_std=FEATURE_STD, seed=1))
+    noise = get_transform("feature_noise")
+    other_seed = noise.apply(features, noise.view_params(seed=1), feature_std=FEATURE_STD)
+    assert not np.array_equal(noisy, other_seed)
 
 
-def test_transform_input_errors():
-    with pytest.raises(ValueError, match="unknown TTA transform 'rotate'.*hflip"):
-        tta.get_tta_transform("rotate")
+def test_view_input_errors():
+    with pytest.raises(ValueError, match="unknown transform 'rotate'.*hflip"):
+        get_transform("rotate")
     with pytest.raises(ValueError, match="uint8"):
-        tta.hflip(FRAMES.astype(np.float32))
+        view("hflip", FRAMES.astype(np.float32))
+    noise = get_transform("feature_noise")
     with pytest.raises(ValueError, match="feature_std"):
-        tta.feature_noise(FEATURES)
+        noise.apply(FEATURES, noise.view_params())
     with pytest.raises(ValueError, match=r"\(N, T, D\)"):
-        tta.temporal_shift(FEATURES[0])
+        view("feature_shift", FEATURES[0])
+    with pytest.raises(ValueError, match="not a test-time view"):
+        get_transform("temporal_shift").view_params()
 
 
 def test_aggregate_methods():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from video_utils import decode_all
-from nexara_lib.video.probe import (VIDEO_SUFFIXES, ShortVideoWarning, VideoReadError, probe_video, read_frames,
-                              sample_frame_indices)
+from nexara_lib.video.frames import ShortVideoWarning, read_frames, sample_frame_indices
+from nexara_lib.video.probe import VIDEO_SUFFIXES, probe_video
+from nexara_lib.video.reader import VideoReadError
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 

@@ -17,12 +17,13 @@ from scipy import optimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from nexara_lib.evaluation.metrics import (LOWER_IS_BETTER, Predictions, binary_metrics, check_labels, check_probabilities,
-                         compare_paired, logit, metric_function, require_same_clips, require_validation,
-                         sigmoid)
+from nexara_lib.evaluation.metrics import LOWER_IS_BETTER, binary_metrics, metric_function
+from nexara_lib.evaluation.predictions import (PROB_EPS, Predictions, check_labels, check_probabilities, logit,
+                                               require_same_clips, require_validation, sigmoid)
+from nexara_lib.evaluation.stats import compare_paired
+from nexara_lib.labels import predict_labels
 
 METHODS = ("weighted", "stacking")
-_EPS = 1e-7
 
 
 def _member_matrix(val_member_preds: Sequence[Predictions], what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +79,7 @@ def fit_ensemble_weights(val_member_preds: Sequence[Predictions]) -> np.ndarray:
         return uniform
 
     def loss_and_grad(w):
-        q = np.clip(w @ p, _EPS, 1 - _EPS)
+        q = np.clip(w @ p, PROB_EPS, 1 - PROB_EPS)
         loss = -np.mean(y * np.log(q) + (1 - y) * np.log1p(-q))
         grad = -((y / q - (1 - y) / (1 - q)) @ p.T) / len(y)
         return loss, grad
@@ -271,7 +272,7 @@ class EnsembleArtifact:
         probs = np.stack([np.asarray(member_predict(path, x), dtype=np.float64).reshape(-1)
                           for path, x in zip(self.member_paths, features_by_member)])
         prob = self.combine(probs)
-        return prob, (prob >= self.threshold).astype(np.int64)
+        return prob, predict_labels(prob, self.threshold)
 
     def save(self, path) -> None:
         """Write JSON; member paths inside the artifact's folder are stored relative to it (movable runs)."""

@@ -1,149 +1,25 @@
-"""Test-time augmentation: a registry of named views, aggregation and evaluation.
+"""Test-time augmentation, evaluation side: combine the predictions of several views of each clip,
+choose the views on validation, compare with and without TTA, and measure the cost per clip.
 
-Each registered transform has a ``level``:
-- "frame": acts on one clip's uint8 RGB frames (T, H, W, 3) before the backbone;
-- "feature": acts on cached feature sequences (N, T, D) after the backbone,
-  so it costs no re-extraction.
-Every transform is deterministic (seeded), keeps the shape and dtype, and
-returns a new array. Which views to use is chosen on validation only.
+The views themselves are the transforms that serve "tta" in ``nexara_lib.transforms``
+(frame level: re-extracted from transformed frames; feature level: applied to cached features).
+Which views to use is chosen on validation only.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Callable, Mapping
 
 import numpy as np
 
-from nexara_lib.registry import Registry
-from nexara_lib.evaluation.metrics import (LOWER_IS_BETTER, Predictions, check_probabilities, compare_paired,
-                         logit, metric_function, require_same_clips, require_validation, sigmoid)
+from nexara_lib.evaluation.metrics import LOWER_IS_BETTER, metric_function
+from nexara_lib.evaluation.predictions import (Predictions, check_probabilities, logit, require_same_clips,
+                                               require_validation, sigmoid)
+from nexara_lib.evaluation.stats import compare_paired
 
-LEVELS = ("frame", "feature")
 AGGREGATIONS = ("mean_prob", "mean_logit", "max")
 
 
-@dataclasses.dataclass(frozen=True)
-class TTATransform:
-    """One registered TTA view: ``fn`` and the level of data it acts on."""
-
-    name: str
-    level: str  # "frame" or "feature"
-    fn: Callable[..., np.ndarray]
-    description: str
-    sampling_offset: float = 0.0  # frame level: sample frames this fraction of a stride later
-
-    def __call__(self, x, **kwargs) -> np.ndarray:
-        return self.fn(x, **kwargs)
-
-
-TTA_TRANSFORMS = Registry("TTA transform")
-
-
-def register_tta(name: str, level: str, description: str):
-    """Decorator that adds a transform to ``TTA_TRANSFORMS``."""
-    if level not in LEVELS:
-        raise ValueError(f"TTA transform {name!r}: level must be one of {LEVELS}, got {level!r}")
-
-    return TTA_TRANSFORMS.register(name, lambda fn: TTATransform(name, level, fn, description))
-
-
-def get_tta_transform(name: str) -> TTATransform:
-    """The registered transform called ``name``; unknown names raise ValueError listing the known ones."""
-    return TTA_TRANSFORMS.lookup(name)
-
-
-def _check_frames(frames) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frame-level TTA expects one clip as (T, H, W, 3) uint8 RGB, got shape {frames.shape} "
-                         f"dtype {frames.dtype}")
-    return frames
-
-
-def _check_features(features) -> np.ndarray:
-    features = np.asarray(features)
-    if features.ndim != 3 or not np.issubdtype(features.dtype, np.floating):
-        raise ValueError(f"feature-level TTA expects float features (N, T, D), got shape {features.shape} "
-                         f"dtype {features.dtype}")
-    return features
-
-
-# --------------------------------------------------------------------------
-# Frame-level transforms: (T, H, W, 3) uint8 -> same
-# --------------------------------------------------------------------------
-@register_tta("identity", "frame", "the clip unchanged (always the first view)")
-def identity(x: np.ndarray) -> np.ndarray:
-    """Return a copy of ``x`` (frames or features: identity is valid at both levels)."""
-    return np.array(x, copy=True)
-
-
-# The same clip sampled half a stride later: other frames of the same moments (re-extracted, not shifted features).
-TTA_TRANSFORMS.add("frame_shift", TTATransform(
-    "frame_shift", "frame", identity, "sample the frames half a sampling stride later", sampling_offset=0.5))
-
-
-@register_tta("hflip", "frame", "mirror left-right: violence has no preferred direction")
-def hflip(frames: np.ndarray) -> np.ndarray:
-    """Mirror every frame horizontally."""
-    return np.ascontiguousarray(_check_frames(frames)[:, :, ::-1, :])
-
-
-@register_tta("brightness_contrast", "frame", "mild fixed contrast/brightness change (alpha 1.15, beta -10)")
-def brightness_contrast(frames: np.ndarray, alpha: float = 1.15, beta: float = -10.0) -> np.ndarray:
-    """``clip(alpha * pixel + beta, 0, 255)``: deterministic, so every run sees the same view."""
-    frames = _check_frames(frames)
-    return np.clip(frames.astype(np.float32) * alpha + beta, 0, 255).round().astype(np.uint8)
-
-
-@register_tta("frame_rate", "frame", "simulate half the frame rate: keep every other frame, repeat it")
-def frame_rate(frames: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Decimate by ``factor`` and repeat each kept frame, so T is unchanged."""
-    frames = _check_frames(frames)
-    if factor < 1:
-        raise ValueError(f"frame_rate factor must be >= 1, got {factor}")
-    return frames[(np.arange(frames.shape[0]) // factor) * factor].copy()
-
-
-# --------------------------------------------------------------------------
-# Feature-level transforms: (N, T, D) float -> same
-# --------------------------------------------------------------------------
-@register_tta("temporal_shift", "feature", "shift the sequence one step later, repeating the first step")
-def temporal_shift(features: np.ndarray, shift: int = 1) -> np.ndarray:
-    """Roll along time by ``shift`` steps with edge padding (no wrap-around of the clip end)."""
-    features = _check_features(features)
-    t = features.shape[1]
-    if abs(shift) >= t:
-        raise ValueError(f"temporal_shift: |shift| must be < T={t}, got {shift}")
-    # Clamped source indices = roll with edge padding; wrap-around would glue the end onto the start.
-    source = np.clip(np.arange(t) - shift, 0, t - 1)
-    return features[:, source, :].copy()
-
-
-@register_tta("feature_noise", "feature", "small seeded gaussian noise scaled by the training per-dim std")
-def feature_noise(features: np.ndarray, feature_std=None, scale: float = 0.05, seed: int = 0) -> np.ndarray:
-    """Add ``scale * feature_std * N(0, 1)`` noise (seeded), keeping the dtype.
-
-    Args:
-        features: (N, T, D) float features.
-        feature_std: (D,) per-dimension std of the training features; required.
-        scale: noise level as a fraction of that std.
-        seed: noise seed, so the view is reproducible.
-    """
-    features = _check_features(features)
-    if feature_std is None:
-        raise ValueError("feature_noise needs feature_std=(D,) per-dimension std of the training features "
-                         "(e.g. train_features.reshape(-1, D).std(0))")
-    std = np.asarray(feature_std, dtype=np.float32)
-    if std.shape != (features.shape[-1],) or not np.isfinite(std).all() or (std < 0).any():
-        raise ValueError(f"feature_std must be ({features.shape[-1]},) finite non-negative values, got shape {std.shape}")
-    noise = np.random.default_rng(seed).standard_normal(features.shape, dtype=np.float32)
-    return (features.astype(np.float32) + scale * std * noise).astype(features.dtype)
-
-
-# --------------------------------------------------------------------------
-# Aggregation, view selection and evaluation
-# --------------------------------------------------------------------------
 def aggregate(probs_by_view, method: str = "mean_prob") -> np.ndarray:
     """Combine per-view probabilities of the violent class into one per clip.
 

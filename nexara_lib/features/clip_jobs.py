@@ -8,12 +8,16 @@ the clip skipped. Importing this module does not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
 
+from nexara_lib.transforms.frame_copies import draw_augmentation
+from nexara_lib.transforms.registry import get_transform
+from nexara_lib.video.frames import read_sampled_frames, sample_frame_indices
+from nexara_lib.video.probe import probe_video
 from nexara_lib.video.reader import VideoReadError
-from nexara_lib.video.probe import probe_video, read_sampled_frames, sample_frame_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,36 +43,36 @@ class DecodedClip:
     record: dict                # how it was read: padded, strategy, seeks, decode_s (elapsed), decode_cpu_s, ...
 
 
-def sampled_indices(n_frames: int, t: int, pairs: bool = False, offset: float = 0.0) -> np.ndarray:
-    """The T frame indices extracted from a clip of ``n_frames`` frames.
+def sampled_indices(n_frames: int, t: int, pairs: bool = False) -> np.ndarray:
+    """The T frame indices extracted from a clip of ``n_frames`` frames (before any sampling transform).
 
     Pairs need a real next frame, so they are sampled over [0, n-2] (the last step is never a frame
-    paired with itself). ``offset`` moves every index that fraction of the sampling stride later
-    (the ``frame_shift`` TTA view), clipped to the clip.
+    paired with itself).
     """
-    span = n_frames - 1 if pairs and n_frames >= 2 else n_frames
-    indices = sample_frame_indices(span, t)
-    if offset:
-        stride = (span - 1) / max(t - 1, 1)
-        indices = np.clip(indices + int(round(offset * stride)), 0, span - 1)
-    return indices
+    return sample_frame_indices(_sampling_span(n_frames, pairs), t)
+
+
+def _sampling_span(n_frames: int, pairs: bool) -> int:
+    """Frames the sampled indices may address: n_frames, or n_frames - 1 for (frame, next) pairs."""
+    return n_frames - 1 if pairs and n_frames >= 2 else n_frames
 
 
 def _frame_transform(job: ClipJob):
-    """(sampling offset, index jitter or None, frame function or None, augmentation params or None)."""
+    """(index resampling ``(indices, span=)`` or None, frame function or None, augmentation params or None)."""
     if job.augmentation is not None:
-        from nexara_lib.features.frame_augment import draw_augmentation
         ops, copy, seed = job.augmentation
         aug = draw_augmentation(list(ops), job.name, copy, seed)
-        return 0.0, aug.jitter_indices, aug.apply, aug.params
+        return aug.jitter_indices, aug.apply, aug.params
     if job.transform == "identity":
-        return 0.0, None, None, None
-    from nexara_lib.evaluation.tta import get_tta_transform
-    entry = get_tta_transform(job.transform)
-    if entry.level != "frame":
+        return None, None, None
+    view = get_transform(job.transform)
+    if view.level != "frame":
         raise ValueError(f"transform {job.transform!r} acts on features, not frames; apply it after loading features")
-    fn = None if getattr(entry, "sampling_offset", 0.0) else entry.fn
-    return getattr(entry, "sampling_offset", 0.0), None, fn, None
+    if "tta" not in view.uses:
+        raise ValueError(f"transform {job.transform!r} is an augmentation op drawn per copy, not a fixed view; "
+                         f"extract it as seeded augmentation copies")
+    apply = functools.partial(view.apply, params=view.view_params())
+    return (apply, None, None) if view.acts_on == "sampling" else (None, apply, None)
 
 
 def _apply_to_frames(fn, frames: np.ndarray) -> np.ndarray:
@@ -91,11 +95,10 @@ def decode_job(job: ClipJob) -> DecodedClip:
             n_frames = int(probe_video(job.path)["frames"] or 0)
         if n_frames < 1:
             raise VideoReadError("no decodable frames")
-        offset, jitter, fn, aug_params = _frame_transform(job)
-        indices = sampled_indices(n_frames, job.frames_per_clip, job.pairs, offset)
-        if jitter is not None:
-            span = n_frames - 1 if job.pairs and n_frames >= 2 else n_frames
-            indices = jitter(indices, span)
+        resample, fn, aug_params = _frame_transform(job)
+        indices = sampled_indices(n_frames, job.frames_per_clip, job.pairs)
+        if resample is not None:
+            indices = resample(indices, span=_sampling_span(n_frames, job.pairs))
         frames, record = read_sampled_frames(job.path, indices, size=job.size, with_next=job.pairs)
         if fn is not None:
             frames = _apply_to_frames(fn, frames)

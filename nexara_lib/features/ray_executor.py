@@ -12,11 +12,11 @@ Design:
   progress stays visible and a lost task costs little.
 - On a cluster with GPUs, one actor per GPU (``num_gpus=1``) builds the
   backbone once and runs chunks; otherwise CPU tasks (``num_cpus=1``) run them,
-  each worker process keeping its backbone in ``_ENCODERS`` so later tasks on
-  that worker reuse it. Both decode with ``clip_jobs.decode_job`` and encode with
-  ``extraction_pipeline.FeatureBatcher``, exactly like the local executor:
-  features are per frame, so the numbers do not depend on which clips share a
-  batch.
+  each worker process keeping its backbone so later tasks on that worker reuse
+  it (the worker side is ``features.ray_worker``). Both decode with
+  ``clip_jobs.decode_job`` and encode with ``local_executor.FeatureBatcher``,
+  exactly like the local executor: features are per frame, so the numbers do
+  not depend on which clips share a batch.
 - At most ``workers`` chunks are in flight (0 = one per CPU of the cluster; GPU
   actors, at most that many, take one chunk each at a time) and
   results are fetched as chunks finish (``ray.wait``): memory stays bounded and
@@ -39,19 +39,17 @@ Design:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import math
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-import numpy as np
-
-from nexara_lib.features.clip_jobs import ClipJob, decode_job
-from nexara_lib.features.local_executor import FeatureBatcher
+from nexara_lib.features.clip_jobs import ClipJob
+from nexara_lib.features.ray_worker import (Chunk, ChunkEncoderActor, ChunkRunner, ChunkSettings, encode_chunk,
+                                            run_chunk_task)
 
 # Backbone batches per chunk: enough that scheduling a task and fetching the cached backbone are small
 # next to the work, few enough that progress shows and a failed task loses little.
@@ -72,112 +70,6 @@ PROCESS_DEATHS = ("WorkerCrashedError", "RayActorError", "ActorDiedError", "Acto
                   "OutOfMemoryError", "NodeDiedError")
 PROCESS_DEATH_HINT = "the worker process died on this clip (a crash in the decoder or backbone, or out of memory)"
 
-# Per worker process: (backbone, weights, weights file identity, size, mixed_precision) -> encoder, built on the
-# first chunk that needs it.
-_ENCODERS: dict = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class ChunkSettings:
-    """What a Ray worker needs besides the clips: which encoder to build and its batch size."""
-    backbone: str
-    weights: str
-    size: int                 # square frame side the backbone takes
-    mixed_precision: str      # 'auto' | 'on' | 'off' (Keras backbones)
-    batch_frames: int         # frames per backbone call
-
-
-# A chunk: (index into the driver's job list, job) pairs.
-Chunk = list[tuple[int, ClipJob]]
-# What a chunk runner returns: [(job index, features or None, error or None, record)], model seconds.
-ChunkRunner = Callable[[Callable, Chunk, int], tuple[list, float]]
-
-
-# --------------------------------------------------------------------------- worker side
-
-def encode_chunk(encode: Callable[[np.ndarray], np.ndarray], chunk: Chunk, batch_frames: int) -> tuple[list, float]:
-    """Decode and encode one chunk of clips (runs on a Ray worker; also callable here).
-
-    Args:
-        encode: the backbone's ``frames -> (N, D) float32`` encoder.
-        chunk: (job index, ClipJob) pairs.
-        batch_frames: frames per backbone call.
-    Returns:
-        ([(job index, features (T, D) float32 or None, error or None, record)], seconds in ``encode``).
-    """
-    batcher = FeatureBatcher(encode, batch_frames)
-    results, records = [], {}
-    for index, job in chunk:
-        answer = decode_job(job)
-        if answer.error is not None:
-            results.append((index, None, answer.error, answer.record))
-            continue
-        records[index] = answer.record
-        for done, feats in batcher.add(index, answer.frames):
-            results.append((done, feats, None, records.pop(done)))
-    for done, feats in batcher.flush():
-        results.append((done, feats, None, records.pop(done)))
-    return results, batcher.model_s
-
-
-def _worker_encoder(settings: ChunkSettings):
-    """This worker process's encoder for ``settings``, built once and kept in ``_ENCODERS``."""
-    from nexara_lib.features.backbones import create_backbone, weights_identity
-    try:  # a weights file's size and mtime: a file replaced between runs on a long-lived worker is reloaded
-        weights = weights_identity(settings.weights)
-    except OSError:
-        weights = settings.weights  # missing here: create_backbone says so
-    key = (settings.backbone, settings.weights, weights, settings.size, settings.mixed_precision)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = create_backbone(settings.backbone, settings.weights, settings.size,
-                                         mixed_precision=settings.mixed_precision)
-    return _ENCODERS[key]
-
-
-def _setup_error(settings: ChunkSettings, err: Exception) -> str:
-    """Why a worker could not build its backbone, with the host it ran on."""
-    return (f"a Ray worker on {socket.gethostname()} could not build backbone {settings.backbone!r} "
-            f"(weights {settings.weights!r}, size {settings.size}): {type(err).__name__}: {err}")
-
-
-def run_chunk_task(settings: ChunkSettings, chunk: Chunk, chunk_runner: ChunkRunner) -> tuple[list, float, str | None]:
-    """Body of a CPU task: one core, the worker's cached backbone, one chunk.
-
-    Returns:
-        (results, model seconds, None), or ([], 0.0, reason) when the backbone cannot be built.
-    """
-    import cv2
-
-    from nexara_lib.video.reader import set_decoder_threads
-    cv2.setNumThreads(1)  # one task per core: OpenCV's own thread pool would oversubscribe it
-    set_decoder_threads(1)
-    try:
-        encode = _worker_encoder(settings)
-    except Exception as err:  # noqa: BLE001  (any build failure is reported to the driver, which stops)
-        return [], 0.0, _setup_error(settings, err)
-    results, model_s = chunk_runner(encode, chunk, settings.batch_frames)
-    return results, model_s, None
-
-
-class ChunkEncoderActor:
-    """GPU actor body: builds the backbone once, then encodes chunk after chunk on its GPU."""
-
-    def __init__(self, settings: ChunkSettings):
-        self.settings = settings
-        try:
-            self.encode, self.error = _worker_encoder(settings), None
-        except Exception as err:  # noqa: BLE001  (reported by ``run``: an actor that raises here just dies)
-            self.encode, self.error = None, _setup_error(settings, err)
-
-    def run(self, chunk: Chunk, chunk_runner: ChunkRunner) -> tuple[list, float, str | None]:
-        """Same answer as ``run_chunk_task``."""
-        if self.error is not None:
-            return [], 0.0, self.error
-        results, model_s = chunk_runner(self.encode, chunk, self.settings.batch_frames)
-        return results, model_s, None
-
-
-# --------------------------------------------------------------------------- driver side
 
 def plan_chunks(jobs: list[ClipJob], batch_frames: int, in_flight: int, chunk_clips: int = 0) -> list[Chunk]:
     """Cut ``jobs`` into chunks of consecutive clips.

@@ -6,7 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nexara_lib.config import ParamError, parse_override
+from nexara_lib.config import SCHEMA, ParamError, parse_override
 
 
 def _cmd_run(args) -> int:
@@ -30,7 +30,7 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_audit(args) -> int:
-    from nexara_lib.audit.audit import build_manifest, write_audit
+    from nexara_lib.audit.manifest import build_manifest, write_audit
     for folder in args.data_dir:
         if not Path(folder).is_dir():
             raise ParamError(f"data folder {folder!r} does not exist")
@@ -45,20 +45,20 @@ def _cmd_audit(args) -> int:
 def _cmd_extract(args) -> int:
     import pandas as pd
     from nexara_lib.features.extract import extract_augmented_copies, extract_features
+    from nexara_lib.features.stream import FeatureStream
     if not Path(args.manifest).is_file():
         raise ParamError(f"manifest {args.manifest!r} does not exist; write one with `nexara audit`")
     manifest = pd.read_csv(args.manifest, keep_default_na=False)
     if "status" in manifest.columns:
         manifest = manifest[manifest["status"] == "ok"]
-    options = dict(backbone=args.backbone, weights=args.weights, frames_per_clip=args.frames,
-                   image_size=args.image_size, cache_root=args.out, batch_size=args.batch_size,
-                   workers=args.workers, executor=args.executor, ray_address=args.ray_address,
-                   retry_failed=args.retry_failed)
-    summaries = [extract_features(manifest, transform=args.transform, **options)]
+    stream = FeatureStream(args.backbone, args.weights, args.frames_per_clip, args.image_size)
+    options = dict(batch_size=args.batch_size, workers=args.workers, executor=args.executor,
+                   ray_address=args.ray_address, retry_failed=args.retry_failed)
+    summaries = [extract_features(manifest, stream.with_transform(args.transform), args.out, **options)]
     if args.augment_copies:
         rows = manifest[manifest["split"] == "train"] if "split" in manifest.columns else manifest
-        summaries += extract_augmented_copies(rows, copies=args.augment_copies, ops=args.augment_ops,
-                                              seed=args.seed, **options)
+        summaries += extract_augmented_copies(rows, stream, args.out, copies=args.augment_copies,
+                                              ops=args.augment_ops, seed=args.seed, **options)
     for summary in summaries:
         print(f"{summary['key']}: {summary['computed']} computed, {summary['cached_before']} already cached, "
               f"{len(summary['failed'])} failed; {summary['clips_per_s'] or 0:.2f} clips/s "
@@ -73,6 +73,11 @@ def _cmd_params(args) -> int:
     from nexara_lib.run.params import reference_table
     print(reference_table())
     return 0
+
+
+def _default(key: str):
+    """Command-line defaults are the parameter schema's: one owner for every default."""
+    return SCHEMA[key].default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,28 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("data_dir", nargs="+")
     audit.add_argument("--groups", help="CSV clip,label,source_group: no group spans two splits")
     audit.add_argument("--out", required=True)
-    audit.add_argument("--seed", type=int, default=42)
-    audit.add_argument("--workers", type=int, default=2)
-    audit.add_argument("--max-clips", type=int, default=0)
-    audit.add_argument("--fractions", type=float, nargs=3, default=[0.70, 0.15, 0.15])
+    audit.add_argument("--seed", type=int, default=_default("seed"))
+    audit.add_argument("--workers", type=int, default=_default("probe_workers"))
+    audit.add_argument("--max-clips", type=int, default=_default("max_clips"))
+    audit.add_argument("--fractions", type=float, nargs=3, default=_default("split_fractions"))
     audit.set_defaults(func=_cmd_audit)
 
     extract = sub.add_parser("extract", help="cache per-clip feature sequences for a manifest")
     extract.add_argument("--manifest", required=True)
     extract.add_argument("--backbone", required=True)
-    extract.add_argument("--weights", default="imagenet")
-    extract.add_argument("--frames", type=int, default=20)
-    extract.add_argument("--image-size", type=int, default=0)
+    extract.add_argument("--weights", default=_default("backbone_weights"))
+    extract.add_argument("--frames-per-clip", "--frames", type=int, default=_default("frames_per_clip"))
+    extract.add_argument("--image-size", type=int, default=_default("image_size"))
     extract.add_argument("--out", required=True, help="cache root: one sub-folder per feature key")
-    extract.add_argument("--workers", type=int, default=2, help="decoder processes (0 = decode in this process)")
-    extract.add_argument("--executor", choices=("local", "ray"), default="local")
+    extract.add_argument("--workers", type=int, default=_default("extract_workers"), help="decoder processes (0 = decode in this process)")
+    extract.add_argument("--executor", choices=SCHEMA["extract_executor"].choices, default=_default("extract_executor"))
     extract.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
-    extract.add_argument("--batch-size", type=int, default=0, help="frames per backbone call (0 = the backbone's own)")
+    extract.add_argument("--batch-size", type=int, default=_default("extract_batch_size"), help="frames per backbone call (0 = the backbone's own)")
     extract.add_argument("--transform", default="identity", help="a frame-level TTA view, e.g. hflip")
     extract.add_argument("--augment-copies", type=int, default=0, help="also N augmented copies of the train clips")
-    extract.add_argument("--augment-ops", nargs="+", default=["hflip", "brightness_contrast", "rotate_zoom",
-                                                              "temporal_jitter"])
-    extract.add_argument("--seed", type=int, default=42, help="seed of the augmentation copies")
+    extract.add_argument("--augment-ops", nargs="+", default=_default("frame_augment_ops"))
+    extract.add_argument("--seed", type=int, default=_default("seed"), help="seed of the augmentation copies")
     extract.add_argument("--retry-failed", action="store_true", help="decode again clips that failed before")
     extract.set_defaults(func=_cmd_extract)
 

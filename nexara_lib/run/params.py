@@ -14,14 +14,13 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
-from nexara_lib.training.augment import available_augmentations
 from nexara_lib.features.backbones import available_backbones
-from nexara_lib.features.frame_augment import available_frame_augmentations
 from nexara_lib.training.models import available_models
-from nexara_lib.evaluation.tta import TTA_TRANSFORMS
+from nexara_lib.transforms.registry import check_transform_names
 
 
 def _check_consistency(values: dict, sources: dict) -> None:
+    """Rules across keys (or items) that the per-key ranges of the schema cannot express."""
     def need(cond, key, message):
         if not cond:
             param_fail(key, sources.get(key, "default"), message)
@@ -33,21 +32,11 @@ def _check_consistency(values: dict, sources: dict) -> None:
     fr = values["split_fractions"]
     need(len(fr) == 3 and all(f > 0 for f in fr) and abs(sum(fr) - 1) < 1e-6, "split_fractions",
          f"expected three positive fractions summing to 1, got {fr}")
-    need(values["frames_per_clip"] >= 2, "frames_per_clip", "needs at least 2 frames per clip")
-    need(values["extract_batch_size"] >= 0, "extract_batch_size", "must be >= 0 (0 = the backbone's own)")
-    need(values["extract_workers"] >= 0, "extract_workers", "must be >= 0 (0 = decode in this process)")
-    need(values["frame_augment_copies"] >= 0, "frame_augment_copies", "must be >= 0 (0 = no copies)")
     need(values["frame_augment_copies"] == 0 or len(set(values["frame_augment_ops"])) == len(values["frame_augment_ops"]) > 0,
          "frame_augment_ops", "needs at least one op, each once, when frame_augment_copies > 0")
-    need(0 <= values["dropout"] < 1, "dropout", "must be in [0, 1)")
-    need(0 <= values["recurrent_dropout"] < 1, "recurrent_dropout", "must be in [0, 1)")
-    need(values["batch_size"] > 0 and values["epochs"] > 0, "batch_size", "batch_size and epochs must be positive")
-    need(values["augment_factor"] >= 1, "augment_factor", "must be >= 1 (1 = no augmentation)")
-    need(0 < values["max_false_positive_rate"] < 1, "max_false_positive_rate", "must be in (0, 1)")
     need(values["cv_folds"] == 0 or values["cv_folds"] >= 2, "cv_folds", "must be 0 (fixed split) or k >= 2 folds")
     need(len(values["ablation_seeds"]) > 0 and all(v >= 0 for v in values["ablation_seeds"]), "ablation_seeds",
          "needs at least one non-negative seed")
-    need(values["gap_stop_patience"] >= 0, "gap_stop_patience", "must be >= 0 (0 = never stop on the gap)")
     _check_registry_names(values, sources)
 
 
@@ -61,9 +50,15 @@ def _check_registry_names(values: dict, sources: dict) -> None:
 
     known("backbone", [values["backbone"]], available_backbones())
     known("model", [values["model"]], available_models())
-    known("augment_ops", values["augment_ops"], available_augmentations())
-    known("frame_augment_ops", values["frame_augment_ops"], available_frame_augmentations())
-    known("tta_transforms", values["tta_transforms"], list(TTA_TRANSFORMS))
+    # one transform registry: each list takes the transforms of one level and use
+    for key, level, use, what in (("augment_ops", "feature", "augment", "feature augmentation ops"),
+                                  ("frame_augment_ops", "frame", "augment", "frame augmentation ops"),
+                                  ("tta_transforms", None, "tta", "TTA views")):
+        try:
+            if values[key]:  # an empty list is judged by the rules of its stage
+                check_transform_names(values[key], level=level, use=use, what=what)
+        except ValueError as err:
+            param_fail(key, sources.get(key, "default"), str(err))
     known("ensemble_members", [m["model"] for m in values["ensemble_members"]], available_models())
     known("ensemble_members", [m["backbone"] for m in values["ensemble_members"] if "backbone" in m],
           available_backbones())

@@ -25,9 +25,9 @@ from urllib.parse import quote
 import jinja2
 import nbformat
 
-from nexara_lib.io import read_json, write_json_atomic, write_text_atomic
+from nexara_lib.io import read_json, write_text_atomic
+from nexara_lib.layout import RunLayout
 
-HEADLINE_FILE = "artifacts/headline.json"
 # Cells a stakeholder has nothing to read in: parameter assignments only.
 STAKEHOLDER_DROP_TAGS = {"injected-parameters", "parameters"}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -49,37 +49,6 @@ _REMOTE_URL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
 
 
 # --- headline figures -------------------------------------------------------
-
-def record_headline(run_dir: str | Path, section: str, figures: Mapping[str, Any]) -> Path:
-    """Publish headline figures of one notebook into ``run_dir/artifacts/headline.json``.
-
-    Figures of the same section are merged (a later call overwrites a key it
-    repeats), other sections are kept; the file is rewritten atomically.
-
-    Args:
-        run_dir: the run folder (the notebooks' ``run_dir`` parameter).
-        section: the publishing notebook, e.g. ``"04_diagnostics"``.
-        figures: name -> value: a number (fractions are shown as percentages),
-            a string, or ``{"value": 0.93, "ci": [0.90, 0.96]}`` (optional
-            ``"format"``: ``"percent"``, ``"delta"``, ``"number"`` or ``"text"``).
-
-    Returns:
-        The path of ``headline.json``.
-    """
-    if not isinstance(section, str) or not section.strip():
-        raise ValueError(f"record_headline: section must be a non-empty string such as '04_diagnostics', got {section!r}")
-    if not isinstance(figures, Mapping):
-        raise TypeError(f"record_headline({section!r}): figures must be a dict of name -> value, got {type(figures).__name__}")
-    for name, value in figures.items():
-        if not isinstance(name, str):
-            raise TypeError(f"record_headline({section!r}): figure names must be strings, got {name!r}")
-        if isinstance(value, Mapping) and "value" not in value:
-            raise ValueError(f"record_headline({section!r}): figure {name!r} is a dict without a 'value' key: {value!r}")
-    path = Path(run_dir) / HEADLINE_FILE
-    headline = read_json(path, {})
-    headline.setdefault(section, {}).update(figures)
-    return write_json_atomic(path, headline)
-
 
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -324,7 +293,7 @@ def write_index(run_dir: str | Path) -> Path:
     reports_dir = run_dir / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     run = read_json(run_dir / "run.json", {}) or {}
-    headline = read_json(run_dir / HEADLINE_FILE, {}) or {}
+    headline = read_json(RunLayout(run_dir).headline, {}) or {}
     name = run.get("run_name") or run_dir.name
     git = run.get("git") or {}
     commit = git.get("commit") or "unknown (not a git checkout)"

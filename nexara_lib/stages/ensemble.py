@@ -1,30 +1,44 @@
-"""Stage 6 glue: train (or reload) each ensemble member on its feature stream and predict val/test."""
+"""Notebook 06 glue: train (or reload) each ensemble member on its feature stream, fit the combination
+on validation, compare it with the best single member on test, and save the deployable artifact."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Mapping
 
-import keras
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown
+from matplotlib.figure import Figure
 
-from nexara_lib.stages.data import feature_dir, load_splits, member_backbone
-from nexara_lib.evaluation.metrics import Predictions
-from nexara_lib.layout import RunLayout
-from nexara_lib.io import read_json
+from nexara_lib.config import stage_keys
+from nexara_lib.evaluation.ensemble import (EnsembleArtifact, choose_best_member, compare_with_best_member as compare,
+                                            ensemble_predict, error_correlation, fit_ensemble_weights, fit_stacking,
+                                            pairwise_disagreement, stacking_predict)
+from nexara_lib.evaluation.metrics import binary_metrics
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.evaluation.stats import describe_comparison
+from nexara_lib.evaluation.thresholds import choose_threshold
+from nexara_lib.features.stream import FeatureStream
+from nexara_lib.io import read_json, write_json_atomic
+from nexara_lib.layout import RunLayout, save_figure
+from nexara_lib.stages.data import load_manifest, load_splits
+from nexara_lib.stages.headline import record_headline
+from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.train import predict_proba, train_sequence_model
 
 
 def member_name(index: int, member: Mapping, params: Mapping) -> str:
-    backbone, _ = member_backbone(member, params)
-    return f"m{index + 1}-{member['model']}-{backbone}-seed{member.get('seed', params['seed'])}"
+    stream = FeatureStream.for_member(member, params)
+    return f"m{index + 1}-{member['model']}-{stream.backbone}-seed{member.get('seed', params['seed'])}"
 
 
 def _member_config(member: Mapping, params: Mapping) -> dict:
     return {**dict(params), "model": member["model"], "seed": member.get("seed", params["seed"])}
 
 
-def train_members(manifest: pd.DataFrame, params: Mapping, layout: RunLayout, verbose: int = 0) -> list[dict]:
+def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[dict]:
     """Train every member of ``params['ensemble_members']`` (a finished member with the same
     configuration is reloaded, so a crashed run resumes), then predict validation and test.
 
@@ -32,16 +46,17 @@ def train_members(manifest: pd.DataFrame, params: Mapping, layout: RunLayout, ve
         One dict per member: name, model, backbone, model_path, val / test ``Predictions``,
         training seconds. Predictions cover the clips every member could score, in one order.
     """
+    manifest = load_manifest(layout)
     members = []
     for i, member in enumerate(params["ensemble_members"]):
-        backbone, weights = member_backbone(member, params)
-        splits = load_splits(manifest, feature_dir(layout, params, backbone, weights))
+        stream = FeatureStream.for_member(member, params)
+        splits = load_splits(manifest, stream, layout)
         config = _member_config(member, params)
         out_dir = layout.ensemble_dir / member_name(i, member, params)
-        fingerprint = _fingerprint(config, backbone, weights)
+        fingerprint = _fingerprint(config, stream)
         previous = read_json(out_dir / "training_results.json", {})
         if previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
-            model = keras.models.load_model(out_dir / "model.keras")
+            model = load_sequence_model(out_dir / "model.keras")
             seconds = previous.get("timings", {}).get("total_seconds")
         else:
             result = train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y,
@@ -49,25 +64,23 @@ def train_members(manifest: pd.DataFrame, params: Mapping, layout: RunLayout, ve
             model, seconds = result["model"], result["timings"]["total_seconds"]
             _stamp(out_dir / "training_results.json", fingerprint)
         members.append({
-            "name": member_name(i, member, params), "model": member["model"], "backbone": backbone,
-            "model_path": str(out_dir / "model.keras"), "train_seconds": seconds,
+            "name": member_name(i, member, params), "model": member["model"], "backbone": stream.backbone,
+            "stream": stream, "model_path": str(out_dir / "model.keras"), "train_seconds": seconds,
             "val": (splits["val"].clip_ids, splits["val"].y, predict_proba(model, splits["val"].x)),
             "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
         })
     return _align(members)
 
 
-def _fingerprint(config: Mapping, backbone: str, weights: str) -> str:
+def _fingerprint(config: Mapping, stream: FeatureStream) -> str:
     """What makes a trained member: its training recipe, seed and input features (not e.g. the
     ensemble method or TTA settings, so changing those reuses the trained members)."""
-    from nexara_lib.config import SCHEMA
-    keys = sorted(k for k, p in SCHEMA.items() if p.stage == "training") + ["seed", "frames_per_clip", "image_size"]
-    return json.dumps({**{k: config[k] for k in keys}, "backbone": backbone, "weights": weights},
+    keys = sorted(stage_keys("training")) + ["seed", "frames_per_clip", "image_size"]
+    return json.dumps({**{k: config[k] for k in keys}, "backbone": stream.backbone, "weights": stream.weights},
                       sort_keys=True, default=str)
 
 
 def _stamp(path, fingerprint: str) -> None:
-    from nexara_lib.io import write_json_atomic
     results = read_json(path, {})
     results["fingerprint"] = fingerprint
     write_json_atomic(path, results)
@@ -87,7 +100,6 @@ def _align(members: list[dict]) -> list[dict]:
 
 def members_table(members: list[dict], threshold: float = 0.5) -> pd.DataFrame:
     """Validation and test metrics of each member at ``threshold``."""
-    from nexara_lib.evaluation.metrics import binary_metrics
     rows = []
     for m in members:
         row = {"member": m["name"], "model": m["model"], "backbone": m["backbone"], "train_s": m["train_seconds"]}
@@ -99,27 +111,24 @@ def members_table(members: list[dict], threshold: float = 0.5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def combine_members(members: list[dict], method: str, seed: int = 0) -> dict:
-    """Fit the combination on validation only and apply it to test.
+def combine_members(members: list[dict], params: Mapping) -> dict:
+    """Fit the combination (``ensemble_method``) on validation only and apply it to test.
 
-    Args:
-        members: output of ``train_members``.
-        method: 'weighted' (soft voting, weights on the simplex minimising validation log-loss) or
-            'stacking' (logistic regression on member logits; validation predictions out-of-fold).
+    'weighted': soft voting, weights on the simplex minimising validation log-loss; 'stacking':
+    logistic regression on member logits, validation predictions out-of-fold.
+
     Returns:
         dict with val_prob, test_prob, the thresholds chosen on validation for the ensemble and for the
         best single member, the best member index, and the fitted weights / stacking model.
     """
-    from nexara_lib.evaluation.ensemble import (choose_best_member, ensemble_predict, fit_ensemble_weights, fit_stacking,
-                           stacking_predict)
-    from nexara_lib.evaluation.metrics import choose_threshold
+    method = params["ensemble_method"]
     val_preds = [m["val"] for m in members]
     test_probs = [m["test"].prob for m in members]
     out = {"method": method, "weights": None, "stacking": None}
     if method == "stacking":
         # up to 5 out-of-fold splits, fewer on a small validation set (each fold needs both classes)
         smallest = int(min(np.bincount(val_preds[0].y_true, minlength=2)))
-        stacking = fit_stacking(val_preds, n_splits=min(5, max(smallest, 2)), seed=seed)
+        stacking = fit_stacking(val_preds, n_splits=min(5, max(smallest, 2)), seed=params["seed"])
         out.update(stacking=stacking, val_prob=stacking.oof_prob, test_prob=stacking_predict(stacking.model, test_probs))
     elif method == "weighted":
         weights = fit_ensemble_weights(val_preds)
@@ -133,12 +142,42 @@ def combine_members(members: list[dict], method: str, seed: int = 0) -> dict:
     return out
 
 
-def diversity_figure(members: list[dict], thresholds: list[float]):
-    """Pairwise disagreement and error correlation of the members' test predictions."""
-    import seaborn as sns
-    from matplotlib.figure import Figure
+def combination_views(combo: dict, members: list[dict]) -> list:
+    """The best single member and the ensemble threshold (both chosen on validation), and the fitted
+    combination: a weight per member, or the stacking model's out-of-fold validation metrics."""
+    names = [m["name"] for m in members]
+    note = Markdown(f"Best single member on validation: **{names[combo['best']]}**; ensemble threshold "
+                    f"(chosen on validation): **{combo['threshold']:.3f}**.")
+    if combo["weights"] is not None:
+        table = pd.Series(combo["weights"], index=names, name="weight (fit on validation)")
+    else:
+        table = pd.Series(combo["stacking"].oof_metrics, name="stacking, out-of-fold on validation")
+    return [note, table]
 
-    from nexara_lib.evaluation.ensemble import error_correlation, pairwise_disagreement
+
+def compare_with_best_member(members: list[dict], combo: dict, params: Mapping) -> dict:
+    """Ensemble vs the best single member on test (paired: McNemar, bootstrap CI), with a verdict."""
+    best = members[combo["best"]]["test"]
+    comparison = compare(best.y_true, best.prob, combo["test_prob"], threshold=combo["best_threshold"],
+                         threshold_ensemble=combo["threshold"], n_bootstrap=params["bootstrap_samples"],
+                         seed=params["seed"])
+    comparison["verdict"] = describe_comparison("ensemble vs best single member", comparison["accuracy_diff_ci"],
+                                                comparison["mcnemar"]["p_value"])
+    return comparison
+
+
+def comparison_views(comparison: dict) -> list:
+    return [Markdown(f"**{comparison['verdict']}**"),
+            pd.DataFrame({k: comparison[k] for k in ("best_member", "ensemble", "delta")}).T,
+            pd.Series({"accuracy diff [point, low, high]": comparison["accuracy_diff_ci"],
+                       "balanced accuracy diff [point, low, high]": comparison["balanced_accuracy_diff_ci"],
+                       "McNemar p": comparison["mcnemar"]["p_value"]})]
+
+
+def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
+    """Pairwise disagreement and error correlation of the members' test predictions (each member at
+    its own validation threshold), saved as ``ensemble_diversity``."""
+    thresholds = [choose_threshold(m["val"]) for m in members]
     names = [m["name"] for m in members]
     preds = np.stack([m["test"].pred(t) for m, t in zip(members, thresholds)])
     y = members[0]["test"].y_true
@@ -147,19 +186,12 @@ def diversity_figure(members: list[dict], thresholds: list[float]):
                                  ("pairwise disagreement (test)", "error correlation (test)")):
         sns.heatmap(pd.DataFrame(matrix, names, names), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", ax=ax)
         ax.set_title(title)
+    save_figure(fig, layout, "ensemble_diversity")
     return fig
 
 
-def combination_table(combo: dict, members: list[dict]) -> pd.Series:
-    """The fitted combination: a weight per member, or the stacking model's out-of-fold validation metrics."""
-    if combo["weights"] is not None:
-        return pd.Series(combo["weights"], index=[m["name"] for m in members], name="weight (fit on validation)")
-    return pd.Series(combo["stacking"].oof_metrics, name="stacking, out-of-fold on validation")
-
-
-def ensemble_artifact(members: list[dict], combo: dict):
+def ensemble_artifact(members: list[dict], combo: dict) -> EnsembleArtifact:
     """The deployable ``EnsembleArtifact`` of a fitted combination."""
-    from nexara_lib.evaluation.ensemble import EnsembleArtifact
     paths = [m["model_path"] for m in members]
     meta = {"members": [m["name"] for m in members], "backbones": [m["backbone"] for m in members]}
     if combo["stacking"] is not None:
@@ -176,8 +208,6 @@ def predict_with_ensemble(artifact_path, features_by_member) -> tuple[np.ndarray
     Returns:
         (probability of violent (N,), 0/1 predictions at the threshold chosen on validation).
     """
-    from nexara_lib.evaluation.ensemble import EnsembleArtifact
-    from nexara_lib.training.train import load_sequence_model
     artifact = EnsembleArtifact.load(artifact_path)
     loaded = {}
 
@@ -189,13 +219,41 @@ def predict_with_ensemble(artifact_path, features_by_member) -> tuple[np.ndarray
     return artifact.predict(features_by_member, member_predict)
 
 
-def member_features(members: list[dict], manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
-                    split: str = "test") -> list[np.ndarray]:
+def member_features(members: list[dict], layout: RunLayout, split: str = "test") -> list[np.ndarray]:
     """Each member's input features for ``split``, in the clip order of ``members[i][split]``."""
+    manifest = load_manifest(layout)
     out = []
-    for i, member in enumerate(params["ensemble_members"]):
-        backbone, weights = member_backbone(member, params)
-        fs = load_splits(manifest, feature_dir(layout, params, backbone, weights), (split,))[split]
+    for member in members:
+        fs = load_splits(manifest, member["stream"], layout, (split,))[split]
         position = {cid: j for j, cid in enumerate(fs.clip_ids)}
-        out.append(fs.x[[position[cid] for cid in members[i][split].clip_ids]])
+        out.append(fs.x[[position[cid] for cid in member[split].clip_ids]])
     return out
+
+
+def save_ensemble(members: list[dict], combo: dict, comparison: dict, params: Mapping, layout: RunLayout) -> dict:
+    """Save ``ensemble.json`` and ``ensemble_results.json``, publish the headline figures, and check
+    that the saved artifact alone, loaded back, reproduces the ensemble's test predictions."""
+    path = Path(layout.ensemble_dir) / "ensemble.json"
+    ensemble_artifact(members, combo).save(path)
+    reloaded_prob, _ = predict_with_ensemble(path, member_features(members, layout))
+    check = {"max_abs_difference": float(np.abs(reloaded_prob - combo["test_prob"]).max())}
+    names = [m["name"] for m in members]
+    best = names[combo["best"]]
+    write_json_atomic(layout.artifacts / "ensemble_results.json", {
+        "members": names, "best_member": best, "threshold": combo["threshold"],
+        "comparison": {k: v for k, v in comparison.items() if k != "verdict"}, "verdict": comparison["verdict"],
+        "artifact_check": check})
+    diff = comparison["accuracy_diff_ci"]
+    record_headline(layout.run_dir, "06_ensemble", {
+        "verdict": comparison["verdict"], "members": len(members), "best single member (val)": best,
+        "test accuracy delta vs best member": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
+        "McNemar p": {"value": comparison["mcnemar"]["p_value"], "format": "number"}})
+    return check
+
+
+def artifact_check(saved: dict) -> pd.Series:
+    """Whether the saved artifact reproduces the fitted ensemble's test probabilities."""
+    ok = saved["max_abs_difference"] <= 1e-5
+    return pd.Series({"saved ensemble reproduces the fitted one on test": "yes" if ok else "NO",
+                      "largest probability difference": f"{saved['max_abs_difference']:.1e}"},
+                     name="deployable artifact")

@@ -1,23 +1,50 @@
-"""Stage 5 glue: predictions of the trained model under each TTA view, with their cost per clip.
+"""Notebook 05 glue: the trained model's predictions under each TTA view with their cost per clip, the
+views chosen on validation, and the one comparison on test with and without TTA.
 
 Frame-level views re-extract features of transformed frames through the stage-2 cache
 (under their own cache key); feature-level views transform cached features.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Mapping
 
+import keras
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
 
-from nexara_lib.stages.data import extraction_options, feature_dir, load_splits
-from nexara_lib.evaluation.metrics import Predictions
+from nexara_lib.evaluation.metrics import binary_metrics
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.evaluation.stats import describe_comparison
+from nexara_lib.evaluation.tta import aggregate, choose_tta_views, compare_with_without as compare
 from nexara_lib.features.extract import extract_features
+from nexara_lib.features.stream import FeatureStream
+from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
-from nexara_lib.io import read_json
+from nexara_lib.stages.data import extraction_options, load_manifest, load_splits
+from nexara_lib.stages.diagnostics import load_run_model
+from nexara_lib.stages.headline import record_headline
 from nexara_lib.training.train import predict_proba
-from nexara_lib.evaluation.tta import get_tta_transform
+from nexara_lib.transforms.registry import get_transform
+
+
+@dataclasses.dataclass
+class ScoredViews:
+    """Every view's validation and test predictions, their cost, and the run's operating threshold."""
+    views: dict[str, dict[str, Predictions]]
+    costs: pd.DataFrame
+    threshold: float
+
+
+def score_views(params: Mapping, layout: RunLayout, progress: bool = True) -> ScoredViews:
+    """Predict validation and test clips with the run's model under every view in ``tta_transforms``,
+    at the operating threshold notebook 04 chose on validation."""
+    model = load_run_model(params, layout)
+    threshold = read_json(layout.require(layout.metrics, "04_per_class_diagnostics"))["thresholds"]["balanced_accuracy"]
+    views, costs = tta_view_predictions(model, load_manifest(layout), params, layout, progress=progress)
+    return ScoredViews(views, costs, threshold)
 
 
 def _extraction_seconds_per_clip(layout: RunLayout, key: str) -> float | None:
@@ -27,7 +54,7 @@ def _extraction_seconds_per_clip(layout: RunLayout, key: str) -> float | None:
     return None
 
 
-def tta_view_predictions(model, manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
+def tta_view_predictions(model: keras.Model, manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
                          progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Predict validation and test clips under every view in ``params['tta_transforms']``.
 
@@ -37,21 +64,20 @@ def tta_view_predictions(model, manifest: pd.DataFrame, params: Mapping, layout:
         per clip it costs (feature extraction for frame-level views, plus one model pass).
     """
     eval_rows = manifest[manifest["split"].isin(["val", "test"])]
-    clean_dir = feature_dir(layout, params)
-    clean = load_splits(manifest, clean_dir, ("train", "val", "test"))
+    stream = FeatureStream.from_params(params)
+    clean = load_splits(manifest, stream, layout, ("train", "val", "test"))
     # Feature noise is scaled by the per-dimension spread of the TRAINING features (never val/test).
     feature_std = clean["train"].x.reshape(-1, clean["train"].x.shape[-1]).std(axis=0)
     raw: dict[str, dict] = {}
     costs = []
     for name in params["tta_transforms"]:
-        entry = get_tta_transform(name)
-        extract_s = _extraction_seconds_per_clip(layout, clean_dir.name) if name == "identity" else 0.0
+        entry = get_transform(name)
+        extract_s = _extraction_seconds_per_clip(layout, stream.key) if name == "identity" else 0.0
         if entry.level == "frame" and name != "identity":
-            summary = extract_features(
-                eval_rows, backbone=params["backbone"], weights=params["backbone_weights"],
-                cache_root=layout.features, transform=name, progress=progress, **extraction_options(params))
+            view = stream.with_transform(name)
+            summary = extract_features(eval_rows, view, layout.features, progress=progress, **extraction_options(params))
             extract_s = summary["wall_s"] / summary["computed"] if summary["computed"] else None
-            splits = load_splits(manifest, feature_dir(layout, params, transform=name), ("val", "test"))
+            splits = load_splits(manifest, view, layout, ("val", "test"))
         else:
             splits = {s: clean[s] for s in ("val", "test")}
         raw[name] = {}
@@ -59,7 +85,7 @@ def tta_view_predictions(model, manifest: pd.DataFrame, params: Mapping, layout:
         for split, fs in splits.items():
             x = fs.x
             if entry.level == "feature":
-                x = entry.fn(x, feature_std=feature_std, seed=params["seed"]) if name == "feature_noise" else entry.fn(x)
+                x = entry.apply(x, entry.view_params(seed=params["seed"]), feature_std=feature_std)
             t0 = time.perf_counter()
             raw[name][split] = (fs.clip_ids, fs.y, predict_proba(model, x))
             predict_s += time.perf_counter() - t0
@@ -99,7 +125,6 @@ def tta_slowdown(costs: pd.DataFrame, chosen: list[str]) -> dict:
 
 def views_table(views: dict, threshold: float) -> pd.DataFrame:
     """Balanced accuracy and AUC of every single view on validation and test at ``threshold``."""
-    from nexara_lib.evaluation.metrics import binary_metrics
     rows = {}
     for name, per_split in views.items():
         row = {}
@@ -109,3 +134,51 @@ def views_table(views: dict, threshold: float) -> pd.DataFrame:
             row[f"{split} AUC"] = metrics["roc_auc"]
         rows[name] = row
     return pd.DataFrame(rows).T
+
+
+def single_view_table(scored: ScoredViews) -> pd.DataFrame:
+    """Each view alone on validation and test, at the operating threshold."""
+    return views_table(scored.views, scored.threshold)
+
+
+def compare_with_and_without(scored: ScoredViews, params: Mapping, layout: RunLayout) -> dict:
+    """Choose the views on validation, then compare with and without them on test (McNemar,
+    bootstrap CI of the difference) and measure the slowdown; writes ``tta_results.json``."""
+    views, threshold = scored.views, scored.threshold
+    method = params["tta_aggregation"]
+    chosen = choose_tta_views({name: v["val"] for name, v in views.items()}, method=method, threshold=threshold)
+    test_with = aggregate([views[name]["test"].prob for name in chosen], method=method)
+    without = views["identity"]["test"]
+    comparison = compare(without.y_true, without.prob, test_with, threshold=threshold,
+                         n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    cost = tta_slowdown(scored.costs, chosen)
+    verdict = describe_comparison("TTA vs no TTA", comparison["accuracy_diff_ci"], comparison["mcnemar"]["p_value"])
+    result = {"chosen": chosen, "threshold": threshold, "comparison": comparison, "verdict": verdict,
+              "costs": scored.costs.to_dict("records"), "latency": cost}
+    write_json_atomic(layout.tta_results, result)
+    return result
+
+
+def verdict(result: dict) -> Markdown:
+    return Markdown(f"**{result['verdict']}**\n\nViews chosen on validation: {', '.join(result['chosen'])}.")
+
+
+def comparison_tables(result: dict) -> list:
+    comparison = result["comparison"]
+    return [pd.DataFrame({k: comparison[k] for k in ("without", "with", "delta")}).T,
+            pd.Series({"accuracy diff [point, low, high]": comparison["accuracy_diff_ci"],
+                       "balanced accuracy diff [point, low, high]": comparison["balanced_accuracy_diff_ci"]}),
+            pd.Series(comparison["mcnemar"], name="McNemar (paired, test)")]
+
+
+def latency_tables(scored: ScoredViews, result: dict) -> list:
+    return [scored.costs, pd.Series(result["latency"], name="seconds per clip")]
+
+
+def publish_headline(result: dict, layout: RunLayout):
+    comparison, diff = result["comparison"], result["comparison"]["accuracy_diff_ci"]
+    return record_headline(layout.run_dir, "05_tta", {
+        "verdict": result["verdict"], "views (chosen on val)": ", ".join(result["chosen"]),
+        "test accuracy delta": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
+        "McNemar p": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
+        "slowdown (x)": {"value": result["latency"]["slowdown_x"], "format": "number"}})

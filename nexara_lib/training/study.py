@@ -28,8 +28,10 @@ from matplotlib.figure import Figure
 
 from nexara_lib.training.folds import Fold, grouped_folds, holdout_fold
 from nexara_lib.evaluation.metrics import binary_metrics, metric_function
-from nexara_lib.config import SCHEMA, load_yaml, stage_keys
+from nexara_lib.features.cache import load_features
+from nexara_lib.config import load_yaml, stage_keys
 from nexara_lib.io import read_json, to_jsonable, write_json_atomic
+from nexara_lib.training.train import NOT_FINGERPRINTED, predict_proba, train_sequence_model
 
 BASELINE = "default"
 # what the study table and plot show (binary_metrics names at threshold 0.5)
@@ -99,8 +101,6 @@ class Pool:
 
 def development_pool(manifest: pd.DataFrame, cache_dir: str | Path) -> Pool:
     """Features of the train and val clips (never test), with their source groups."""
-    from nexara_lib.features.extract import load_features
-
     rows = manifest[manifest["split"].isin(["train", "val"])]
     if rows.empty:
         raise ValueError("the manifest has no train or val clips to cross-validate on; re-run the audit")
@@ -119,8 +119,6 @@ def plan_folds(pool: Pool, cv_folds: int, seed: int) -> list[Fold]:
 
 
 def _unit_fingerprint(cfg: Mapping, seed: int, fold: Fold, pool_fingerprint: str) -> str:
-    from nexara_lib.training.train import NOT_FINGERPRINTED
-
     training = {k: cfg[k] for k in _TRAINING_KEYS if k not in NOT_FINGERPRINTED}
     payload = json.dumps(to_jsonable({"training": training, "seed": seed, "fit": fold.fit, "inner": fold.inner_val,
                                       "evaluate": fold.evaluate, "pool": pool_fingerprint}), sort_keys=True)
@@ -128,8 +126,6 @@ def _unit_fingerprint(cfg: Mapping, seed: int, fold: Fold, pool_fingerprint: str
 
 
 def _train_unit(pool: Pool, fold: Fold, cfg: Mapping, seed: int, unit_dir: Path, fingerprint: str) -> dict:
-    from nexara_lib.training.train import predict_proba, train_sequence_model
-
     quiet = logging.getLogger("nexara.training")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL + 1)  # dozens of units: their per-epoch gap warnings would bury the report
@@ -369,33 +365,3 @@ def study_for_run(manifest: pd.DataFrame, cache_dir: str | Path, params: Mapping
     pool = development_pool(manifest, cache_dir)
     return run_recipe_study(pool, configs, params["ablation_seeds"], params["cv_folds"], out_dir,
                             fold_seed=params["seed"], progress=progress)
-
-
-def show_recipe_study(study: RecipeStudy | None, layout, n_bootstrap: int = 1000) -> dict:
-    """Display the study in a notebook (configurations, folds, summary, per-fold accuracy, paired
-    differences, the plot; the plot is saved as ``recipe_study``) and return its headline figures."""
-    from IPython.display import Markdown, display
-
-    from nexara_lib.layout import save_figure
-
-    if study is None:
-        display(Markdown("No cross-validation or ablation configured: set `cv_folds: 5` and/or "
-                         "`ablation_configs: [ablation_overregularized.yaml]` to compare recipes."))
-        return {}
-    where = (f"grouped, stratified {study.cv_folds}-fold cross-validation on train + val (inner validation "
-             "for early stopping carved from each fold's training clips)" if study.cv_folds >= 2 else
-             "the fixed split: fit on train (early stopping on a grouped carve of train), scored on val")
-    display(Markdown(f"**{len(study.names)} configurations × {len(study.seeds)} seeds {study.seeds}** on {where}. "
-                     "The test split is not used."))
-    if not study.configs.empty:
-        display(study.configs)
-    display(study.folds)
-    display(study.summary())
-    display(study.per_fold("accuracy"))
-    comparison = study.comparison(n_bootstrap=n_bootstrap)
-    if not comparison.empty:
-        display(comparison)
-    fig = study.figure()
-    save_figure(fig, layout, "recipe_study")
-    display(fig)
-    return study.headline()

@@ -1,6 +1,6 @@
-"""Video probing, perceptual hashing and frame sampling with OpenCV.
+"""Probing one video file with OpenCV: is it a usable clip, what does it hold, what does it look like.
 
-Three jobs, all with bounded memory (a clip is never loaded whole):
+Two jobs, both with bounded memory (a clip is never loaded whole):
 
 * ``probe_video`` tells whether a file is a usable clip and what it holds
   (codec, header and verified frame count, fps, duration, resolution, size,
@@ -8,24 +8,20 @@ Three jobs, all with bounded memory (a clip is never loaded whole):
   never raises for a bad file: the audit lists bad files with a readable reason.
 * ``phash_distance`` compares two perceptual hashes, so a re-encoded copy of a
   clip (another codec, quality or size) is recognised although its bytes differ.
-* ``read_frames`` decodes the frames at given indices (optionally each with the
-  frame right after it, for motion features) exactly, in one forward pass that
-  grabs or seeks as this clip's timings say (see ``frame_reader``).
 
-Reading stops after the last needed frame. Probing seeks only over long gaps and checks the
-result, so a long clip with a plausible header is never decoded whole.
+Probing seeks only over long gaps and checks the result, so a long clip with a
+plausible header is never decoded whole. Why a bad file is bad is told by ``video.bad_files``;
+reading sampled frames is ``video.frames``.
 """
 from __future__ import annotations
 
 import math
 import os
-import struct
-import warnings
 
 import cv2
 import numpy as np
 
-from nexara_lib.video.reader import VideoReadError, read_frames_at, target_size
+from nexara_lib.video.bad_files import explain_decode_failure, file_problem, mp4_problem
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".mpg", ".mpeg", ".wmv", ".webm", ".m4v", ".flv")
 
@@ -49,13 +45,6 @@ SEEK_MIN_GAP = 64
 # which the frame rate is reported as variable or wrong.
 TIMING_TOLERANCE = 0.10
 
-_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-                     (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"))
-
-
-class ShortVideoWarning(UserWarning):
-    """A video decodes fewer frames than its header claims; indices were re-mapped."""
-
 
 def empty_probe() -> dict:
     """The probe record of a file nothing is known about yet (every key ``probe_video`` returns)."""
@@ -71,94 +60,6 @@ def _fourcc_text(value: float) -> str:
     text = code.to_bytes(4, "little").decode("latin-1")
     # Some backends report a numeric codec id instead of four printable letters.
     return text.strip("\x00 ") if text.isprintable() else str(code)
-
-
-# --------------------------------------------------------------------------- what a bad file is
-
-def _sniff_content(head: bytes) -> str:
-    """What a file that does not decode as video looks like, from its first bytes ("" = unknown)."""
-    for signature, kind in _IMAGE_SIGNATURES:
-        if head.startswith(signature):
-            return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "a WebP image"
-    if not head or b"\x00" in head:
-        return ""
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if err.start < len(head) - 3:  # not just a character cut at the end of the sample
-            return ""
-        text = head[:err.start].decode("utf-8")
-    if "<html" in text[:300].lower() or text.lstrip().lower().startswith("<!doctype html"):
-        return "an HTML page (a failed download?)"
-    return "a text file"
-
-
-def _mp4_problem(path: str, size: int) -> str:
-    """Why an MP4/MOV file is incomplete, from its top-level boxes ("" if they look whole or it is no MP4)."""
-    try:
-        return _mp4_box_problem(path, size)
-    except OSError:
-        return ""
-
-
-def _mp4_box_problem(path: str, size: int, max_boxes: int = 10_000) -> str:
-    with open(path, "rb") as handle:
-        if handle.read(8)[4:8] != b"ftyp":
-            return ""
-        offset, kinds = 0, set()
-        for _ in range(max_boxes):
-            if offset >= size:
-                break
-            handle.seek(offset)
-            header = handle.read(16)
-            if len(header) < 8:
-                return f"truncated MP4: the file ends inside a box header at byte {offset}"
-            box_size, kind = struct.unpack(">I4s", header[:8])
-            if box_size == 1 and len(header) == 16:
-                box_size = struct.unpack(">Q", header[8:16])[0]
-            elif box_size == 0:
-                box_size = size - offset  # "to the end of the file"
-            name = kind.decode("latin-1")
-            if box_size < 8:
-                return f"corrupt MP4: box {name!r} at byte {offset} has an impossible size {box_size}"
-            if offset + box_size > size:
-                return (f"truncated MP4: its {name!r} box needs {offset + box_size} bytes but the file has {size} "
-                        "(an unfinished download or recording)")
-            kinds.add(kind)
-            offset += box_size
-    if not kinds & {b"moov", b"moof"}:
-        return ("incomplete MP4: no 'moov' box (the index of where frames are), so the recording or "
-                "download did not finish")
-    return ""
-
-
-def _file_problem(path: str) -> str:
-    """Why ``path`` cannot be a clip, found without decoding ("" if it may be one)."""
-    if not os.path.exists(path):
-        if os.path.islink(path):
-            try:
-                target = os.readlink(path)
-            except OSError:
-                target = "?"
-            return f"broken symbolic link (points to {target!r}, which does not exist or loops back)"
-        return "file does not exist"
-    if not os.path.isfile(path):
-        return "not a regular file"
-    if os.path.getsize(path) == 0:
-        return "file is empty (0 bytes)"
-    return ""
-
-
-def _explain_failure(path: str, head: bytes, size: int, reason: str) -> str:
-    """A decoding failure, made specific when the bytes show what the file really is."""
-    kind = _sniff_content(head)
-    if kind:
-        suffix = os.path.splitext(path)[1] or "(no suffix)"
-        return f"not a video: the file is {kind} with a {suffix} suffix; remove it or replace it with the real clip"
-    structure = _mp4_problem(path, size)
-    return f"{reason}: {structure}" if structure else reason
 
 
 # --------------------------------------------------------------------------- frames seen while probing
@@ -358,7 +259,7 @@ def probe_video(path: str | os.PathLike) -> dict:
     """
     path = str(path)
     info = empty_probe()
-    info["reason"] = _file_problem(path)
+    info["reason"] = file_problem(path)
     if info["reason"]:
         return info
     info["bytes"] = os.path.getsize(path)
@@ -374,10 +275,10 @@ def probe_video(path: str | os.PathLike) -> dict:
     except cv2.error as err:  # a decoder failure must not stop an audit of thousands of files
         reason = f"OpenCV error while decoding: {str(err).strip().splitlines()[-1]}"
     if reason:
-        info["reason"] = _explain_failure(path, head, info["bytes"], reason)
+        info["reason"] = explain_decode_failure(path, head, info["bytes"], reason)
         return info
     if info["frames_header"] > info["frames"]:  # fewer frames than promised: say why when the file shows it
-        structure = _mp4_problem(path, info["bytes"])
+        structure = mp4_problem(path, info["bytes"])
         if structure:
             notes.append(structure)
     info["warnings"] = "; ".join(notes)  # each note is free of "; ", so the audit can split them again
@@ -430,103 +331,3 @@ def phash_distance(a: str, b: str, min_frames: int = 2) -> float:
         return float("nan")
     differing = np.bitwise_count(va[both] ^ vb[both]).sum()
     return float(differing) / (64 * int(both.sum()))
-
-
-def sample_frame_indices(n_frames: int, t: int) -> np.ndarray:
-    """Indices of ``t`` frames evenly spread over ``[0, n_frames - 1]``.
-
-    Args:
-        n_frames: frames in the clip (>= 1).
-        t: frames to sample (>= 1); when ``t > n_frames`` indices repeat.
-    Returns:
-        int64 array of shape (t,), non-decreasing, first 0 and last n_frames - 1
-        (for t >= 2).
-    """
-    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
-        raise ValueError(f"sample_frame_indices: n_frames must be a positive integer, got {n_frames!r}; "
-                         "probe the clip first and skip clips with no frames")
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
-        raise ValueError(f"sample_frame_indices: t (frames per clip) must be a positive integer, got {t!r}")
-    return np.rint(np.linspace(0, int(n_frames) - 1, int(t))).astype(np.int64)
-
-
-def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False,
-                        allow_seek: bool = True) -> tuple[np.ndarray, dict]:
-    """Decode the frames at ``indices`` exactly (see ``frame_reader``) and say how.
-
-    Same arguments and frames as ``read_frames``; no warning is raised, the record says it all.
-
-    Returns:
-        (frames, record): record has the read stats (strategy, grabs, seeks, seek_fallbacks,
-        grab_ms, seek_ms), ``remapped`` (the clip decoded fewer frames than the indices assumed,
-        so they were spread over ``frames_decoded`` frames instead) and ``frames_decoded``.
-    """
-    path = str(path)
-    size = target_size(size)
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or (idx < 0).any():
-        raise ValueError(f"read_frames({path!r}): indices must be a non-empty 1-D sequence of integers >= 0, "
-                         f"got {indices!r}")
-    idx = idx.astype(np.int64)
-
-    def needed_for(ix: np.ndarray) -> set[int]:
-        wanted = set(ix.tolist())
-        return wanted | {i + 1 for i in wanted} if with_next else wanted
-
-    frames, stats = read_frames_at(path, needed_for(idx), size, allow_seek)
-    record = {**stats.as_dict(), "remapped": False, "frames_decoded": None}
-    if stats.ended_early and int(idx.max()) >= stats.decoded:  # not just the successor of the last frame
-        decoded = stats.decoded
-        if decoded == 0:
-            raise VideoReadError(f"cannot read video {path!r}: no frame decodes (corrupt or unsupported codec); "
-                                 "run the audit to list such files")
-        # The pass reached the end, so ``decoded`` is the true count. Spread the request
-        # over it the same way it was spread over the assumed count.
-        assumed = int(idx.max()) + 1
-        idx = np.rint(idx * ((decoded - 1) / max(assumed - 1, 1))).astype(np.int64)
-        record.update(remapped=True, frames_decoded=decoded)
-        missing = {i for i in needed_for(idx) - frames.keys() if i < decoded}
-        if missing:
-            more, _ = read_frames_at(path, missing, size, allow_seek=False)
-            frames.update(more)
-        if not set(idx.tolist()) <= frames.keys():
-            raise VideoReadError(f"cannot read video {path!r}: frames stopped decoding on a second pass")
-    shape = frames[int(idx[0])].shape
-    if size is None and any(f.shape != shape for f in frames.values()):
-        # Resolution changes inside a clip are rare; unify to the first frame's size.
-        frames = {k: cv2.resize(f, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if f.shape != shape else f
-                  for k, f in frames.items()}
-    if not with_next:
-        return np.stack([frames[int(i)] for i in idx]), record
-    # Only decoded frames are in ``frames``: no successor means i is the last frame.
-    return np.stack([np.stack([frames[i], frames.get(i + 1, frames[i])]) for i in idx.tolist()]), record
-
-
-def read_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False) -> np.ndarray:
-    """Decode the frames at ``indices``: exactly the frames a full sequential decode gives there.
-
-    If the file decodes fewer frames than the indices assume (a truncated clip
-    whose header over-counts), indices are re-mapped proportionally onto the
-    frames that do decode and a ``ShortVideoWarning`` says so.
-
-    Args:
-        path: video file.
-        indices: frame indices (any order, repeats allowed), e.g. from
-            ``sample_frame_indices``.
-        size: None (native size), an int (square) or (width, height); frames are
-            resized with INTER_AREA.
-        with_next: also return the frame right after each index (the same frame
-            again when it is the last one), for frame-difference/flow features.
-    Returns:
-        uint8 RGB array (T, H, W, 3), or (T, 2, H, W, 3) when ``with_next``.
-    Raises:
-        VideoReadError: nothing decodes.
-        ValueError: bad indices or size.
-    """
-    frames, record = read_sampled_frames(path, indices, size, with_next)
-    if record["remapped"]:
-        assumed = int(np.max(indices))
-        warnings.warn(ShortVideoWarning(
-            f"{path}: only {record['frames_decoded']} frames decode but indices up to {assumed} were asked for; "
-            f"indices re-mapped onto frames 0..{record['frames_decoded'] - 1}"), stacklevel=2)
-    return frames

@@ -1,7 +1,8 @@
-"""An ipywidgets clip browser for notebook 01: pick class and split, step through a clip's sampled frames.
+"""ipywidgets for the notebooks: the clip browser of notebook 01 and the threshold slider of 04.
 
-Headless runs (papermill, HTML reports) cannot use widgets; notebook 01 shows the static
-``frame_grid_figure`` there, and this browser in JupyterLab.
+Headless runs (papermill, HTML reports) cannot use widgets: the notebooks show a static figure
+beside each (the frame grid, the confusion matrix at the operating threshold). ipywidgets is
+imported when a widget is built, so the library imports without the notebook stack.
 """
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from nexara_lib.video.probe import VideoReadError, read_frames, sample_frame_indices
+from nexara_lib.evaluation.figures import confusion_matrix_figure
+from nexara_lib.evaluation.metrics import binary_metrics
+from nexara_lib.evaluation.predictions import check_labels, check_probabilities
+from nexara_lib.labels import predict_labels
+from nexara_lib.video.frames import read_frames, sample_frame_indices
+from nexara_lib.video.reader import VideoReadError
 
 ALL = "all"
 
@@ -93,3 +99,32 @@ def clip_browser(manifest: pd.DataFrame, frames_per_clip: int = 8, size: int = 1
     frame_slider.observe(show_frame, names="value")
     refilter()
     return w.VBox([w.HBox([class_pick, split_pick]), clip_pick, frame_slider, image, caption])
+
+
+def threshold_slider(y_true, prob, initial: float = 0.5, step: float = 0.01):
+    """An ipywidgets slider that redraws the confusion matrix and metrics at the chosen threshold.
+
+    For exploration only: the reported operating thresholds come from ``choose_threshold``.
+
+    Returns:
+        ``ipywidgets.interactive``; its ``.result`` is the ``binary_metrics`` dict at the current value.
+    """
+    import ipywidgets as widgets  # lazy: the library must import without a notebook stack
+    from IPython.display import display
+
+    y, p = check_labels(y_true), check_probabilities(prob)
+    if len(y) != len(p):
+        raise ValueError(f"y_true has {len(y)} rows but prob has {len(p)}")
+    if not 0 <= initial <= 1:
+        raise ValueError(f"initial threshold must be in [0, 1], got {initial!r}")
+
+    def show(threshold):
+        m = binary_metrics(y, p, threshold)
+        title = (f"threshold {threshold:.2f}: accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, "
+                 f"gap {m['class_gap']:.3f}, FPR {m['fpr']:.3f}")
+        display(confusion_matrix_figure(y, predict_labels(p, threshold), title=title))
+        return m
+
+    slider = widgets.FloatSlider(value=initial, min=0.0, max=1.0, step=step, description="threshold",
+                                 continuous_update=False, readout_format=".2f")
+    return widgets.interactive(show, threshold=slider)

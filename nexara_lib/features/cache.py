@@ -1,0 +1,104 @@
+"""The feature cache on disk: one ``.npy`` per clip under a stream's key folder, plus how each
+clip was read (``clips.jsonl``) and the clips that failed (``failures.json``).
+
+A clip's file name carries a hash of its manifest row (path, bytes, content hash, frame
+count), so a replaced or re-encoded file gets new features. Every file is written to a
+temporary name and renamed: a crash leaves complete files or none.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nexara_lib.io import read_json, save_npy_atomic, write_json_atomic
+
+# Columns of ``read_clip_records`` (always present, also when nothing was recorded yet).
+CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded", "strategy", "grabs", "seeks",
+                       "seek_fallbacks", "grab_ms", "seek_ms", "remapped", "frames_decoded", "decode_s",
+                       "decode_cpu_s")
+
+
+def clip_cache_name(row) -> str:
+    """File name of one clip's features: its id plus a hash of its manifest row's content.
+
+    The hash covers the path, size in bytes, content hash (sha1 from the audit) and verified
+    frame count, so a replaced or re-encoded file gets new features.
+    """
+    ident = f"{row['path']}|{row.get('bytes', '')}|{row.get('sha1', '')}|{row.get('frames', '')}"
+    digest = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(row["clip_id"]))[:80]
+    return f"{safe}-{digest}.npy"
+
+
+class CacheWriter:
+    """Writes one clip's features, its read record and failures into a cache folder."""
+
+    def __init__(self, cache_dir: Path):
+        self.dir = cache_dir
+        self.failures: dict = read_json(cache_dir / "failures.json", {})
+        self.log = open(cache_dir / "clips.jsonl", "a", encoding="utf-8")
+        self.write_s = 0.0
+
+    def known_failure(self, name: str) -> bool:
+        return name in self.failures
+
+    def features(self, job, feats: np.ndarray, record: dict) -> None:
+        t0 = time.perf_counter()
+        save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=np.float16))
+        self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")
+        self.log.flush()
+        if self.failures.pop(job.name, None) is not None:  # a retried clip that now decodes
+            write_json_atomic(self.dir / "failures.json", self.failures)
+        self.write_s += time.perf_counter() - t0
+
+    def failure(self, job, reason: str) -> dict:
+        entry = {"clip_id": job.clip_id, "path": job.path, "reason": reason}
+        self.failures[job.name] = entry
+        write_json_atomic(self.dir / "failures.json", self.failures)
+        return entry
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def read_clip_records(cache_dir: str | Path) -> pd.DataFrame:
+    """How each cached clip was read (``clips.jsonl``; the newest record per file wins).
+
+    A line cut short by a crash is ignored.
+    """
+    rows = {}
+    path = Path(cache_dir) / "clips.jsonl"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[entry.get("file")] = entry
+    return pd.DataFrame(list(rows.values()), columns=None if rows else list(CLIP_RECORD_COLUMNS))
+
+
+def load_features(manifest: pd.DataFrame, cache_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load cached features of the manifest rows that have them.
+
+    Returns:
+        (x (N, T, D) float32, y (N,) int, clip_ids) in manifest order; rows whose clip
+        failed to decode are left out (they are listed by ``extract_features``).
+    """
+    cache_dir = Path(cache_dir)
+    xs, ys, ids = [], [], []
+    for _, row in manifest.iterrows():
+        path = cache_dir / clip_cache_name(row)
+        if path.exists():
+            xs.append(np.load(path).astype(np.float32))
+            ys.append(int(row["label"]))
+            ids.append(str(row["clip_id"]))
+    if not xs:
+        raise ValueError(f"no cached features in {cache_dir} for these {len(manifest)} clips; "
+                         "run feature extraction (notebook 02 or `nexara extract`) first")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), ids

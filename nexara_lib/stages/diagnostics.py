@@ -1,0 +1,167 @@
+"""Notebook 04 glue: the run's model on validation and test, per class, with thresholds chosen on
+validation, calibration, bootstrap CIs, per-source results and the hardest clips."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from nexara_lib.evaluation import diagnostics as dg
+from nexara_lib.evaluation.figures import (attention_gallery_figure, confusion_matrix_figure, reliability_figure,
+                                           roc_pr_figure, threshold_sweep_figure)
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.features.stream import FeatureStream
+from nexara_lib.io import write_json_atomic
+from nexara_lib.labels import CLASS_NAMES
+from nexara_lib.layout import RunLayout, save_figure
+from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits
+from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.widgets import threshold_slider
+from nexara_lib.training.layers import attention_model
+from nexara_lib.training.model_files import load_sequence_model
+from nexara_lib.training.train import predict_proba
+from nexara_lib.video.frames import read_frames, sample_frame_indices
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    """The run's model, its validation and test predictions, and the metrics report built from them."""
+    manifest: pd.DataFrame
+    splits: dict[str, FeatureSplit]
+    model: keras.Model
+    preds: dict[str, Predictions]
+    report: dict
+
+    @property
+    def thresholds(self) -> dict:
+        """Operating thresholds chosen on validation."""
+        return self.report["thresholds"]
+
+    @property
+    def operating_threshold(self) -> float:
+        """The threshold with the best validation balanced accuracy: the one the run reports at."""
+        return self.report["thresholds"]["balanced_accuracy"]
+
+
+def load_run_model(params: Mapping, layout: RunLayout) -> keras.Model:
+    """The model notebook 03 trained, loaded in Keras safe mode."""
+    return load_sequence_model(layout.require(layout.model_dir(params["model"]) / "model.keras", "03_hybrid_training"))
+
+
+def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
+    """Predict validation and test, choose thresholds on validation, compute every metric with
+    bootstrap CIs, and write ``artifacts/metrics.json``."""
+    manifest = load_manifest(layout)
+    splits = load_splits(manifest, FeatureStream.from_params(params), layout, ("val", "test"))
+    model = load_run_model(params, layout)
+    preds = {name: Predictions(name, s.y, predict_proba(model, s.x), tuple(s.clip_ids)) for name, s in splits.items()}
+    report = dg.metrics_report(preds["val"], preds["test"], max_fpr=params["max_false_positive_rate"],
+                               n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    write_json_atomic(layout.metrics, report)
+    return Diagnosis(manifest, splits, model, preds, report)
+
+
+def thresholds_table(diagnosis: Diagnosis) -> pd.Series:
+    return pd.Series(diagnosis.thresholds, name="threshold (chosen on validation)")
+
+
+def per_class_table(diagnosis: Diagnosis, params: Mapping) -> pd.DataFrame:
+    return dg.per_class_table(diagnosis.preds, diagnosis.thresholds, n_bootstrap=params["bootstrap_samples"],
+                              seed=params["seed"])
+
+
+def confusion_figure(diagnosis: Diagnosis, layout: RunLayout) -> Figure:
+    """The test confusion matrix at the operating threshold, saved as ``confusion_test``."""
+    op, test = diagnosis.operating_threshold, diagnosis.preds["test"]
+    fig = confusion_matrix_figure(test.y_true, test.pred(op), title=f"test, threshold {op:.2f}")
+    save_figure(fig, layout, "confusion_test")
+    return fig
+
+
+def roc_pr(diagnosis: Diagnosis, layout: RunLayout) -> Figure:
+    fig = roc_pr_figure(diagnosis.preds)
+    save_figure(fig, layout, "roc_pr")
+    return fig
+
+
+def threshold_and_calibration(diagnosis: Diagnosis, layout: RunLayout) -> tuple:
+    """The validation threshold sweep and the reliability diagram (both saved), the calibration
+    table per split, and the temperature fit on validation."""
+    sweep = threshold_sweep_figure(dg.threshold_sweep(diagnosis.preds["val"]), chosen=diagnosis.thresholds)
+    save_figure(sweep, layout, "threshold_sweep")
+    reliability = reliability_figure(diagnosis.preds)
+    save_figure(reliability, layout, "reliability")
+    calibration = diagnosis.report["calibration"]
+    table = pd.DataFrame({split: calibration[split] for split in ("val", "test")}).T
+    temperature = pd.Series({"temperature fit on validation": calibration["temperature"]}, name="calibration")
+    return sweep, reliability, table, temperature
+
+
+def per_source_table(diagnosis: Diagnosis) -> pd.DataFrame:
+    manifest = diagnosis.manifest
+    return dg.per_source_table(manifest[manifest["split"] == "test"], diagnosis.preds["test"],
+                               diagnosis.operating_threshold)
+
+
+def hardest_clips(diagnosis: Diagnosis, params: Mapping, layout: RunLayout) -> tuple:
+    """The hardest misclassified test clips and their frames with attention (saved as
+    ``hardest_misclassified``); adds the per-source table and these clips to ``metrics.json``."""
+    hardest = dg.hardest_misclassified(diagnosis.preds["test"], diagnosis.operating_threshold, k=params["n_hardest"])
+    gallery = misclassified_gallery(diagnosis.model, diagnosis.manifest, diagnosis.splits["test"], hardest)
+    save_figure(gallery, layout, "hardest_misclassified")
+    write_json_atomic(layout.metrics, {**diagnosis.report,
+                                       "per_source_test": per_source_table(diagnosis).to_dict("records"),
+                                       "hardest_misclassified_test": hardest.to_dict("records")})
+    return hardest, gallery
+
+
+def misclassified_gallery(model, manifest: pd.DataFrame, split: FeatureSplit, hardest: pd.DataFrame,
+                          thumb_size: int = 96) -> Figure:
+    """Thumbnails of the sampled frames of each clip in ``hardest``, with per-frame attention.
+
+    Models without an attention layer get equal weight per frame, and the title says so.
+    A short notice replaces the gallery when nothing was misclassified.
+    """
+    if hardest.empty:
+        fig = Figure(figsize=(6, 1))
+        fig.text(0.5, 0.5, "No misclassified clips at the operating threshold.", ha="center", va="center")
+        return fig
+    position = {cid: i for i, cid in enumerate(split.clip_ids)}
+    x = split.x[[position[cid] for cid in hardest["clip_id"]]]
+    try:
+        _, attention = attention_model(model).predict(x, verbose=0)
+        note = ""
+    except ValueError:  # models without an attention layer: show the frames, uniform weights
+        attention, note = np.full(x.shape[:2], 1.0 / x.shape[1]), " (no attention layer: uniform)"
+    rows = manifest.set_index("clip_id")
+    frames_list, titles = [], []
+    for (_, item), att in zip(hardest.iterrows(), attention):
+        row = rows.loc[item["clip_id"]]
+        indices = sample_frame_indices(int(row["frames"]), x.shape[1])
+        frames_list.append(read_frames(row["path"], indices, size=thumb_size))
+        titles.append(f"{item['clip_id']}: true {CLASS_NAMES[int(item['y_true'])]}, "
+                      f"P(violent) = {item['prob']:.2f}{note}")
+    return attention_gallery_figure(frames_list, [np.asarray(a, dtype=float) for a in attention], titles)
+
+
+def publish_headline(diagnosis: Diagnosis, layout: RunLayout):
+    test = diagnosis.report["metrics"]["test"]["balanced_accuracy"]
+
+    def with_ci(name):
+        return {"value": test[name], "ci": [test[f"{name}_ci_low"], test[f"{name}_ci_high"]]}
+
+    return record_headline(layout.run_dir, "04_per_class_diagnostics", {
+        "test accuracy": with_ci("accuracy"), "test accuracy, violent": with_ci("acc_violent"),
+        "test accuracy, non-violent": with_ci("acc_nonviolent"), "test class gap": with_ci("class_gap"),
+        "test AUC": with_ci("roc_auc"),
+        "operating threshold (val)": {"value": diagnosis.operating_threshold, "format": "number"}})
+
+
+def threshold_explorer(diagnosis: Diagnosis):
+    """A slider over thresholds showing the test confusion matrix (JupyterLab only)."""
+    test = diagnosis.preds["test"]
+    return threshold_slider(test.y_true, test.prob, initial=diagnosis.operating_threshold)

@@ -1,0 +1,40 @@
+"""Saved models: an atomic ``.keras`` save, and a safe-mode load that knows every custom object.
+
+A compiled model saved by this library refers to the focal loss, the learning-rate schedule
+and the custom layers; Keras safe mode only finds registered classes, so this module imports
+all of them (``SAVED_CUSTOM_OBJECTS``) before any load.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from nexara_lib.io import atomic_path
+from nexara_lib.training.layers import PositionalEmbedding, TemporalAttention
+from nexara_lib.training.losses import FocalLoss
+from nexara_lib.training.schedule import WarmupCosine
+
+# what a saved model of this library may refer to; importing them registered them with Keras
+SAVED_CUSTOM_OBJECTS = (FocalLoss, WarmupCosine, TemporalAttention, PositionalEmbedding)
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Save a ``.keras`` model atomically (Keras picks the format from the suffix)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
+        model.save(tmp)
+
+
+def load_sequence_model(path) -> keras.Model:
+    """Load a ``.keras`` model saved by this library, in Keras safe mode.
+
+    The focal loss, the learning-rate schedule and the custom layers that a compiled,
+    saved model refers to are registered by this module's imports.
+
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The reloaded model.
+    """
+    return keras.models.load_model(path, safe_mode=True)
