@@ -28,6 +28,7 @@ test: install
 test-fast: install  ## unit tests only, no notebook runs
 	$(PY) -m pytest -q -m "not e2e"
 
+bench: export NEXARA_PRETRAINED_DIR ?= $(abspath ../shared/models)
 bench: install  ## speed benchmarks, JSON reports under outputs/bench/ (not tests: nothing asserts on a time)
 	$(PY) -m benchmarks.bench_training --out outputs/bench/training.json
 	$(PY) -m benchmarks.bench_extraction --out outputs/bench/extraction.json

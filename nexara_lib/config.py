@@ -97,6 +97,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     # --- 02 features ---------------------------------------------------------
     _p("backbone", "str", "vgg19", "frame encoder from the backbone registry (vgg19, resnet50v2, mobilenetv2, efficientnetb0, efficientnetb4, mobilenet_v1_tflite, flow)", "features"),
     _p("backbone_weights", "str", "imagenet", "'imagenet', 'none' (random init), or a path to a local weights/.tflite file", "features"),
+    _p("pretrained_dir", "path", None, "folder holding pretrained files that cannot be downloaded (the .tflite of mobilenet_v1_tflite, which weights 'imagenet' loads from here)", "features", must_exist=False),
     _p("frames_per_clip", "int", 20, "T: frames sampled evenly over each clip", "features", bounds=_at_least(2, "frames per clip")),
     _p("image_size", "int", 0, "square frame size fed to the backbone; 0 = the backbone's own input size", "features", bounds=_at_least(0, "0 = the backbone's own")),
     _p("extract_batch_size", "int", 0, "frames per backbone call (0 = the backbone's own batch size from the registry)", "features", bounds=_at_least(0, "0 = the backbone's own")),

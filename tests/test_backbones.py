@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nexara_lib.features.backbones import (DEFAULT_TFLITE_MODEL, available_backbones, create_backbone, describe_backbone,
+from nexara_lib.features.backbones import (pretrained_path, available_backbones, create_backbone, describe_backbone,
                                   feature_dim,
                                   get_backbone_spec, resolve_image_size)
 
@@ -15,7 +15,7 @@ def test_each_backbone_encodes_frames(name):
     spec = get_backbone_spec(name)
     weights = "none"
     if name == "mobilenet_v1_tflite":
-        if not DEFAULT_TFLITE_MODEL.is_file():
+        if not pretrained_path(name).is_file():
             pytest.skip("shared .tflite model not present")
         weights = "imagenet"
     size = TEST_SIZES.get(name, spec.input_size)
@@ -30,7 +30,7 @@ def test_each_backbone_encodes_frames(name):
 
 
 def test_tflite_backbone_is_batch_invariant():
-    if not DEFAULT_TFLITE_MODEL.is_file():
+    if not pretrained_path("mobilenet_v1_tflite").is_file():
         pytest.skip("shared .tflite model not present")
     encode = create_backbone("mobilenet_v1_tflite", "imagenet")
     frames = np.random.default_rng(1).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
@@ -82,3 +82,13 @@ def test_random_weights_are_the_same_network_in_every_build():
     a = create_backbone("resnet50v2", "none", 64)(frames)
     b = create_backbone("resnet50v2", "none", 64)(frames)
     assert np.array_equal(a, b) and np.abs(a).max() > 0
+
+
+def test_offline_imagenet_file_without_pretrained_dir_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("NEXARA_PRETRAINED_DIR", raising=False)
+    assert pretrained_path("mobilenet_v1_tflite") is None
+    with pytest.raises(ValueError, match="set pretrained_dir to the folder"):
+        create_backbone("mobilenet_v1_tflite", "imagenet")
+    monkeypatch.setenv("NEXARA_PRETRAINED_DIR", "/nonexistent")
+    with pytest.raises(ValueError, match="does not exist"):
+        create_backbone("mobilenet_v1_tflite", "imagenet")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_extraction
-from nexara_lib.features.backbones import DEFAULT_TFLITE_MODEL
+from nexara_lib.features.backbones import pretrained_path
 
 N_CLIPS = 4   # chosen by --clips out of the 6 written
 FRAMES = 8    # T
@@ -17,7 +17,7 @@ def _tflite_available() -> bool:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         return False
-    return DEFAULT_TFLITE_MODEL.is_file()
+    return pretrained_path("mobilenet_v1_tflite").is_file()
 
 
 # the real encoder when it is here; else the flow backbone (no weights, no model file)

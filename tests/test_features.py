@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.features.backbones import DEFAULT_TFLITE_MODEL
+from nexara_lib.features.backbones import pretrained_path
 from nexara_lib.features.cache import clip_cache_name, load_features
 from nexara_lib.features.extract import extract_features
 from nexara_lib.features.stream import FeatureStream
@@ -100,8 +100,9 @@ def test_load_without_cache_is_a_clear_error(manifest, tmp_path):
 
 @pytest.mark.realdata
 def test_tflite_features_on_real_clips(tmp_path):
-    root = DEFAULT_TFLITE_MODEL.parents[1] / "data" / "surv-fight-dev"
-    if not DEFAULT_TFLITE_MODEL.is_file() or not root.is_dir():
+    model = pretrained_path("mobilenet_v1_tflite")
+    root = model.parents[1] / "data" / "surv-fight-dev"
+    if not model.is_file() or not root.is_dir():
         pytest.skip("shared real clips / model not present")
     paths = [root / "fight" / "fi001.mp4", root / "noFight" / "nofi001.mp4"]
     manifest = pd.DataFrame([{"clip_id": p.name, "path": str(p), "label": int("fi0" in p.name), "frames": 0}

@@ -36,13 +36,7 @@ def _class_bars(ax, df: pd.DataFrame, by: str, title: str) -> None:
 
 
 def class_balance_figure(manifest: pd.DataFrame):
-    """Bar charts of clips per class, per split and per source.
-
-    Args:
-        manifest: from ``build_manifest``.
-    Returns:
-        matplotlib Figure.
-    """
+    """Bar charts of clips per class, per split and per source, from the manifest."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_split, ax_source = fig.subplots(1, 2)
     _class_bars(ax_split, manifest, "split", "clips per class and split")
@@ -51,13 +45,7 @@ def class_balance_figure(manifest: pd.DataFrame):
 
 
 def duration_figure(manifest: pd.DataFrame):
-    """Distributions of duration (per class), frame rate and resolution.
-
-    Args:
-        manifest: from ``build_manifest``.
-    Returns:
-        matplotlib Figure.
-    """
+    """Distributions of duration (per class), frame rate and resolution, from the manifest."""
     fig = Figure(figsize=(14, 4), layout="constrained")
     ax_dur, ax_fps, ax_res = fig.subplots(1, 3)
     durations = manifest["duration_s"].astype(float)

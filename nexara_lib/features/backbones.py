@@ -13,6 +13,7 @@ path to a local weights file (``.h5``/``.weights.h5`` for Keras backbones, the
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +22,9 @@ import numpy as np
 from nexara_lib.registry import Registry
 from nexara_lib.runtime import configure_precision
 
-# The offline ImageNet encoder shipped beside the project (see ../shared/data/README.md).
-DEFAULT_TFLITE_MODEL = (Path(__file__).resolve().parents[3] / "shared" / "models"
-                        / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+# Where a backbone with weights 'imagenet' finds its pretrained file when it cannot download one
+# (the LiteRT encoder): the ``pretrained_dir`` parameter, exported to every process by ``use_pretrained_dir``.
+PRETRAINED_DIR_ENV = "NEXARA_PRETRAINED_DIR"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,7 @@ class BackboneSpec:
     fixed_input_size: bool   # True: image_size cannot differ from input_size
     framework: str = "keras"  # what runs it: keras (mixed precision on GPU possible), litert, opencv
     input_dtype: str = "uint8"  # what it takes: uint8 RGB frames; it returns float32 features
+    pretrained_file: str = ""   # file name of its 'imagenet' weights inside pretrained_dir ('' = downloaded by Keras)
     factory: Callable = dataclasses.field(repr=False, compare=False, default=None)
 
 
@@ -44,11 +46,26 @@ _REGISTRY = Registry("backbone")
 
 
 def register_backbone(name, *, input_size, feature_dim, preprocessing, batch_size=32,
-                      needs_next_frame=False, fixed_input_size=False, framework="keras"):
+                      needs_next_frame=False, fixed_input_size=False, framework="keras", pretrained_file=""):
     """Decorator: register ``factory(weights, image_size) -> encoder`` under ``name``."""
     return _REGISTRY.register(name, lambda factory: BackboneSpec(
         name, input_size, feature_dim, preprocessing, batch_size, needs_next_frame, fixed_input_size,
-        framework, "uint8", factory))
+        framework, "uint8", pretrained_file, factory))
+
+
+def use_pretrained_dir(folder: str | Path | None) -> None:
+    """Make ``folder`` the place every process of this run (decoders, Ray workers) finds pretrained files."""
+    if folder:
+        os.environ[PRETRAINED_DIR_ENV] = str(folder)
+
+
+def pretrained_path(name: str) -> Path | None:
+    """The offline 'imagenet' file of backbone ``name`` in the pretrained folder; None when no folder is set."""
+    spec = get_backbone_spec(name)
+    folder = os.environ.get(PRETRAINED_DIR_ENV)
+    if not spec.pretrained_file or not folder:
+        return None
+    return Path(folder) / spec.pretrained_file
 
 
 def available_backbones() -> list[str]:
@@ -199,14 +216,17 @@ _register_pooled_app("efficientnetb4", "EfficientNetB4", "efficientnet", input_s
 
 
 @register_backbone("mobilenet_v1_tflite", input_size=224, feature_dim=1024, batch_size=32, fixed_input_size=True,
-                   framework="litert",
+                   framework="litert", pretrained_file="mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
                    preprocessing="uint8 RGB as is (quantized model); output dequantized with the tensor's scale/zero point")
 def _mobilenet_v1_tflite(weights, size):
     if weights == "imagenet":
-        model_path = DEFAULT_TFLITE_MODEL
-        if not model_path.is_file():
-            raise ValueError(f"backbone 'mobilenet_v1_tflite' with weights 'imagenet' needs the local model "
-                             f"{model_path}; set backbone_weights to the path of the .tflite file")
+        model_path = pretrained_path("mobilenet_v1_tflite")
+        if model_path is None or not model_path.is_file():
+            where = f"{model_path} does not exist" if model_path else "no pretrained_dir is set"
+            raise ValueError(f"backbone 'mobilenet_v1_tflite' with weights 'imagenet' loads "
+                             f"{get_backbone_spec('mobilenet_v1_tflite').pretrained_file} from pretrained_dir, but "
+                             f"{where}; set pretrained_dir to the folder that holds it (../shared/models on these "
+                             "machines), or backbone_weights to the .tflite file's path")
     elif weights == "none":
         raise ValueError("backbone 'mobilenet_v1_tflite' is a fixed pretrained model: set backbone_weights to "
                          "'imagenet' (the shared .tflite) or a .tflite path; 'none' is not possible")

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from nexara_lib.features.backbones import PRETRAINED_DIR_ENV
 from nexara_lib.features.clip_jobs import ClipJob
 from nexara_lib.features.ray_worker import (Chunk, ChunkEncoderActor, ChunkRunner, ChunkSettings, encode_chunk,
                                             run_chunk_task)
@@ -114,6 +115,14 @@ def _check_reachable(address: str) -> None:
                            "or leave ray_address empty and RAY_ADDRESS unset to start a local Ray instance") from None
 
 
+def _runtime_env() -> dict:
+    """What a remote cluster's workers need: this library, and where pretrained files are."""
+    env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+    if os.environ.get(PRETRAINED_DIR_ENV):
+        env["env_vars"] = {PRETRAINED_DIR_ENV: os.environ[PRETRAINED_DIR_ENV]}
+    return env
+
+
 def connect_ray(address: str | None, workers: int):
     """Use the initialised Ray, join ``address`` (or RAY_ADDRESS), or start a local instance.
 
@@ -135,7 +144,7 @@ def connect_ray(address: str | None, workers: int):
     try:
         if address:
             # Workers import this package from the driver's copy: no install or shared filesystem needed.
-            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]}, **quiet)
+            ray.init(address=address, runtime_env=_runtime_env(), **quiet)
         else:
             ray.init(num_cpus=workers or None, include_dashboard=False, **quiet)
     except Exception as err:  # noqa: BLE001  (ray.init raises many kinds; all mean the same to the user)

@@ -45,12 +45,14 @@ def _cmd_audit(args) -> int:
 def _cmd_extract(args) -> int:
     import pandas as pd
     from nexara_lib.features.extract import extract_augmented_copies, extract_features
+    from nexara_lib.features.backbones import use_pretrained_dir
     from nexara_lib.features.stream import FeatureStream
     if not Path(args.manifest).is_file():
         raise ParamError(f"manifest {args.manifest!r} does not exist; write one with `nexara audit`")
     manifest = pd.read_csv(args.manifest, keep_default_na=False)
     if "status" in manifest.columns:
         manifest = manifest[manifest["status"] == "ok"]
+    use_pretrained_dir(args.pretrained_dir)
     stream = FeatureStream(args.backbone, args.weights, args.frames_per_clip, args.image_size)
     options = dict(batch_size=args.batch_size, workers=args.workers, executor=args.executor,
                    ray_address=args.ray_address, retry_failed=args.retry_failed)
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--backbone", required=True)
     extract.add_argument("--weights", default=_default("backbone_weights"))
     extract.add_argument("--frames-per-clip", "--frames", type=int, default=_default("frames_per_clip"))
+    extract.add_argument("--pretrained-dir", help="folder of offline pretrained files (the .tflite encoder)")
     extract.add_argument("--image-size", type=int, default=_default("image_size"))
     extract.add_argument("--out", required=True, help="cache root: one sub-folder per feature key")
     extract.add_argument("--workers", type=int, default=_default("extract_workers"), help="decoder processes (0 = decode in this process)")

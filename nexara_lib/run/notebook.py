@@ -13,6 +13,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from nexara_lib.layout import RunLayout, open_run  # noqa: E402
+from nexara_lib.features.backbones import use_pretrained_dir  # noqa: E402
 from nexara_lib.config import Params  # noqa: E402
 from nexara_lib.run.params import params_from_namespace
 
@@ -30,6 +31,7 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     """
     params = params_from_namespace(list(param_files), namespace)
     layout = open_run(run_dir)
+    use_pretrained_dir(params["pretrained_dir"])
     random.seed(params["seed"])
     np.random.seed(params["seed"])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)

@@ -15,7 +15,6 @@ import yaml
 
 from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
 from nexara_lib.features.backbones import available_backbones
-from nexara_lib.training.models import available_models
 from nexara_lib.transforms.registry import check_transform_names
 
 
@@ -42,6 +41,9 @@ def _check_consistency(values: dict, sources: dict) -> None:
 
 def _check_registry_names(values: dict, sources: dict) -> None:
     """Names that pick a registry entry must exist now, not when notebook 05 gets to them."""
+    # The model registry imports Keras: loaded when parameters are checked, not when this module is
+    # imported, so `nexara --help`, `nexara params` and the report renderer start without TensorFlow.
+    from nexara_lib.training.models import available_models
 
     def known(key, names, registry):
         unknown = [n for n in names if n not in registry]

@@ -213,12 +213,9 @@ def hybrid(input_shape, *,
            l2: float,                  # L2 on every kernel
            ) -> keras.Model:
     """The default model: compression, three BiLSTMs (residual around the second), attention, dense head."""
-    dense_units, attention_units, head_units, dropout, l2 = _check_common(
-        dense_units, attention_units, head_units, dropout, l2)
-    lstm_units = check_units("lstm_units", lstm_units)
-    lstm_units_last = check_units("lstm_units_last", lstm_units_last)
-    recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
-
+    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout,
+     l2) = _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
+                                 recurrent_dropout, l2)
     inputs, x = _normalized_inputs(input_shape)
     x = _compression(x, dense_units, dropout, l2)
     x = _recurrent("lstm", lstm_units, recurrent_dropout, l2, "bilstm_1")(x)
@@ -233,14 +230,20 @@ def hybrid(input_shape, *,
     return keras.Model(inputs, _classifier_head(x, head_units, dropout, l2), name="hybrid")
 
 
-def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_last, attention_units, head_units,
-                   dropout, recurrent_dropout, l2, name) -> keras.Model:
+def _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
+                          recurrent_dropout, l2) -> tuple:
+    """The checked arguments of the recurrent models, in their signature order."""
     dense_units, attention_units, head_units, dropout, l2 = _check_common(
         dense_units, attention_units, head_units, dropout, l2)
-    lstm_units = check_units("lstm_units", lstm_units)
-    lstm_units_last = check_units("lstm_units_last", lstm_units_last)
-    recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+    return (dense_units, check_units("lstm_units", lstm_units), check_units("lstm_units_last", lstm_units_last),
+            attention_units, head_units, dropout, check_rate("recurrent_dropout", recurrent_dropout), l2)
 
+
+def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_last, attention_units, head_units,
+                   dropout, recurrent_dropout, l2, name) -> keras.Model:
+    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout,
+     l2) = _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
+                                 recurrent_dropout, l2)
     inputs, x = _normalized_inputs(input_shape)
     x = _compression(x, dense_units, dropout, l2)
     x = _recurrent(kind, lstm_units, recurrent_dropout, l2, f"bi{kind}_1")(x)
@@ -253,16 +256,9 @@ def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_l
 
 def _register_two_layer_rnn(kind: str, name: str, doc: str):
     """Register a two-layer bidirectional ``kind`` ('lstm' or 'gru') model under ``name``."""
-    def factory(input_shape, *,
-                dense_units: int,           # per-frame compression width (0 = no compression)
-                lstm_units: int,            # units per direction of the first layer (GRU units for bigru)
-                lstm_units_last: int,       # units per direction of the second layer
-                attention_units: int,       # hidden size of the attention score
-                head_units: Sequence[int],  # dense head widths
-                dropout: float,             # half after compression, 0.8x on the last dense
-                recurrent_dropout: float,   # > 0 disables the fused GPU kernel
-                l2: float,                  # L2 on every kernel
-                ) -> keras.Model:
+    def factory(input_shape, *, dense_units: int, lstm_units: int, lstm_units_last: int, attention_units: int,
+                head_units: Sequence[int], dropout: float, recurrent_dropout: float, l2: float) -> keras.Model:
+        # as ``hybrid``, with two layers: lstm_units (GRU units for bigru) then lstm_units_last
         return _two_layer_rnn(kind, input_shape, dense_units, lstm_units, lstm_units_last, attention_units,
                               head_units, dropout, recurrent_dropout, l2, name)
 
