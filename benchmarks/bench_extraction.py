@@ -18,9 +18,15 @@ Targets (issue: 2 cores, mobilenet_v1_tflite, 20 frames per clip): ours >= 5x fa
 ours' wall <= 1.2x max(decode alone, model alone); peak RSS of the 10-minute clip <= 1.1x that of
 the 2-second one. Benchmarks are not tests: nothing here asserts on a time.
 
+A **views** part extracts the same clips once more per stream view (``--views``, default identity,
+motion_crop and tiles; each into a fresh cache, same workers): clips/s with and without the motion crop
+(and the tiles), and the motion crop's whole-frame fallbacks. ``--views-only`` runs just that part
+(a report with ``views`` and no naive/decode/model/RSS parts).
+
 Run it with ``make bench`` or::
 
     python -m benchmarks.bench_extraction --out outputs/bench/extraction.json
+    python -m benchmarks.bench_extraction --views-only --clips 20 --frames 16 --out outputs/bench/views.json
 """
 from __future__ import annotations
 
@@ -57,6 +63,7 @@ LONG_CLIP = (600.0, 5)         # 10 minutes at a low frame rate (3000 frames) ke
 QUICK_LONG_CLIP = (20.0, 5)    # --quick: a 20-second long clip (100 frames)
 QUICK_CLIPS = 4                # --quick without --clips: this many real clips
 RUN_ORDER = ("decode_only", "model_only", "ours", "naive")  # within each repeat
+VIEWS = ("identity", "motion_crop", "tiles")  # the views part: the clean stream, then each stream view
 _RSS_RESULT_PREFIX = "RSS_RESULT "  # the line a measuring child prints its result on
 
 
@@ -170,18 +177,23 @@ def _per_clip(count: int, frames_per_clip: int, wall: float) -> dict:
             "frames_per_s": count * frames_per_clip / wall if wall > 0 else None}
 
 
-def _run_ours(manifest, cfg: dict) -> dict:
-    """``extract_features`` into a fresh temporary cache (removed afterwards)."""
+def _run_ours(manifest, cfg: dict, stream=None) -> dict:
+    """``extract_features`` of ``stream`` (default: the clean stream) into a fresh temporary cache (removed
+    afterwards)."""
+    from nexara_lib.features.cache import read_clip_records
     from nexara_lib.features.extract import extract_features
     from nexara_lib.features.stream import FeatureStream
 
+    stream = stream or FeatureStream(cfg["backbone"], cfg["weights"], cfg["frames"])
     cpu0 = _cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="nexara-bench-extract-") as cache_root:
         t0 = time.perf_counter()
-        summary = extract_features(manifest, FeatureStream(cfg["backbone"], cfg["weights"], cfg["frames"]),
-                                   cache_root, workers=cfg["workers"], progress=False)
+        summary = extract_features(manifest, stream, cache_root, workers=cfg["workers"], progress=False)
         wall = time.perf_counter() - t0
+        records = read_clip_records(summary["cache_dir"])
     cpu1 = _cpu_seconds()
+    if "motion_fallback_frames" in records.columns:  # motion_crop: sampled frames that kept the whole frame
+        summary["motion_fallback_frames"] = int(records["motion_fallback_frames"].sum())
     summary = {k: v for k, v in summary.items() if k not in ("cache_dir",)}
     return {"wall_s": wall, **_per_clip(summary["computed"], cfg["frames"], wall),
             "decode_s": summary["decode_s"], "model_s": summary["model_s"], "wait_s": summary["wait_s"],
@@ -389,6 +401,92 @@ def _rss_part(clip_dir: Path, cfg: dict, long_clip: tuple[float, int]) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- stream views
+
+def check_views(views) -> tuple[str, ...]:
+    """``views`` as a tuple of 'identity' and stream-view names (a comma-separated string is split)."""
+    from nexara_lib.transforms.registry import available_transforms
+
+    if isinstance(views, str):
+        views = [v.strip() for v in views.split(",") if v.strip()]
+    known = ["identity", *available_transforms(use="stream")]
+    unknown = [v for v in views if v not in known]
+    if unknown or len(set(views)) != len(views):
+        raise ValueError(f"views must be distinct names among {known}, got {list(views)}")
+    return tuple(views)
+
+
+def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
+    """``extract_features`` once per view on the same clips, each into a fresh cache: clips/s and costs."""
+    from nexara_lib.features.stream import FeatureStream
+
+    base = FeatureStream(cfg["backbone"], cfg["weights"], cfg["frames"])
+    out: dict = {}
+    for view in views:
+        stream = base if view == "identity" else base.with_view(view)
+        run = _run_ours(manifest, cfg, stream)
+        summary = run["summary"]
+        out[view] = {"key": stream.key, "regions": stream.regions,
+                     "encoded_frames_per_clip": cfg["frames"] * stream.regions,
+                     "wall_s": run["wall_s"], "clips_per_s": run["clips_per_s"], "computed": run["computed"],
+                     "failed": run["failed"], "decode_s": run["decode_s"], "model_s": run["model_s"],
+                     "wait_s": run["wait_s"], "cpu_s": run["cpu_s"],
+                     "motion_fallback_frames": summary.get("motion_fallback_frames")}
+    if "identity" in out:
+        for view in views:
+            if view != "identity" and out[view]["clips_per_s"] and out["identity"]["clips_per_s"]:
+                out[view]["speed_vs_identity"] = out[view]["clips_per_s"] / out["identity"]["clips_per_s"]
+    out["method"] = ("extract_features(workers, default batch size) per view on the same clips, each into a fresh "
+                     "temporary cache, one run each, in the order listed; stream views decode the sampled frames "
+                     "at native resolution and cut them in the decoder processes (motion_crop also decodes each "
+                     "sampled frame's next frame); tiles encode grid**2 frames per sampled frame")
+    return out
+
+
+def _views_headline(views: dict) -> str:
+    names = [v for v in views if v != "method"]
+    return "views: " + ", ".join(f"{v} {views[v]['clips_per_s']:.2f} clips/s" for v in names
+                                 if views[v]["clips_per_s"] is not None)
+
+
+def bench_views(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0,
+                backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20, workers: int = 2,
+                views=VIEWS) -> dict:
+    """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report)."""
+    from nexara_lib.features.stream import FeatureStream
+    from nexara_lib.io import write_json_atomic
+
+    check_int("frames", frames, 1)
+    check_int("workers", workers, 1)
+    check_int("clips", clips, 0)
+    _check_backbone(backbone)
+    views = check_views(views)
+
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_before = load_average()
+    total0 = time.perf_counter()
+    stream = FeatureStream(backbone, weights, frames)
+    cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
+           "size": stream.size, "pairs": stream.pairs, "batch_frames": stream.spec.batch_size}
+    manifest, unusable = select_clips(data_dir, clips)
+    part = _views_part(manifest, cfg, views)
+    headline = _views_headline(part)
+    report = {"benchmark": "feature_extraction_views", "headline": headline,
+              "question": "clips/s of extract_features on the whole frame vs the stream views (motion_crop, tiles)",
+              "started_at": started_at, "total_seconds": time.perf_counter() - total0,
+              "machine": {**_machine(), "load_average_before": load_before, "load_average_after": load_average()},
+              "data": {"dir": str(Path(data_dir).resolve()), "clips": len(manifest), "unusable": unusable,
+                       "selection": f"{clips} evenly spread over the sorted clip list" if clips else "all clips",
+                       "sizes": {f"{w}x{h}": int(n)
+                                 for (w, h), n in manifest.groupby(["width", "height"]).size().items()},
+                       "rel_paths": manifest["rel_path"].tolist()},
+              "config": {**cfg, "views": list(views)}, "views": part}
+    path = Path(out_path)
+    write_json_atomic(path, report)
+    print(f"extraction views bench: {headline} -> {path}", flush=True)
+    return {**report, "path": str(path)}
+
+
 # --------------------------------------------------------------------------- environment
 
 def _cpu_model() -> str:
@@ -444,7 +542,7 @@ def _check_backbone(backbone: str) -> None:
 
 def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0, repeats: int = 1,
                      backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20,
-                     workers: int = 2, quick: bool = False, rss: bool = True) -> dict:
+                     workers: int = 2, quick: bool = False, rss: bool = True, views=VIEWS) -> dict:
     """Time ours, naive, decode_only and model_only on the same clips; measure peak RSS vs clip length.
 
     Each repeat runs decode_only (keeping the frames), model_only (on those frames, then freed), ours
@@ -463,6 +561,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         workers: decoder processes for ours and decode_only (>= 1).
         quick: few clips and a 20-second long clip (for tests).
         rss: also run the peak-RSS part.
+        views: 'identity' and stream views to time in the views part (after the repeats); () = none.
     Returns:
         The report that was written (also has ``"path"``).
     """
@@ -471,6 +570,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     check_int("workers", workers, 1)
     check_int("clips", clips, 0)
     _check_backbone(backbone)
+    views = check_views(views)
     from nexara_lib.features.backbones import create_backbone
     from nexara_lib.features.extract import _jobs
     from nexara_lib.features.stream import FeatureStream
@@ -501,6 +601,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         runs["ours"].append(_run_ours(manifest, cfg))
         runs["naive"].append(_run_naive(manifest, cfg, naive_encode))
     best = {side: _best(results) for side, results in runs.items()}
+    views_part = _views_part(manifest, cfg, views) if views else None
     ours, naive, decode, model = (best[s] for s in ("ours", "naive", "decode_only", "model_only"))
 
     machine = _machine()
@@ -544,6 +645,9 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
                      f"{_duration_text(short['clip']['seconds'])} {short['peak_rss_mb']:.0f} MB "
                      f"({rss_part['ratio']:.2f}x, target <= {TARGET_RSS_RATIO:g}: {verdict('rss_ratio')})")
 
+    if views_part:
+        headline += "; " + _views_headline(views_part)
+
     report = {
         "benchmark": "feature_extraction",
         "question": "clips/s of extract_features vs a naive seek-per-frame, one-call-per-frame loop; how close "
@@ -582,6 +686,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         "ours": ours, "naive": naive, "decode_only": decode, "model_only": model,
         "floor": floor,
         "rss": rss_part,
+        "views": views_part,
         "rss_tolerance": f"long-clip peak RSS <= {TARGET_RSS_RATIO:g} x short-clip peak RSS (whole process)",
     }
     path = Path(out_path)
@@ -605,14 +710,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_CLIPS} clips (unless --clips) and a {QUICK_LONG_CLIP[0]:g}-s long clip")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS part (synthetic 1080p clips)")
+    parser.add_argument("--views", default=",".join(VIEWS),
+                        help="comma-separated views timed in the views part ('identity' and stream views; '' = none)")
+    parser.add_argument("--views-only", action="store_true",
+                        help="run only the views part (no naive/decode/model/RSS parts)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line; 2 on a bad argument."""
-    return run_cli(build_parser(), lambda args: bench_extraction(
-        args.out, data_dir=args.data, clips=args.clips, repeats=args.repeats, backbone=args.backbone,
-        weights=args.weights, frames=args.frames, workers=args.workers, quick=args.quick, rss=not args.no_rss), argv)
+    def run(args):
+        if args.views_only:
+            return bench_views(args.out, data_dir=args.data, clips=args.clips or (QUICK_CLIPS if args.quick else 0),
+                               backbone=args.backbone, weights=args.weights, frames=args.frames,
+                               workers=args.workers, views=args.views or VIEWS)
+        return bench_extraction(args.out, data_dir=args.data, clips=args.clips, repeats=args.repeats,
+                                backbone=args.backbone, weights=args.weights, frames=args.frames, workers=args.workers,
+                                quick=args.quick, rss=not args.no_rss, views=args.views)
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

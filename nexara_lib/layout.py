@@ -38,6 +38,11 @@ class RunLayout:
         return self.models / model
 
     @property
+    def selection(self) -> Path:
+        """What notebook 03 carries forward when it selects the recipe by cross-validation."""
+        return self.artifacts / "selection.json"
+
+    @property
     def headline(self) -> Path:
         return self.artifacts / "headline.json"
 

@@ -110,7 +110,7 @@ def test_same_seeds_same_numbers_in_a_fresh_folder(study, tmp_path):
 
 def test_no_study_unless_asked(tmp_path):
     params = {"cv_folds": 0, "ablation_configs": []}
-    assert ablation.study_for_run(pd.DataFrame(), tmp_path, params, tmp_path) is None
+    assert ablation.study_for_run(pd.DataFrame(), None, tmp_path, params, tmp_path) is None
 
 
 def test_group_bootstrap_resamples_whole_groups():

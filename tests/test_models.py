@@ -1,4 +1,5 @@
-"""Every registered sequence model, built tiny: shapes, probabilities, save/reload, attention; where defaults come from."""
+"""Every registered sequence model, built tiny: shapes, probabilities, save/reload, attention (or its clear absence
+in the pooled baselines); where defaults come from."""
 import keras
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ T, D, N = 6, 10, 8
 
 # tiny sizes for every hyper-parameter any model might take; each model gets the ones it accepts
 TINY = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [8, 4],
-        "conv_filters": [8, 8], "num_heads": 2, "ff_units": 8}
+        "conv_filters": [8, 8], "num_heads": 2, "ff_units": 8, "pooled_hidden_units": 4}
+# the pooled baselines summarise time with fixed statistics: no attention layer, by design
+WITHOUT_ATTENTION = {"pooled_linear", "pooled_mlp"}
 
 
 def tiny_params(name):
@@ -34,7 +37,11 @@ def batch():
 
 
 def test_registry_holds_the_spec_models():
-    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer"} <= set(models.available_models())
+    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear",
+            "pooled_mlp"} <= set(models.available_models())
+    assert {name: models.model_fit_kind(name) for name in WITHOUT_ATTENTION} == {"pooled_linear": "closed_form",
+                                                                                 "pooled_mlp": "keras"}
+    assert models.model_fit_kind("hybrid") == "keras"
 
 
 @pytest.mark.parametrize("name", models.available_models())
@@ -59,6 +66,10 @@ def test_model_trains_saves_and_reloads(name, batch, tmp_path):
     reloaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), probs, rtol=0, atol=1e-6)
 
+    if name in WITHOUT_ATTENTION:  # what the diagnostics gallery catches to fall back to uniform weights
+        with pytest.raises(ValueError, match=layers.ATTENTION_LAYER_NAME):
+            layers.attention_model(reloaded)
+        return
     # attention weights: one per time step, a distribution over time, from the reloaded model too
     probs_again, weights = layers.attention_model(reloaded).predict(x, verbose=0)
     np.testing.assert_allclose(probs_again, probs, atol=1e-6)
@@ -71,8 +82,10 @@ def test_model_trains_saves_and_reloads(name, batch, tmp_path):
 def test_model_has_no_lambda_layers_and_a_float32_output(name):
     model = models.create_sequence_model(name, (T, D), **tiny_params(name))
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
-    assert model.get_layer(layers.ATTENTION_LAYER_NAME) is not None
+    if name not in WITHOUT_ATTENTION:
+        assert model.get_layer(layers.ATTENTION_LAYER_NAME) is not None
     assert model.output.dtype == "float32"
+    assert model.layers[-1].name == models.OUTPUT_LAYER_NAME  # predict_proba, ensembles and TTA read it
 
 
 def test_hybrid_follows_the_spec_layout():
@@ -167,8 +180,9 @@ def test_run_parameter_defaults_come_from_the_schema(name):
     for key, value in defaults.items():
         if key in SCHEMA:
             assert value == SCHEMA[key].default
-    defaults["head_units"].append(1)  # a fresh copy: the schema's list is not shared
-    assert models.model_defaults(name)["head_units"] == SCHEMA["head_units"].default
+    if "head_units" in defaults:
+        defaults["head_units"].append(1)  # a fresh copy: the schema's list is not shared
+        assert models.model_defaults(name)["head_units"] == SCHEMA["head_units"].default
 
 
 def test_registration_keeps_one_owner_per_default():

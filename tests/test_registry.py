@@ -37,7 +37,8 @@ def test_register_lookup_and_errors():
 
 
 def test_project_registries_are_populated():
-    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer"} <= set(models.available_models())
+    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear",
+            "pooled_mlp"} <= set(models.available_models())
     assert {"vgg19", "resnet50v2", "mobilenetv2", "mobilenet_v1_tflite", "flow"} <= set(backbones.available_backbones())
 
 
@@ -50,6 +51,7 @@ def test_transforms_by_level_and_use():
                                                         "temporal_jitter"]
     assert available_transforms(use="tta") == ["brightness_contrast", "feature_noise", "feature_shift", "frame_rate",
                                                "frame_shift", "hflip", "identity"]
+    assert available_transforms(use="stream") == ["motion_crop", "tiles"]  # regions of frames: tests/test_views.py
     assert available_transforms() == TRANSFORMS.names()
     # one name, one transform: the frame views that are also augmentations are registered once
     assert get_transform("hflip").uses == get_transform("brightness_contrast").uses == ("augment", "tta")
@@ -71,13 +73,18 @@ def test_every_entry_is_well_formed(name):
         assert params == entry.draw(np.random.default_rng(3))
     if entry.tta_params is not None:
         assert json.loads(json.dumps(entry.view_params())) == entry.view_params()
+    if entry.stream is not None:
+        params = entry.stream.check({})
+        assert json.loads(json.dumps(params)) == params and entry.stream.key(params).startswith(name)
 
 
 def _params_for(entry, use):
     return entry.draw(np.random.default_rng(11)) if use == "augment" else entry.view_params()
 
 
-@pytest.mark.parametrize("name, use", [(n, u) for n in TRANSFORMS.names() for u in get_transform(n).uses])
+# stream views change the frame shape by design (regions at the backbone's size): tests/test_views.py
+@pytest.mark.parametrize("name, use", [(n, u) for n in TRANSFORMS.names() for u in get_transform(n).uses
+                                       if u != "stream"])
 def test_every_entry_applies_once_keeping_shape_and_dtype(name, use):
     entry = get_transform(name)
     x = INPUT_OF[entry.acts_on]

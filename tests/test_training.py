@@ -400,7 +400,8 @@ def test_training_options_are_applied(tmp_path):
     assert results["focal_alpha_used"] == pytest.approx(0.75)  # 30 non-violent, 10 violent, no balancing
     assert results["class_weight_used"] == {"0": pytest.approx(40 / 60), "1": pytest.approx(2.0)}
     assert results["monitor_mode"] == "min"
-    assert results["training_keys_unused_by_model"] == []
+    assert results["training_keys_unused_by_model"] == ["pooled_hidden_units"]  # pooled_mlp's width
+    assert results["fit"] == "keras" and "pooled_c_grid" in results["training_keys_unused_by_fit"]
     optimizer = results["model"].optimizer  # wrapped for loss scaling under mixed precision
     assert type(optimizer).__name__ == "LossScaleOptimizer"
     assert type(optimizer.inner_optimizer).__name__ == "AdamW"

@@ -1,6 +1,9 @@
 """The feature cache on disk: one ``.npy`` per clip under a stream's key folder, plus how each
 clip was read (``clips.jsonl``) and the clips that failed (``failures.json``).
 
+A clip's file holds ``(T, D)`` float16 features, or ``(T, R * D)`` under a stream view of R regions
+per frame (``tiles``: the tiles of a frame side by side, row-major); ``FeatureStream.load`` pools them.
+
 A clip's file name carries a hash of its manifest row (path, bytes, content hash, frame
 count), so a replaced or re-encoded file gets new features. Every file is written to a
 temporary name and renamed: a crash leaves complete files or none.
@@ -48,6 +51,12 @@ class CacheWriter:
         return name in self.failures
 
     def features(self, job, feats: np.ndarray, record: dict) -> None:
+        """Write one clip's (T, D) features ((T, R * D) under a stream view) and its read record."""
+        feats = np.asarray(feats)
+        if feats.ndim != 2 or feats.shape[0] != job.frames_per_clip or feats.shape[1] % job.regions:
+            raise ValueError(f"cache {self.dir}: features of clip {job.clip_id!r} must be (T={job.frames_per_clip}, "
+                             f"regions x D) with {job.regions} region(s) per frame, got shape "
+                             f"{feats.shape}; the executor must hand back one row per sampled frame")
         t0 = time.perf_counter()
         save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=np.float16))
         self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")

@@ -34,7 +34,8 @@ def _jobs(manifest: pd.DataFrame, stream: FeatureStream) -> list[ClipJob]:
         except (TypeError, ValueError):
             frames = 0
         jobs.append(ClipJob(clip_cache_name(row), str(row["clip_id"]), str(row["path"]), frames,
-                            stream.frames_per_clip, stream.size, stream.pairs, stream.transform, stream.augmentation))
+                            stream.frames_per_clip, stream.size, stream.pairs, stream.transform, stream.augmentation,
+                            stream.view_params))
     return jobs
 
 
@@ -150,12 +151,13 @@ def _executor_results(executor, jobs, stream: FeatureStream, batch_frames, worke
 def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
     """The local executor: decoder processes (or this process) -> fixed-size backbone batches.
 
-    Yields (job, features (T, D) float32 or None, error or None, record) as clips complete;
+    Yields (job, features (T, D) float32 (stream views of R regions: (T, R * D)) or None, error or None,
+    record) as clips complete;
     ``timer`` gets model_s and wait_s.
     """
     batcher = FeatureBatcher(encode, batch_frames)
     waiting = {}
-    queue_clips = max(2, 2 * -(-batch_frames // max(1, jobs[0].frames_per_clip)) + workers) if jobs else 2
+    queue_clips = max(2, 2 * -(-batch_frames // max(1, jobs[0].encoded_frames)) + workers) if jobs else 2
     for answer in decoded_clips(jobs, workers, queue_clips, timer):
         if answer.error is not None:
             yield answer.job, None, answer.error, answer.record
@@ -163,7 +165,7 @@ def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
         waiting[answer.job.name] = answer
         frames = answer.frames
         answer.frames = None  # the batcher holds them now
-        for name, feats in batcher.add(answer.job.name, frames):
+        for name, feats in batcher.add(answer.job.name, frames, answer.job.regions):
             done = waiting.pop(name)
             yield done.job, feats, None, done.record
         timer["model_s"] = batcher.model_s

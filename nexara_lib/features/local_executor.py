@@ -10,7 +10,9 @@ reported as failed and a fresh process takes its place.
 ``FeatureBatcher`` cuts the stream of frames into batches of exactly
 ``batch_frames`` frames (the last one padded), so a graph-compiled or
 interpreter backbone sees one input shape, and hands back each clip's (T, D)
-features as soon as its last frame is encoded.
+features as soon as its last frame is encoded; a clip of R regions per sampled
+frame (a stream view such as ``tiles``) gives T * R frames and comes back as
+(T, R * D), its regions side by side in the order they were given.
 """
 from __future__ import annotations
 
@@ -197,15 +199,25 @@ class FeatureBatcher:
     def __init__(self, encode: Callable[[np.ndarray], np.ndarray], batch_frames: int):
         self.encode, self.batch_frames = encode, max(1, int(batch_frames))
         self.frames: list[np.ndarray] = []        # frames waiting, in order
-        self.owners: list[tuple[object, int]] = []  # (clip key, frames of that clip) in arrival order
+        self.owners: list[tuple[object, int, int]] = []  # (clip key, frames, regions per row) in arrival order
         self.done_rows: list[np.ndarray] = []     # encoded rows not yet handed back
         self.model_s = 0.0
         self.calls = 0
 
-    def add(self, key, frames: np.ndarray) -> list[tuple[object, np.ndarray]]:
-        """Queue one clip's frames; returns the clips completed by the batches this filled."""
+    def add(self, key, frames: np.ndarray, regions: int = 1) -> list[tuple[object, np.ndarray]]:
+        """Queue one clip's frames; returns the clips completed by the batches this filled.
+
+        Args:
+            key: the clip's name, handed back with its features.
+            frames: (T * regions, ...) the clip's frames, the regions of a sampled frame one after another.
+            regions: frames per sampled frame; the clip comes back as (T, regions * D).
+        """
+        if isinstance(regions, bool) or not isinstance(regions, (int, np.integer)) or regions < 1 \
+                or len(frames) == 0 or len(frames) % regions:
+            raise ValueError(f"FeatureBatcher.add({key!r}): {len(frames)} frames are not a positive whole number "
+                             f"of sampled frames of {regions!r} regions each; give T * regions frames")
         self.frames.extend(frames)
-        self.owners.append((key, len(frames)))
+        self.owners.append((key, len(frames), int(regions)))
         out = []
         while len(self.frames) >= self.batch_frames:
             out.extend(self._run(self.batch_frames))
@@ -230,7 +242,8 @@ class FeatureBatcher:
         self.done_rows.extend(feats)
         completed = []
         while self.owners and len(self.done_rows) >= self.owners[0][1]:
-            key, count = self.owners.pop(0)
-            completed.append((key, np.stack(self.done_rows[:count])))
+            key, count, regions = self.owners.pop(0)
+            feats = np.stack(self.done_rows[:count])
+            completed.append((key, feats.reshape(count // regions, regions * feats.shape[1])))
             del self.done_rows[:count]
         return completed

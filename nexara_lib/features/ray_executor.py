@@ -85,7 +85,7 @@ def plan_chunks(jobs: list[ClipJob], batch_frames: int, in_flight: int, chunk_cl
         Lists of (job index, job) pairs covering every job once, in order.
     """
     if not chunk_clips:
-        clips_per_batch = max(1, batch_frames // max(1, jobs[0].frames_per_clip)) if jobs else 1
+        clips_per_batch = max(1, batch_frames // max(1, jobs[0].encoded_frames)) if jobs else 1
         chunk_clips = min(clips_per_batch * CHUNK_BATCHES, math.ceil(len(jobs) / max(1, in_flight)))
     chunk_clips = max(1, int(chunk_clips))
     indexed = list(enumerate(jobs))

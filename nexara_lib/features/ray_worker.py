@@ -48,7 +48,8 @@ def encode_chunk(encode: Callable[[np.ndarray], np.ndarray], chunk: Chunk, batch
         chunk: (job index, ClipJob) pairs.
         batch_frames: frames per backbone call.
     Returns:
-        ([(job index, features (T, D) float32 or None, error or None, record)], seconds in ``encode``).
+        ([(job index, features (T, D) float32 (stream views: (T, regions * D)) or None, error or None, record)],
+        seconds in ``encode``).
     """
     batcher = FeatureBatcher(encode, batch_frames)
     results, records = [], {}
@@ -58,7 +59,7 @@ def encode_chunk(encode: Callable[[np.ndarray], np.ndarray], chunk: Chunk, batch
             results.append((index, None, answer.error, answer.record))
             continue
         records[index] = answer.record
-        for done, feats in batcher.add(index, answer.frames):
+        for done, feats in batcher.add(index, answer.frames, job.regions):
             results.append((done, feats, None, records.pop(done)))
     for done, feats in batcher.flush():
         results.append((done, feats, None, records.pop(done)))

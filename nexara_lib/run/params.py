@@ -15,6 +15,7 @@ import yaml
 
 from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
 from nexara_lib.features.backbones import available_backbones
+from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.transforms.registry import check_transform_names
 
 
@@ -34,6 +35,8 @@ def _check_consistency(values: dict, sources: dict) -> None:
     need(values["frame_augment_copies"] == 0 or len(set(values["frame_augment_ops"])) == len(values["frame_augment_ops"]) > 0,
          "frame_augment_ops", "needs at least one op, each once, when frame_augment_copies > 0")
     need(values["cv_folds"] == 0 or values["cv_folds"] >= 2, "cv_folds", "must be 0 (fixed split) or k >= 2 folds")
+    need(values["select_recipe"] != "cv" or values["cv_folds"] >= 2, "select_recipe",
+         "'cv' ranks recipes by grouped cross-validation: set cv_folds to k >= 2 (e.g. 5)")
     need(len(values["ablation_seeds"]) > 0 and all(v >= 0 for v in values["ablation_seeds"]), "ablation_seeds",
          "needs at least one non-negative seed")
     _check_registry_names(values, sources)
@@ -52,6 +55,13 @@ def _check_registry_names(values: dict, sources: dict) -> None:
 
     known("backbone", [values["backbone"]], available_backbones())
     known("model", [values["model"]], available_models())
+    known("baseline_models", values["baseline_models"], available_models())
+    for key, specs in (("streams", [values["streams"]]), ("candidate_streams", values["candidate_streams"])):
+        for spec in specs:
+            try:
+                StreamSet.parse(spec, values)
+            except ValueError as err:
+                param_fail(key, sources.get(key, "default"), str(err))
     # one transform registry: each list takes the transforms of one level and use
     for key, level, use, what in (("augment_ops", "feature", "augment", "feature augmentation ops"),
                                   ("frame_augment_ops", "frame", "augment", "frame augmentation ops"),

@@ -23,6 +23,7 @@ from nexara_lib.config import dump_params
 from nexara_lib.run.params import resolve_params
 from nexara_lib.run.reports import render_reports, write_index
 from nexara_lib.io import read_json, write_json_atomic
+from nexara_lib.layout import RunLayout
 from nexara_lib.run.runinfo import git_info, package_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -363,6 +364,9 @@ def _finish(run: dict, run_json: Path, run_dir: Path, started: float, selected: 
     failed = any(run["notebooks"][n.stem].get("status") == "failed" for n in selected[:done])
     run.update(status="failed" if failed else "ok", finished_at=_now(),
                duration_s=round(time.monotonic() - started, 3))
+    selection = read_json(RunLayout(run_dir).selection)
+    if selection is not None:  # notebook 03 chose the recipe by cross-validation: say which, in the run record
+        run["selection"] = {k: selection[k] for k in ("winner", "choices", "verdict")}
     write_json_atomic(run_json, run)
     index = write_index(run_dir)
     log(f"reports: {index}")

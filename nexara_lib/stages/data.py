@@ -9,7 +9,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from nexara_lib.config import Params
+from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.features.stream import FeatureStream
+from nexara_lib.features.stream_set import StreamSet
+from nexara_lib.io import read_json
 from nexara_lib.layout import RunLayout
 from nexara_lib.video.synthetic import generate_synthetic_dataset
 
@@ -50,9 +54,10 @@ def load_manifest(layout: RunLayout) -> pd.DataFrame:
     return usable
 
 
-def load_splits(manifest: pd.DataFrame, stream: FeatureStream, layout: RunLayout,
+def load_splits(manifest: pd.DataFrame, stream: FeatureStream | StreamSet, layout: RunLayout,
                 splits=SPLITS) -> dict[str, FeatureSplit]:
-    """Features of ``stream`` for each split; a split without clips is a clear error."""
+    """Features of ``stream`` (one stream or a stream set) for each split; a split without clips is a
+    clear error."""
     out = {}
     for split in splits:
         rows = manifest[manifest["split"] == split]
@@ -64,13 +69,54 @@ def load_splits(manifest: pd.DataFrame, stream: FeatureStream, layout: RunLayout
 
 
 def run_streams(params: Mapping) -> list[FeatureStream]:
-    """Every clean feature stream this run needs: the run's own plus the ensemble members' streams."""
-    streams = [FeatureStream.from_params(params)]
-    for member in params["ensemble_members"]:
-        stream = FeatureStream.for_member(member, params)
-        if stream not in streams:
-            streams.append(stream)
-    return streams
+    """Every feature stream this run needs: its own stream set, the candidate stream sets of the
+    recipe selection, and the ensemble members' streams."""
+    sets = [StreamSet.from_params(params)] + [StreamSet.parse(spec, params) for spec in params["candidate_streams"]]
+    streams = [stream for stream_set in sets for stream in stream_set.streams]
+    streams += [FeatureStream.for_member(member, params) for member in params["ensemble_members"]
+                if "backbone" in member]
+    return list(dict.fromkeys(streams))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecipe:
+    """What notebooks 04-06 evaluate: the model notebook 03 carried forward, its parameters and streams.
+
+    Without a recipe selection that is the run's own recipe trained on train (early stopping on val);
+    with ``select_recipe: cv`` the winner refit on train + val, whose operating threshold and temperature
+    come from its out-of-fold predictions (``validation``) instead of the validation split.
+    """
+    params: Params
+    streams: StreamSet
+    model_path: Path
+    selection: dict | None
+
+    def validation(self, fallback: Predictions) -> Predictions:
+        """The predictions thresholds and calibration are chosen on: out-of-fold ones when selected."""
+        if self.selection is None:
+            return fallback
+        oof = pd.DataFrame(self.selection["oof"])
+        return Predictions("val", oof["y"].to_numpy().astype(np.int64), oof["prob"].to_numpy(),
+                           tuple(oof["clip_id"].astype(str)))
+
+
+def member_streams(member: Mapping, params: Mapping) -> StreamSet:
+    """What an ensemble member reads: its own backbone's whole frame, else the run's stream set."""
+    if "backbone" not in member:
+        return StreamSet.from_params(params)
+    stream = FeatureStream.for_member(member, params)
+    return StreamSet((f"{stream.backbone}:identity",), (stream,))
+
+
+def run_recipe(params: Params, layout: RunLayout) -> RunRecipe:
+    """The recipe notebook 03 carried forward (``artifacts/selection.json`` when it selected one)."""
+    selection = read_json(layout.selection) if params["select_recipe"] == "cv" else None
+    if selection is None:
+        return RunRecipe(params, StreamSet.from_params(params), layout.model_dir(params["model"]) / "model.keras", None)
+    carried = Params({**params, **selection["carried"]["overrides"]},
+                     {key: "selection (notebook 03)" for key in selection["carried"]["overrides"]})
+    return RunRecipe(carried, StreamSet.from_params(carried), layout.run_dir / selection["carried"]["model_path"],
+                     selection)
 
 
 def extraction_options(params: Mapping) -> dict:
@@ -88,7 +134,7 @@ def with_augmented_copies(train: FeatureSplit, manifest: pd.DataFrame, layout: R
     decode is left out, its clean clip stays.
     """
     copies = params["frame_augment_copies"]
-    if not copies:
+    if not copies or list(params["streams"]) != ["identity"]:  # copies are of the whole frame only
         return train
     rows = manifest[manifest["split"] == "train"]
     stream = FeatureStream.from_params(params)

@@ -14,11 +14,11 @@ from nexara_lib.evaluation import diagnostics as dg
 from nexara_lib.evaluation.figures import (attention_gallery_figure, confusion_matrix_figure, reliability_figure,
                                            roc_pr_figure, threshold_sweep_figure)
 from nexara_lib.evaluation.predictions import Predictions
-from nexara_lib.features.stream import FeatureStream
 from nexara_lib.io import write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
-from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits
+from nexara_lib.evaluation.stats import compare_paired
+from nexara_lib.stages.data import FeatureSplit, RunRecipe, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.headline import record_headline
 from nexara_lib.stages.widgets import threshold_slider
 from nexara_lib.training.layers import attention_model
@@ -35,6 +35,7 @@ class Diagnosis:
     model: keras.Model
     preds: dict[str, Predictions]
     report: dict
+    recipe: RunRecipe
 
     @property
     def thresholds(self) -> dict:
@@ -47,22 +48,53 @@ class Diagnosis:
         return self.report["thresholds"]["balanced_accuracy"]
 
 
-def load_run_model(params: Mapping, layout: RunLayout) -> keras.Model:
-    """The model notebook 03 trained, loaded in Keras safe mode."""
-    return load_sequence_model(layout.require(layout.model_dir(params["model"]) / "model.keras", "03_hybrid_training"))
+def load_run_model(recipe: RunRecipe, layout: RunLayout) -> keras.Model:
+    """The model notebook 03 carried forward, loaded in Keras safe mode."""
+    return load_sequence_model(layout.require(recipe.model_path, "03_hybrid_training"))
 
 
 def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
-    """Predict validation and test, choose thresholds on validation, compute every metric with
-    bootstrap CIs, and write ``artifacts/metrics.json``."""
+    """Predict validation and test with the model notebook 03 carried forward, choose thresholds on
+    validation (on out-of-fold predictions when 03 selected the recipe by cross-validation), compute
+    every metric with bootstrap CIs, and write ``artifacts/metrics.json``."""
+    recipe = run_recipe(params, layout)
     manifest = load_manifest(layout)
-    splits = load_splits(manifest, FeatureStream.from_params(params), layout, ("val", "test"))
-    model = load_run_model(params, layout)
+    splits = load_splits(manifest, recipe.streams, layout, ("val", "test"))
+    model = load_run_model(recipe, layout)
     preds = {name: Predictions(name, s.y, predict_proba(model, s.x), tuple(s.clip_ids)) for name, s in splits.items()}
+    preds["val"] = recipe.validation(preds["val"])
     report = dg.metrics_report(preds["val"], preds["test"], max_fpr=params["max_false_positive_rate"],
                                n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    if recipe.selection is not None:
+        report["selection"] = _selection_report(recipe, splits["test"], preds["test"], report, params, layout)
     write_json_atomic(layout.metrics, report)
-    return Diagnosis(manifest, splits, model, preds, report)
+    return Diagnosis(manifest, splits, model, preds, report, recipe)
+
+
+def _selection_report(recipe: RunRecipe, test: FeatureSplit, test_preds: Predictions, report: dict, params: Mapping,
+                      layout: RunLayout) -> dict:
+    """The winner carried forward, and (reported, not chosen on) whether refitting it on train + val
+    beat the same recipe trained on train with early stopping, on test at each one's threshold."""
+    selection = recipe.selection
+    train_only = load_sequence_model(layout.run_dir / selection["carried"]["train_only_model_path"])
+    threshold = report["thresholds"]["balanced_accuracy"]
+    comparison = compare_paired(test.y, predict_proba(train_only, test.x), test_preds.prob, threshold=threshold,
+                                n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    return {"winner": selection["winner"], "verdict": selection["verdict"], "choices": selection["choices"],
+            "refit_vs_train_only_test": comparison}
+
+
+def selection_table(diagnosis: Diagnosis) -> pd.Series:
+    """Which recipe is evaluated here and how it was chosen; with a selection, refit vs train-only on test."""
+    selection = diagnosis.report.get("selection")
+    if selection is None:
+        return pd.Series({"model": diagnosis.recipe.params["model"], "chosen by": "the run's parameters",
+                          "threshold chosen on": "the validation split"}, name="evaluated recipe")
+    diff = selection["refit_vs_train_only_test"]["accuracy_diff_ci"]
+    return pd.Series({"model": selection["winner"]["name"], "chosen by": "grouped cross-validation on train + val",
+                      "threshold and temperature chosen on": "out-of-fold predictions",
+                      "refit on train + val vs train only, test accuracy":
+                          f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]"}, name="evaluated recipe")
 
 
 def thresholds_table(diagnosis: Diagnosis) -> pd.Series:

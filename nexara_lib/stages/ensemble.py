@@ -20,18 +20,24 @@ from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.stats import describe_comparison
 from nexara_lib.evaluation.thresholds import choose_threshold
-from nexara_lib.features.stream import FeatureStream
+from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
-from nexara_lib.stages.data import load_manifest, load_splits
+from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
 from nexara_lib.stages.headline import record_headline
 from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.train import predict_proba, train_sequence_model
 
 
 def member_name(index: int, member: Mapping, params: Mapping) -> str:
-    stream = FeatureStream.for_member(member, params)
-    return f"m{index + 1}-{member['model']}-{stream.backbone}-seed{member.get('seed', params['seed'])}"
+    streams = member_streams(member, params)
+    return f"m{index + 1}-{member['model']}-{_streams_label(streams)}-seed{member.get('seed', params['seed'])}"
+
+
+def _streams_label(streams: StreamSet) -> str:
+    """The backbone for a whole-frame stream (as member names always read), else the stream set."""
+    single = streams.single
+    return single.backbone if single is not None and single.transform == "identity" else streams.name.replace(":", "-")
 
 
 def _member_config(member: Mapping, params: Mapping) -> dict:
@@ -47,13 +53,14 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         training seconds. Predictions cover the clips every member could score, in one order.
     """
     manifest = load_manifest(layout)
+    params = run_recipe(params, layout).params  # members read the streams notebook 03 carried forward
     members = []
     for i, member in enumerate(params["ensemble_members"]):
-        stream = FeatureStream.for_member(member, params)
-        splits = load_splits(manifest, stream, layout)
+        streams = member_streams(member, params)
+        splits = load_splits(manifest, streams, layout)
         config = _member_config(member, params)
         out_dir = layout.ensemble_dir / member_name(i, member, params)
-        fingerprint = _fingerprint(config, stream)
+        fingerprint = _fingerprint(config, streams)
         previous = read_json(out_dir / "training_results.json", {})
         if previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
             model = load_sequence_model(out_dir / "model.keras")
@@ -64,19 +71,19 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
             model, seconds = result["model"], result["timings"]["total_seconds"]
             _stamp(out_dir / "training_results.json", fingerprint)
         members.append({
-            "name": member_name(i, member, params), "model": member["model"], "backbone": stream.backbone,
-            "stream": stream, "model_path": str(out_dir / "model.keras"), "train_seconds": seconds,
+            "name": member_name(i, member, params), "model": member["model"], "backbone": _streams_label(streams),
+            "stream": streams, "model_path": str(out_dir / "model.keras"), "train_seconds": seconds,
             "val": (splits["val"].clip_ids, splits["val"].y, predict_proba(model, splits["val"].x)),
             "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
         })
     return _align(members)
 
 
-def _fingerprint(config: Mapping, stream: FeatureStream) -> str:
+def _fingerprint(config: Mapping, streams: StreamSet) -> str:
     """What makes a trained member: its training recipe, seed and input features (not e.g. the
     ensemble method or TTA settings, so changing those reuses the trained members)."""
     keys = sorted(stage_keys("training")) + ["seed", "frames_per_clip", "image_size"]
-    return json.dumps({**{k: config[k] for k in keys}, "backbone": stream.backbone, "weights": stream.weights},
+    return json.dumps({**{k: config[k] for k in keys}, "streams": [s.key for s in streams.streams]},
                       sort_keys=True, default=str)
 
 

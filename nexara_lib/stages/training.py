@@ -3,23 +3,28 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from nexara_lib.features.stream import FeatureStream
+from nexara_lib.config import stage_keys
+from nexara_lib.features.stream_set import StreamSet
+from nexara_lib.io import write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits, with_augmented_copies
 from nexara_lib.stages.headline import record_headline
 from nexara_lib.training.figures import plot_training_history
-from nexara_lib.training.study import RecipeStudy, study_for_run
+from nexara_lib.training.selection import Selection, select_recipe, selection_candidates
+from nexara_lib.training.study import RecipeStudy, development_pool, study_for_run
+from nexara_lib.training.models import model_fit_kind
 from nexara_lib.training.train import train_sequence_model
 
 
 def training_splits(params: Mapping, layout: RunLayout) -> dict[str, FeatureSplit]:
     """Train / val / test features of the run's stream; the training split gets its augmented copies."""
     manifest = load_manifest(layout)
-    splits = load_splits(manifest, FeatureStream.from_params(params), layout)
+    splits = load_splits(manifest, StreamSet.from_params(params), layout)
     splits["train"] = with_augmented_copies(splits["train"], manifest, layout, params)
     return splits
 
@@ -48,20 +53,87 @@ def training_curves(result: dict, params: Mapping, layout: RunLayout) -> tuple:
     return curves, best
 
 
-def recipe_study(params: Mapping, layout: RunLayout) -> RecipeStudy | None:
-    """The run's recipe study (cross-validation and/or ablations on train + val; never test)."""
+def recipe_study(params: Mapping, layout: RunLayout) -> RecipeStudy | Selection | None:
+    """The run's recipe study on train + val (never test): with ``select_recipe: cv`` the selection over
+    every candidate (stream sets, baseline models, ablation files), else the plain comparison of the
+    run's recipe with the ablation files (or None when nothing is asked for)."""
     manifest = load_manifest(layout)
-    stream = FeatureStream.from_params(params)
-    return study_for_run(manifest, stream.cache_dir(layout.features), params,
+    if params["select_recipe"] == "cv":
+        candidates = selection_candidates(params)
+        pools = {name: development_pool(manifest, StreamSet.parse(name, params), layout.features)
+                 for name in dict.fromkeys(c.streams for c in candidates)}
+        return select_recipe(pools, candidates, params["ablation_seeds"], params["cv_folds"],
+                             layout.models / "selection", fold_seed=params["seed"],
+                             n_bootstrap=params["bootstrap_samples"])
+    return study_for_run(manifest, StreamSet.from_params(params), layout.features, params,
                          layout.model_dir(params["model"]) / "study")
 
 
-def recipe_study_views(study: RecipeStudy | None, layout: RunLayout, n_bootstrap: int = 1000) -> list:
+CARRIED = "what notebooks 04-06 evaluate"
+
+
+def carry_forward(study: RecipeStudy | Selection | None, params: Mapping, layout: RunLayout) -> pd.Series:
+    """Fit what notebooks 04-06 evaluate. With a selection: the winner, refit on train + val for the
+    number of epochs its out-of-fold predictions chose (no held-out data left to stop on), beside the
+    same recipe trained on train with early stopping on val, for comparison in 04. Writes
+    ``artifacts/selection.json``. Without one: the run's recipe trained above is carried forward."""
+    if not isinstance(study, Selection):
+        layout.selection.unlink(missing_ok=True)  # a rerun without selection must not evaluate an old winner
+        return pd.Series({"carried forward": f"{params['model']} (the run's recipe)", "trained on": "train",
+                          "stopped by": "early stopping on val", "threshold and temperature": "chosen on val in 04"},
+                         name=CARRIED)
+    winner, choices = study.winner, study.choices
+    manifest = load_manifest(layout)
+    splits = load_splits(manifest, StreamSet.parse(winner.streams, winner.config), layout, ("train", "val"))
+    x_all = np.concatenate([splits["train"].x, splits["val"].x])
+    y_all = np.concatenate([splits["train"].y, splits["val"].y])
+    epochs = max(1, choices["epochs"])
+    if model_fit_kind(winner.config["model"]) == "closed_form":
+        # its "epochs" index the strength grid: refit with the median out-of-fold choice of C
+        grid = list(winner.config["pooled_c_grid"])
+        strength = grid[min(epochs, len(grid)) - 1]
+        refit = {**winner.config, "pooled_c_grid": [strength]}
+        how = f"C = {strength:g} (median out-of-fold choice)"
+    else:
+        refit = {**winner.config, "epochs": epochs, "early_stopping_patience": epochs,
+                 "warmup_epochs": min(winner.config["warmup_epochs"], epochs)}
+        how = f"{epochs} epochs (median best epoch out of fold)"
+    out = layout.models / "selected"
+    train_sequence_model(x_all, y_all, x_all, y_all, refit, out, verbose=0)
+    train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y, winner.config,
+                         out / "train_only", verbose=0)
+    overrides = {k: winner.config[k] for k in (*stage_keys("training"), "streams")
+                 if k in winner.config and winner.config[k] != params.get(k)}
+    record = {**study.to_json(), "oof": study.oof.reset_index().to_dict("records"),
+              "carried": {"overrides": overrides, "model_path": str((out / "model.keras").relative_to(layout.run_dir)),
+                          "train_only_model_path": str((out / "train_only" / "model.keras").relative_to(layout.run_dir)),
+                          "refit": {"on": "train + val", "length or strength": how, "clips": int(len(y_all))}}}
+    write_json_atomic(layout.selection, record)
+    return pd.Series({"carried forward": winner.name, "trained on": f"train + val ({len(y_all)} clips)",
+                      "fit length": how,
+                      "operating threshold": f"{choices['threshold']:.2f} (out of fold)",
+                      "temperature": f"{choices['temperature']:.2f} (out of fold)"}, name=CARRIED)
+
+
+def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout, n_bootstrap: int = 1000) -> list:
     """What the notebook shows of the study, in order: what was compared, configurations, folds,
-    summary, per-fold accuracy, paired differences and the plot (saved as ``recipe_study``)."""
+    summary, per-fold accuracy, paired differences and the plot (saved as ``recipe_study``); for a
+    selection, first the ranking of every candidate and the verdict."""
     if study is None:
         return [Markdown("No cross-validation or ablation configured: set `cv_folds: 5` and/or "
                          "`ablation_configs: [ablation_overregularized.yaml]` to compare recipes.")]
+    if isinstance(study, Selection):
+        ranking = study.ranking.drop(columns=["recipe", "streams"]).set_index("candidate")
+        comparisons = study.comparisons.assign(
+            **{"95% CI": [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(study.comparisons["low"], study.comparisons["high"])]})
+        views = [Markdown(f"**{len(study.ranking)} candidates × {len(study.seeds)} seeds {study.seeds}**, grouped "
+                          f"{study.cv_folds}-fold cross-validation on train + val (the test split is not used).\n\n"
+                          f"**{study.verdict()}**"), ranking.round(3), comparisons.drop(columns=["low", "high"]).round(3)]
+        for streams, one in study.studies.items():
+            views += [Markdown(f"Stream set **{streams}**: per-fold accuracy"), one.per_fold("accuracy")]
+        fig = study.studies[study.winner.streams].figure()
+        save_figure(fig, layout, "recipe_study")
+        return views + [fig]
     where = (f"grouped, stratified {study.cv_folds}-fold cross-validation on train + val (inner validation "
              "for early stopping carved from each fold's training clips)" if study.cv_folds >= 2 else
              "the fixed split: fit on train (early stopping on a grouped carve of train), scored on val")
@@ -84,4 +156,12 @@ def publish_headline(result: dict, study: RecipeStudy | None, params: Mapping, l
         "model": params["model"], "best epoch": {"value": result["best_epoch"], "format": "number"},
         "val balanced accuracy": best["val_balanced_accuracy"], "val class gap": best["val_class_gap"],
         "seconds per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "number"},
-        **(study.headline() if study is not None else {})})
+        **_study_headline(study)})
+
+
+def _study_headline(study) -> dict:
+    if isinstance(study, Selection):
+        row = study.ranking.iloc[0]
+        return {"carried forward (chosen by CV)": study.winner.name,
+                "CV accuracy of the winner": {"value": row["accuracy"], "format": "percent"}}
+    return study.headline() if study is not None else {}

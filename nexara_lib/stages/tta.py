@@ -20,10 +20,10 @@ from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.stats import describe_comparison
 from nexara_lib.evaluation.tta import aggregate, choose_tta_views, compare_with_without as compare
 from nexara_lib.features.extract import extract_features
-from nexara_lib.features.stream import FeatureStream
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
-from nexara_lib.stages.data import extraction_options, load_manifest, load_splits
+from nexara_lib.features.stream_set import StreamSet
+from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.diagnostics import load_run_model
 from nexara_lib.stages.headline import record_headline
 from nexara_lib.training.train import predict_proba
@@ -41,9 +41,10 @@ class ScoredViews:
 def score_views(params: Mapping, layout: RunLayout, progress: bool = True) -> ScoredViews:
     """Predict validation and test clips with the run's model under every view in ``tta_transforms``,
     at the operating threshold notebook 04 chose on validation."""
-    model = load_run_model(params, layout)
+    recipe = run_recipe(params, layout)
+    model = load_run_model(recipe, layout)
     threshold = read_json(layout.require(layout.metrics, "04_per_class_diagnostics"))["thresholds"]["balanced_accuracy"]
-    views, costs = tta_view_predictions(model, load_manifest(layout), params, layout, progress=progress)
+    views, costs = tta_view_predictions(model, load_manifest(layout), recipe.params, layout, progress=progress)
     return ScoredViews(views, costs, threshold)
 
 
@@ -64,18 +65,24 @@ def tta_view_predictions(model: keras.Model, manifest: pd.DataFrame, params: Map
         per clip it costs (feature extraction for frame-level views, plus one model pass).
     """
     eval_rows = manifest[manifest["split"].isin(["val", "test"])]
-    stream = FeatureStream.from_params(params)
-    clean = load_splits(manifest, stream, layout, ("train", "val", "test"))
+    streams = StreamSet.from_params(params)
+    clean = load_splits(manifest, streams, layout, ("train", "val", "test"))
     # Feature noise is scaled by the per-dimension spread of the TRAINING features (never val/test).
     feature_std = clean["train"].x.reshape(-1, clean["train"].x.shape[-1]).std(axis=0)
     raw: dict[str, dict] = {}
     costs = []
     for name in params["tta_transforms"]:
         entry = get_transform(name)
-        extract_s = _extraction_seconds_per_clip(layout, stream.key) if name == "identity" else 0.0
+        if entry.level == "frame" and name != "identity" and streams.single is None:
+            # a frame view of several streams (a crop, tiles, another backbone) at once is not defined
+            costs.append({"view": name, "level": entry.level, "extract_s_per_clip": None, "predict_s_per_clip": None,
+                          "skipped": f"frame views need one whole-frame stream; the run reads {streams.name}"})
+            continue
+        extract_s = (_extraction_seconds_per_clip(layout, streams.streams[0].key)
+                     if name == "identity" and streams.single else 0.0)
         if entry.level == "frame" and name != "identity":
-            view = stream.with_transform(name)
-            summary = extract_features(eval_rows, view, layout.features, progress=progress, **extraction_options(params))
+            view = streams.with_transform(name)
+            summary = extract_features(eval_rows, view.single, layout.features, progress=progress, **extraction_options(params))
             extract_s = summary["wall_s"] / summary["computed"] if summary["computed"] else None
             splits = load_splits(manifest, view, layout, ("val", "test"))
         else:

@@ -16,6 +16,8 @@ import keras
 from keras import layers, ops
 
 ATTENTION_LAYER_NAME = "temporal_attention"  # diagnostics look the layer up by this name
+OUTPUT_LAYER_NAME = "probabilities"  # every model's 2-way softmax
+INPUT_NORMALIZATION_NAME = "input_normalization"  # set to the training split by adapt_input_normalization
 
 
 # --- argument checks ----------------------------------------------------------

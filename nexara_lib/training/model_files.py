@@ -13,10 +13,11 @@ import keras
 from nexara_lib.io import atomic_path
 from nexara_lib.training.layers import PositionalEmbedding, TemporalAttention
 from nexara_lib.training.losses import FocalLoss
+from nexara_lib.training.pooled import TemporalPooling
 from nexara_lib.training.schedule import WarmupCosine
 
 # what a saved model of this library may refer to; importing them registered them with Keras
-SAVED_CUSTOM_OBJECTS = (FocalLoss, WarmupCosine, TemporalAttention, PositionalEmbedding)
+SAVED_CUSTOM_OBJECTS = (FocalLoss, WarmupCosine, TemporalAttention, PositionalEmbedding, TemporalPooling)
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:

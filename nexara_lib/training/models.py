@@ -3,9 +3,16 @@
 Every model maps a clip's feature sequence ``(T, D)`` to a 2-way softmax
 (index 0 = non-violent, index 1 = violent). Models are registered by name with
 ``@register_model`` and built with ``create_sequence_model(name, input_shape,
-**params)``, the single entry point (timm style). Every model pools time with
-the ``TemporalAttention`` layer (``nexara_lib.training.layers``), so
-``attention_model(model)`` gives per-time-step weights for any of them.
+**params)``, the single entry point (timm style). The sequence models pool time
+with the ``TemporalAttention`` layer (``nexara_lib.training.layers``), so
+``attention_model(model)`` gives their per-time-step weights; the pooled baselines
+(``pooled_linear``, ``pooled_mlp``: ``nexara_lib.training.pooled``) pool fixed
+statistics and have no attention (``attention_model`` raises ``ValueError``).
+
+A registry entry also says how ``train_sequence_model`` fits the model
+(``model_fit_kind``): ``"keras"`` (the training loop: focal loss, early stopping)
+or ``"closed_form"`` (the entry's ``closed_form`` function solves for the weights,
+e.g. ``pooled_linear``'s logistic regression with C chosen on validation).
 
 A factory's hyper-parameters are keyword-only. Those that are run parameters
 (``dropout``, ``lstm_units``, ...) have no default in the factory: the parameter
@@ -20,6 +27,7 @@ mode.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from typing import Callable, Sequence
 
@@ -29,25 +37,46 @@ from keras import layers
 
 from nexara_lib.config import SCHEMA
 from nexara_lib.registry import Registry
-from nexara_lib.training.layers import (ATTENTION_LAYER_NAME, PositionalEmbedding, TemporalAttention, check_l2,
-                                        check_rate, check_units, check_units_list, regularizer)
-
-OUTPUT_LAYER_NAME = "probabilities"
-INPUT_NORMALIZATION_NAME = "input_normalization"  # set to the training split by adapt_input_normalization
+from nexara_lib.training.layers import (ATTENTION_LAYER_NAME, INPUT_NORMALIZATION_NAME, OUTPUT_LAYER_NAME,
+                                        PositionalEmbedding, TemporalAttention, check_l2, check_rate, check_units,
+                                        check_units_list, regularizer)
+from nexara_lib.training.pooled import fit_pooled_linear, pooled_linear, pooled_mlp
 
 MODEL_REGISTRY = Registry("sequence model")
+FIT_KINDS = ("keras", "closed_form")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: its factory and, for a closed-form model, the function that fits it.
+
+    ``closed_form(model, x_train, y_train, x_val, y_val, cfg, alpha, class_weight)`` sets the weights of
+    a built model whose standardisation is adapted, and returns a ``pooled.ClosedFormFit`` (one history
+    row per candidate, the chosen one); it chooses only on the validation clips it is given.
+    """
+    factory: Callable[..., keras.Model]
+    closed_form: Callable | None = None
+
+    @property
+    def fit(self) -> str:
+        """'keras' (the training loop) or 'closed_form'."""
+        return FIT_KINDS[1] if self.closed_form is not None else FIT_KINDS[0]
 
 
 # --- registry ---------------------------------------------------------------
 
-def register_model(name: str) -> Callable:
+def register_model(name: str, closed_form: Callable | None = None) -> Callable:
     """Decorator that adds a model factory to ``MODEL_REGISTRY`` under ``name``.
 
     The factory takes ``input_shape`` then keyword-only hyper-parameters; those keyword
     names are the model's accepted parameters. A run parameter (a ``SCHEMA`` key) must
     have no default in the factory (the schema owns it); any other keyword must have one.
+    ``closed_form``: the model's closed-form fit (see ``ModelEntry``); None = the Keras loop.
     """
-    def checked(factory: Callable) -> Callable:
+    if closed_form is not None and not callable(closed_form):
+        raise TypeError(f"model {name!r}: closed_form must be a function or None, got {closed_form!r}")
+
+    def checked(factory: Callable) -> ModelEntry:
         for p in _keyword_parameters(factory):
             if p.name in SCHEMA and p.default is not p.empty:
                 raise TypeError(f"model {name!r}: {p.name!r} is a run parameter, so its default lives in "
@@ -55,7 +84,7 @@ def register_model(name: str) -> Callable:
             if p.name not in SCHEMA and p.default is p.empty:
                 raise TypeError(f"model {name!r}: {p.name!r} is not a run parameter, so the factory must "
                                 "give it a default")
-        return factory
+        return ModelEntry(factory, closed_form)
 
     return MODEL_REGISTRY.register(name, checked)
 
@@ -65,8 +94,18 @@ def available_models() -> list[str]:
     return MODEL_REGISTRY.names()
 
 
-def _factory(name: str) -> Callable[..., keras.Model]:
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of model ``name`` (factory, closed-form fit)."""
     return MODEL_REGISTRY.lookup(name)
+
+
+def model_fit_kind(name: str) -> str:
+    """How ``train_sequence_model`` fits model ``name``: 'keras' or 'closed_form'."""
+    return model_entry(name).fit
+
+
+def _factory(name: str) -> Callable[..., keras.Model]:
+    return model_entry(name).factory
 
 
 def _keyword_parameters(factory: Callable) -> list[inspect.Parameter]:
@@ -121,14 +160,20 @@ def create_sequence_model(name: str, input_shape: Sequence[int], **params) -> ke
 
 
 def adapt_input_normalization(model: keras.Model, x_train: np.ndarray) -> None:
-    """Set the model's input standardisation to the TRAINING split's per-dimension mean and variance.
+    """Set the model's standardisation to the TRAINING split's per-dimension mean and variance.
 
-    Only the un-augmented training clips are used (never validation or test); the statistics are
-    model weights, so the saved ``.keras`` file standardises new data the same way. Computed with
-    NumPy rather than ``Normalization.adapt`` (which spins up a tf.data pipeline for a two-line job).
+    The layer standardises what feeds it: the frame features for the sequence models, the pooled
+    statistics for the pooled baselines (computed here by the model's own layers up to it). Only the
+    un-augmented training clips are used (never validation or test); the statistics are model
+    weights, so the saved ``.keras`` file standardises new data the same way. Computed with NumPy
+    rather than ``Normalization.adapt`` (which spins up a tf.data pipeline for a two-line job).
     """
     layer = model.get_layer(INPUT_NORMALIZATION_NAME)
-    flat = np.asarray(x_train, dtype=np.float64).reshape(-1, x_train.shape[-1])
+    values = x_train
+    if layer.input is not model.inputs[0]:  # it standardises derived features (e.g. pooled statistics)
+        values = keras.Model(model.inputs, layer.input).predict(np.asarray(x_train, dtype=np.float32),
+                                                                batch_size=256, verbose=0)
+    flat = np.asarray(values, dtype=np.float64).reshape(-1, values.shape[-1])
     layer.set_weights([flat.mean(axis=0).astype(np.float32), flat.var(axis=0).astype(np.float32),
                        np.asarray(len(flat), dtype=np.float32)])
     layer.finalize_state()  # the layer normalises with mean/variance derived from these weights
@@ -342,3 +387,9 @@ def transformer(input_shape, *,
         x = layers.LayerNormalization(name=f"block_{i}_norm_2")(layers.Add(name=f"block_{i}_add_2")([x, ff]))
     x = _attention_pool(x, attention_units, l2)
     return keras.Model(inputs, _classifier_head(x, head_units, dropout, l2), name="transformer")
+
+
+# --- pooled baselines (nexara_lib.training.pooled) ---------------------------------------
+
+register_model("pooled_linear", closed_form=fit_pooled_linear)(pooled_linear)
+register_model("pooled_mlp")(pooled_mlp)

@@ -3,7 +3,8 @@
 A fresh Keras session (seed, precision, distribution), the augmented training set with its
 class weighting, the compiled model (restored from a checkpoint when resuming), the
 callbacks in the order fit must call them, and the fit itself (or, when a checkpoint says
-the fit had finished, the restore of its best weights).
+the fit had finished, the restore of its best weights). A closed-form fit (``train._fit_closed_form``)
+uses the session, the un-augmented training set and ``build_model``, nothing else.
 """
 from __future__ import annotations
 
@@ -79,13 +80,20 @@ def prepare_training_set(x_train: np.ndarray, y_train: np.ndarray, cfg: Mapping[
     return TrainingSet(x_fit, y_fit, alpha, class_weight, seconds)
 
 
+def build_model(cfg: Mapping[str, Any], x_train: np.ndarray) -> keras.Model:
+    """The run's registered model with its standardisation adapted to the training clips (build it under the
+    session's strategy scope)."""
+    model = create_sequence_model(cfg["model"], x_train.shape[1:], **model_params_from_config(cfg))
+    adapt_input_normalization(model, x_train)
+    return model
+
+
 def build_and_compile(cfg: Mapping[str, Any], x_train: np.ndarray, training_set: TrainingSet, session: Session,
                       previous: CheckpointState | None) -> keras.Model:
     """The model with its input standardisation adapted, compiled, and restored from ``previous`` if any."""
     steps_per_epoch = math.ceil(len(training_set.y) / session.global_batch)
     with session.strategy.scope():
-        model = create_sequence_model(cfg["model"], x_train.shape[1:], **model_params_from_config(cfg))
-        adapt_input_normalization(model, x_train)
+        model = build_model(cfg, x_train)
         schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
                                 cfg["epochs"] * steps_per_epoch)
         model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),

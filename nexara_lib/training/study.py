@@ -28,7 +28,6 @@ from matplotlib.figure import Figure
 
 from nexara_lib.training.folds import Fold, grouped_folds, holdout_fold
 from nexara_lib.evaluation.metrics import binary_metrics, metric_function
-from nexara_lib.features.cache import load_features
 from nexara_lib.config import load_yaml, stage_keys
 from nexara_lib.io import read_json, to_jsonable, write_json_atomic
 from nexara_lib.training.train import NOT_FINGERPRINTED, predict_proba, train_sequence_model
@@ -99,12 +98,18 @@ class Pool:
         return digest.hexdigest()
 
 
-def development_pool(manifest: pd.DataFrame, cache_dir: str | Path) -> Pool:
-    """Features of the train and val clips (never test), with their source groups."""
+def development_pool(manifest: pd.DataFrame, streams, cache_root: str | Path) -> Pool:
+    """Features of the train and val clips (never test), with their source groups.
+
+    Args:
+        manifest: the run's usable clips.
+        streams: what to load: a ``FeatureStream`` or a ``StreamSet`` (anything with ``load(rows, cache_root)``).
+        cache_root: the feature cache folder.
+    """
     rows = manifest[manifest["split"].isin(["train", "val"])]
     if rows.empty:
         raise ValueError("the manifest has no train or val clips to cross-validate on; re-run the audit")
-    x, y, ids = load_features(rows, cache_dir)
+    x, y, ids = streams.load(rows, cache_root)
     by_id = rows.set_index(rows["clip_id"].astype(str))
     groups = by_id.loc[ids, "group"].astype(str).to_numpy()
     is_train = (by_id.loc[ids, "split"] == "train").to_numpy()
@@ -355,13 +360,13 @@ def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds
     return study
 
 
-def study_for_run(manifest: pd.DataFrame, cache_dir: str | Path, params: Mapping[str, Any], out_dir: str | Path,
-                  progress: bool = True) -> RecipeStudy | None:
+def study_for_run(manifest: pd.DataFrame, streams, cache_root: str | Path, params: Mapping[str, Any],
+                  out_dir: str | Path, progress: bool = True) -> RecipeStudy | None:
     """The run's study (``cv_folds``, ``ablation_configs``, ``ablation_seeds``), or None when neither
     cross-validation nor an ablation is asked for."""
     if params["cv_folds"] < 2 and not params["ablation_configs"]:
         return None
     configs = study_configs(params)  # bad ablation files fail here, before any training
-    pool = development_pool(manifest, cache_dir)
+    pool = development_pool(manifest, streams, cache_root)
     return run_recipe_study(pool, configs, params["ablation_seeds"], params["cv_folds"], out_dir,
                             fold_seed=params["seed"], progress=progress)

@@ -8,6 +8,12 @@ accuracy every epoch, stops early on a validation metric (best weights
 restored) and writes ``model.keras``, ``history.csv`` and
 ``training_results.json``.
 
+A model whose registry entry has a closed-form fit (``pooled_linear``: ``models.model_fit_kind``)
+takes the other branch, with the same checks, artifacts and result keys: its entry's function
+solves for the weights once per candidate (e.g. per C) on the un-augmented training clips, the
+validation split chooses the candidate by ``early_stopping_monitor``, and ``history.csv`` holds one
+row per candidate instead of one per epoch.
+
 Its parts live beside it in ``nexara_lib.training``: the steps of a run (``run_steps``), the
 loss (``losses``), the learning rate and optimizer (``schedule``), the per-epoch monitor and
 clock (``monitor``), resumable checkpoints (``checkpoints``), model files (``model_files``) and
@@ -15,6 +21,7 @@ the history plot (``figures``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -32,11 +39,13 @@ from nexara_lib.training.arrays import check_splits, class_counts, predict_class
 from nexara_lib.training.checkpoints import (ResumableCheckpoint, load_checkpoint, remove_checkpoint,
                                              training_fingerprint)
 from nexara_lib.training.model_files import save_model_atomic
-from nexara_lib.training.models import available_models, model_defaults, model_param_names, model_params_from_config
+from nexara_lib.training.models import (ModelEntry, available_models, model_defaults, model_entry, model_param_names,
+                                        model_params_from_config)
 from nexara_lib.training.monitor import (MONITORABLE, check_gap_thresholds, gap_status, monitor_mode,
                                          per_class_metrics)
-from nexara_lib.training.run_steps import (RunCallbacks, Session, TrainingSet, build_and_compile, fit_or_restore,
-                                           make_callbacks, prepare_training_set, start_session)
+from nexara_lib.training.pooled import check_c_grid
+from nexara_lib.training.run_steps import (RunCallbacks, Session, TrainingSet, build_and_compile, build_model,
+                                           fit_or_restore, make_callbacks, prepare_training_set, start_session)
 
 logger = logging.getLogger("nexara.training")
 
@@ -44,6 +53,15 @@ logger = logging.getLogger("nexara.training")
 TRAINING_KEYS = stage_keys("training") + ("seed",)
 # training keys that do not change what is learned: left out of the checkpoint fingerprint
 NOT_FINGERPRINTED = ("tensorboard", "checkpoint_interval_s")
+# training keys only one way of fitting reads (the other ignores them)
+FIT_ONLY_KEYS = {
+    "keras": ("focal_gamma", "label_smoothing", "optimizer", "learning_rate", "warmup_epochs", "gradient_clip_norm",
+              "batch_size", "epochs", "early_stopping_patience", "augment_factor", "augment_ops", "gap_stop_patience",
+              "checkpoint_interval_s", "tensorboard"),
+    "closed_form": ("pooled_c_grid",),
+}
+# history columns that are not validation or training metrics
+NOT_METRICS = ("epoch", "epoch_seconds", "learning_rate", "C")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -81,6 +99,7 @@ def resolve_training_config(config: Mapping[str, Any]) -> dict:
     need(resolved["early_stopping_monitor"] in MONITORABLE, "early_stopping_monitor",
          f"must be one of {list(MONITORABLE)}")
     check_gap_thresholds(resolved["gap_warning"], resolved["gap_critical"])
+    check_c_grid(resolved["pooled_c_grid"])
     return resolved
 
 
@@ -105,39 +124,61 @@ def _write_history(history: pd.DataFrame, out_dir: Path, cfg: Mapping[str, Any],
 
 # --- the results -------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class _Fit:
+    """A fitted model, by the Keras loop or in closed form, and what the results need of the fit."""
+    model: keras.Model
+    history: pd.DataFrame
+    outcome: dict
+    session: Session
+    training_set: TrainingSet
+    seconds: dict  # augment, build, fit
+    checkpoint: ResumableCheckpoint | None = None  # the Keras loop's
+    closed_form: dict | None = None  # the closed-form fit's candidates, scores and choice
+
+
 def _model_summary(cfg: Mapping[str, Any]) -> dict:
-    """The model, every hyper-parameter it was built with, and the model-shape keys it ignored."""
+    """The model, how it is fit, every hyper-parameter it was built with, and the keys it ignored."""
     name = cfg["model"]
+    fit = model_entry(name).fit
     accepted = model_param_names(name)
     model_shape_keys = {k for m in available_models() for k in model_param_names(m)}
-    return {"model": name, "model_params": {**model_defaults(name), **model_params_from_config(cfg)},
-            "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted)}
+    return {"model": name, "fit": fit, "model_params": {**model_defaults(name), **model_params_from_config(cfg)},
+            "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted),
+            "training_keys_unused_by_fit": sorted(k for kind, keys in FIT_ONLY_KEYS.items() if kind != fit
+                                                  for k in keys)}
 
 
-def _outcome(cfg: Mapping[str, Any], history: pd.DataFrame, callbacks: RunCallbacks, initial_epoch: int) -> dict:
-    """How the fit went: the monitored metric, the best epoch and its metrics, why training stopped."""
+def _outcome(cfg: Mapping[str, Any], history: pd.DataFrame, best_index: int, stop_reason: str, stopped_early: bool,
+             initial_epoch: int) -> dict:
+    """How the fit went: the monitored metric, the best row (epoch or candidate) and its metrics, why it stopped."""
     monitor = cfg["early_stopping_monitor"]
-    best_index = (int(callbacks.early_stopping.best_epoch) if np.isfinite(history[monitor]).any()
-                  else len(history) - 1)
     best_row = history.iloc[best_index]
+    metric_columns = [c for c in history.columns if c not in NOT_METRICS]
+    return {
+        "monitor": monitor,
+        "monitor_mode": monitor_mode(monitor),
+        "best_epoch": best_index + 1,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "stop_reason": stop_reason,
+        "resumed_from_epoch": initial_epoch,
+        "best_metrics": {c: float(best_row[c]) for c in metric_columns},
+        "best_gap_status": gap_status(float(best_row["val_class_gap"]), cfg["gap_warning"], cfg["gap_critical"]),
+    }
+
+
+def _keras_outcome(cfg: Mapping[str, Any], history: pd.DataFrame, callbacks: RunCallbacks, initial_epoch: int) -> dict:
+    """The Keras loop's outcome: early stopping's best epoch, and which rule ended the run."""
+    best_index = (int(callbacks.early_stopping.best_epoch) if np.isfinite(history[cfg["early_stopping_monitor"]]).any()
+                  else len(history) - 1)
     if callbacks.per_class.stopped_epoch is not None:
         stop_reason = "critical_class_gap"
     elif len(history) < cfg["epochs"]:
         stop_reason = "early_stopping"
     else:
         stop_reason = "max_epochs"
-    metric_columns = [c for c in history.columns if c not in ("epoch", "epoch_seconds", "learning_rate")]
-    return {
-        "monitor": monitor,
-        "monitor_mode": monitor_mode(monitor),
-        "best_epoch": best_index + 1,
-        "epochs_run": len(history),
-        "stopped_early": len(history) < cfg["epochs"],
-        "stop_reason": stop_reason,
-        "resumed_from_epoch": initial_epoch,
-        "best_metrics": {c: float(best_row[c]) for c in metric_columns},
-        "best_gap_status": gap_status(float(best_row["val_class_gap"]), cfg["gap_warning"], cfg["gap_critical"]),
-    }
+    return _outcome(cfg, history, best_index, stop_reason, len(history) < cfg["epochs"], initial_epoch)
 
 
 def _data_summary(x_train: np.ndarray, y_train: np.ndarray, training_set: TrainingSet, y_val: np.ndarray) -> dict:
@@ -151,8 +192,9 @@ def _data_summary(x_train: np.ndarray, y_train: np.ndarray, training_set: Traini
 
 
 def _timings(seconds: Mapping[str, float], started: float, history: pd.DataFrame,
-             checkpoint: ResumableCheckpoint) -> dict:
-    """Seconds per step (``seconds``: augment, build, fit, save), in total and per epoch."""
+             checkpoint: ResumableCheckpoint | None) -> dict:
+    """Seconds per step (``seconds``: augment, build, fit, save), in total and per epoch (per candidate of a
+    closed-form fit)."""
     epoch_seconds = history["epoch_seconds"].to_numpy(dtype=float)
     # the first epoch includes graph tracing; steady-state speed excludes it when there is more than one
     steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
@@ -160,13 +202,16 @@ def _timings(seconds: Mapping[str, float], started: float, history: pd.DataFrame
         **{f"{step}_seconds": seconds[step] for step in ("augment", "build", "fit", "save")},
         "total_seconds": time.perf_counter() - started,
         "seconds_per_epoch": float(np.mean(steady)), "first_epoch_seconds": float(epoch_seconds[0]),
-        "checkpoint_seconds": checkpoint.seconds_spent, "checkpoint_commits": checkpoint.commits,
+        "checkpoint_seconds": checkpoint.seconds_spent if checkpoint else 0.0,
+        "checkpoint_commits": checkpoint.commits if checkpoint else 0,
     }
 
 
-def _results(cfg: Mapping[str, Any], model: keras.Model, session: Session, training_set: TrainingSet,
-             outcome: dict, final_val: dict, data: dict, timings: dict, started_at: str, out_dir: Path) -> dict:
+def _results(cfg: Mapping[str, Any], fit: _Fit, final_val: dict, data: dict, timings: dict, started_at: str,
+             out_dir: Path) -> dict:
     """The contents of ``training_results.json`` (JSON-ready)."""
+    session, training_set = fit.session, fit.training_set
+    tensorboard = cfg["tensorboard"] and fit.checkpoint is not None  # the Keras loop writes the logs
     return to_jsonable({
         **_model_summary(cfg),
         "training_params": cfg,
@@ -176,8 +221,9 @@ def _results(cfg: Mapping[str, Any], model: keras.Model, session: Session, train
                          "batch_size_per_replica": cfg["batch_size"], "global_batch_size": session.global_batch},
         "focal_alpha_used": training_set.alpha,
         "class_weight_used": training_set.class_weight,
-        "n_parameters": int(model.count_params()),
-        **outcome,
+        "n_parameters": int(fit.model.count_params()),
+        **fit.outcome,
+        "closed_form": fit.closed_form,
         "final_val_metrics": final_val,
         "data": data,
         "timings": timings,
@@ -186,7 +232,7 @@ def _results(cfg: Mapping[str, Any], model: keras.Model, session: Session, train
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "artifacts": {"model": str(out_dir / "model.keras"), "history": str(out_dir / "history.csv"),
                       "results": str(out_dir / "training_results.json"),
-                      "tensorboard": str(out_dir / "tensorboard") if cfg["tensorboard"] else None},
+                      "tensorboard": str(out_dir / "tensorboard") if tensorboard else None},
     })
 
 
@@ -216,13 +262,16 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 a line per
             epoch); > 0 also prints the per-class line of every epoch.
         resume: continue from ``out_dir/checkpoint`` when it holds an interrupted run with the
-            same parameters and data (otherwise it is discarded and training starts over).
+            same parameters and data (otherwise it is discarded and training starts over). A
+            closed-form fit (``pooled_linear``) takes seconds and always runs from the start.
         devices: mirror training over these devices (tests use logical CPUs); default: the
             ``multi_gpu`` parameter decides.
 
     Returns:
         The contents of ``training_results.json`` plus ``"model"`` (the trained
-        model, best weights) and ``"history"`` (the per-epoch DataFrame).
+        model, best weights) and ``"history"`` (the per-epoch DataFrame; for a closed-form fit
+        one row per candidate, ``stop_reason`` 'closed_form' and the candidates' scores under
+        ``"closed_form"``, which is None for the Keras loop).
 
     Raises:
         TrainingDivergedError: the loss became NaN/inf; the last good checkpoint is kept.
@@ -236,6 +285,26 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     x_train, y_train, x_val, y_val = check_splits(x_train, y_train, x_val, y_val)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    entry = model_entry(cfg["model"])
+    if entry.closed_form is None:
+        fit = _fit_keras(x_train, y_train, x_val, y_val, cfg, out_dir, resume, verbose, devices)
+    else:
+        fit = _fit_closed_form(entry, x_train, y_train, x_val, y_val, cfg, out_dir, verbose, devices)
+    final_val = per_class_metrics(y_val, predict_proba(fit.model, x_val))  # the kept (best) weights
+
+    t0 = time.perf_counter()
+    save_model_atomic(fit.model, out_dir / "model.keras")
+    fit.seconds["save"] = time.perf_counter() - t0
+    results = _results(cfg, fit, final_val, _data_summary(x_train, y_train, fit.training_set, y_val),
+                       _timings(fit.seconds, started, fit.history, fit.checkpoint), started_at, out_dir)
+    write_text_atomic(out_dir / "training_results.json", json.dumps(results, indent=2))
+    remove_checkpoint(out_dir / "checkpoint")  # the run is complete: model.keras is the artifact now
+    return {**results, "model": fit.model, "history": fit.history}
+
+
+def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume: bool, verbose: int,
+               devices) -> _Fit:
+    """The Keras loop: augmentation, focal loss, early stopping on validation, resumable checkpoints."""
     checkpoint_dir = out_dir / "checkpoint"
     fingerprint = training_fingerprint({k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
                                        [x_train, y_train, x_val, y_val])
@@ -261,18 +330,40 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     seconds["fit"] = time.perf_counter() - t0
     _write_history(history, out_dir, cfg, callbacks.checkpoint)  # raises if the loss diverged
     callbacks.checkpoint.mark_done()
-    outcome = _outcome(cfg, history, callbacks, initial_epoch)
-    final_val = per_class_metrics(y_val, predict_proba(model, x_val))  # the restored (best) weights
+    outcome = _keras_outcome(cfg, history, callbacks, initial_epoch)
+    return _Fit(model, history, outcome, session, training_set, seconds, checkpoint=callbacks.checkpoint)
 
+
+def _fit_closed_form(entry: ModelEntry, x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, verbose: int,
+                     devices) -> _Fit:
+    """The entry's closed-form fit on the un-augmented training clips, the candidate chosen on validation.
+
+    Class weighting follows the recipe (``focal_alpha``, ``class_weights``) computed on those clips;
+    there are no epochs, so nothing to checkpoint or resume (a stale checkpoint is removed).
+    """
+    remove_checkpoint(out_dir / "checkpoint")
+    session = start_session(cfg, devices)
+    training_set = prepare_training_set(x_train, y_train, {**cfg, "augment_factor": 1})  # the clips themselves
+    seconds = {"augment": training_set.seconds}
     t0 = time.perf_counter()
-    save_model_atomic(model, out_dir / "model.keras")
-    seconds["save"] = time.perf_counter() - t0
-    results = _results(cfg, model, session, training_set, outcome, final_val,
-                       _data_summary(x_train, y_train, training_set, y_val),
-                       _timings(seconds, started, history, callbacks.checkpoint), started_at, out_dir)
-    write_text_atomic(out_dir / "training_results.json", json.dumps(results, indent=2))
-    remove_checkpoint(checkpoint_dir)  # the run is complete: model.keras is the artifact now
-    return {**results, "model": model, "history": history}
+    with session.strategy.scope():
+        model = build_model(cfg, x_train)
+    seconds["build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solved = entry.closed_form(model, x_train, y_train, x_val, y_val, cfg, training_set.alpha,
+                               training_set.class_weight)
+    seconds["fit"] = time.perf_counter() - t0
+    write_text_atomic(out_dir / "history.csv", solved.history.to_csv(index=False))
+    outcome = _outcome(cfg, solved.history, solved.best_index, "closed_form", False, 0)
+    monitor = cfg["early_stopping_monitor"]
+    chosen = solved.history.iloc[solved.best_index]
+    message = (f"{cfg['model']}: closed-form fit, {len(solved.history)} candidates; chosen on validation "
+               f"{monitor} = {chosen[monitor]:.4f} (candidate {solved.best_index + 1}"
+               + (f", C = {chosen['C']:g})" if "C" in chosen else ")"))
+    logger.info(message)
+    if verbose:
+        print(message, flush=True)
+    return _Fit(model, solved.history, outcome, session, training_set, seconds, closed_form=solved.details)
 
 
 def predict_proba(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:

@@ -11,8 +11,15 @@ Every named transform, whether it augments training data or makes a test-time vi
   draw (the entry serves "augment"); ``tta_params`` are the fixed parameters of the
   test-time view (the entry serves "tta"). An entry may serve both, under one name.
 - ``needs`` names the other inputs the transform reads, from ``INPUTS``: ``rng`` (ops random per
-  clip), ``labels`` (within-class mixing), ``span`` (frames the indices may address) and
-  ``feature_std`` (per-dimension spread of the training features).
+  clip), ``labels`` (within-class mixing), ``span`` (frames the indices may address),
+  ``feature_std`` (per-dimension spread of the training features), ``size`` (the backbone's square
+  input side) and ``pairs`` (the backbone reads (frame, next frame) pairs).
+- Stream views (``acts_on`` "regions", use "stream"; ``frame_views``) are the one exception to "same
+  shape in, same shape out": they take a clip's frames at native resolution (``(T, H, W, 3)``, or
+  ``(T, 2, H, W, 3)`` with each frame's next frame) and give ``R`` regions of every frame at the
+  backbone's size, ``(T * R, S, S, 3)`` (pairs: ``(T * R, 2, S, S, 3)``), plus a dict for the clip's
+  read record. Each is extracted as a feature stream of its own, its parameters in the cache key
+  (``StreamView``).
 """
 from __future__ import annotations
 
@@ -24,11 +31,31 @@ import numpy as np
 
 from nexara_lib.registry import Registry
 
-ACTS_ON = {"pixels": "frame", "sampling": "frame", "features": "feature"}  # what x is -> its level
+ACTS_ON = {"pixels": "frame", "sampling": "frame", "regions": "frame", "features": "feature"}  # x -> its level
 LEVELS = ("frame", "feature")
-USES = ("augment", "tta")
-INPUTS = ("rng", "labels", "span", "feature_std")
-_USE_WORDS = {"augment": "augmentation", "tta": "test-time view"}
+USES = ("augment", "tta", "stream")
+INPUTS = ("rng", "labels", "span", "feature_std", "size", "pairs")
+_USE_WORDS = {"augment": "augmentation", "tta": "test-time view", "stream": "stream view"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamView:
+    """What makes a "regions" transform a feature stream of its own (use "stream").
+
+    Attributes:
+        defaults: its parameters when none are given (plain JSON values).
+        check: ``params -> params``: the defaults completed by ``params``, validated (ValueError
+            naming the parameter, the value and what is allowed).
+        key: ``checked params -> cache-key suffix`` (e.g. "motion_crop-f0.50"): every parameter that
+            changes the cached numbers, and only those.
+        regions: ``checked params -> R``, frames given per sampled frame (cached as ``(T, R * D)``).
+        reads_next: needs every sampled frame's next decoded frame (then frames come as pairs).
+    """
+    defaults: Mapping
+    check: Callable[[Mapping], dict]
+    key: Callable[[Mapping], str]
+    regions: Callable[[Mapping], int]
+    reads_next: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +69,7 @@ class Transform:
     needs: tuple[str, ...] = ()  # inputs fn takes besides x and params, from INPUTS
     draw: Callable[[np.random.Generator], dict] | None = None  # rng -> params of one augmentation draw
     tta_params: Mapping | None = None  # the fixed params of the test-time view
+    stream: StreamView | None = None  # a stream view's parameters, key and regions (acts_on "regions")
 
     @property
     def level(self) -> str:
@@ -50,8 +78,10 @@ class Transform:
 
     @property
     def uses(self) -> tuple[str, ...]:
-        """Which of "augment" (it has ``draw``) and "tta" (it has ``tta_params``) it serves."""
-        return tuple(use for use, has in zip(USES, (self.draw is not None, self.tta_params is not None)) if has)
+        """Which of "augment" (it has ``draw``), "tta" (it has ``tta_params``) and "stream" (it has
+        ``stream``) it serves."""
+        has = (self.draw is not None, self.tta_params is not None, self.stream is not None)
+        return tuple(use for use, served in zip(USES, has) if served)
 
     def view_params(self, seed: int | None = None) -> dict:
         """The test-time view's parameters; a seeded view (a "seed" among them) takes ``seed`` when given."""
@@ -72,7 +102,8 @@ class Transform:
             **inputs: any of ``INPUTS``; those in ``needs`` are required.
 
         Returns:
-            a new array of the same shape (the input is never modified).
+            a new array of the same shape (the input is never modified); a stream view ("regions")
+            returns (frames ``(T * R, S, S, 3)`` or pairs ``(T * R, 2, S, S, 3)``, record dict).
         """
         unknown = sorted(set(inputs) - set(INPUTS))
         if unknown:
@@ -82,6 +113,17 @@ class Transform:
             raise ValueError(f"transform {self.name!r} needs {missing} (it reads {list(self.needs)})")
         x = _CHECKS[self.acts_on](self.name, x, inputs.get("span"))
         return self.fn(x, dict(params), **{name: inputs[name] for name in self.needs})
+
+
+def _check_regions(name: str, frames, span) -> np.ndarray:
+    frames = np.asarray(frames)
+    single = frames.ndim == 4 and frames.shape[-1] == 3
+    pairs = frames.ndim == 5 and frames.shape[1] == 2 and frames.shape[-1] == 3
+    if not (single or pairs) or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise ValueError(f"transform {name!r} acts on regions of native-resolution frames: expects uint8 RGB "
+                         f"frames (T, H, W, 3) or (frame, next frame) pairs (T, 2, H, W, 3), got shape "
+                         f"{frames.shape} dtype {frames.dtype}; decode with read_sampled_frames(size=None)")
+    return frames
 
 
 def _check_pixels(name: str, frames, span) -> np.ndarray:
@@ -115,23 +157,26 @@ def _check_features(name: str, features, span) -> np.ndarray:
     return features
 
 
-_CHECKS = {"pixels": _check_pixels, "sampling": check_indices, "features": _check_features}
+_CHECKS = {"pixels": _check_pixels, "sampling": check_indices, "regions": _check_regions,
+           "features": _check_features}
 
 TRANSFORMS = Registry("transform")
 
 
 def register_transform(name: str, acts_on: str, description: str, *, needs: Sequence[str] = (),
                        draw: Callable[[np.random.Generator], dict] | None = None,
-                       tta_params: Mapping | None = None) -> Callable:
+                       tta_params: Mapping | None = None, stream: StreamView | None = None) -> Callable:
     """Decorator that adds ``fn(x, params, **needed inputs)`` to ``TRANSFORMS`` under ``name``.
 
     Args:
         name: the name used in parameters and, for frame-level views, in feature-cache keys.
-        acts_on: "pixels", "sampling" or "features".
+        acts_on: "pixels", "sampling", "regions" or "features".
         description: one line saying what it does and why.
         needs: the inputs ``fn`` takes besides x and params, from ``INPUTS``.
         draw: ``rng -> params`` of one augmentation draw (plain JSON values); given = serves "augment".
         tta_params: the fixed parameters of the test-time view; given = serves "tta".
+        stream: a stream view's parameters, key and regions; given = serves "stream" (acts_on
+            "regions" only, and only as a stream view).
 
     Returns:
         the decorator; it returns ``fn`` unchanged.
@@ -140,10 +185,16 @@ def register_transform(name: str, acts_on: str, description: str, *, needs: Sequ
         raise ValueError(f"transform {name!r}: acts_on must be one of {list(ACTS_ON)}, got {acts_on!r}")
     if not set(needs) <= set(INPUTS):
         raise ValueError(f"transform {name!r}: needs must be among {list(INPUTS)}, got {list(needs)}")
-    if draw is None and tta_params is None:
-        raise ValueError(f"transform {name!r}: give draw (augmentation), tta_params (test-time view) or both")
+    if (stream is not None) != (acts_on == "regions") or (stream is not None and (draw or tta_params is not None)):
+        raise ValueError(f"transform {name!r}: a stream view (stream=...) acts on regions and serves nothing else, "
+                         f"and a regions transform is a stream view; got acts_on {acts_on!r}, "
+                         f"stream {'given' if stream is not None else 'missing'}")
+    if draw is None and tta_params is None and stream is None:
+        raise ValueError(f"transform {name!r}: give draw (augmentation), tta_params (test-time view) or both, "
+                         "or stream (a stream view)")
     fixed = None if tta_params is None else MappingProxyType(dict(tta_params))
-    return TRANSFORMS.register(name, lambda fn: Transform(name, acts_on, description, fn, tuple(needs), draw, fixed))
+    return TRANSFORMS.register(name, lambda fn: Transform(name, acts_on, description, fn, tuple(needs), draw, fixed,
+                                                          stream))
 
 
 def fixed_draw(**settings) -> Callable[[np.random.Generator], dict]:

@@ -87,8 +87,17 @@ def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: 
                   for k, f in frames.items()}
     if not with_next:
         return np.stack([frames[int(i)] for i in idx]), record
-    # Only decoded frames are in ``frames``: no successor means i is the last frame.
-    return np.stack([np.stack([frames[i], frames.get(i + 1, frames[i])]) for i in idx.tolist()]), record
+    # Only decoded frames are in ``frames``: no successor means i is the last frame. Pairs are filled in place
+    # and each frame dropped after its last use: at native resolution (stream views) they are held once, not thrice.
+    sources = [(i, i + 1 if i + 1 in frames else i) for i in idx.tolist()]
+    last_use = {key: k for k, pair in enumerate(sources) for key in pair}
+    pairs = np.empty((len(sources), 2) + frames[sources[0][0]].shape, np.uint8)
+    for k, pair in enumerate(sources):
+        pairs[k, 0], pairs[k, 1] = frames[pair[0]], frames[pair[1]]
+        for key in set(pair):
+            if last_use[key] == k:
+                del frames[key]
+    return pairs, record
 
 
 def read_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False) -> np.ndarray:
