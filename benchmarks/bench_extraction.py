@@ -449,25 +449,31 @@ def _views_headline(views: dict) -> str:
                                  if views[v]["clips_per_s"] is not None)
 
 
-def bench_views(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0,
-                backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20, workers: int = 2,
-                views=VIEWS) -> dict:
-    """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report)."""
+def _bench_setup(backbone: str, weights: str, frames: int, workers: int, clips: int, views) -> tuple:
+    """Checked arguments: (the clean stream, the config every part records, the checked views)."""
     from nexara_lib.features.stream import FeatureStream
-    from nexara_lib.io import write_json_atomic
 
     check_int("frames", frames, 1)
     check_int("workers", workers, 1)
     check_int("clips", clips, 0)
     _check_backbone(backbone)
     views = check_views(views)
-
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    load_before = load_average()
-    total0 = time.perf_counter()
     stream = FeatureStream(backbone, weights, frames)
     cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
            "size": stream.size, "pairs": stream.pairs, "batch_frames": stream.spec.batch_size}
+    return stream, cfg, views
+
+
+def bench_views(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0,
+                backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20, workers: int = 2,
+                views=VIEWS) -> dict:
+    """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report)."""
+    from nexara_lib.io import write_json_atomic
+
+    stream, cfg, views = _bench_setup(backbone, weights, frames, workers, clips, views)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_before = load_average()
+    total0 = time.perf_counter()
     manifest, unusable = select_clips(data_dir, clips)
     part = _views_part(manifest, cfg, views)
     headline = _views_headline(part)
@@ -566,22 +572,14 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         The report that was written (also has ``"path"``).
     """
     check_int("repeats", repeats, 1)
-    check_int("frames", frames, 1)
-    check_int("workers", workers, 1)
-    check_int("clips", clips, 0)
-    _check_backbone(backbone)
-    views = check_views(views)
     from nexara_lib.features.backbones import create_backbone
     from nexara_lib.features.extract import _jobs
-    from nexara_lib.features.stream import FeatureStream
     from nexara_lib.io import write_json_atomic
 
+    stream, cfg, views = _bench_setup(backbone, weights, frames, workers, clips, views)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_before = load_average()
     total0 = time.perf_counter()
-    stream = FeatureStream(backbone, weights, frames)
-    cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
-           "size": stream.size, "pairs": stream.pairs, "batch_frames": stream.spec.batch_size}
     n_clips = clips or (QUICK_CLIPS if quick else 0)
     t0 = time.perf_counter()
     manifest, unusable = select_clips(data_dir, n_clips)

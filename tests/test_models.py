@@ -21,11 +21,7 @@ def tiny_params(name):
     return {k: v for k, v in TINY.items() if k in models.model_param_names(name)}
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 @pytest.fixture(scope="module")

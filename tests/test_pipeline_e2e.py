@@ -117,6 +117,26 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert clean and all(s["clips"] == 32 for s in clean)
     assert len(copies) == 1 and copies[0]["clips"] == int((manifest["split"] == "train").sum())
 
+    # With select_recipe: cv, 03 ranks every candidate by grouped CV on train + val (never test) and carries the
+    # winner forward, refit on train + val; 04 evaluates it, thresholds chosen on its out-of-fold predictions.
+    selecting = {"output_root": str(tmp_path), "select_recipe": "cv", "baseline_models": ["pooled_linear"],
+                 "candidate_streams": ["identity+motion_crop"]}
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], selecting, notebooks=["02", "03", "04"])
+    selection = json.loads((art / "selection.json").read_text())
+    assert [r["candidate"] for r in selection["ranking"]][0] == selection["winner"]["name"]
+    assert {r["candidate"] for r in selection["ranking"]} == {
+        "default | identity", "pooled_linear | identity", "overregularized | identity",
+        "default | identity+motion_crop", "pooled_linear | identity+motion_crop"}
+    development = manifest[manifest["split"].isin(["train", "val"])]
+    assert {row["clip_id"] for row in selection["oof"]} <= set(development["clip_id"].astype(str))
+    assert selection["choices"]["chosen_on"].startswith("out-of-fold")
+    assert (run_dir / selection["carried"]["model_path"]).exists()
+    metrics = json.loads((art / "metrics.json").read_text())
+    assert metrics["selection"]["winner"] == selection["winner"] and metrics["chosen_on"].startswith("out-of-fold")
+    assert json.loads((run_dir / "run.json").read_text())["selection"]["winner"] == selection["winner"]
+    report = (run_dir / "reports" / "03_hybrid_training.html").read_text()
+    assert "carried forward" in report and selection["winner"]["name"].split(" |")[0] in report
+
 
 @pytest.mark.e2e
 def test_failing_notebook_names_notebook_cell_and_partial_copy(tmp_path):

@@ -46,11 +46,7 @@ def pooled_numpy(x):
     return np.concatenate([x.mean(1), x.std(1), np.abs(np.diff(x, axis=1)).mean(1)], axis=-1)
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +54,21 @@ def data():
     return motion_clips(60, 1) + motion_clips(40, 2) + motion_clips(30, 3)  # train, val, test
 
 
+def _trained(config, data, tmp_path_factory):
+    keras.mixed_precision.set_global_policy("float32")
+    out_dir = tmp_path_factory.mktemp(config["model"])
+    x_train, y_train, x_val, y_val, *_ = data
+    return training.train_sequence_model(x_train, y_train, x_val, y_val, config, out_dir, verbose=0), out_dir
+
+
 @pytest.fixture(scope="module")
 def linear(data, tmp_path_factory):
-    keras.mixed_precision.set_global_policy("float32")
-    out_dir = tmp_path_factory.mktemp("pooled_linear")
-    x_train, y_train, x_val, y_val, *_ = data
-    return training.train_sequence_model(x_train, y_train, x_val, y_val, LINEAR, out_dir, verbose=0), out_dir
+    return _trained(LINEAR, data, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def mlp(data, tmp_path_factory):
-    keras.mixed_precision.set_global_policy("float32")
-    out_dir = tmp_path_factory.mktemp("pooled_mlp")
-    x_train, y_train, x_val, y_val, *_ = data
-    return training.train_sequence_model(x_train, y_train, x_val, y_val, MLP, out_dir, verbose=0), out_dir
+    return _trained(MLP, data, tmp_path_factory)
 
 
 # --- the pooling layer --------------------------------------------------------------------

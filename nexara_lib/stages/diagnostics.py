@@ -66,6 +66,7 @@ def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
     report = dg.metrics_report(preds["val"], preds["test"], max_fpr=params["max_false_positive_rate"],
                                n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
     if recipe.selection is not None:
+        report["chosen_on"] = "out-of-fold predictions on train + val (the 'val' metrics are out-of-fold)"
         report["selection"] = _selection_report(recipe, splits["test"], preds["test"], report, params, layout)
     write_json_atomic(layout.metrics, report)
     return Diagnosis(manifest, splits, model, preds, report, recipe)

@@ -74,7 +74,7 @@ def study_configs(params: Mapping[str, Any]) -> dict[str, dict]:
 
 def changed_keys(configs: Mapping[str, Mapping]) -> pd.DataFrame:
     """The training keys each configuration changes relative to 'default' (one row per key)."""
-    base = configs[BASELINE]
+    base = configs[BASELINE] if BASELINE in configs else next(iter(configs.values()))
     changed = [k for k in _TRAINING_KEYS if any(cfg.get(k) != base.get(k) for cfg in configs.values())]
     rows = {key: {name: str(cfg.get(key)) if name == BASELINE or cfg.get(key) != base.get(key) else ""
                   for name, cfg in configs.items()} for key in changed}
@@ -250,6 +250,8 @@ class RecipeStudy:
         per group this is the ordinary clip bootstrap)."""
         pooled = self.predictions.groupby(["config", "clip_id"], sort=False).agg(
             y=("y", "first"), prob=("prob", "mean"), group=("group", "first"))
+        if BASELINE not in self.names:
+            return pd.DataFrame()
         base = pooled.loc[BASELINE]
         y, groups = base["y"].to_numpy(), base["group"].to_numpy()
         rows = {}
@@ -315,8 +317,8 @@ def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds
     Returns:
         A ``RecipeStudy``; ``study.json`` holds its runs and summary.
     """
-    if BASELINE not in configs:
-        raise ValueError(f"configs must include the baseline {BASELINE!r}")
+    if not configs:
+        raise ValueError("run_recipe_study needs at least one configuration (normally 'default', the run's recipe)")
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("run_recipe_study needs at least one seed")
