@@ -342,7 +342,7 @@ def stage_keys(stage: str) -> tuple[str, ...]:
 
 @functools.cache
 def _stage_class(stage: str) -> type:
-    fields = [(key, Any, dataclasses.field(default=SCHEMA[key].default)) for key in stage_keys(stage)]
+    fields = [(key, Any, dataclasses.field(default=_frozen(SCHEMA[key].default))) for key in stage_keys(stage)]
     if stage != "run":
         fields.append(("seed", int, dataclasses.field(default=SCHEMA["seed"].default)))
     return dataclasses.make_dataclass(f"{stage.title()}Config", fields, frozen=True)

@@ -147,3 +147,19 @@ def test_base_yaml_does_not_repeat_schema_defaults():
     values = yaml.safe_load((PARAMS / "base.yaml").read_text()) or {}
     repeated = [k for k, v in values.items() if k in SCHEMA and v == SCHEMA[k].default]
     assert not repeated and set(values) == {"output_root"}, f"base.yaml repeats schema defaults: {repeated}"
+
+
+def test_stage_config_is_a_frozen_typed_view_of_one_stage():
+    import dataclasses
+    from nexara_lib.config import stage_config, stage_keys
+    params = resolve_params([], {"synthetic_clips": 8, "dropout": 0.4, "seed": 7})
+    training = stage_config(params, "training")
+    assert {f.name for f in dataclasses.fields(training)} == set(stage_keys("training")) | {"seed"}
+    assert training.dropout == 0.4 and training.seed == 7 and training.head_units == tuple(params["head_units"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        training.dropout = 0.1
+    assert stage_config({}, "features").frames_per_clip == SCHEMA["frames_per_clip"].default  # schema defaults
+    with pytest.raises(ParamError, match="dropout"):
+        stage_config({"dropout": 2.0}, "training")
+    with pytest.raises(ValueError, match="no parameter belongs"):
+        stage_keys("nonsense")
