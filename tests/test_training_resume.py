@@ -225,3 +225,27 @@ def test_checkpoint_interval_bounds_the_number_of_commits(tmp_path, interval_s, 
     # every epoch (or none) plus the final commit that marks the fit as done
     assert result["timings"]["checkpoint_commits"] == commits
     assert not (tmp_path / "checkpoint").exists()
+
+
+def test_a_finished_fit_whose_model_was_never_saved_resumes(tmp_path, monkeypatch):
+    """A crash (or a full disk) after the fit finished but before model.keras was written leaves a
+    'training_done' checkpoint: the rerun must save the same model, not fail on missing state."""
+    arrays = data(5)
+    clean = training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "clean", verbose=0)
+
+    def disk_full(model, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(training, "save_model_atomic", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "run", verbose=0)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert state["training_done"] is True and not (tmp_path / "run" / "model.keras").exists()
+    monkeypatch.undo()
+    resumed = training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "run", verbose=0)
+    assert resumed["best_epoch"] == clean["best_epoch"] and resumed["epochs_run"] == clean["epochs_run"]
+    pd.testing.assert_frame_equal(resumed["history"].drop(columns=["epoch_seconds"]),
+                                  clean["history"].drop(columns=["epoch_seconds"]))
+    np.testing.assert_allclose(training.predict_proba(resumed["model"], arrays[2]),
+                               training.predict_proba(clean["model"], arrays[2]), atol=1e-6)
+    assert (tmp_path / "run" / "model.keras").exists() and not (tmp_path / "run" / "checkpoint").exists()

@@ -108,9 +108,16 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, *args, resume_from: CheckpointState | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._resume_from = resume_from
+        # A checkpoint of a finished fit is never fitted again (so on_train_begin never runs), yet its
+        # best epoch and weights are read to save the model: restore them now, not only at train begin.
+        self.wait, self.best, self.best_epoch, self.best_weights = 0, None, 0, None
+        self._restore()
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._restore()
+
+    def _restore(self) -> None:
         state = self._resume_from
         if state is not None and "early_stopping" in state.data:
             saved = state.data["early_stopping"]
