@@ -90,6 +90,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("run_name", "str", "", "run folder name under output_root; empty = '<params-file-stem>-<timestamp>'", "run"),
     _p("seed", "int", 42, "seed for Python, NumPy and TensorFlow: same seed, same data -> same results", "run", bounds=_at_least(0)),
     _p("max_clips", "int", 0, "use at most this many clips, stratified by class (0 = all): a quick look at a big dataset", "run"),
+    _p("cell_timeout_s", "float", 21600.0, "a notebook cell running longer is stopped (a hung or silent kernel); its notebook is retried once, then the run fails naming notebook and cell", "run", bounds=Range(0, None, low_open=True)),
     # --- 01 audit ------------------------------------------------------------
     _p("split_fractions", "float_list", [0.70, 0.15, 0.15], "train/validation/test fractions when the dataset has no splits of its own", "audit"),
     _p("probe_workers", "int", 2, "processes that probe clips in parallel (0 = in this process, no timeout)", "audit", bounds=_at_least(0, "0 = probe in this process")),

@@ -217,3 +217,29 @@ def test_ensure_kernel_installs_once_and_repairs_a_stale_spec(tmp_path, monkeypa
 def test_ensure_kernel_rejects_bad_names():
     with pytest.raises(ValueError, match="kernel name"):
         ensure_kernel("bad name/")
+
+
+def test_a_cell_past_cell_timeout_is_stopped_and_its_notebook_retried_once(tmp_path):
+    """A hung cell (a lost papermill/nbclient reply) must not block an overnight run: the cell is stopped
+    after cell_timeout_s and the notebook run once more; the retry is recorded."""
+    notebooks = tmp_path / "nbs"
+    marker = tmp_path / "hung-once"
+    _write_notebook(notebooks / "01_hangs_once.ipynb",
+                    f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
+                    "if not m.exists():\n    m.write_text('x')\n    time.sleep(120)\nprint('done')")
+    run_dir = run_pipeline([_params_file(tmp_path)], {"cell_timeout_s": 5}, notebooks_dir=notebooks,
+                           log=lambda m: None)
+    entry = json.loads((run_dir / "run.json").read_text())["notebooks"]["01_hangs_once"]
+    assert entry["status"] == "ok" and entry["retried"].startswith("CellTimeoutError")
+    assert entry["duration_s"] < 60
+
+
+def test_a_cell_that_always_hangs_fails_the_run_after_one_retry(tmp_path):
+    notebooks = tmp_path / "nbs"
+    _write_notebook(notebooks / "01_hangs.ipynb", "import time\ntime.sleep(120)")
+    with pytest.raises(NotebookFailed, match="01_hangs") as err:
+        run_pipeline([_params_file(tmp_path)], {"cell_timeout_s": 3}, notebooks_dir=notebooks, log=lambda m: None)
+    run = json.loads((err.value.run_dir / "run.json").read_text())
+    entry = run["notebooks"]["01_hangs"]
+    assert run["status"] == "failed" and entry["status"] == "failed" and "CellTimeoutError" in entry["error"]
+    assert entry["retried"].startswith("CellTimeoutError")

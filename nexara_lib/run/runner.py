@@ -206,6 +206,11 @@ def _papermill_logging():
             logger.setLevel(old_level)
 
 
+def _hung(error: BaseException | None) -> bool:
+    """A cell that ran past ``cell_timeout_s``, or a kernel that died under it (not a failing cell)."""
+    return type(error).__name__ in ("CellTimeoutError", "DeadKernelError")
+
+
 def _render(executed: Path, run_dir: Path, entry: dict, log: Callable[[str], Any]) -> None:
     """Render both reports into ``entry``; a rendering problem is logged, never hides the notebook's result."""
     try:
@@ -324,12 +329,22 @@ def run_pipeline(param_files: Iterable[str | Path] | str | Path,
         log(f"[{number}/{len(selected)}] {notebook.name} ...")
         started = time.monotonic()
         error: BaseException | None = None
-        try:
-            with _kernel_env(), _papermill_logging():
-                papermill.execute_notebook(str(notebook), str(executed), parameters=injected, cwd=str(run_dir),
-                                           kernel_name=kernel, log_output=True, progress_bar=True)
-        except BaseException as err:  # noqa: BLE001 - recorded, then re-raised below
-            error = err
+        for attempt in (1, 2):
+            try:
+                with _kernel_env(), _papermill_logging():
+                    papermill.execute_notebook(str(notebook), str(executed), parameters=injected, cwd=str(run_dir),
+                                               kernel_name=kernel, log_output=True, progress_bar=True,
+                                               execution_timeout=params["cell_timeout_s"])
+                error = None
+            except BaseException as err:  # noqa: BLE001 - recorded, then re-raised below
+                error = err
+            if attempt == 1 and _hung(error):
+                # A cell past cell_timeout_s or a kernel that died: known papermill/nbclient hangs (a lost
+                # reply) pass on a rerun, so the notebook gets one more try, recorded in run.json.
+                entry["retried"] = f"{type(error).__name__}: {_first_line(str(error))}"
+                log(f"  {notebook.name}: {entry['retried']}; running the notebook once more")
+                continue
+            break
         entry["duration_s"] = round(time.monotonic() - started, 3)
         if executed.exists():
             _render(executed, run_dir, entry, log)
