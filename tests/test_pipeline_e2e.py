@@ -187,7 +187,12 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     assert len(list(cache.glob("*.npy"))) == 48
     metrics = json.loads((run_dir / "artifacts" / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["test"]["default"]["accuracy"] <= 1.0
-    # grouped 2-fold CV on the real clips: every train+val clip scored once, by a model blind to its recording
-    runs = pd.read_csv(run_dir / "artifacts" / "models" / "hybrid" / "study" / "runs.csv")
-    assert runs["fold"].tolist() == ["fold1", "fold2"]
-    assert runs["n_evaluated"].sum() == (manifest["split"] != "test").sum()
+    # surv_dev selects the recipe by grouped 2-fold CV on the real clips: every train+val clip is scored once per
+    # candidate, by a model blind to its recording; the motion-crop stream is extracted; 04 evaluates the winner
+    selection = json.loads((run_dir / "artifacts" / "selection.json").read_text())
+    assert len(selection["ranking"]) == 6  # (hybrid, pooled_linear, pooled_mlp) x (whole frame, + motion crop)
+    runs = pd.read_csv(run_dir / "artifacts" / "models" / "selection" / "identity+motion_crop" / "runs.csv")
+    assert set(runs["fold"]) == {"fold1", "fold2"}
+    assert (runs.groupby("config")["n_evaluated"].sum() == (manifest["split"] != "test").sum()).all()
+    assert next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*-motion_crop-f0.50"))
+    assert metrics["selection"]["winner"] == selection["winner"]
