@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from nexara_lib.io import write_text_atomic
+
 
 class ParamError(ValueError):
     """A parameter is unknown, mistyped, out of range or points at a missing path."""
@@ -329,7 +331,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def dump_params(params: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dict(params), sort_keys=False), encoding="utf-8")
+    write_text_atomic(path, yaml.safe_dump(dict(params), sort_keys=False))
 
 
 def stage_keys(stage: str) -> tuple[str, ...]:

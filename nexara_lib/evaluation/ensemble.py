@@ -17,6 +17,7 @@ from scipy import optimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from nexara_lib.io import write_text_atomic
 from nexara_lib.evaluation.metrics import LOWER_IS_BETTER, binary_metrics, metric_function
 from nexara_lib.evaluation.predictions import (PROB_EPS, Predictions, check_labels, check_probabilities, logit,
                                                require_same_clips, require_validation, sigmoid)
@@ -284,7 +285,7 @@ class EnsembleArtifact:
             paths.append(os.path.relpath(absolute, folder) if folder in absolute.parents else str(p))
         data = dataclasses.asdict(self)
         data["member_paths"] = paths
-        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        write_text_atomic(path, json.dumps(data, indent=2))
 
     @classmethod
     def load(cls, path) -> "EnsembleArtifact":

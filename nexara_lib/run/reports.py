@@ -199,8 +199,8 @@ def render_reports(executed_notebook_path: str | Path, reports_dir: str | Path) 
     nb = nbformat.read(executed, as_version=4)
     full_path, stakeholder_path = report_paths(executed.name, reports_dir)
     full_path.parent.mkdir(parents=True, exist_ok=True)
-    full_path.write_text(render_notebook_html(nb, False, f"{executed.stem} (with code)"), encoding="utf-8")
-    stakeholder_path.write_text(render_notebook_html(nb, True, executed.stem), encoding="utf-8")
+    write_text_atomic(full_path, render_notebook_html(nb, False, f"{executed.stem} (with code)"))
+    write_text_atomic(stakeholder_path, render_notebook_html(nb, True, executed.stem))
     return full_path, stakeholder_path
 
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from nexara_lib.io import atomic_path
+from nexara_lib.io import atomic_path, write_text_atomic
 from nexara_lib.video.scenes import SCENES, bystander
 from nexara_lib.video.stick_figures import draw_ball, draw_figure, luma, visible_color
 
@@ -266,5 +266,5 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
         frames = render_clip(row.scenario, row.width, row.height, row.fps, row.frames, row.clip_seed)
         write_clip(row.path, frames, row.fps, scratch)
     shutil.rmtree(scratch, ignore_errors=True)
-    marker_path.write_text(json.dumps(_marker(n_clips, seed), indent=2) + "\n")
+    write_text_atomic(marker_path, json.dumps(_marker(n_clips, seed), indent=2) + "\n")  # written last: the set is complete
     return listing
