@@ -32,6 +32,7 @@ bench: export NEXARA_PRETRAINED_DIR ?= $(abspath ../shared/models)
 bench: install  ## speed benchmarks, JSON reports under outputs/bench/ (not tests: nothing asserts on a time)
 	$(PY) -m benchmarks.bench_training --out outputs/bench/training.json
 	$(PY) -m benchmarks.bench_extraction --out outputs/bench/extraction.json
+	$(PY) -m benchmarks.bench_detect --out outputs/bench/detect.json
 
 clean:
 	rm -rf outputs/* .pytest_cache

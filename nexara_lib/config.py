@@ -166,6 +166,21 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
         "members: each {model, seed, backbone (optional, default = backbone)}", "ensemble"),
     _p("ensemble_method", "str", "weighted", "'weighted' soft voting with weights fit on validation, or 'stacking'", "ensemble",
        choices=("weighted", "stacking")),
+    # --- 07 deploy -----------------------------------------------------------
+    _p("export_variants", "str_list", ["float32", "float16", "int8"], "TFLite/LiteRT variants of the carried-forward model written by `nexara export` and notebook 07 (float32, float16, int8 = dynamic-range)", "deploy"),
+    _p("detect_head_variant", "str", "float32", "which exported variant the detector runs", "deploy", choices=("float32", "float16", "int8")),
+    _p("detect_window_s", "float", 0.0, "detector window length in seconds; 0 = the median duration of the run's training clips (what the model was trained on)", "deploy", bounds=_at_least(0, "0 = median training clip")),
+    _p("detect_stride", "float", 0.5, "step between window starts as a fraction of the window (0.5 = W/2)", "deploy", bounds=Range(0, 1, low_open=True)),
+    _p("detect_false_alarm_rate", "float", 0.05, "target false-alarm rate per window on validation non-violent clips: sets the detector's on-threshold", "deploy", bounds=OPEN_UNIT),
+    _p("detect_confirm_k", "int", 3, "an alarm turns on when at least k of the last n window scores reach the on-threshold", "deploy", bounds=COUNT),
+    _p("detect_confirm_n", "int", 4, "n: the number of recent windows the k-of-n confirmation looks at", "deploy", bounds=COUNT),
+    _p("detect_hysteresis", "float", 0.1, "the alarm turns off only when k of the last n scores are below on-threshold minus this", "deploy", bounds=UNIT),
+    _p("detect_cooldown_s", "float", 30.0, "after an alert episode ends, a new alarm within this many seconds continues it (no second alert)", "deploy", bounds=_at_least(0)),
+    _p("detect_max_gap_s", "float", 2.0, "a jump between frame timestamps larger than this (or backwards) is a recorded gap: windows across it are unknown", "deploy", bounds=POSITIVE),
+    _p("detect_stall_s", "float", 20.0, "a live source that delivers no frame for this long is reconnected (watchdog)", "deploy", bounds=POSITIVE),
+    _p("detect_reconnect_attempts", "int", 5, "reconnection attempts of a live source that dropped, with doubling back-off (0.5 s, 1 s, 2 s, ...)", "deploy", bounds=_at_least(0)),
+    _p("detect_min_cell", "int", 64, "smallest grid cell side in pixels; a grid whose cells would be smaller is an error", "deploy", bounds=_at_least(16)),
+    _p("detect_grid_margin", "int", 0, "pixels cut from each side of every grid cell (monitor borders, camera captions)", "deploy", bounds=_at_least(0)),
 ]})
 
 MEMBER_KEYS = {"model", "seed", "backbone", "backbone_weights"}

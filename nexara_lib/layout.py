@@ -58,6 +58,16 @@ class RunLayout:
     def ensemble_dir(self) -> Path:
         return self.models / "ensemble"
 
+    @property
+    def export_dir(self) -> Path:
+        """The carried-forward model exported for the edge (notebook 07, ``nexara export``)."""
+        return self.artifacts / "export"
+
+    @property
+    def deploy_dir(self) -> Path:
+        """Notebook 07's test videos and detector outputs."""
+        return self.artifacts / "deploy"
+
     def require(self, path: Path, produced_by: str) -> Path:
         """Return ``path`` or fail naming the notebook that produces it."""
         if not path.exists():

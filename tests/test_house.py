@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nexara_lib"
 # Lowest first. A module may import from its own floor and the floors below it.
-FLOORS = ("ground", "transforms", "video", "audit", "features", "evaluation", "training", "stages", "run")
+FLOORS = ("ground", "transforms", "video", "audit", "features", "evaluation", "training", "deploy", "stages", "run")
 MAX_LINES = 420
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"
 SURV = ROOT.parent / "shared" / "data" / "surv-fight-dev"
 NOTEBOOKS = ["01_data_audit", "02_feature_extraction", "03_hybrid_training", "04_per_class_diagnostics",
-             "05_tta", "06_ensemble"]
+             "05_tta", "06_ensemble", "07_deploy"]
 REMOTE = re.compile(r"<(?:script|link)[^>]+(?:src|href)=\"(?:https?:)?//", re.IGNORECASE)
 
 
@@ -100,6 +100,31 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     results = json.loads((art / "ensemble_results.json").read_text())
     assert 0 <= results["artifact_check"]["max_abs_difference"] < 1e-5
 
+    # 07: the carried-forward model exported, every export within its tolerance of Keras, the live detector equal
+    # to offline extraction, and the detector run on the long test video and the 2x2 grid built from test clips.
+    export = json.loads((art / "export" / "export.json").read_text())
+    assert set(export["variants"]) == {"float32", "float16", "int8"} and export["input"] == {"T": 6, "D": 49}
+    assert export["threshold"]["chosen_on"] == "validation" and 0 < export["window_s"] < 10
+    deploy = json.loads((art / "deploy" / "deploy.json").read_text())
+    assert all(row["within tolerance"] for row in deploy["parity"])
+    assert deploy["stream_vs_offline"] and all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert deploy["long_video"]["violent_segments"] >= 1 and deploy["detection"]["2x2 grid"]["windows"] > 0
+    assert {row["policy"] for row in deploy["confirmation"]} == {"confirmed (3 of 4)", "every window above threshold"}
+    page = (run_dir / "reports" / "07_deploy.html").read_text()
+    assert "Parity" in page and "confirmed (3 of 4)" in page and (art / "figures" / "detector_timeline_2x2_grid.png").exists()
+
+    # `nexara detect` on a file, a folder and a grid video, with the run's export
+    videos = art / "deploy" / "videos"
+    for sources, grid, cameras in (([videos / "camera-1.mp4"], "1x1", 1), ([videos], "1x1", 5),
+                                   ([videos / "grid-2x2.mp4"], "2x2", 4)):
+        out = tmp_path / f"detect-{grid}-{len(sources[0].suffix)}"
+        proc = subprocess.run([sys.executable, "-m", "nexara_lib", "detect", *map(str, sources), "--run", str(run_dir),
+                               "--grid", grid, "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert sum(len(s["cells"]) for s in summary["sources"]) == cameras and summary["windows"] > 0
+        assert (out / "events.jsonl").exists() and (out / "timeline.png").exists() and "alert(s)" in proc.stdout
+
     # The stacking combination on the same run: members are reused (same recipe), not retrained.
     trained = {p: p.stat().st_mtime_ns for p in (art / "models" / "ensemble").glob("*/model.keras")}
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
@@ -121,7 +146,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     # winner forward, refit on train + val; 04 evaluates it, thresholds chosen on its out-of-fold predictions.
     selecting = {"output_root": str(tmp_path), "select_recipe": "cv", "baseline_models": ["pooled_linear"],
                  "candidate_streams": ["identity+motion_crop"]}
-    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], selecting, notebooks=["02", "03", "04"])
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], selecting, notebooks=["02", "03", "04", "07"])
     selection = json.loads((art / "selection.json").read_text())
     assert [r["candidate"] for r in selection["ranking"]][0] == selection["winner"]["name"]
     assert {r["candidate"] for r in selection["ranking"]} == {
@@ -132,10 +157,17 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert selection["choices"]["chosen_on"].startswith("out-of-fold")
     assert (run_dir / selection["carried"]["model_path"]).exists()
     metrics = json.loads((art / "metrics.json").read_text())
-    assert metrics["selection"]["winner"] == selection["winner"] and metrics["chosen_on"].startswith("out-of-fold")
+    assert metrics["selection"]["winner"] == selection["winner"]
+    deploy = json.loads((run_dir / "artifacts" / "deploy" / "deploy.json").read_text())  # 07 on real clips
+    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert all(row["within tolerance"] for row in deploy["parity"]) and metrics["chosen_on"].startswith("out-of-fold")
     assert json.loads((run_dir / "run.json").read_text())["selection"]["winner"] == selection["winner"]
     report = (run_dir / "reports" / "03_hybrid_training.html").read_text()
     assert "carried forward" in report and selection["winner"]["name"].split(" |")[0] in report
+    export = json.loads((art / "export" / "export.json").read_text())  # 07 exports and checks the winner
+    assert export["run"]["stream_set"] == selection["winner"]["streams"] and export["threshold"]["chosen_on"].startswith("out-of-fold")
+    deploy = json.loads((art / "deploy" / "deploy.json").read_text())
+    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
 
 
 @pytest.mark.e2e
@@ -178,8 +210,8 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
             "dense_units": 16, "lstm_units": 8, "lstm_units_last": 4, "head_units": [8, 8], "epochs": 3,
             "bootstrap_samples": 50, "cv_folds": 2, "ablation_configs": [], "ablation_seeds": [1]}
     run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml", PARAMS / "surv_dev.yaml"], tiny,
-                           notebooks=["01", "02", "03", "04"])
-    assert_run_ok(run_dir, NOTEBOOKS[:4])
+                           notebooks=["01", "02", "03", "04", "07"])
+    assert_run_ok(run_dir, NOTEBOOKS[:4] + ["07_deploy"])
     manifest = pd.read_csv(run_dir / "artifacts" / "manifest.csv")
     assert len(manifest) == 48 and manifest["group"].str.startswith("csv:").all()
     assert manifest.groupby("group")["split"].nunique().max() == 1  # no source recording in two splits
@@ -196,3 +228,6 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     assert (runs.groupby("config")["n_evaluated"].sum() == (manifest["split"] != "test").sum()).all()
     assert next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*-motion_crop-f0.50"))
     assert metrics["selection"]["winner"] == selection["winner"]
+    deploy = json.loads((run_dir / "artifacts" / "deploy" / "deploy.json").read_text())  # 07 on real clips
+    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert all(row["within tolerance"] for row in deploy["parity"])

@@ -26,6 +26,16 @@ CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded
                        "decode_cpu_s")
 
 
+# What a cached feature file holds: features are rounded to this type when written, so anything that scores
+# fresh features with a model trained on the cache (the streaming detector) rounds them the same way.
+CACHE_DTYPE = np.float16
+
+
+def as_cached(features) -> np.ndarray:
+    """``features`` as a model trained on the cache sees them: rounded to ``CACHE_DTYPE``, back as float32."""
+    return np.asarray(features, dtype=CACHE_DTYPE).astype(np.float32)
+
+
 def clip_cache_name(row) -> str:
     """File name of one clip's features: its id plus a hash of its manifest row's content.
 
@@ -58,7 +68,7 @@ class CacheWriter:
                              f"regions x D) with {job.regions} region(s) per frame, got shape "
                              f"{feats.shape}; the executor must hand back one row per sampled frame")
         t0 = time.perf_counter()
-        save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=np.float16))
+        save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=CACHE_DTYPE))
         self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")
         self.log.flush()
         if self.failures.pop(job.name, None) is not None:  # a retried clip that now decodes

@@ -131,6 +131,13 @@ class FeatureStream:
         return self.spec.needs_next_frame
 
     @property
+    def reads_next(self) -> bool:
+        """True when each sampled frame is read with its next frame (pair backbones, ``motion_crop``): frames are
+        then sampled over [0, n - 2] (``clip_jobs.sampled_indices``)."""
+        view = self.view
+        return self.pairs or (view is not None and view.reads_next)
+
+    @property
     def key(self) -> str:
         """The cache folder name: everything that changes the numbers."""
         view = self.view

@@ -1,4 +1,4 @@
-"""Command line: `nexara run | synth | audit | extract | params` (also `python -m nexara_lib`)."""
+"""Command line: `nexara run | synth | audit | extract | export | detect | params` (also `python -m nexara_lib`)."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,50 @@ def _cmd_extract(args) -> int:
     return 0
 
 
+def _run_params(run_dir: str, sets) -> tuple:
+    """A finished run's parameters (its ``params.yaml``) with ``--set`` overrides, and its layout."""
+    from nexara_lib.layout import RunLayout
+    from nexara_lib.run.params import resolve_params
+    params_file = Path(run_dir) / "params.yaml"
+    if not params_file.is_file():
+        raise ParamError(f"{run_dir!r} is not a run folder (no params.yaml): give the folder `nexara run` wrote, "
+                         "e.g. outputs/demo")
+    overrides = dict(parse_override(item) for item in sets or [])
+    return resolve_params([params_file], overrides), RunLayout(Path(run_dir).resolve())
+
+
+def _cmd_export(args) -> int:
+    from nexara_lib.stages.deploy import export_model
+    params, layout = _run_params(args.run_dir, args.set)
+    export = export_model(params, layout)
+    sizes = ", ".join(f"{name} {v['bytes'] / 1024:.0f} kB" for name, v in export["variants"].items())
+    print(f"exported {export['run']['model']} ({sizes}); on-threshold {export['threshold']['on']:.3f}; "
+          f"window {export['window_s']:.1f} s -> {layout.export_dir}")
+    return 0
+
+
+def _cmd_detect(args) -> int:
+    from nexara_lib.deploy.detect import detect, expected_from_run
+    from nexara_lib.stages.data import run_recipe
+    params, layout = _run_params(args.run, args.set)
+    recipe = run_recipe(params, layout)
+    out = Path(args.out) if args.out else layout.run_dir / "detect"
+    result = detect(args.source, args.export_dir or layout.export_dir, params, out, grid=args.grid,
+                    variant=args.variant, fps=args.fps, window_s=args.window_s, realtime=args.realtime,
+                    annotate=args.annotate,
+                    expected=expected_from_run(recipe.params, recipe.streams.streams))
+    for source in result.summary["sources"]:
+        cells = source["cells"]
+        alerts = sum(c.get("alerts", 0) for c in cells)
+        states = ", ".join(f"{c['cell']}: {c['status']}" for c in cells) if len(cells) > 1 else \
+            (cells[0]["status"] if cells else source["status"])
+        note = f" ({source['message']})" if source["message"] else ""
+        print(f"{source['source']}: {source['duration_s']:.1f} s, {alerts} alert(s), {states}{note}")
+    print(f"{result.summary['windows']} windows at {result.summary['realtime_factor'] or 0:.1f}x real time; "
+          f"events: {result.events_path}")
+    return 0
+
+
 def _cmd_params(args) -> int:
     from nexara_lib.run.params import reference_table
     print(reference_table())
@@ -127,6 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--seed", type=int, default=_default("seed"), help="seed of the augmentation copies")
     extract.add_argument("--retry-failed", action="store_true", help="decode again clips that failed before")
     extract.set_defaults(func=_cmd_extract)
+
+    export = sub.add_parser("export", help="export a run's carried-forward model to SavedModel + TFLite with export.json")
+    export.add_argument("run_dir", help="a run folder written by `nexara run`")
+    export.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter, e.g. export_variants=[float32]")
+    export.set_defaults(func=_cmd_export)
+
+    detect = sub.add_parser("detect", help="run a run's exported model on videos, folders, cameras or stream URLs")
+    detect.add_argument("source", nargs="+", help="video file, folder of videos, camera index (0) or rtsp/http URL")
+    detect.add_argument("--run", required=True, help="the run folder whose export to use")
+    detect.add_argument("--grid", default="1x1", help="RxC: every picture shows R x C cameras (e.g. 2x2, 3x3)")
+    detect.add_argument("--out", help="output folder (default: <run>/detect)")
+    detect.add_argument("--variant", choices=SCHEMA["detect_head_variant"].choices, help="export variant to run")
+    detect.add_argument("--export-dir", help="an export folder other than <run>/artifacts/export")
+    detect.add_argument("--fps", type=float, help="frame rate of sources that do not say theirs")
+    detect.add_argument("--window-s", type=float, help="window length in seconds (default: the export's)")
+    detect.add_argument("--realtime", action="store_true", help="pace files at their frame rate, as a camera would")
+    detect.add_argument("--annotate", action="store_true", help="also write each source as an annotated video")
+    detect.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detect_* parameter")
+    detect.set_defaults(func=_cmd_detect)
 
     params = sub.add_parser("params", help="print the parameter reference (Markdown)")
     params.set_defaults(func=_cmd_params)

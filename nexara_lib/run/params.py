@@ -39,6 +39,14 @@ def _check_consistency(values: dict, sources: dict) -> None:
          "'cv' ranks recipes by grouped cross-validation: set cv_folds to k >= 2 (e.g. 5)")
     need(len(values["ablation_seeds"]) > 0 and all(v >= 0 for v in values["ablation_seeds"]), "ablation_seeds",
          "needs at least one non-negative seed")
+    need(values["detect_confirm_k"] <= values["detect_confirm_n"], "detect_confirm_k",
+         f"k of n: detect_confirm_k ({values['detect_confirm_k']}) cannot exceed detect_confirm_n "
+         f"({values['detect_confirm_n']}), the number of recent windows it counts in")
+    variants = values["export_variants"]
+    need(len(variants) > 0 and set(variants) <= {"float32", "float16", "int8"} and len(set(variants)) == len(variants),
+         "export_variants", f"give each of float32, float16, int8 at most once, got {variants}")
+    need(values["detect_head_variant"] in variants, "detect_head_variant",
+         f"the detector runs an exported variant: {values['detect_head_variant']!r} is not in export_variants {variants}")
     _check_registry_names(values, sources)
 
 

@@ -1,0 +1,252 @@
+"""Notebook 07 glue: export the carried-forward model for the edge, check every export against Keras and
+the live detector against offline extraction, and run the detector on long test videos and a 2x2
+camera grid assembled from the run's test clips, with and without confirmation."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from nexara_lib.deploy.alerts import compare_policies, score_alerts
+from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run
+from nexara_lib.deploy.export import export_head, load_export
+from nexara_lib.deploy.head import KerasHead
+from nexara_lib.deploy.montage import assemble_grid_video, assemble_long_video
+from nexara_lib.deploy.parity import TOLERANCES, head_latency, head_parity
+from nexara_lib.deploy.timeline import timeline_figure
+from nexara_lib.deploy.window_features import WindowFeatures
+from nexara_lib.deploy.detect import streams_from_export
+from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.evaluation.thresholds import choose_threshold, sweep_thresholds
+from nexara_lib.features.backbones import use_pretrained_dir
+from nexara_lib.io import write_json_atomic
+from nexara_lib.layout import RunLayout, save_figure
+from nexara_lib.stages.data import load_manifest, load_splits, run_recipe
+from nexara_lib.stages.diagnostics import load_run_model
+from nexara_lib.stages.headline import record_headline
+from nexara_lib.training.train import predict_proba
+
+# Stream vs offline: the live detector must give the offline probability within this (float32 head).
+STREAM_TOLERANCE = 1e-4
+# The long test video: at most this many test clips, in blocks of CALM_RUN non-violent clips then VIOLENT_RUN
+# violent ones (fights of a few seconds, rarer than calm stretches); each grid camera shows the same blocks shifted.
+LONG_VIDEO_CLIPS = 48
+CALM_RUN, VIOLENT_RUN = 4, 2
+
+
+def export_model(params: Mapping, layout: RunLayout) -> dict:
+    """Export what notebook 03 carried forward (``export.json`` + heads under ``artifacts/export``).
+
+    The on-threshold is chosen on validation (out-of-fold predictions when 03 selected the recipe) at the
+    target false-alarm rate ``detect_false_alarm_rate``; the window is the median training clip duration.
+    """
+    use_pretrained_dir(params.get("pretrained_dir"))
+    recipe = run_recipe(params, layout)
+    manifest = load_manifest(layout)
+    val = load_splits(manifest, recipe.streams, layout, ("val",))["val"]
+    model = load_run_model(recipe, layout)
+    val_preds = recipe.validation(Predictions("val", val.y, predict_proba(model, val.x), tuple(val.clip_ids)))
+    on = choose_threshold(val_preds, "max_fpr", max_fpr=params["detect_false_alarm_rate"])
+    at = sweep_thresholds(val_preds.y_true, val_preds.prob, [on])
+    train = manifest[manifest["split"] == "train"]
+    facts = {
+        "run": {"name": layout.run_dir.name, "model": recipe.params["model"], "stream_set": recipe.streams.name},
+        "streams": [{**s.describe(), "item": item} for item, s in zip(recipe.streams.items, recipe.streams.streams)],
+        "window_s": float(train["duration_s"].median()),
+        "threshold": {"on": float(on), "false_alarm_rate": float(params["detect_false_alarm_rate"]),
+                      "validation_fpr": float(at["fpr"][0]), "validation_recall": float(at["tpr"][0]),
+                      "chosen_on": "out-of-fold predictions on train + val" if recipe.selection else "validation"},
+    }
+    return export_head(recipe.model_path, layout.export_dir, variants=tuple(params["export_variants"]), facts=facts)
+
+
+def export_table(export: dict) -> pd.DataFrame:
+    """What was exported: one row per file, sizes in kB."""
+    rows = [{"variant": name, "file": v["file"], "size (kB)": round(v["bytes"] / 1024, 1), "sha256": v["sha256"][:12]}
+            for name, v in export["variants"].items()]
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def export_facts(export: dict) -> pd.Series:
+    """The facts a detector needs, as a reader sees them."""
+    threshold = export["threshold"]
+    streams = ", ".join(f"{s['item']} ({s['backbone']}, {s['preprocessing']})" for s in export["streams"])
+    return pd.Series({"model": export["run"]["model"], "streams": streams,
+                      "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
+                      "window": f"{export['window_s']:.1f} s (median training clip)",
+                      "on-threshold": f"{threshold['on']:.3f} (target false-alarm rate "
+                                      f"{threshold['false_alarm_rate']:.0%} on {threshold['chosen_on']})",
+                      "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%}, "
+                                                      f"recall {threshold['validation_recall']:.1%}"},
+                     name="export")
+
+
+def parity_tables(export: dict, params: Mapping, layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every export against Keras on the run's test features, and latency per window at batch 1 and 9."""
+    recipe = run_recipe(params, layout)
+    test = load_splits(load_manifest(layout), recipe.streams, layout, ("test",))["test"]
+    reference = KerasHead(load_run_model(recipe, layout))
+    heads = {name: load_export(layout.export_dir, name)[0] for name in export["variants"]}
+    parity = head_parity(reference, heads, test.x, test.y, export["threshold"]["on"]).set_index("variant")
+    latency = head_latency({"keras": reference, **heads}, batches=(1, 9), repeats=10).set_index(["variant", "batch"])
+    return parity, latency
+
+
+def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: int = 3) -> pd.DataFrame:
+    """Test clips fed frame by frame through the detector (a window of exactly the clip's length) against
+    the same float32 head on their offline (cached) features."""
+    manifest = load_manifest(layout)
+    recipe = run_recipe(params, layout)
+    rows = manifest[manifest["split"] == "test"].head(clips)
+    offline = load_splits(rows.assign(split="test"), recipe.streams, layout, ("test",))["test"]
+    head, _ = load_export(layout.export_dir, "float32")
+    features = WindowFeatures(streams_from_export(export))
+    out = []
+    for (_, row), x in zip(rows.iterrows(), offline.x):
+        window_s = float(row["frames"]) / float(row["fps"])
+        result = detect([row["path"]], layout.export_dir, {**params, "detect_stride": 1.0},
+                        layout.deploy_dir / "parity" / f"clip-{len(out)}", variant="float32", window_s=window_s,
+                        features=features, figure=False)
+        scored = result.windows[result.windows["state"] == "scored"]
+        live = float(scored["score"].iloc[0]) if len(scored) else float("nan")
+        p_offline = float(head.predict(x[None])[0])
+        out.append({"clip": Path(row["path"]).name, "frames": int(row["frames"]), "fps": float(row["fps"]),
+                    "offline p": p_offline, "live p": live, "|Δp|": abs(live - p_offline),
+                    "within 1e-4": bool(abs(live - p_offline) <= STREAM_TOLERANCE)})
+    return pd.DataFrame(out).set_index("clip")
+
+
+@dataclasses.dataclass
+class TestVideos:
+    """The assembled test videos and their ground truth (per source name and cell)."""
+    long_video: Path
+    grid_video: Path
+    truth: dict            # (source, cell) -> [{"start_t", "end_t", "label", "clip"}]
+    duration_s: float
+
+
+def fight_pattern(rows: pd.DataFrame, limit: int, calm_run: int = CALM_RUN, violent_run: int = VIOLENT_RUN
+                  ) -> list[tuple[str, int]]:
+    """Test clips in blocks of ``calm_run`` non-violent clips then ``violent_run`` violent ones (a fight of a
+    few seconds between longer calm stretches), while both classes last, at most ``limit`` clips."""
+    calm = rows[rows["label"] == 0]["path"].tolist()
+    violent = rows[rows["label"] == 1]["path"].tolist()
+    order = []
+    while calm and violent and len(order) < limit:
+        order += [(calm.pop(0), 0) for _ in range(min(calm_run, len(calm)))]
+        order += [(violent.pop(0), 1) for _ in range(min(violent_run, len(violent)))]
+    return order[:limit]
+
+
+def build_test_videos(params: Mapping, layout: RunLayout, clips: int = LONG_VIDEO_CLIPS) -> TestVideos:
+    """A long video of test clips (calm stretches and fights, ``fight_pattern``, known boundaries) and a 2x2 grid
+    whose four cameras show the same clips, each starting at another block."""
+    rows = load_manifest(layout)
+    rows = rows[rows["split"] == "test"].sort_values("clip_id")
+    order = fight_pattern(rows, clips)
+    if len(order) < 2:
+        raise ValueError("the test split has fewer than two usable clips: nothing to assemble a test video from")
+    folder = layout.deploy_dir / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    first = rows[rows["path"] == order[0][0]].iloc[0]
+    size = (int(first["width"]), int(first["height"]))
+    truth, cameras = {}, []
+    block = CALM_RUN + VIOLENT_RUN
+    blocks = max(1, len(order) // block)
+    for k in range(4):  # camera k starts k blocks (or quarters, with many blocks) into the sequence
+        shift = ((k * blocks) // 4 if blocks >= 4 else k % blocks) * block
+        path = folder / f"camera-{k + 1}.mp4"
+        segments = assemble_long_video(order[shift:] + order[:shift], path, size=size)
+        cameras.append(str(path))
+        if k == 0:
+            truth[(path.name, "full")] = segments
+        truth[("grid-2x2.mp4", f"r{k // 2 + 1}c{k % 2 + 1}")] = segments
+    grid = folder / "grid-2x2.mp4"
+    assemble_grid_video(cameras, 2, 2, grid, cell_size=size)
+    duration = max(s["end_t"] for s in truth[("camera-1.mp4", "full")])
+    return TestVideos(Path(cameras[0]), grid, truth, float(duration))
+
+
+def run_detector(videos: TestVideos, params: Mapping, layout: RunLayout) -> dict[str, DetectionResult]:
+    """The detector on the long video (one camera) and on the 2x2 grid (four cameras in one picture)."""
+    recipe = run_recipe(params, layout)
+    expected = expected_from_run(recipe.params, recipe.streams.streams)
+    common = dict(expected=expected)
+    return {"long video": detect([str(videos.long_video)], layout.export_dir, params, layout.deploy_dir / "long",
+                                 **common),
+            "2x2 grid": detect([str(videos.grid_video)], layout.export_dir, params, layout.deploy_dir / "grid",
+                               grid=(2, 2), **common)}
+
+
+def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
+    """Per run: cameras, windows scored, alerts, speed against real time, and the status of every camera."""
+    rows = []
+    for name, result in results.items():
+        summary = result.summary
+        cells = [c for s in summary["sources"] for c in s["cells"]]
+        statuses = sorted({c["status"] for c in cells} | {s["status"] for s in summary["sources"]} - {"ok"})
+        rows.append({"video": name, "cameras": len(cells), "windows": summary["windows"], "alerts": summary["alerts"],
+                     "x real time": round(summary["realtime_factor"] or 0.0, 1),
+                     "problems": ", ".join(statuses) or "none"})
+    return pd.DataFrame(rows).set_index("video")
+
+
+def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout: RunLayout) -> list:
+    """The timeline of each detection run with its ground truth (saved as ``detector_timeline_*``)."""
+    figures = []
+    for name, result in results.items():
+        fig = timeline_figure(_window_list(result), result.episodes, result.settings.policy,
+                              truth=videos.truth, title=f"Detector on the {name}")
+        save_figure(fig, layout, "detector_timeline_" + name.replace(" ", "_"))
+        figures.append(fig)
+    return figures
+
+
+def _window_list(result: DetectionResult) -> list:
+    from nexara_lib.deploy.alerts import WindowScore  # the rows of windows.csv back as window scores
+    frame = result.windows.astype(object).where(result.windows.notna(), None)
+    return [WindowScore(**row) for row in frame.to_dict("records")]
+
+
+def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVideos) -> pd.DataFrame:
+    """Alerts with k-of-n confirmation against alerting on every window above the threshold, on every camera
+    of both videos: detected violent segments, false alarms (per hour) and time from onset to alarm."""
+    tables = []
+    for name, result in results.items():
+        policy = result.settings.policy
+        policies = {f"confirmed ({policy.k} of {policy.n})": policy, "every window above threshold": policy.unconfirmed()}
+        sources = set(result.windows["source"])
+        truth = {key: segments for key, segments in videos.truth.items() if key[0] in sources}
+        table = compare_policies(_window_list(result), policies, truth, videos.duration_s)
+        tables.append(table.reset_index().assign(video=name, cameras=len(truth)))
+    return pd.concat(tables).set_index(["video", "policy"])
+
+
+def publish_results(export: dict, parity: pd.DataFrame, stream: pd.DataFrame, results: Mapping[str, DetectionResult],
+                    videos: TestVideos, tradeoff: pd.DataFrame, layout: RunLayout) -> None:
+    """Write ``artifacts/deploy/deploy.json`` (parity, stream check, detection, confirmation trade-off) and the
+    deploy figures of the run's index page."""
+    long_run = results["long video"]
+    scored = score_alerts(long_run.episodes, videos.truth[(videos.long_video.name, "full")], videos.duration_s)
+    parity = parity.set_index("variant") if "variant" in parity.columns else parity
+    write_json_atomic(layout.deploy_dir / "deploy.json", {
+        "export": {k: export[k] for k in ("input", "window_s", "threshold", "variants")},
+        "parity": parity.reset_index().to_dict("records"), "stream_vs_offline": stream.reset_index().to_dict("records"),
+        "detection": {name: {k: r.summary[k] for k in ("windows", "alerts", "realtime_factor", "lag_s")}
+                      for name, r in results.items()},
+        "long_video": {**scored, "duration_s": videos.duration_s},
+        "confirmation": tradeoff.reset_index().to_dict("records")})
+    figures = {"exported variants": ", ".join(export["variants"]),
+               "float32 export max |Δp| vs Keras": {"value": float(parity.loc["float32", "max |Δp|"]), "format": "number"},
+               "live vs offline max |Δp|": {"value": float(stream["|Δp|"].max()), "format": "number"},
+               "violent stretches alarmed (long test video)": f"{scored['detected']} of {scored['violent_segments']}",
+               "false alarms (long test video)": {"value": scored["false_alarms"], "format": "number"},
+               "real-time factor, 2x2 grid": {"value": results["2x2 grid"].summary["realtime_factor"] or 0.0,
+                                              "format": "number"}}
+    if scored["median_onset_to_alarm_s"] is not None and np.isfinite(scored["median_onset_to_alarm_s"]):
+        figures["median onset to alarm (s)"] = {"value": scored["median_onset_to_alarm_s"], "format": "number"}
+    record_headline(layout.run_dir, "07_deploy", figures)
