@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from nexara_lib.config import SCHEMA, stage_config
 from nexara_lib.io import to_jsonable
 from nexara_lib.labels import CLASS_KEYS, CLASS_NAMES
 
@@ -71,9 +72,9 @@ class AlarmPolicy:
     end reopens it (no second alert)."""
     on_threshold: float
     off_threshold: float
-    k: int = 3
-    n: int = 4
-    cooldown_s: float = 30.0
+    k: int = SCHEMA["detect_confirm_k"].default    # the parameter schema owns every default
+    n: int = SCHEMA["detect_confirm_n"].default
+    cooldown_s: float = SCHEMA["detect_cooldown_s"].default
 
     def __post_init__(self):
         on, off = self.on_threshold, self.off_threshold
@@ -87,13 +88,11 @@ class AlarmPolicy:
     @classmethod
     def from_params(cls, params: Mapping, on_threshold: float) -> "AlarmPolicy":
         """The policy of a run's parameters (detect_confirm_k, detect_confirm_n, detect_hysteresis,
-        detect_cooldown_s; missing keys default to 3, 4, 0.1, 30); off = max(0, on - hysteresis)."""
-        hysteresis = float(params.get("detect_hysteresis", 0.1))
-        if not math.isfinite(hysteresis) or hysteresis < 0:
-            raise ValueError(f"detect_hysteresis must be >= 0, got {hysteresis!r}")
-        return cls(on_threshold=float(on_threshold), off_threshold=max(0.0, float(on_threshold) - hysteresis),
-                   k=int(params.get("detect_confirm_k", 3)), n=int(params.get("detect_confirm_n", 4)),
-                   cooldown_s=float(params.get("detect_cooldown_s", 30.0)))
+        detect_cooldown_s; missing keys take the schema's defaults, every value checked by the schema);
+        off = max(0, on - hysteresis)."""
+        cfg = stage_config(params, "deploy")
+        return cls(on_threshold=float(on_threshold), off_threshold=max(0.0, float(on_threshold) - cfg.detect_hysteresis),
+                   k=int(cfg.detect_confirm_k), n=int(cfg.detect_confirm_n), cooldown_s=float(cfg.detect_cooldown_s))
 
     def unconfirmed(self) -> "AlarmPolicy":
         """The baseline: every window at or above the threshold alarms (k = n = 1, off = on)."""

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nexara_lib.config import SCHEMA
 from nexara_lib.deploy.annotate import Annotator
 from nexara_lib.deploy.alerts import AlarmPolicy, Confirmation, EventLog, WindowScore
 from nexara_lib.deploy.grid import GridError, grid_layout, signal_problem, split_cells, thumbnail
@@ -34,11 +35,11 @@ class DetectorSettings:
     frames_per_window: int
     policy: AlarmPolicy
     grid: tuple[int, int] = (1, 1)
-    margin: int = 0
-    min_cell: int = 64
-    max_gap_s: float = 2.0
-    stall_s: float = 20.0
-    reconnect_attempts: int = 5
+    margin: int = SCHEMA["detect_grid_margin"].default    # the parameter schema owns every default
+    min_cell: int = SCHEMA["detect_min_cell"].default
+    max_gap_s: float = SCHEMA["detect_max_gap_s"].default
+    stall_s: float = SCHEMA["detect_stall_s"].default
+    reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default
     fps: float | None = None          # override the sources' frame rate
     realtime: bool = False            # pace file sources at their frame rate (a camera's pace), for lag measurements
 
@@ -67,6 +68,7 @@ class _SourceState:
         self.awaiting_next = []   # picked frames whose per-frame features wait for their next frame
         self.last_t = None
         self.first_t = None
+        self.wall0 = 0.0   # wall clock when the source started
         self.status, self.message = "ok", ""
 
 
@@ -98,40 +100,37 @@ class Detector:
 
     # ------------------------------------------------------------------ running
     def run(self, specs: Sequence[SourceSpec], **source_options) -> dict:
-        """Detect on every source (interleaved, one reader each) until all end; returns the summary.
+        """Detect on every source until all end; returns the summary.
 
+        Live sources (cameras, streams) are read side by side, one reader each; files (recordings) one after
+        another beside them, so a folder of a thousand recordings never holds a thousand open decoders.
         ``source_options`` go to every ``FrameSource`` (tests inject ``opener``, ``sleep``, ``clock``).
         """
-        states = []
-        for spec in specs:
-            reader = FrameSource(spec, fps=self.settings.fps, max_gap_s=self.settings.max_gap_s,
-                                 stall_s=self.settings.stall_s, reconnect_attempts=self.settings.reconnect_attempts,
-                                 **source_options)
-            state = _SourceState(spec, reader, self.settings)
-            try:
-                reader.open()
-            except SourceError as err:
-                state.status, state.message = "cannot open", str(err)
-                self._emit({"type": "status", "source": spec.name, "status": state.status, "message": str(err)})
-            states.append(state)
-        self.states = states
-        wall0 = self.wall0 = time.perf_counter()
-        live = [(s, iter(s.reader.frames())) for s in states if s.status == "ok"]
+        self.states = [_SourceState(spec, FrameSource(
+            spec, fps=self.settings.fps, max_gap_s=self.settings.max_gap_s, stall_s=self.settings.stall_s,
+            reconnect_attempts=self.settings.reconnect_attempts, **source_options), self.settings) for spec in specs]
+        files = [s for s in self.states if not s.spec.live]
+        active = [item for item in (self._start(s) for s in self.states if s.spec.live) if item]
+        self.wall0 = time.perf_counter()
         try:
-            while live:
-                for item in list(live):
+            while active or files:
+                while files and not any(not s.spec.live for s, _ in active):
+                    item = self._start(files.pop(0))
+                    if item:
+                        active.append(item)
+                for item in list(active):
                     state, frames = item
                     try:
                         frame = next(frames)
                     except StopIteration:
                         self._end_source(state)
-                        live.remove(item)
+                        active.remove(item)
                         continue
                     if self.settings.realtime:
-                        self._pace(state, frame.t, wall0)
+                        self._pace(state, frame.t)
                     self._take(state, frame)
                     if state.status == "error":
-                        live.remove(item)
+                        active.remove(item)
                     elif self.annotator is not None and state.layout is not None:
                         self._annotate(state, frame)
         except BaseException:
@@ -139,16 +138,28 @@ class Detector:
                 self.annotator.abort()
             raise
         finally:
-            for state in states:
+            for state in self.states:
                 state.reader.close()
         if self.annotator is not None:
             self.annotator.close()
-        return self._summary(states, time.perf_counter() - wall0)
+        return self._summary(self.states, time.perf_counter() - self.wall0)
 
-    def _pace(self, state: _SourceState, t: float, wall0: float) -> None:
+    def _start(self, state: _SourceState):
+        """Open a source: (state, frame iterator), or None (reported) when it does not open."""
+        try:
+            state.reader.open()
+        except SourceError as err:
+            state.status, state.message = "cannot open", str(err)
+            self._emit({"type": "status", "source": state.spec.name, "status": state.status, "message": str(err)})
+            return None
+        state.wall0 = time.perf_counter()
+        return state, iter(state.reader.frames())
+
+    def _pace(self, state: _SourceState, t: float) -> None:
+        """Wait until frame time ``t`` is due on the wall clock, as a camera would deliver it."""
         if state.first_t is None:
             state.first_t = t
-        delay = wall0 + (t - state.first_t) - time.perf_counter()
+        delay = state.wall0 + (t - state.first_t) - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
 
@@ -268,7 +279,7 @@ class Detector:
         now = time.perf_counter()
         self.lags.append(now - arrived)
         if self.settings.realtime and meta:
-            self.behind_s.append(now - (self.wall0 + meta[-1][1]["end_t"] - state.first_t))
+            self.behind_s.append(now - (state.wall0 + meta[-1][1]["end_t"] - state.first_t))
         self._forget(state)
 
     def _score(self, batch: list[np.ndarray]) -> tuple[np.ndarray | None, str | None]:

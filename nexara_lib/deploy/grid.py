@@ -14,6 +14,7 @@ import re
 import cv2
 import numpy as np
 
+from nexara_lib.config import SCHEMA
 from nexara_lib.transforms.frame_views import tile_bounds
 
 BLACK_MAX_STD = 3.0   # a black picture's thumbnail has a mean below black_level and a std below this
@@ -69,8 +70,9 @@ def _positive_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def grid_layout(height: int, width: int, rows: int = 1, cols: int = 1, margin: int = 0,
-                min_cell: int = 64) -> GridLayout:
+def grid_layout(height: int, width: int, rows: int = 1, cols: int = 1,
+                margin: int = SCHEMA["detect_grid_margin"].default,
+                min_cell: int = SCHEMA["detect_min_cell"].default) -> GridLayout:
     """Cell bounds of a rows x cols grid on a picture.
 
     Args:

@@ -124,6 +124,15 @@ class KerasHead:
         model = self.model
         self._call = tf.function(lambda x: model(x, training=False),
                                  input_signature=[tf.TensorSpec([None, self.T, self.D], tf.float32)])
+        # Trace once now, with TensorFlow's Python logger quiet: every head wraps the same lambda, so a few heads in
+        # a row would otherwise print TensorFlow's "retracing" warning into the reports (the signature is fixed).
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            self._call(tf.zeros([1, self.T, self.D], tf.float32))
+        finally:
+            logger.setLevel(level)
 
     def predict(self, x) -> np.ndarray:
         """p(violent) of each window: ``x`` ``(N, T, D)`` -> ``(N,)`` float32 (empty for N == 0)."""

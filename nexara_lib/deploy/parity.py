@@ -56,20 +56,26 @@ def head_parity(reference, heads: dict, x, y, threshold: float) -> pd.DataFrame:
                          f"labels {np.unique(y).tolist()[:5]} ({len(y)})")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
-    base = reference.predict(x).astype(np.float64)
-    base_labels, base_auc = predict_labels(base, threshold), roc_auc(y, base)
-    rows = []
-    for key, head in heads.items():
-        tolerance = _tolerance(key, head)
-        p = head.predict(x).astype(np.float64)
-        delta = np.abs(p - base)
-        auc = roc_auc(y, p)
-        max_delta = float(delta.max())
-        rows.append({"variant": key, "max |Δp|": max_delta, "mean |Δp|": float(delta.mean()),
-                     "label agreement": float(np.mean(predict_labels(p, threshold) == base_labels)),
-                     "AUC Keras": base_auc, "AUC variant": auc, "AUC change": auc - base_auc,
-                     "tolerance": tolerance, "within tolerance": bool(max_delta <= tolerance)})
+    base = reference.predict(x)
+    rows = [probability_parity(key, base, head.predict(x), y, threshold, _tolerance(key, head))
+            for key, head in heads.items()]
     return pd.DataFrame(rows, columns=list(PARITY_COLUMNS))
+
+
+def probability_parity(name: str, reference, candidate, y, threshold: float, tolerance: float) -> dict:
+    """One parity row: ``candidate`` probabilities against ``reference`` ones on the same clips (labels ``y``).
+
+    Used per exported head, and for an ensemble whose members are exported heads (their combination against
+    the Keras members' combination).
+    """
+    base, p = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
+    delta = np.abs(p - base)
+    base_auc, auc = roc_auc(y, base), roc_auc(y, p)
+    max_delta = float(delta.max())
+    return {"variant": name, "max |Δp|": max_delta, "mean |Δp|": float(delta.mean()),
+            "label agreement": float(np.mean(predict_labels(p, threshold) == predict_labels(base, threshold))),
+            "AUC Keras": base_auc, "AUC variant": auc, "AUC change": auc - base_auc,
+            "tolerance": tolerance, "within tolerance": bool(max_delta <= tolerance)}
 
 
 def head_latency(heads: dict, batches=(1, 9), repeats: int = 20, warmup: int = 3, seed: int = 0) -> pd.DataFrame:

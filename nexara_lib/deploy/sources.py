@@ -14,50 +14,24 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import re
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
+from nexara_lib.config import SCHEMA
+from nexara_lib.deploy.source_specs import (LIVE_SCHEMES, VIDEO_EXTENSIONS, SourceError, SourceSpec,  # noqa: F401
+                                            expand_sources, mask_credentials)
 from nexara_lib.video.reader import to_rgb
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://")
 MAX_FPS = 240.0            # a container frame rate above this (or <= 0) is not believed
 FPS_PROBE_FRAMES = 8       # frames read on opening to estimate a missing frame rate
 MAX_BAD_IN_ROW = 1000      # a file yielding this many unusable frames in a row is broken
 MAX_RECORDS = 500          # gaps and events kept (each); later ones are only counted
 JOIN_TIMEOUT_S = 5.0       # close() waits this long for the reader thread (a daemon)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
-_HOW = "pass a video file, a folder of videos, a camera index (0) or a stream URL (rtsp://...)"
-
-
-class SourceError(ValueError):
-    """A source cannot be found, opened or timed."""
-
-
-def mask_credentials(text) -> str:
-    """``text`` with every URL's ``user:password@`` replaced by ``***@``.
-
-    Args:
-        text: anything that may hold URLs (an exception too).
-    Returns:
-        The text, safe to print or log.
-    """
-    return _USERINFO.sub(r"\1***@", str(text))
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceSpec:
-    """One source: display name (credentials masked), what ``cv2.VideoCapture`` opens, live or file."""
-    name: str
-    uri: str | int = dataclasses.field(repr=False)
-    live: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,45 +51,6 @@ class Gap:
     reason: str
 
 
-def expand_sources(specs: list[str]) -> list[SourceSpec]:
-    """Command-line sources as ``SourceSpec``s, one per video file, camera or stream.
-
-    Args:
-        specs: video files, folders (each video file in it, sorted), camera indices ("0"), stream URLs.
-    Returns:
-        The sources in the order given (files of the same name are named by their paths).
-    Raises:
-        SourceError: nothing given, a missing path, a folder without videos, an unknown URL scheme.
-    """
-    if not specs:
-        raise SourceError(f"no video source given; {_HOW}")
-    out: list[SourceSpec] = []
-    for spec in specs:
-        text = str(spec).strip()
-        if text.isdigit():
-            out.append(SourceSpec(f"camera {int(text)}", int(text), True))
-        elif text.lower().startswith(LIVE_SCHEMES):
-            out.append(SourceSpec(mask_credentials(text), text, True))
-        elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", text):
-            raise SourceError(f"video source {mask_credentials(text)!r}: unsupported URL scheme; use {LIVE_SCHEMES}")
-        else:
-            out.extend(_path_sources(text))
-    seen = collections.Counter(s.name for s in out if not s.live)
-    return [dataclasses.replace(s, name=str(s.uri)) if not s.live and seen[s.name] > 1 else s for s in out]
-
-
-def _path_sources(text: str) -> list[SourceSpec]:
-    path = Path(text).expanduser()
-    if not text or not path.exists():
-        raise SourceError(f"video source {text!r} does not exist (no such file or folder); {_HOW}")
-    if not path.is_dir():
-        return [SourceSpec(path.name, str(path), False)]
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not files:
-        raise SourceError(f"folder {text!r} holds no video file ({' '.join(VIDEO_EXTENSIONS)}); {_HOW}")
-    return [SourceSpec(p.name, str(p), False) for p in files]
-
-
 def _default_opener(uri: str | int, live: bool, timeout_s: float):
     """``cv2.VideoCapture``; a stream URL gets FFmpeg open/read timeouts, so a hung stream fails a read."""
     if live and isinstance(uri, str):
@@ -128,8 +63,9 @@ def _default_opener(uri: str | int, live: bool, timeout_s: float):
 class FrameSource:
     """One source read as ``Frame``s (see the module docstring); also a context manager."""
 
-    def __init__(self, spec: SourceSpec, *, fps: float | None = None, max_gap_s: float = 2.0, stall_s: float = 20.0,
-                 reconnect_attempts: int = 5, opener=None, sleep=time.sleep, clock=time.monotonic,
+    def __init__(self, spec: SourceSpec, *, fps: float | None = None,
+                 max_gap_s: float = SCHEMA["detect_max_gap_s"].default, stall_s: float = SCHEMA["detect_stall_s"].default,
+                 reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default, opener=None, sleep=time.sleep, clock=time.monotonic,
                  queue_frames: int = 64):
         if not ((fps is None or 0 < fps < math.inf) and min(max_gap_s, stall_s) > 0 and reconnect_attempts >= 0
                 and queue_frames >= 1):

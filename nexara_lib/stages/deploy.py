@@ -16,18 +16,21 @@ from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run
 from nexara_lib.deploy.export import export_head, load_export
 from nexara_lib.deploy.head import KerasHead
 from nexara_lib.deploy.montage import assemble_grid_video, assemble_long_video
-from nexara_lib.deploy.parity import TOLERANCES, head_latency, head_parity
+from nexara_lib.deploy.parity import TOLERANCES, head_latency, head_parity, probability_parity
 from nexara_lib.deploy.timeline import timeline_figure
 from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.deploy.detect import streams_from_export
+from nexara_lib.evaluation.ensemble import EnsembleArtifact
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.thresholds import choose_threshold, sweep_thresholds
 from nexara_lib.features.backbones import use_pretrained_dir
 from nexara_lib.io import write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
-from nexara_lib.stages.data import load_manifest, load_splits, run_recipe
+from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
 from nexara_lib.stages.diagnostics import load_run_model
+from nexara_lib.stages.ensemble import member_name
 from nexara_lib.stages.headline import record_headline
+from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.train import predict_proba
 
 # Stream vs offline: the live detector must give the offline probability within this (float32 head).
@@ -64,6 +67,57 @@ def export_model(params: Mapping, layout: RunLayout) -> dict:
     return export_head(recipe.model_path, layout.export_dir, variants=tuple(params["export_variants"]), facts=facts)
 
 
+def export_ensemble(params: Mapping, layout: RunLayout) -> dict | None:
+    """Export the members of notebook 06's ensemble (float32 heads, ``export/ensemble/<member>/``) and its
+    combination (``export/ensemble/ensemble.json``); None when the run has no ensemble (or one trained with
+    other members than the run's parameters name: rerun 06 first)."""
+    path = layout.ensemble_dir / "ensemble.json"
+    if not path.exists():
+        return None
+    artifact = EnsembleArtifact.load(path)
+    carried = run_recipe(params, layout).params
+    members = list(carried["ensemble_members"])
+    names = [member_name(i, m, carried) for i, m in enumerate(members)]
+    if names != list(artifact.metadata.get("members", [])):
+        return None
+    folder = layout.export_dir / "ensemble"
+    entries = []
+    for name, member, model_path in zip(names, members, artifact.member_paths):
+        streams = member_streams(member, carried)
+        export_head(model_path, folder / name, variants=("float32",),
+                    facts={"member": name, "streams": [{**s.describe(), "item": item}
+                                                       for item, s in zip(streams.items, streams.streams)]})
+        entries.append({"name": name, "export": name, "streams": list(streams.items)})
+    combination = {"method": artifact.method, "weights": artifact.weights, "stacking_coef": artifact.stacking_coef,
+                   "stacking_intercept": artifact.stacking_intercept, "threshold": artifact.threshold,
+                   "members": entries}
+    write_json_atomic(folder / "ensemble.json", combination)
+    return combination
+
+
+def ensemble_parity(ensemble: dict | None, params: Mapping, layout: RunLayout) -> pd.DataFrame:
+    """The ensemble with exported float32 members against the Keras ensemble on the test clips (one row)."""
+    if ensemble is None:
+        return pd.DataFrame(columns=["variant"]).set_index("variant")
+    artifact = EnsembleArtifact.load(layout.ensemble_dir / "ensemble.json")
+    carried = run_recipe(params, layout).params
+    manifest = load_manifest(layout)
+    features, y = [], None
+    for member in carried["ensemble_members"]:
+        split = load_splits(manifest, member_streams(member, carried), layout, ("test",))["test"]
+        if y is not None and (len(split.y) != len(y) or not np.array_equal(split.y, y)):
+            raise ValueError("the ensemble members' test clips differ; rerun notebooks 02 and 06")
+        features.append(split.x)
+        y = split.y
+    keras_p = artifact.combine([KerasHead(load_sequence_model(p)).predict(x)
+                                for p, x in zip(artifact.member_paths, features)])
+    heads = [load_export(layout.export_dir / "ensemble" / m["export"], "float32")[0] for m in ensemble["members"]]
+    lite_p = artifact.combine([head.predict(x) for head, x in zip(heads, features)])
+    row = probability_parity("ensemble (float32 members)", keras_p, lite_p, y, artifact.threshold,
+                             TOLERANCES["float32"])
+    return pd.DataFrame([row]).set_index("variant")
+
+
 def export_table(export: dict) -> pd.DataFrame:
     """What was exported: one row per file, sizes in kB."""
     rows = [{"variant": name, "file": v["file"], "size (kB)": round(v["bytes"] / 1024, 1), "sha256": v["sha256"][:12]}
@@ -71,27 +125,29 @@ def export_table(export: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("variant")
 
 
-def export_facts(export: dict) -> pd.Series:
-    """The facts a detector needs, as a reader sees them."""
+def export_facts(export: dict) -> pd.DataFrame:
+    """The facts a detector needs, as a reader sees them (a two-column table)."""
     threshold = export["threshold"]
-    streams = ", ".join(f"{s['item']} ({s['backbone']}, {s['preprocessing']})" for s in export["streams"])
-    return pd.Series({"model": export["run"]["model"], "streams": streams,
-                      "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
-                      "window": f"{export['window_s']:.1f} s (median training clip)",
-                      "on-threshold": f"{threshold['on']:.3f} (target false-alarm rate "
-                                      f"{threshold['false_alarm_rate']:.0%} on {threshold['chosen_on']})",
-                      "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%}, "
-                                                      f"recall {threshold['validation_recall']:.1%}"},
-                     name="export")
+    streams = "; ".join(f"{s['item']}: {s['backbone']} ({s['preprocessing']})" for s in export["streams"])
+    facts = {"model": export["run"]["model"], "streams": streams,
+             "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
+             "window": f"{export['window_s']:.1f} s (median training clip)",
+             "on-threshold": f"{threshold['on']:.3f} (target false-alarm rate {threshold['false_alarm_rate']:.0%} "
+                             f"on {threshold['chosen_on']})",
+             "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%}, "
+                                             f"recall {threshold['validation_recall']:.1%}"}
+    return pd.DataFrame({"export": list(facts.values())}, index=pd.Index(list(facts), name="fact"))
 
 
 def parity_tables(export: dict, params: Mapping, layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every export against Keras on the run's test features, and latency per window at batch 1 and 9."""
+    """Every export against Keras on the run's test features (and the ensemble of exported members against the
+    Keras ensemble, where the run has one), and latency per window at batch 1 and 9."""
     recipe = run_recipe(params, layout)
     test = load_splits(load_manifest(layout), recipe.streams, layout, ("test",))["test"]
     reference = KerasHead(load_run_model(recipe, layout))
     heads = {name: load_export(layout.export_dir, name)[0] for name in export["variants"]}
     parity = head_parity(reference, heads, test.x, test.y, export["threshold"]["on"]).set_index("variant")
+    parity = pd.concat([parity, ensemble_parity(export_ensemble(params, layout), params, layout)])
     latency = head_latency({"keras": reference, **heads}, batches=(1, 9), repeats=10).set_index(["variant", "batch"])
     return parity, latency
 
@@ -224,6 +280,33 @@ def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVi
         table = compare_policies(_window_list(result), policies, truth, videos.duration_s)
         tables.append(table.reset_index().assign(video=name, cameras=len(truth)))
     return pd.concat(tables).set_index(["video", "policy"])
+
+
+def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
+    """In words: what k-of-n confirmation saved (false alarms) and cost (missed fights, delay), summed over
+    both test videos; says plainly when it did not pay for itself or when there was nothing to compare."""
+    names = list(dict.fromkeys(tradeoff.index.get_level_values("policy")))
+    confirmed = tradeoff.xs(names[0], level="policy").sum(numeric_only=True)
+    every = tradeoff.xs(names[1], level="policy").sum(numeric_only=True)
+    delay = tradeoff.xs(names[0], level="policy")["median onset-to-alarm (s)"].median()
+    delay_every = tradeoff.xs(names[1], level="policy")["median onset-to-alarm (s)"].median()
+    saved = int(every["false alarms"] - confirmed["false alarms"])
+    lost = int(every["detected"] - confirmed["detected"])
+    words = (f"With **{names[0]}**, {int(confirmed['false alarms'])} false alarm(s) and {int(confirmed['detected'])} of "
+             f"{int(confirmed['violent segments'])} fights alarmed; alarming on **every window above the threshold** "
+             f"gives {int(every['false alarms'])} false alarm(s) and {int(every['detected'])} fights alarmed. ")
+    if every["false alarms"] == 0 and lost <= 0:
+        verdict = "On these videos there was no false alarm to save: the comparison cannot show a benefit yet."
+    elif saved > 0 and lost <= 0:
+        verdict = f"Confirmation pays for itself: {saved} fewer false alarm(s) and no fight missed."
+    elif saved > 0:
+        verdict = (f"Confirmation trades {saved} fewer false alarm(s) for {lost} more missed fight(s); "
+                   "choose k and n by which costs more on site.")
+    else:
+        verdict = "Confirmation does not pay for itself on these videos: it saves no false alarm."
+    if np.isfinite(delay) and np.isfinite(delay_every):
+        verdict += f" Median time from the start of a fight to its alarm: {delay:.1f} s confirmed vs {delay_every:.1f} s."
+    return Markdown(words + verdict)
 
 
 def publish_results(export: dict, parity: pd.DataFrame, stream: pd.DataFrame, results: Mapping[str, DetectionResult],
