@@ -12,8 +12,8 @@ import pytest
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.patches import Rectangle
 
-from nexara_lib.deploy.alerts import (AlarmPolicy, Confirmation, Episode, EventLog, WindowScore, compare_policies,
-                                      replay, score_alerts, status_table, violent_segments)
+from nexara_lib.deploy.alert_scoring import compare_policies, score_alerts, violent_segments
+from nexara_lib.deploy.alerts import AlarmPolicy, Confirmation, Episode, EventLog, WindowScore, replay, status_table
 from nexara_lib.deploy.montage import assemble_grid_video, assemble_long_video, nearest_index
 from nexara_lib.deploy.timeline import timeline_figure
 from nexara_lib.video.probe import probe_video
@@ -373,3 +373,19 @@ def test_assemble_grid_video_quadrants_are_the_resized_inputs(clips, tmp_path):
             else:
                 want = black  # after the input's end, and the unused fourth cell
             assert np.abs(quadrant - want).mean() < 4, f"frame {j}, quadrant {k}"
+
+
+def test_a_false_alarm_continued_by_a_fight_within_the_cooldown_is_still_scored_false():
+    policy = AlarmPolicy(on_threshold=0.5, off_threshold=0.5, k=1, n=1, cooldown_s=30.0)
+    scores = [0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1]  # a calm spike at 1 s, the fight from 4 s
+    windows = [WindowScore("cam", "full", float(i), i + 1.0, s, "scored", i, i + 1) for i, s in enumerate(scores)]
+    confirmation = Confirmation(policy, "cam", "full")
+    for w in windows:
+        confirmation.update(w)
+    confirmation.finish()
+    assert len(confirmation.episodes) == 1 and len(confirmation.periods) == 2  # one page, two alarm stretches
+    truth = [{"start_t": 4.0, "end_t": 6.0, "label": 1}]
+    table = compare_policies(windows, {"every window": policy}, truth, 7.0)
+    row = table.loc["every window"]
+    assert row["alerts"] == 1 and row["false alarms"] == 1 and row["detected"] == 1
+    assert row["median onset-to-alarm (s)"] == 1.0  # the fight's own alarm, not the earlier false one

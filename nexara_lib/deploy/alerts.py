@@ -5,7 +5,7 @@ One ``Confirmation`` per (source, cell) turns scored windows (``WindowScore``) i
 episodes: on when k of the last n scores reach the on-threshold, off when k of the last n fall
 below the off-threshold. Unscored windows (gap, no signal, model error) count as neither, so a
 dropped stream neither raises nor clears an alarm; an alarm soon after an episode ended reopens
-it instead of paging again. ``score_alerts``/``compare_policies`` measure alerts against truth.
+it instead of paging again. ``deploy.alert_scoring`` measures alerts against truth.
 """
 from __future__ import annotations
 
@@ -14,17 +14,14 @@ import contextlib
 import dataclasses
 import json
 import math
-import numbers
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from nexara_lib.config import SCHEMA, stage_config
 from nexara_lib.io import to_jsonable
-from nexara_lib.labels import CLASS_KEYS, CLASS_NAMES
 
 STATES = ("scored", "gap", "no_signal", "error")
 UNKNOWN_STATES = ("gap", "no_signal", "error")
@@ -120,13 +117,17 @@ class Confirmation:
     """k-of-n confirmation of one (source, cell)'s window stream into alert episodes and events.
 
     Attributes:
-        episodes: every episode so far (the last one is open while the alarm is on).
+        episodes: every episode so far, one per alert (page); the last one is open while the alarm is on.
+        periods: every stretch the alarm was on, as episodes of their own: an alarm within the cooldown
+            continues its episode (no second page) but is still a period, so scoring sees it (a false alarm
+            followed by a fight within the cooldown is still a false alarm).
         events: every event returned so far.
     """
 
     def __init__(self, policy: AlarmPolicy, source: str, cell: str):
         self.policy, self.source, self.cell = policy, source, cell
         self.episodes: list[Episode] = []
+        self.periods: list[Episode] = []
         self.events: list[dict] = []
         self._recent: collections.deque = collections.deque(maxlen=policy.n)  # (verdict, seq, window)
         self._counts = collections.Counter()
@@ -154,6 +155,8 @@ class Confirmation:
         peak = max(w.score for _, w in hits)
         last = self.episodes[-1] if self.episodes else None
         self.alarm_on = True
+        self.periods.append(Episode(self.source, self.cell, first.start_t, window.end_t, None, peak,
+                                    first.first_frame, window.last_frame, self._seq - first_seq + 1))
         if last is not None and last.end_t is not None and window.end_t - last.end_t <= self.policy.cooldown_s:
             last.end_t, last.peak = None, max(last.peak, peak)
             last.last_frame = window.last_frame
@@ -167,6 +170,7 @@ class Confirmation:
     def _close(self, window: WindowScore, reason: str) -> dict:
         episode = self.episodes[-1]
         episode.end_t = window.end_t
+        self.periods[-1].end_t = window.end_t
         self.alarm_on = False
         return self._event("clear", window.end_t, reason=reason)
 
@@ -197,8 +201,12 @@ class Confirmation:
             episode = self.episodes[-1]
             episode.windows = self._seq - self._first_seq + 1
             episode.last_frame = window.last_frame
+            period = self.periods[-1]
+            period.windows += 1
+            period.last_frame = window.last_frame
             if verdict == "hit":
                 episode.peak = max(episode.peak, window.score)
+                period.peak = max(period.peak, window.score)
             lows = sum(v == "low" for v, _, _ in self._recent)
             if verdict == "low" and lows >= self.policy.k:
                 events.append(self._close(window, "scores fell below the off-threshold"))
@@ -285,131 +293,3 @@ class EventLog(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- scoring against truth
-
-def _label(value) -> int:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        for names in (CLASS_NAMES, CLASS_KEYS):
-            if text in names:
-                return names.index(text)
-    elif isinstance(value, numbers.Real) and value in (0, 1):
-        return int(value)
-    raise ValueError(f"truth label {value!r} is not 0/1 or one of {CLASS_NAMES}")
-
-
-def violent_segments(truth: Sequence[Mapping]) -> list[tuple[float, float]]:
-    """Violent (start_t, end_t) intervals of [{"start_t", "end_t", "label": 1/0 or "violent"/"non-violent"}],
-    sorted, touching ones merged."""
-    spans = []
-    for i, seg in enumerate(truth):
-        missing = {"start_t", "end_t", "label"} - set(seg)
-        if missing:
-            raise ValueError(f"truth segment {i} lacks {sorted(missing)} (has {sorted(seg)})")
-        start, end = float(seg["start_t"]), float(seg["end_t"])
-        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-            raise ValueError(f"truth segment {i} needs finite start_t <= end_t, got {start}..{end}")
-        if _label(seg["label"]) == 1:
-            spans.append((start, end))
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(spans):
-        touching = merged and start <= merged[-1][1] + TIME_EPS
-        merged[-1:] = [(merged[-1][0], max(merged[-1][1], end))] if touching else merged[-1:] + [(start, end)]
-    return merged
-
-
-def score_alerts(episodes: Sequence[Episode], truth: Sequence[Mapping], duration_s: float,
-                 tolerance_s: float = 0.0) -> dict:
-    """Alerts of one source/cell against its labelled violent segments.
-
-    An episode spans [start_t, end_t] (an open one runs to ``duration_s``). A violent segment is
-    detected when an episode overlaps it (each side widened by ``tolerance_s``); its onset-to-alarm
-    is the first such episode's alarm_t minus the segment start (0 when an alarm was already on).
-    Touching violent segments (consecutive violent clips) count as one.
-
-    Args:
-        episodes: episodes of one (source, cell); truth: its [{"start_t", "end_t", "label"}].
-        duration_s: seconds monitored (> 0); tolerance_s: slack (s) around violent segments.
-    Returns:
-        {alerts, violent_segments, detected, missed, onset_to_alarm_s (list), median_onset_to_alarm_s
-        (None when nothing detected), false_alarms, false_alarms_per_hour, hours}.
-    """
-    if not (0 < duration_s < math.inf and 0 <= tolerance_s < math.inf):
-        raise ValueError(f"score_alerts needs duration_s > 0 and tolerance_s >= 0, got {duration_s!r}, {tolerance_s!r}")
-    tracks = {(e.source, e.cell) for e in episodes}
-    if len(tracks) > 1:
-        raise ValueError(f"score_alerts scores one source/cell at a time; episodes come from {sorted(tracks)}")
-    segments = violent_segments(truth)
-    spans = [(e, e.start_t, e.end_t if e.end_t is not None else max(duration_s, e.alarm_t))
-             for e in sorted(episodes, key=lambda e: e.alarm_t)]
-
-    def overlaps(a0, a1, b0, b1):
-        return a0 <= b1 + tolerance_s and b0 - tolerance_s <= a1
-
-    onsets = []
-    for s0, s1 in segments:
-        hits = [e for e, e0, e1 in spans if overlaps(e0, e1, s0, s1)]
-        if hits:
-            onsets.append(max(0.0, hits[0].alarm_t - s0))
-    false_alarms = sum(not any(overlaps(e0, e1, s0, s1) for s0, s1 in segments) for _, e0, e1 in spans)
-    hours = duration_s / 3600.0
-    return {"alerts": len(spans), "violent_segments": len(segments), "detected": len(onsets),
-            "missed": len(segments) - len(onsets), "onset_to_alarm_s": onsets,
-            "median_onset_to_alarm_s": float(np.median(onsets)) if onsets else None,
-            "false_alarms": int(false_alarms), "false_alarms_per_hour": false_alarms / hours, "hours": hours}
-
-
-def track_lookup(table, source: str, cell: str):
-    """A per-track table's entry for (source, cell): a dict is looked up by "source/cell",
-    (source, cell), source, then cell (None if none); anything else applies to every track."""
-    if table is None or not isinstance(table, Mapping):
-        return table
-    for key in (f"{source}/{cell}", (source, cell), source, cell):
-        if key in table and key != "":
-            return table[key]
-    return None
-
-
-def compare_policies(windows: Sequence[WindowScore], policies: Mapping[str, AlarmPolicy], truth,
-                     duration_s) -> pd.DataFrame:
-    """Replay the same windows through each policy and score the alerts against truth.
-
-    Args:
-        windows: windows of one or more (source, cell) tracks.
-        policies: {name: policy}, e.g. {"confirmed (3 of 4)": p, "every window": p.unconfirmed()}.
-        truth: the truth list of a single track, or {track key: list} (keys as ``track_lookup``).
-        duration_s: seconds monitored per track: a number, {track key: number}, or None for
-            the end of each track's last window.
-    Returns:
-        One row per policy (index "policy"): alerts, detected, violent segments, missed,
-        false alarms, false alarms per hour, median onset-to-alarm (s) (NaN when none detected).
-    """
-    if not policies or not windows:
-        raise ValueError("compare_policies needs at least one policy and some windows to replay")
-    tracks = {(w.source, w.cell) for w in windows}
-    if not isinstance(truth, Mapping) and len(tracks) > 1:
-        raise ValueError(f"compare_policies: the windows come from {len(tracks)} tracks; give truth as "
-                         "{'source/cell': [segments]} rather than one list")
-    rows = []
-    for name, policy in policies.items():
-        totals = collections.Counter()
-        onsets, hours = [], 0.0
-        for (source, cell), confirmation in replay(windows, policy).items():
-            segments = track_lookup(truth, source, cell)
-            if segments is None:
-                raise ValueError(f"compare_policies: no truth for {source!r}/{cell!r} "
-                                 f"(keys tried: '{source}/{cell}', ({source!r}, {cell!r}), {source!r}, {cell!r})")
-            duration = track_lookup(duration_s, source, cell)
-            if duration is None:
-                duration = max(w.end_t for w in windows if (w.source, w.cell) == (source, cell))
-            scored = score_alerts(confirmation.episodes, segments, float(duration))
-            totals.update({k: scored[k] for k in ("alerts", "detected", "violent_segments", "missed", "false_alarms")})
-            onsets += scored["onset_to_alarm_s"]
-            hours += scored["hours"]
-        rows.append({"policy": name, "alerts": totals["alerts"], "detected": totals["detected"],
-                     "violent segments": totals["violent_segments"], "missed": totals["missed"],
-                     "false alarms": totals["false_alarms"], "false alarms per hour": totals["false_alarms"] / hours,
-                     "median onset-to-alarm (s)": float(np.median(onsets)) if onsets else float("nan")})
-    return pd.DataFrame(rows).set_index("policy")

@@ -58,9 +58,10 @@ class DetectionResult:
     """What a detection run found and where it wrote it."""
     summary: dict
     windows: pd.DataFrame
-    episodes: list
+    episodes: list          # alerts (pages)
     settings: DetectorSettings
     out_dir: Path
+    periods: list           # every stretch an alarm was on (what alerts are scored on)
 
     @property
     def events_path(self) -> Path:
@@ -141,4 +142,4 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
         fig = timeline_figure(detector.windows, episodes, settings.policy)
         with atomic_path(out / "timeline.png", keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    return DetectionResult(summary, windows, episodes, settings, out)
+    return DetectionResult(summary, windows, episodes, settings, out, detector.periods)

@@ -384,8 +384,14 @@ class Detector:
 
     @property
     def episodes(self) -> list:
-        """Every alert episode of every source and cell, in time order."""
+        """Every alert episode (page) of every source and cell, in time order."""
         found = [e for s in self.states for c in s.cells for e in c.confirmation.episodes]
+        return sorted(found, key=lambda e: (e.alarm_t, e.source, e.cell))
+
+    @property
+    def periods(self) -> list:
+        """Every stretch an alarm was on, of every source and cell, in time order (``Confirmation.periods``)."""
+        found = [e for s in self.states for c in s.cells for e in c.confirmation.periods]
         return sorted(found, key=lambda e: (e.alarm_t, e.source, e.cell))
 
 

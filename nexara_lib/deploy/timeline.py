@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.lines import Line2D
 
-from nexara_lib.deploy.alerts import AlarmPolicy, Episode, WindowScore, track_lookup, violent_segments
+from nexara_lib.deploy.alert_scoring import track_lookup, violent_segments
+from nexara_lib.deploy.alerts import AlarmPolicy, Episode, WindowScore
 
 # Sources longer than this (s) get a time axis in minutes.
 MINUTES_AFTER_S = 600.0

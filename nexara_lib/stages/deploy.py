@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from nexara_lib.deploy.alerts import compare_policies, score_alerts
+from nexara_lib.deploy.alert_scoring import compare_policies, score_alerts
+from nexara_lib.deploy.alerts import WindowScore
 from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run
 from nexara_lib.deploy.export import export_head, load_export
 from nexara_lib.deploy.head import KerasHead
@@ -38,14 +39,15 @@ STREAM_TOLERANCE = 1e-4
 # The long test video: at most this many test clips, in blocks of CALM_RUN non-violent clips then VIOLENT_RUN
 # violent ones (fights of a few seconds, rarer than calm stretches); each grid camera shows the same blocks shifted.
 LONG_VIDEO_CLIPS = 48
-CALM_RUN, VIOLENT_RUN = 4, 2
+CALM_RUN, VIOLENT_RUN = 4, 3
 
 
 def export_model(params: Mapping, layout: RunLayout) -> dict:
     """Export what notebook 03 carried forward (``export.json`` + heads under ``artifacts/export``).
 
     The on-threshold is chosen on validation (out-of-fold predictions when 03 selected the recipe) at the
-    target false-alarm rate ``detect_false_alarm_rate``; the window is the median training clip duration.
+    target false-alarm rate ``detect_false_alarm_rate``; the window is ``detect_window_s``, by default the
+    median training clip duration (what the model was trained on).
     """
     use_pretrained_dir(params.get("pretrained_dir"))
     recipe = run_recipe(params, layout)
@@ -56,10 +58,15 @@ def export_model(params: Mapping, layout: RunLayout) -> dict:
     on = choose_threshold(val_preds, "max_fpr", max_fpr=params["detect_false_alarm_rate"])
     at = sweep_thresholds(val_preds.y_true, val_preds.prob, [on])
     train = manifest[manifest["split"] == "train"]
+    window_s = params["detect_window_s"] or float(pd.to_numeric(train["duration_s"], errors="coerce").median())
+    if not np.isfinite(window_s):
+        raise ValueError("the manifest has no clip durations for the training split: rerun the audit (notebook 01), "
+                         "or set detect_window_s")
     facts = {
         "run": {"name": layout.run_dir.name, "model": recipe.params["model"], "stream_set": recipe.streams.name},
         "streams": [{**s.describe(), "item": item} for item, s in zip(recipe.streams.items, recipe.streams.streams)],
-        "window_s": float(train["duration_s"].median()),
+        "window_s": window_s,
+        "window_from": "detect_window_s" if params["detect_window_s"] else "median training clip duration",
         "threshold": {"on": float(on), "false_alarm_rate": float(params["detect_false_alarm_rate"]),
                       "validation_fpr": float(at["fpr"][0]), "validation_recall": float(at["tpr"][0]),
                       "chosen_on": "out-of-fold predictions on train + val" if recipe.selection else "validation"},
@@ -125,18 +132,37 @@ def export_table(export: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("variant")
 
 
-def export_facts(export: dict) -> pd.DataFrame:
-    """The facts a detector needs, as a reader sees them (a two-column table)."""
+def export_facts(export: dict) -> Markdown:
+    """The facts a detector needs, in words."""
     threshold = export["threshold"]
     streams = "; ".join(f"{s['item']}: {s['backbone']} ({s['preprocessing']})" for s in export["streams"])
     facts = {"model": export["run"]["model"], "streams": streams,
              "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
-             "window": f"{export['window_s']:.1f} s (median training clip)",
-             "on-threshold": f"{threshold['on']:.3f} (target false-alarm rate {threshold['false_alarm_rate']:.0%} "
-                             f"on {threshold['chosen_on']})",
-             "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%}, "
-                                             f"recall {threshold['validation_recall']:.1%}"}
-    return pd.DataFrame({"export": list(facts.values())}, index=pd.Index(list(facts), name="fact"))
+             "window": f"{export['window_s']:.1f} s ({export.get('window_from', 'median training clip duration')})",
+             "on-threshold": f"{threshold['on']:.3f}, for a false-alarm rate of {threshold['false_alarm_rate']:.0%} "
+                             f"per window on {threshold['chosen_on']}",
+             "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%} of non-violent clips, "
+                                             f"violent clips caught {threshold['validation_recall']:.1%}"}
+    return Markdown("\n".join(f"- **{key}**: {value}" for key, value in facts.items()))
+
+
+def _formatted(frame: pd.DataFrame, formats: Mapping[str, str]) -> pd.DataFrame:
+    """A copy of ``frame`` for reading: numbers as fixed decimals or percents, booleans as yes/no."""
+    out = frame.copy()
+    for column, fmt in formats.items():
+        if column in out.columns:
+            out[column] = [("yes" if v else "no") if fmt == "yes/no" else
+                           ("n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt))
+                           for v in out[column]]
+    return out
+
+
+def parity_view(parity: pd.DataFrame, latency: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The parity and latency tables as a reader sees them (fixed decimals, yes/no)."""
+    return (_formatted(parity, {"max |Δp|": ".6f", "mean |Δp|": ".6f", "label agreement": ".1%", "AUC Keras": ".3f",
+                                "AUC variant": ".3f", "AUC change": "+.3f", "tolerance": "g",
+                                "within tolerance": "yes/no"}),
+            _formatted(latency, {"ms per call": ".3f", "ms per window": ".3f"}))
 
 
 def parity_tables(export: dict, params: Mapping, layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,6 +200,16 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
                     "offline p": p_offline, "live p": live, "|Δp|": abs(live - p_offline),
                     "within 1e-4": bool(abs(live - p_offline) <= STREAM_TOLERANCE)})
     return pd.DataFrame(out).set_index("clip")
+
+
+def stream_view(stream: pd.DataFrame) -> pd.DataFrame:
+    """The live-vs-offline table as a reader sees it."""
+    return _formatted(stream, {"fps": ".2f", "offline p": ".6f", "live p": ".6f", "|Δp|": ".6f", "within 1e-4": "yes/no"})
+
+
+def tradeoff_view(tradeoff: pd.DataFrame) -> pd.DataFrame:
+    """The confirmation trade-off as a reader sees it."""
+    return _formatted(tradeoff, {"false alarms per hour": ".1f", "median onset-to-alarm (s)": ".1f"})
 
 
 @dataclasses.dataclass
@@ -263,7 +299,6 @@ def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout
 
 
 def _window_list(result: DetectionResult) -> list:
-    from nexara_lib.deploy.alerts import WindowScore  # the rows of windows.csv back as window scores
     frame = result.windows.astype(object).where(result.windows.notna(), None)
     return [WindowScore(**row) for row in frame.to_dict("records")]
 
@@ -274,7 +309,11 @@ def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVi
     tables = []
     for name, result in results.items():
         policy = result.settings.policy
-        policies = {f"confirmed ({policy.k} of {policy.n})": policy, "every window above threshold": policy.unconfirmed()}
+        policies = {f"confirmed ({policy.k} of {policy.n})": policy}
+        if policy.k > 1:  # a lighter confirmation between the two, to show the trade-off's slope
+            policies[f"lighter ({policy.k - 1} of {policy.n - 1})"] = dataclasses.replace(
+                policy, k=policy.k - 1, n=max(policy.k - 1, policy.n - 1))
+        policies["every window above threshold"] = policy.unconfirmed()
         sources = set(result.windows["source"])
         truth = {key: segments for key, segments in videos.truth.items() if key[0] in sources}
         table = compare_policies(_window_list(result), policies, truth, videos.duration_s)
@@ -283,13 +322,14 @@ def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVi
 
 
 def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
-    """In words: what k-of-n confirmation saved (false alarms) and cost (missed fights, delay), summed over
-    both test videos; says plainly when it did not pay for itself or when there was nothing to compare."""
+    """In words: what the configured k-of-n confirmation saved (false alarms) and cost (missed fights, delay)
+    against alarming on every window, summed over both test videos; says plainly when it did not pay for itself
+    or when there was nothing to compare."""
     names = list(dict.fromkeys(tradeoff.index.get_level_values("policy")))
     confirmed = tradeoff.xs(names[0], level="policy").sum(numeric_only=True)
-    every = tradeoff.xs(names[1], level="policy").sum(numeric_only=True)
+    every = tradeoff.xs(names[-1], level="policy").sum(numeric_only=True)
     delay = tradeoff.xs(names[0], level="policy")["median onset-to-alarm (s)"].median()
-    delay_every = tradeoff.xs(names[1], level="policy")["median onset-to-alarm (s)"].median()
+    delay_every = tradeoff.xs(names[-1], level="policy")["median onset-to-alarm (s)"].median()
     saved = int(every["false alarms"] - confirmed["false alarms"])
     lost = int(every["detected"] - confirmed["detected"])
     words = (f"With **{names[0]}**, {int(confirmed['false alarms'])} false alarm(s) and {int(confirmed['detected'])} of "
@@ -313,8 +353,8 @@ def publish_results(export: dict, parity: pd.DataFrame, stream: pd.DataFrame, re
                     videos: TestVideos, tradeoff: pd.DataFrame, layout: RunLayout) -> None:
     """Write ``artifacts/deploy/deploy.json`` (parity, stream check, detection, confirmation trade-off) and the
     deploy figures of the run's index page."""
-    long_run = results["long video"]
-    scored = score_alerts(long_run.episodes, videos.truth[(videos.long_video.name, "full")], videos.duration_s)
+    long_run = results["long video"]  # scored on alarm periods: every false alarm counts
+    scored = score_alerts(long_run.periods, videos.truth[(videos.long_video.name, "full")], videos.duration_s)
     parity = parity.set_index("variant") if "variant" in parity.columns else parity
     write_json_atomic(layout.deploy_dir / "deploy.json", {
         "export": {k: export[k] for k in ("input", "window_s", "threshold", "variants")},
