@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name nexara --display-name "Python (nexara)"
 	touch $(STAMP)
 
-demo: install  ## synthetic data, whole pipeline, CPU, about 10 minutes
+demo: install  ## synthetic data, whole pipeline, CPU, about 11 minutes
 	$(VENV)/bin/nexara run -f params/base.yaml -f params/demo.yaml
 
 surv: install  ## the real surveillance clips in ../shared/data/surv-fight-dev

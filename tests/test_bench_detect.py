@@ -1,0 +1,39 @@
+"""Detector benchmark pieces: the looping camera stand-in and the memory sampler (a benchmark is never a timed test)."""
+import time
+
+import cv2
+import numpy as np
+
+from benchmarks.bench_detect import LoopingCapture, RssSampler
+
+
+def test_looping_capture_plays_a_file_for_the_asked_time_with_continuous_timestamps(tmp_path):
+    path = tmp_path / "loop.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    for i in range(7):
+        writer.write(np.full((24, 32, 3), 30 * i, np.uint8))
+    writer.release()
+    cap = LoopingCapture(str(path), total_s=2.0)
+    stamps, firsts = [], []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        stamps.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+        firsts.append(int(frame[0, 0, 0]))
+    cap.release()
+    assert len(stamps) == 20 and cap.get(cv2.CAP_PROP_FPS) == 10.0
+    assert np.allclose(np.diff(stamps), 100.0)  # no jump where the file restarts
+    assert firsts[7] == firsts[0] and firsts[14] == firsts[0]  # the file really loops
+
+
+def test_rss_sampler_reports_peaks_of_this_process():
+    sampler = RssSampler(every=0.01)
+    sampler.start()
+    block = np.ones(64 * 2**20, np.uint8)  # 64 MB, touched
+    time.sleep(0.1)
+    sampler.stop.set()
+    sampler.join()
+    report = sampler.report()
+    assert report["samples"] >= 3 and report["peak_mb"] >= report["first_tenth_peak_mb"] > 0
+    assert block.sum() == 64 * 2**20
