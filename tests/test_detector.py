@@ -310,3 +310,38 @@ def test_recordings_are_read_one_after_another_and_cameras_side_by_side():
     assert [s["source"] for s in summary["sources"]] == ["rec0.mp4", "rec1.mp4", "rec2.mp4", "rec3.mp4"]
     assert max(open_counts) == 0  # each recording opened after the previous one was closed
     assert all(c.released for c in caps) and {w.source for w in detector.windows} == {s.name for s in specs}
+
+
+def test_a_camera_in_back_off_does_not_hold_up_the_other_cameras():
+    import threading
+    gate = threading.Event()
+
+    class Stuck(FakeCapture):
+        def read(self):  # a camera whose reads hang until released, like a stream in trouble
+            gate.wait(5.0)
+            return False, None
+
+    clock = FakeClock()
+    good = FakeCapture([scene(i) for i in range(60)], fps=FPS, clock=clock, step=0.05)
+    caps = {"bad": Stuck([], fps=FPS), "good": good}
+    seen = []
+
+    def opener(uri):
+        return caps[uri]
+
+    features = WindowFeatures([FLOW])
+    detector = Detector(head_for(features.feature_dim), features, settings(window_s=1.0, stride=0.5,
+                                                                           reconnect_attempts=0))
+    original = detector._take
+
+    def take(state, frame):
+        seen.append(state.spec.name)
+        if len(seen) == 60:
+            gate.set()  # every frame of the good camera came while the bad one still hung
+        original(state, frame)
+
+    detector._take = take
+    detector.run([SourceSpec("bad", "bad", True), SourceSpec("good", "good", True)], opener=opener,
+                 sleep=lambda s: None, queue_frames=1000, clock=clock)
+    assert seen[:60] == ["good"] * 60
+    assert any(w.source == "good" and w.state == "scored" for w in detector.windows)

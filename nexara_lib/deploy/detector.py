@@ -27,6 +27,10 @@ from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.deploy.windows import WindowPlan, WindowSampler
 
 
+# With several sources, a live one that has no new frame yields after this long (s), so the others go on.
+LIVE_POLL_S = 0.02
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectorSettings:
     """How the detector cuts, samples and confirms (from the run's ``detect_*`` parameters and the export)."""
@@ -110,6 +114,9 @@ class Detector:
             spec, fps=self.settings.fps, max_gap_s=self.settings.max_gap_s, stall_s=self.settings.stall_s,
             reconnect_attempts=self.settings.reconnect_attempts, **source_options), self.settings) for spec in specs]
         files = [s for s in self.states if not s.spec.live]
+        if sum(s.spec.live for s in self.states) + bool(files) > 1:
+            for state in self.states:  # a camera in back-off must not hold up the others
+                state.reader.poll_s = LIVE_POLL_S
         active = [item for item in (self._start(s) for s in self.states if s.spec.live) if item]
         self.wall0 = time.perf_counter()
         try:
@@ -125,6 +132,8 @@ class Detector:
                     except StopIteration:
                         self._end_source(state)
                         active.remove(item)
+                        continue
+                    if frame is None:  # a live source with nothing new yet
                         continue
                     if self.settings.realtime:
                         self._pace(state, frame.t)

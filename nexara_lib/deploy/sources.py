@@ -79,6 +79,7 @@ class FrameSource:
         self.gaps, self.events = [], []   # Gap; dicts {"t", "event", ...}
         self.stats = {"frames": 0, "bad_frames": 0, "converted": 0, "dropped": 0, "reconnects": 0, "unrecorded": 0}
         self.status, self.message = "ok", ""
+        self.poll_s: float | None = None  # live: yield None after this long without a frame (None = wait)
         self._cap, self._t0, self._thread = None, 0.0, None
         self._opened = self._started = self._closed = self._reader_done = False
         self._pending: collections.deque = collections.deque()   # (ok, raw, pos_ms, arrival) read on opening
@@ -147,7 +148,9 @@ class FrameSource:
 
         Returns:
             An iterator of ``Frame``s that ends when the file ends, the stream is lost or ``close()`` is called;
-            SourceError when it does not open (see ``open``), is closed or ``frames()`` was called before.
+            SourceError when it does not open (see ``open``), is closed or ``frames()`` was called before. With
+            ``poll_s`` set, a live source yields None when no frame came within ``poll_s`` seconds (a caller
+            serving several cameras is never held up by one in back-off).
         """
         self.open()
         if self._started:
@@ -303,16 +306,22 @@ class FrameSource:
                     self._queue[0] = (t, image, reason or oldest[2])
             self._cond.notify_all()
 
-    def _live_frames(self) -> Iterator[Frame]:
+    def _live_frames(self) -> Iterator[Frame | None]:
         try:
             while True:
                 with self._cond:
+                    deadline = None if self.poll_s is None else time.monotonic() + self.poll_s
                     while not self._queue and not self._reader_done and not self._stop.is_set():
-                        self._cond.wait(0.1)
+                        if deadline is not None and time.monotonic() >= deadline:
+                            break
+                        self._cond.wait(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
                     if not self._queue:
-                        return
-                    t, image, reason = self._queue.popleft()
-                yield self._emit(t, image, reason)
+                        if self._reader_done or self._stop.is_set():
+                            return
+                        item = None   # nothing yet (poll_s passed): the caller serves its other sources
+                    else:
+                        item = self._queue.popleft()
+                yield None if item is None else self._emit(*item)
         finally:
             self.close()
 
