@@ -13,7 +13,8 @@ CALM = (60, 200, 90)
 UNKNOWN = (170, 170, 170)
 
 
-def _safe_stem(name: str) -> str:
+def safe_stem(name: str) -> str:
+    """A file-name-safe stem of a source name (a file name, "camera 0", a masked URL)."""
     keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).stem)
     return keep.strip("._") or "source"
 
@@ -36,7 +37,7 @@ class Annotator:
         """Draw one RGB picture of ``source``: ``cells`` holds, per layout cell, {"score", "state", "alarm"}."""
         height, width = image.shape[:2]
         if source not in self.writers:
-            path = self.out_dir / f"{_safe_stem(source)}.annotated.mp4"
+            path = self.out_dir / f"{safe_stem(source)}.annotated.mp4"
             self.out_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps or self.fps, (width, height))

@@ -1,4 +1,4 @@
-"""One detection run: an export folder + sources -> event log, window scores, summary and timeline.
+"""One detection run: an export folder + sources -> event log, window scores, summary and per-source timelines.
 
 Everything the detector needs about the model travels in the export (``export.json``): the streams
 with their backbone and preprocessing, T, D, the window length and the operating threshold chosen
@@ -14,7 +14,7 @@ import pandas as pd
 
 from nexara_lib.config import SCHEMA
 from nexara_lib.deploy.alerts import AlarmPolicy, EventLog
-from nexara_lib.deploy.annotate import Annotator
+from nexara_lib.deploy.annotate import Annotator, safe_stem
 from nexara_lib.deploy.detector import Detector, DetectorSettings
 from nexara_lib.deploy.export import check_export_matches, load_export
 from nexara_lib.deploy.grid import parse_grid
@@ -103,7 +103,7 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
         sources: what to watch (see ``deploy.sources.expand_sources``).
         export_dir: an export folder (``export.json`` + heads).
         params: the run's parameters (``detect_*``, ``pretrained_dir``).
-        out_dir: where ``events.jsonl``, ``windows.csv``, ``summary.json`` and ``timeline.png`` go.
+        out_dir: where ``events.jsonl``, ``windows.csv``, ``summary.json`` and ``<source>.timeline.png`` go.
         grid: "RxC" or (rows, cols): every picture is that many cameras.
         variant: the export variant to run (default ``detect_head_variant``).
         fps: override the sources' frame rate (for sources without one).
@@ -111,7 +111,7 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
         window_s: override the window length (default ``detect_window_s``, else the export's).
         expected: facts the export must match (``expected_from_run``), checked before anything runs.
         features: ready ``WindowFeatures`` (tests, benchmarks); default built from the export's streams.
-        figure: also save the timeline figure.
+        figure: also save each source's timeline figure.
         annotate: also write ``<source>.annotated.mp4`` (cells outlined, scores, alarms in red).
         **source_options: for every ``FrameSource`` (tests inject ``opener``, ``sleep``, ``clock``).
     Returns:
@@ -139,7 +139,9 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
         windows.to_csv(tmp, index=False)
     write_json_atomic(out / "summary.json", summary)
     if figure and len(windows):
-        fig = timeline_figure(detector.windows, episodes, settings.policy)
-        with atomic_path(out / "timeline.png", keep_suffix=True) as tmp:
-            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        for source in dict.fromkeys(w.source for w in detector.windows):  # one timeline per source
+            fig = timeline_figure([w for w in detector.windows if w.source == source],
+                                  [e for e in episodes if e.source == source], settings.policy, title=source)
+            with atomic_path(out / f"{safe_stem(source)}.timeline.png", keep_suffix=True) as tmp:
+                fig.savefig(tmp, dpi=100, bbox_inches="tight")
     return DetectionResult(summary, windows, episodes, settings, out, detector.periods)
