@@ -346,6 +346,12 @@ def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
         verdict = "Confirmation does not pay for itself on these videos: it saves no false alarm."
     if np.isfinite(delay) and np.isfinite(delay_every):
         verdict += f" Median time from the start of a fight to its alarm: {delay:.1f} s confirmed vs {delay_every:.1f} s."
+    for name in names[1:-1]:  # the lighter confirmation in between
+        middle = tradeoff.xs(name, level="policy")
+        total = middle.sum(numeric_only=True)
+        verdict += (f" **{name.capitalize()}**: {int(total['false alarms'])} false alarm(s), {int(total['detected'])} of "
+                    f"{int(total['violent segments'])} fights, median delay "
+                    f"{middle['median onset-to-alarm (s)'].median():.1f} s.")
     return Markdown(words + verdict)
 
 
