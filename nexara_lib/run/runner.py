@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from nexara_lib.config import dump_params
+from nexara_lib.run.lock import mark_interrupted, run_lock
 from nexara_lib.run.params import resolve_params
 from nexara_lib.run.reports import render_reports, write_index
 from nexara_lib.io import read_json, write_json_atomic
@@ -272,6 +273,7 @@ def run_pipeline(param_files: Iterable[str | Path] | str | Path,
     Raises:
         ParamError: invalid parameters (nothing is created).
         ValueError: ``notebooks`` names no notebook (nothing is created).
+        RunLocked: another live run holds the run folder (nothing is changed in it).
         NotebookFailed: a notebook raised; run.json, its partial notebook,
             its reports and index.html are written first.
     """
@@ -285,7 +287,14 @@ def run_pipeline(param_files: Iterable[str | Path] | str | Path,
     kernel = ensure_kernel(kernel_name)
 
     run_dir = Path(run_dir).resolve() if run_dir else _new_run_dir(Path(params.output_root), params.run_name, param_files)
-    previous = read_json(run_dir / "run.json", {}) or {}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir, log):  # one run per folder: a second one refuses at once, naming the holder
+        return _run_locked(run_dir, params, param_files, overrides, selected, kernel, log, notebooks_dir)
+
+
+def _run_locked(run_dir: Path, params, param_files: list[str], overrides: dict, selected: list[Path], kernel: str,
+                log: Callable[[str], Any], notebooks_dir: str | Path) -> Path:
+    previous = mark_interrupted(run_dir / "run.json", log)
     for sub in ("notebooks", "reports", "artifacts"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     dump_params(params, run_dir / "params.yaml")
