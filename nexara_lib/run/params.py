@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from nexara_lib.audit.groups import read_groups_csv
 from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
 from nexara_lib.features.backbones import available_backbones
 from nexara_lib.features.stream_set import StreamSet
@@ -47,6 +48,11 @@ def _check_consistency(values: dict, sources: dict) -> None:
          "export_variants", f"give each of float32, float16, int8 at most once, got {variants}")
     need(values["detect_head_variant"] in variants, "detect_head_variant",
          f"the detector runs an exported variant: {values['detect_head_variant']!r} is not in export_variants {variants}")
+    if values["groups_csv"]:  # checked with the other parameters: exit 2 before any clip is probed
+        try:
+            read_groups_csv(values["groups_csv"])
+        except ValueError as err:
+            param_fail("groups_csv", sources.get("groups_csv", "default"), str(err))
     _check_registry_names(values, sources)
 
 
