@@ -25,7 +25,7 @@ from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
 from nexara_lib.stages.headline import record_headline
-from nexara_lib.training.model_files import load_sequence_model
+from nexara_lib.training.model_files import CorruptModelFile, load_sequence_model
 from nexara_lib.training.train import predict_proba, train_sequence_model
 
 
@@ -62,10 +62,15 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         out_dir = layout.ensemble_dir / member_name(i, member, params)
         fingerprint = _fingerprint(config, streams)
         previous = read_json(out_dir / "training_results.json", {})
+        model = None
         if previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
-            model = load_sequence_model(out_dir / "model.keras")
-            seconds = previous.get("timings", {}).get("total_seconds")
-        else:
+            try:
+                model = load_sequence_model(out_dir / "model.keras")
+                seconds = previous.get("timings", {}).get("total_seconds")
+            except CorruptModelFile as err:  # a crash while saving it: train it again
+                print(f"{err}; retraining member {member_name(i, member, params)}")
+                (out_dir / "model.keras").unlink()
+        if model is None:
             result = train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y,
                                           config, out_dir, verbose=verbose)
             model, seconds = result["model"], result["timings"]["total_seconds"]

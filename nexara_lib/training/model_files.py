@@ -6,6 +6,7 @@ all of them (``SAVED_CUSTOM_OBJECTS``) before any load.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import keras
@@ -26,6 +27,10 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
+class CorruptModelFile(ValueError):
+    """A model file exists but is not a complete ``.keras`` archive (a crash or full disk while saving)."""
+
+
 def load_sequence_model(path) -> keras.Model:
     """Load a ``.keras`` model saved by this library, in Keras safe mode.
 
@@ -37,5 +42,20 @@ def load_sequence_model(path) -> keras.Model:
 
     Returns:
         The reloaded model.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CorruptModelFile: the file is truncated or not a ``.keras`` archive (path, size, what to do).
     """
-    return keras.models.load_model(path, safe_mode=True)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist; run the notebook that trains it first")
+    corrupt = (f"model file {path} ({path.stat().st_size:,} bytes) is corrupt or truncated, not a complete .keras "
+               "archive (a crash or a full disk while it was saved); delete it and rerun the notebook that trains it")
+    if not zipfile.is_zipfile(path):
+        raise CorruptModelFile(corrupt)
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError) as err:
+        raise CorruptModelFile(f"{corrupt} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") \
+            from None
