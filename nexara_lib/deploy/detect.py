@@ -12,8 +12,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from nexara_lib.config import SCHEMA
-from nexara_lib.deploy.alerts import AlarmPolicy, EventLog
+from nexara_lib.config import stage_config
+from nexara_lib.deploy.alerts import AlarmPolicy, EventLog, WindowScore
 from nexara_lib.deploy.annotate import Annotator, safe_stem
 from nexara_lib.deploy.detector import Detector, DetectorSettings
 from nexara_lib.deploy.export import check_export_matches, load_export
@@ -24,10 +24,6 @@ from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.features.backbones import use_pretrained_dir
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.io import atomic_path, write_json_atomic
-
-
-def _setting(params: Mapping, key: str):
-    return params[key] if key in params else SCHEMA[key].default
 
 
 def streams_from_export(manifest: Mapping) -> list[FeatureStream]:
@@ -41,16 +37,14 @@ def detector_settings(params: Mapping, manifest: Mapping, grid: str | tuple[int,
                       fps: float | None = None, realtime: bool = False, window_s: float | None = None) -> DetectorSettings:
     """Settings from the run's parameters (``detect_*``) and the export (window length, threshold, T)."""
     rows_cols = parse_grid(grid) if isinstance(grid, str) else tuple(grid)
-    window = window_s or _setting(params, "detect_window_s") or manifest["window_s"]
+    cfg = stage_config(params, "deploy")  # the schema's defaults and checks for every detect_* key
+    window = window_s or cfg.detect_window_s or manifest["window_s"]
     policy = AlarmPolicy.from_params(params, float(manifest["threshold"]["on"]))
-    return DetectorSettings(window_s=float(window), stride=float(_setting(params, "detect_stride")),
+    return DetectorSettings(window_s=float(window), stride=float(cfg.detect_stride),
                             frames_per_window=int(manifest["input"]["T"]), policy=policy, grid=rows_cols,
-                            margin=int(_setting(params, "detect_grid_margin")),
-                            min_cell=int(_setting(params, "detect_min_cell")),
-                            max_gap_s=float(_setting(params, "detect_max_gap_s")),
-                            stall_s=float(_setting(params, "detect_stall_s")),
-                            reconnect_attempts=int(_setting(params, "detect_reconnect_attempts")), fps=fps,
-                            realtime=realtime)
+                            margin=int(cfg.detect_grid_margin), min_cell=int(cfg.detect_min_cell),
+                            max_gap_s=float(cfg.detect_max_gap_s), stall_s=float(cfg.detect_stall_s),
+                            reconnect_attempts=int(cfg.detect_reconnect_attempts), fps=fps, realtime=realtime)
 
 
 @dataclasses.dataclass
@@ -62,28 +56,17 @@ class DetectionResult:
     settings: DetectorSettings
     out_dir: Path
     periods: list           # every stretch an alarm was on (what alerts are scored on)
+    window_scores: list     # the ``WindowScore``s behind ``windows``, in order
 
     @property
     def events_path(self) -> Path:
         return self.out_dir / "events.jsonl"
 
 
-def windows_frame(windows) -> pd.DataFrame:
-    columns = [f.name for f in dataclasses.fields(WindowScoreColumns)]
+def windows_frame(windows: Sequence[WindowScore]) -> pd.DataFrame:
+    """Window scores as the rows of ``windows.csv`` (one column per ``WindowScore`` field)."""
+    columns = [f.name for f in dataclasses.fields(WindowScore)]
     return pd.DataFrame([dataclasses.asdict(w) for w in windows], columns=columns)
-
-
-@dataclasses.dataclass
-class WindowScoreColumns:  # the columns of windows.csv, in order (mirrors ``alerts.WindowScore``)
-    source: str
-    cell: str
-    start_t: float
-    end_t: float
-    score: float
-    state: str
-    first_frame: int
-    last_frame: int
-    note: str
 
 
 def expected_from_run(params: Mapping, streams: Sequence[FeatureStream]) -> dict:
@@ -118,7 +101,7 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
         ``DetectionResult``.
     """
     use_pretrained_dir(params.get("pretrained_dir"))
-    head, manifest = load_export(export_dir, variant or _setting(params, "detect_head_variant"))
+    head, manifest = load_export(export_dir, variant or stage_config(params, "deploy").detect_head_variant)
     if expected is not None:
         check_export_matches({**manifest["input"], "backbones": [s["backbone"] for s in manifest["streams"]]}, expected)
     specs = expand_sources(list(sources))
@@ -144,4 +127,4 @@ def detect(sources: Sequence[str], export_dir: str | Path, params: Mapping, out_
                                   [e for e in episodes if e.source == source], settings.policy, title=source)
             with atomic_path(out / f"{safe_stem(source)}.timeline.png", keep_suffix=True) as tmp:
                 fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    return DetectionResult(summary, windows, episodes, settings, out, detector.periods)
+    return DetectionResult(summary, windows, episodes, settings, out, detector.periods, detector.windows)

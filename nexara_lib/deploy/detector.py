@@ -248,6 +248,9 @@ class Detector:
             start_t, end_t = sampler.window_span(m)
             positions = sorted(picked)
             first, last = picked[positions[0]].index, picked[positions[-1]].index
+            # window-level streams read native cells: cut each picked frame (and its next) once, not per cell
+            cells_of = ({g: (split_cells(p.image, state.layout), split_cells(p.next_image, state.layout))
+                         for g, p in picked.items()} if self.features.needs_native_frames else {})
             for c, cell in enumerate(state.cells):
                 problem = signal_problem([cell.thumbs[g] for g in sorted(set(targets[0]))])
                 base = dict(source=state.spec.name, cell=cell.name, start_t=start_t, end_t=end_t,
@@ -257,8 +260,8 @@ class Detector:
                     continue
                 for i in range(len(self.features.streams)):
                     if self.features.window_level(i):
-                        crops = [split_cells(picked[g].image, state.layout)[c] for g in targets[i]]
-                        nexts = [split_cells(picked[g].next_image, state.layout)[c] for g in targets[i]]
+                        crops = [cells_of[g][0][c] for g in targets[i]]
+                        nexts = [cells_of[g][1][c] for g in targets[i]]
                         window_jobs.append(((m, c, i), i, self.features.window_job(i, crops, nexts)))
                 meta.append((c, base, "scored", (m, targets)))
         window_feats = self.features.encode(window_jobs) if window_jobs else {}

@@ -18,8 +18,6 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
 from nexara_lib.features.clip_jobs import sampled_indices
 
 # A frame counts as reaching a target time this close before it (timestamps in ms rounding).
@@ -214,8 +212,3 @@ class WindowSampler:
         """(start, end) seconds of window ``m``."""
         start = self.time_of(self.plan.start(m))
         return start, start + self.plan.window_s
-
-
-def offsets_table(plan: WindowPlan) -> np.ndarray:
-    """(streams, T) array of in-window offsets, for reports and tests."""
-    return np.asarray(plan.offsets, dtype=np.int64)

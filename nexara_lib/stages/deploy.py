@@ -12,7 +12,6 @@ import pandas as pd
 from IPython.display import Markdown
 
 from nexara_lib.deploy.alert_scoring import compare_policies, score_alerts
-from nexara_lib.deploy.alerts import WindowScore
 from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run
 from nexara_lib.deploy.export import export_head, load_export
 from nexara_lib.deploy.head import KerasHead
@@ -291,16 +290,11 @@ def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout
     """The timeline of each detection run with its ground truth (saved as ``detector_timeline_*``)."""
     figures = []
     for name, result in results.items():
-        fig = timeline_figure(_window_list(result), result.episodes, result.settings.policy,
+        fig = timeline_figure(result.window_scores, result.episodes, result.settings.policy,
                               truth=videos.truth, title=f"Detector on the {name}")
         save_figure(fig, layout, "detector_timeline_" + name.replace(" ", "_"))
         figures.append(fig)
     return figures
-
-
-def _window_list(result: DetectionResult) -> list:
-    frame = result.windows.astype(object).where(result.windows.notna(), None)
-    return [WindowScore(**row) for row in frame.to_dict("records")]
 
 
 def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVideos) -> pd.DataFrame:
@@ -316,7 +310,7 @@ def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVi
         policies["every window above threshold"] = policy.unconfirmed()
         sources = set(result.windows["source"])
         truth = {key: segments for key, segments in videos.truth.items() if key[0] in sources}
-        table = compare_policies(_window_list(result), policies, truth, videos.duration_s)
+        table = compare_policies(result.window_scores, policies, truth, videos.duration_s)
         tables.append(table.reset_index().assign(video=name, cameras=len(truth)))
     return pd.concat(tables).set_index(["video", "policy"])
 
@@ -349,9 +343,10 @@ def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
     for name in names[1:-1]:  # the lighter confirmation in between
         middle = tradeoff.xs(name, level="policy")
         total = middle.sum(numeric_only=True)
+        delay_middle = middle["median onset-to-alarm (s)"].median()
         verdict += (f" **{name.capitalize()}**: {int(total['false alarms'])} false alarm(s), {int(total['detected'])} of "
-                    f"{int(total['violent segments'])} fights, median delay "
-                    f"{middle['median onset-to-alarm (s)'].median():.1f} s.")
+                    f"{int(total['violent segments'])} fights" +
+                    (f", median delay {delay_middle:.1f} s." if np.isfinite(delay_middle) else "."))
     return Markdown(words + verdict)
 
 
