@@ -85,12 +85,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, text + "\n")
 
 
-def save_npy_atomic(path: str | os.PathLike, array) -> Path:
-    """Save a NumPy array as ``.npy``, atomically."""
-    import numpy as np
-    return write_atomic(path, lambda handle: np.save(handle, array), binary=True)
-
-
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     """Read a JSON file; ``default`` when it does not exist.
 

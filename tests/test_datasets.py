@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from nexara_lib.features.cache import clip_cache_name
+from nexara_lib.features.cache_entries import write_entry
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.layout import RunLayout
 from nexara_lib.run.params import resolve_params
@@ -45,7 +46,7 @@ def test_load_splits_reads_each_split_and_names_an_empty_one(tmp_path):
     stream = FeatureStream("flow", "none", 3)
     stream.cache_dir(layout.features).mkdir(parents=True)
     for _, row in rows.iterrows():
-        np.save(stream.cache_dir(layout.features) / clip_cache_name(row), np.full((3, 2), row["label"], dtype=np.float16))
+        write_entry(stream.cache_dir(layout.features) / clip_cache_name(row), np.full((3, 2), row["label"], dtype=np.float16))
     splits = load_splits(rows, stream, layout, ("train", "val"))
     assert splits["train"].x.shape == (4, 3, 2) and list(splits["val"].y) == [0, 1, 0, 1]
     with pytest.raises(ValueError, match="no usable clips in split 'test'"):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from nexara_lib.run import runner
+from nexara_lib.run import kernel, runner
 from nexara_lib.config import ParamError
 from nexara_lib.run.runner import NotebookFailed, ensure_kernel, list_notebooks, run_pipeline, select_notebooks
 
@@ -198,8 +198,8 @@ def test_ensure_kernel_installs_once_and_repairs_a_stale_spec(tmp_path, monkeypa
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "user"))
     writes = []
-    real_write = runner.write_json_atomic
-    monkeypatch.setattr(runner, "write_json_atomic", lambda p, o: writes.append(p) or real_write(p, o))
+    real_write = kernel.write_json_atomic
+    monkeypatch.setattr(kernel, "write_json_atomic", lambda p, o: writes.append(p) or real_write(p, o))
     name = "nexara-test-kernel"
     spec_file = tmp_path / "share" / "jupyter" / "kernels" / name / "kernel.json"
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from nexara_lib.features.cache import clip_cache_name
+from nexara_lib.features.cache_entries import write_entry
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.layout import RunLayout
@@ -47,7 +48,7 @@ def _write(stream, rows, cache_root, dim, offset, skip=()):
     folder.mkdir(parents=True, exist_ok=True)
     for i, (_, row) in enumerate(rows.iterrows()):
         if row["clip_id"] not in skip:
-            np.save(folder / clip_cache_name(row), np.full((4, dim), offset + i, dtype=np.float16))
+            write_entry(folder / clip_cache_name(row), np.full((4, dim), offset + i, dtype=np.float16))
 
 
 def test_loading_concatenates_per_frame_and_keeps_clips_every_stream_has(params, tmp_path):

@@ -203,9 +203,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert out["distribution"] == {"strategy": "MirroredStrategy", "replicas": 2, "batch_size_per_replica": 8,
                                    "global_batch_size": 16}
     assert all(np.isfinite(out["loss"])) and out["loss"][-1] < out["loss"][0]
-    # same seed, same data, same global batch: the mirrored run starts where the one-device run starts
-    # (dropout masks differ per replica, so later epochs drift apart)
-    assert out["loss"][0] == pytest.approx(out["single_loss"][0], rel=0.1)
+    # same seed, same data, same global batch: the mirrored run starts where the one-device run starts. Each
+    # replica normalises its half batch with its own BatchNorm statistics (8 clips, not 16) and draws its dropout
+    # masks for a half batch, so the first epoch's training loss differs by up to ~25% (seeds 1-7 measured; the
+    # old 10% held for seed 7 by luck) while the validation loss after it agrees within ~1.5%
+    assert out["loss"][0] == pytest.approx(out["single_loss"][0], rel=0.3)
     assert out["val_loss"][0] == pytest.approx(out["single_val_loss"][0], rel=0.05)
     assert keras.models.load_model(tmp_path / "model.keras") is not None
 
@@ -249,3 +251,108 @@ def test_a_finished_fit_whose_model_was_never_saved_resumes(tmp_path, monkeypatc
     np.testing.assert_allclose(training.predict_proba(resumed["model"], arrays[2]),
                                training.predict_proba(clean["model"], arrays[2]), atol=1e-6)
     assert (tmp_path / "run" / "model.keras").exists() and not (tmp_path / "run" / "checkpoint").exists()
+
+
+
+# the smallest registered model with dropout, augmented copies, class weights and a shuffled training set:
+# every kind of random draw an epoch makes
+RANDOM_CONFIG = {**RESUME_CONFIG, "model": "pooled_mlp", "pooled_hidden_units": 16, "dropout": 0.3, "epochs": 4,
+                 "warmup_epochs": 1, "augment_factor": 2, "class_weights": True}
+KILL_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from nexara_lib.training import run_steps
+from nexara_lib.training import train as training
+from test_training_resume import RANDOM_CONFIG
+data_file, out_dir, kill_after, last_commit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+class KilledAfterEpoch(run_steps.ResumableCheckpoint):
+    # commits epochs up to last_commit only (as a long checkpoint_interval_s would), then kill -9 after epoch kill_after
+    def on_epoch_end(self, epoch, logs=None):
+        self.interval_s = 0.0 if epoch + 1 <= last_commit else 1e9
+        super().on_epoch_end(epoch, logs)
+        if epoch + 1 == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+run_steps.ResumableCheckpoint = KilledAfterEpoch
+d = np.load(data_file)
+training.train_sequence_model(d["arr_0"], d["arr_1"], d["arr_2"], d["arr_3"], RANDOM_CONFIG, out_dir, verbose=0)
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Data saved for the child process, and the output folder of one uninterrupted run on it."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    arrays = data(3)
+    np.savez(folder / "data.npz", *arrays)
+    keras.mixed_precision.set_global_policy("float32")
+    result = training.train_sequence_model(*arrays, RANDOM_CONFIG, folder / "run", verbose=0)
+    assert result["epochs_run"] == RANDOM_CONFIG["epochs"] and result["best_epoch"] > 2  # weights after the kill
+    return folder, arrays, result
+
+
+def _history_csv(out_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(out_dir / "history.csv").drop(columns=["epoch_seconds"])  # wall-clock time, never equal
+
+
+@pytest.mark.parametrize("kill_after, last_commit", [(2, 2), (3, 2)])
+def test_kill_and_resume_trains_exactly_as_an_uninterrupted_run(tmp_path, uninterrupted, kill_after, last_commit):
+    """Same seed, same results across a kill -9: the resumed epochs draw the same shuffle order, dropout masks
+    and global random numbers as the uninterrupted run, also when the last commit is older than the kill."""
+    folder, arrays, straight = uninterrupted
+    out_dir = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(folder / "data.npz"), str(out_dir),
+                             str(kill_after), str(last_commit)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=SUBPROCESS_ENV)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    state = json.loads((out_dir / "checkpoint" / "state.json").read_text())
+    assert state["epochs_done"] == last_commit and not (out_dir / "model.keras").exists()
+    assert state["random_state"]["next_epoch"] == last_commit and state["random_state"]["seed_generators"] >= 1
+
+    resumed = training.train_sequence_model(*arrays, RANDOM_CONFIG, out_dir, verbose=0)
+    assert resumed["resumed_from_epoch"] == last_commit
+    # exact: the same float32 operations on the same numbers, in the same order
+    pd.testing.assert_frame_equal(_history_csv(out_dir), _history_csv(folder / "run"), check_exact=True)
+    for kept, straight_kept in zip(resumed["model"].get_weights(), straight["model"].get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, straight_kept)
+    saved = [keras.models.load_model(d / "model.keras").get_weights() for d in (out_dir, folder / "run")]
+    for kept, straight_kept in zip(*saved, strict=True):
+        np.testing.assert_array_equal(kept, straight_kept)
+
+
+def test_each_epoch_has_its_own_shuffle_order_whatever_epoch_the_pass_starts_at():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1)
+    training_set = run_steps.TrainingSet(x, np.arange(10) % 2, 0.5, {0: 1.0, 1: 3.0}, 0.0)
+
+    def epochs(initial_epoch, n_epochs=3):
+        batches = list(run_steps.epoch_batches(training_set, 7, 4, initial_epoch, n_epochs).as_numpy_iterator())
+        assert [len(b[0]) for b in batches] == [4, 4, 2] * (n_epochs - initial_epoch)
+        for clips, targets, weights in batches:  # targets and class weights travel with their clips
+            labels = clips[:, 0, 0].astype(int) % 2
+            np.testing.assert_array_equal(targets.argmax(axis=1), labels)
+            np.testing.assert_array_equal(weights, np.where(labels == 1, 3.0, 1.0))
+        return [np.concatenate([b[0][:, 0, 0] for b in batches[i:i + 3]]).astype(int).tolist()
+                for i in range(0, len(batches), 3)]
+
+    from_start = epochs(0)
+    assert all(sorted(order) == list(range(10)) for order in from_start)
+    assert len({tuple(order) for order in from_start}) == 3  # reshuffled every epoch
+    assert epochs(1) == from_start[1:] and epochs(2) == from_start[2:]
+
+
+def test_a_checkpoint_without_recorded_random_state_still_resumes(tmp_path, monkeypatch, caplog):
+    """A checkpoint written before the random state was derived per epoch resumes, with a warning that its
+    resumed epochs cannot match the run that wrote it."""
+    monkeypatch.setattr(run_steps, "EpochClock", _NaNAtEpoch3)
+    arrays = data(3)
+    with pytest.raises(training.TrainingDivergedError):
+        training.train_sequence_model(*arrays, RANDOM_CONFIG, tmp_path, verbose=0)
+    monkeypatch.undo()
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["random_state"]["next_epoch"] == 2
+    del state["random_state"]
+    state_file.write_text(json.dumps(state))
+    with caplog.at_level("WARNING", logger="nexara.training"):
+        resumed = training.train_sequence_model(*arrays, RANDOM_CONFIG, tmp_path, verbose=0)
+    assert "another random-state scheme (none recorded)" in caplog.text
+    assert resumed["resumed_from_epoch"] == 2 and resumed["history"]["epoch"].tolist() == [1, 2, 3, 4]

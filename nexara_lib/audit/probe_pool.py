@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
 import pickle
 import signal
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nexara_lib.audit.links import file_sha1
+from nexara_lib.lifeline import watch_parent
 from nexara_lib.video.probe import empty_probe, probe_video
 
 # The columns a probe adds to each clip: ``probe_video``'s keys.
@@ -43,8 +45,11 @@ def _probe_task(path: str, probe_fn, want_hash: bool) -> dict:
     return info
 
 
-def _probe_worker(conn, probe_fn, want_hash: bool) -> None:
-    """Worker process: say it is ready, then probe each (index, path) received until None."""
+def _probe_worker(conn, probe_fn, want_hash: bool, parent_pid: int) -> None:
+    """Worker process: say it is ready, then probe each (index, path) received until None.
+
+    It ends by itself if its parent is killed (see ``lifeline``), also while stuck in a clip."""
+    watch_parent(parent_pid)
     conn.send(("ready", None))
     while True:
         try:
@@ -72,7 +77,7 @@ class _WorkersCannotStart(RuntimeError):
 
 def _start_worker(context, probe_fn, want_hash: bool) -> _Worker:
     parent_end, child_end = context.Pipe()
-    process = context.Process(target=_probe_worker, args=(child_end, probe_fn, want_hash), daemon=True,
+    process = context.Process(target=_probe_worker, args=(child_end, probe_fn, want_hash, os.getpid()), daemon=True,
                               name="nexara-probe")
     process.start()
     child_end.close()

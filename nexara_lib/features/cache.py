@@ -7,18 +7,28 @@ per frame (``tiles``: the tiles of a frame side by side, row-major); ``FeatureSt
 A clip's file name carries a hash of its manifest row (path, bytes, content hash, frame
 count), so a replaced or re-encoded file gets new features. Every file is written to a
 temporary name and renamed: a crash leaves complete files or none.
+
+A clip's ``.npy`` is never trusted because it exists: it is written with a checksum file
+(``<name>.npy.sum``: shape, dtype, size, sha256; ``features.cache_entries``) and every read goes
+through ``read_features``, which checks both and raises ``CacheEntryError`` naming the file.
+Extraction checks every entry before deciding what to compute (``check_entries``): a bad one is
+moved aside into ``<cache dir>/bad/``, computed again and listed in the summary (``bad_entries``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nexara_lib.io import read_json, save_npy_atomic, write_json_atomic
+from nexara_lib.features.cache_entries import CacheEntryError, quarantine, read_entry, write_entry
+from nexara_lib.io import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 # Columns of ``read_clip_records`` (always present, also when nothing was recorded yet).
 CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded", "strategy", "grabs", "seeks",
@@ -68,7 +78,7 @@ class CacheWriter:
                              f"regions x D) with {job.regions} region(s) per frame, got shape "
                              f"{feats.shape}; the executor must hand back one row per sampled frame")
         t0 = time.perf_counter()
-        save_npy_atomic(self.dir / job.name, np.asarray(feats, dtype=CACHE_DTYPE))
+        write_entry(self.dir / job.name, np.asarray(feats, dtype=CACHE_DTYPE))
         self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")
         self.log.flush()
         if self.failures.pop(job.name, None) is not None:  # a retried clip that now decodes
@@ -102,19 +112,73 @@ def read_clip_records(cache_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), columns=None if rows else list(CLIP_RECORD_COLUMNS))
 
 
-def load_features(manifest: pd.DataFrame, cache_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Load cached features of the manifest rows that have them.
+def read_features(path: str | Path, frames: int | None = None, regions: int = 1) -> np.ndarray:
+    """One clip's cached features as written ((T, R * D) ``CACHE_DTYPE``, read-only), after every check.
 
+    Args:
+        path: the clip's ``.npy`` in a stream's cache folder.
+        frames: T the stream samples (None: not checked).
+        regions: R regions per frame of a stream view; the columns must split into R equal parts.
+    Raises:
+        CacheEntryError: naming the file, what is wrong with it and how to fix it.
+    """
+    x = read_entry(path)
+    if x.ndim != 2 or x.dtype != CACHE_DTYPE:
+        raise CacheEntryError(path, f"holds a {x.ndim}-D {x.dtype.name} array of shape {x.shape}; a clip's features "
+                                    f"are 2-D (T, D) {np.dtype(CACHE_DTYPE).name}")
+    if frames is not None and x.shape[0] != frames:
+        raise CacheEntryError(path, f"holds {x.shape[0]} frames, the stream samples T={frames}")
+    if x.shape[1] % max(1, regions):
+        raise CacheEntryError(path, f"holds {x.shape[1]} columns, not {regions} equal regions")
+    return x
+
+
+def check_entries(cache_dir: str | Path, jobs) -> list[dict]:
+    """Check the cached entry of every job that has one; move each bad one aside (``cache_entries.quarantine``)
+    so that extraction computes it again.
+
+    Returns:
+        One ``{file, clip_id, reason, moved_to}`` per bad entry (``moved_to`` relative to ``cache_dir``).
+    """
+    cache_dir = Path(cache_dir)
+    bad = []
+    for job in jobs:
+        path = cache_dir / job.name
+        if not path.exists():  # never cached, or a crash before the commit: computed anyway
+            continue
+        try:
+            read_features(path, job.frames_per_clip, job.regions)
+        except CacheEntryError as err:
+            moved = quarantine(path, err.reason)
+            bad.append({"file": job.name, "clip_id": job.clip_id, "reason": err.reason,
+                        "moved_to": moved.relative_to(cache_dir).as_posix()})
+            log.warning("feature cache: %s is unusable (%s); moved aside to %s, computing it again",
+                        path, err.reason, moved)
+    return bad
+
+
+def load_features(manifest: pd.DataFrame, cache_dir: str | Path, frames: int | None = None,
+                  regions: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load cached features of the manifest rows that have them, each checked (``read_features``).
+
+    Args:
+        frames, regions: what the stream caches (``FeatureStream.load`` passes them); None/1: unchecked.
     Returns:
         (x (N, T, D) float32, y (N,) int, clip_ids) in manifest order; rows whose clip
         failed to decode are left out (they are listed by ``extract_features``).
+    Raises:
+        CacheEntryError: a clip's file is there but cannot be trusted (truncated, changed, no
+            checksum file, ...); the message names it. Re-running extraction computes it again.
     """
     cache_dir = Path(cache_dir)
     xs, ys, ids = [], [], []
     for _, row in manifest.iterrows():
         path = cache_dir / clip_cache_name(row)
         if path.exists():
-            xs.append(np.load(path).astype(np.float32))
+            x = read_features(path, frames, regions)
+            if xs and x.shape != xs[0].shape:
+                raise CacheEntryError(path, f"holds shape {x.shape}, the clips before it {xs[0].shape}")
+            xs.append(x.astype(np.float32))
             ys.append(int(row["label"]))
             ids.append(str(row["clip_id"]))
     if not xs:

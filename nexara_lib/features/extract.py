@@ -4,7 +4,9 @@ What is cached, and under which key, is a ``FeatureStream`` (``features.stream``
 themselves are written by ``features.cache``. Executors: ``local`` (decoder processes
 feeding this process's backbone, ``features.local_executor``) and ``ray`` (clips spread over
 a Ray cluster, ``features.ray_executor``); both write the same cache, so a run can switch
-executors and resume. A rerun computes only the clips without a file.
+executors and resume. A rerun computes only the clips without a good cache entry: every existing
+entry is checked first (checksum, shape, dtype; ``features.cache_entries``), and a bad one is moved
+aside into ``<cache dir>/bad/``, computed again and listed under ``bad_entries`` in the summary.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nexara_lib.features.backbones import create_backbone
-from nexara_lib.features.cache import CacheWriter, clip_cache_name
+from nexara_lib.features.cache import CacheWriter, check_entries, clip_cache_name
 from nexara_lib.features.clip_jobs import ClipJob, check_job_transform
 from nexara_lib.features.local_executor import FeatureBatcher, decoded_clips
 from nexara_lib.features.stream import FeatureStream
@@ -76,10 +78,12 @@ def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: 
         progress: show a progress bar.
     Returns:
         dict with cache_dir, key, counts (clips, cached_before, computed, failed list with
-        reasons), padded clips, seeks used, and timings: decode_s (elapsed decoder-seconds summed
-        over workers; decoders run at low priority, so this includes time waiting for a core),
-        decode_cpu_s (CPU the decoding really cost), model_s, wait_s (local: backbone idle, waiting
-        on decoders; Ray: the driver waiting on the cluster), write_s, wall_s, clips_per_s, frames_per_s.
+        reasons), bad_entries (cache entries found unusable, moved aside and computed again: one
+        ``{file, clip_id, reason, moved_to}`` each), padded clips, seeks used, and timings: decode_s
+        (elapsed decoder-seconds summed over workers; decoders run at low priority, so this includes
+        time waiting for a core), decode_cpu_s (CPU the decoding really cost), model_s, wait_s (local:
+        backbone idle, waiting on decoders; Ray: the driver waiting on the cluster), write_s, wall_s,
+        clips_per_s, frames_per_s.
     """
     _check_arguments(manifest, stream, workers, executor)
     cache_dir = stream.cache_dir(cache_root)
@@ -89,14 +93,18 @@ def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: 
     jobs = _jobs(manifest, stream)
     if jobs:
         check_job_transform(jobs[0])  # a feature-level transform fails here, before any worker starts
+    bad = check_entries(cache_dir, jobs)  # moved aside: computed again below
     writer = CacheWriter(cache_dir)
     todo = [job for job in jobs if not (cache_dir / job.name).exists()]
-    skipped = [] if retry_failed else [job for job in todo if writer.known_failure(job.name)]
+    recheck = {entry["file"] for entry in bad}  # a bad entry is always computed again
+    skipped = [] if retry_failed else [job for job in todo
+                                       if writer.known_failure(job.name) and job.name not in recheck]
     todo = [job for job in todo if job not in skipped]
     summary = {"cache_dir": str(cache_dir), "key": stream.key, "backbone": stream.backbone,
                "transform": stream.transform, "executor": executor, "workers": workers, "clips": len(jobs),
                "cached_before": len(jobs) - len(todo) - len(skipped), "computed": 0,
-               "failed": [writer.failures[job.name] for job in skipped], "padded": 0, "seeks": 0}
+               "failed": [writer.failures[job.name] for job in skipped], "bad_entries": bad, "padded": 0,
+               "seeks": 0}
     meta = stream.describe()
     if stream.augmentation is not None:
         ops, copy, seed = stream.augmentation

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
@@ -25,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from nexara_lib.lifeline import watch_parent
 from nexara_lib.features.clip_jobs import ClipJob, DecodedClip, decode_job
 
 # Niceness added to decoder processes (see ``_decoder_main``): the lowest priority. Measured on 2 cores
@@ -34,11 +36,14 @@ DECODER_NICENESS = 19
 POLL_S = 0.5
 
 
-def _decoder_main(tasks, results, current, wid: int) -> None:
-    """Decoder process: decode jobs from ``tasks`` until the None sentinel, answers to ``results``."""
-    import os
+def _decoder_main(tasks, results, current, wid: int, parent_pid: int) -> None:
+    """Decoder process: decode jobs from ``tasks`` until the None sentinel, answers to ``results``.
 
+    It ends by itself if its parent (the kernel or ``nexara extract``) is killed: see ``lifeline``.
+    """
     import cv2
+
+    watch_parent(parent_pid)
 
     from nexara_lib.video.reader import set_decoder_threads
     cv2.setNumThreads(1)  # one process per core: OpenCV's own thread pool would oversubscribe
@@ -111,7 +116,7 @@ class DecoderPool:
 
     def _start(self, wid: int) -> None:
         self.current[wid] = -1
-        proc = self.ctx.Process(target=_decoder_main, args=(self.tasks, self.results, self.current, wid),
+        proc = self.ctx.Process(target=_decoder_main, args=(self.tasks, self.results, self.current, wid, os.getpid()),
                                 daemon=True, name=f"nexara-decoder-{wid}")
         with _main_module_hidden():
             proc.start()

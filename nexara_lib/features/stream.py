@@ -180,8 +180,11 @@ class FeatureStream:
 
     def load(self, manifest_rows: pd.DataFrame, cache_root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(x (N, T, D) float32, y (N,), clip ids) of the rows cached for this stream; a stream view's
-        regions are pooled here by its ``pooling`` ('max' or 'mean' over the regions of each frame)."""
-        x, y, ids = load_features(manifest_rows, self.cache_dir(cache_root))
+        regions are pooled here by its ``pooling`` ('max' or 'mean' over the regions of each frame).
+
+        Every clip file is checked (checksum, T, regions: ``cache.read_features``); a bad one raises
+        ``CacheEntryError`` naming it, and re-running extraction computes it again."""
+        x, y, ids = load_features(manifest_rows, self.cache_dir(cache_root), self.frames_per_clip, self.regions)
         if self.regions > 1:
             x = pool_regions(x, self.regions, dict(self.view_params)["pooling"])
         return x, y, ids

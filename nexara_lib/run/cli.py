@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -14,11 +15,20 @@ def _cmd_run(args) -> int:
     overrides = dict(parse_override(item) for item in args.set or [])
     try:
         run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
-                               run_dir=args.run_dir)
+                     run_dir=args.run_dir, force=args.force, **({"notebooks_dir": args.notebooks_dir}
+                                                                if args.notebooks_dir else {}))
     except NotebookFailed as err:
         print(f"nexara run failed: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a batch scheduler's time limit) stops a run like Ctrl-C: recorded, kernel shut down."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _cmd_synth(args) -> int:
@@ -135,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (value read as YAML)")
     run.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,02")
     run.add_argument("--run-dir", help="explicit run folder (default: <output_root>/<run_name>)")
+    run.add_argument("--notebooks-dir", help="folder of NN_*.ipynb notebooks to run (default: this checkout's notebooks/)")
+    run.add_argument("--force", action="store_true",
+                     help="run every notebook again, also those that finished with the same parameters and inputs")
     run.set_defaults(func=_cmd_run)
 
     synth = sub.add_parser("synth", help="write the synthetic dataset (RWF-2000 layout)")
@@ -203,8 +216,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     try:
         return args.func(args)
+    except KeyboardInterrupt as err:  # the runner's RunInterrupted says where the partial notebook is
+        print(f"nexara {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 130
     except ParamError as err:
         print(f"parameter error: {err}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_streams
 from nexara_lib.stages.headline import record_headline
 
-STREAM_COLUMNS = ["backbone", "transform", "clips", "cached_before", "computed", "failed", "padded", "seeks",
-                  "decode_cpu_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]
+STREAM_COLUMNS = ["backbone", "transform", "clips", "cached_before", "computed", "failed", "bad_entries", "padded",
+                  "seeks", "decode_cpu_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]
 
 
 def backbone_facts(params: Mapping) -> pd.Series:
@@ -35,8 +35,8 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
     ``frame_augment_copies`` augmented copies of the training clips for the run's backbone.
 
     Returns:
-        One row per stream: computed / cached / failed counts, throughput and the time split
-        (decode CPU seconds over all decoders, model seconds, wait = backbone idle waiting for frames).
+        One row per stream: computed / cached / failed / bad cache entry counts, throughput and the
+        time split (decode CPU seconds over all decoders, model seconds, wait = backbone idle waiting for frames).
     """
     manifest = load_manifest(layout)
     options = extraction_options(params)
@@ -50,6 +50,7 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
     write_json_atomic(layout.artifacts / "extraction.json", summaries)
     table = pd.DataFrame(summaries)
     table["failed"] = table["failed"].map(len)
+    table["bad_entries"] = table["bad_entries"].map(len)  # moved aside into <cache>/bad/ and computed again
     return table[STREAM_COLUMNS]
 
 

@@ -7,14 +7,22 @@ After every epoch whose loss is finite, ``ResumableCheckpoint`` writes into
   so the learning-rate schedule continues where it was);
 - ``best-NNNN.npz``: the best weights so far (what early stopping restores), when they changed;
 - ``state.json``: the commit point, written last with write-then-rename. It names the two
-  files above, the epoch logs so far, the early-stopping and class-gap counters and a
-  fingerprint of the configuration and data.
+  files above, the epoch logs so far, the early-stopping and class-gap counters, a
+  fingerprint of the configuration and data, and how the random state of the next epoch
+  is obtained (``random_state``).
 
 A crash at any moment leaves the previous ``state.json`` and the files it names intact;
 files of an uncommitted epoch are ignored and cleaned up. A NaN/inf epoch is never
 committed, so the last good checkpoint survives a divergence. A checkpoint whose
 fingerprint differs from the new run (other parameters, other data) is discarded, never
 resumed.
+
+Random state is not saved but re-derived: ``EpochRandomState`` reseeds every generator an
+epoch draws from (Python, NumPy, TensorFlow, the model's ``keras.random.SeedGenerator``s,
+which ``save_weights`` does not keep) from (run seed, epoch) alone when the epoch begins, and
+``shuffle_order`` gives each epoch's order of the training clips the same way. So epoch e
+draws the same numbers whether its process started at epoch 0 or resumed at e, whichever
+earlier epoch the last commit was: kill + resume trains exactly as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -35,6 +43,10 @@ from nexara_lib.io import atomic_path, read_json, to_jsonable, write_json_atomic
 logger = logging.getLogger("nexara.training")
 
 STATE_FILE = "state.json"
+# how an epoch's random state is obtained; recorded in every commit (a checkpoint written under another
+# scheme still resumes, but its resumed epochs draw other numbers than its own run would have)
+RANDOM_SCHEME = "reseeded from (seed, epoch) at every epoch begin"
+SHUFFLE_STREAM, GLOBAL_STREAM, FIRST_SEED_GENERATOR_STREAM = 0, 1, 2  # independent streams of one epoch
 
 
 def training_fingerprint(config: Mapping[str, Any], arrays) -> str:
@@ -45,6 +57,29 @@ def training_fingerprint(config: Mapping[str, Any], arrays) -> str:
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A seed in [1, 2**31) that depends on the run seed, the (0-based) epoch and the stream number only."""
+    return 1 + int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]) % (2 ** 31 - 1)
+
+
+def shuffle_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` (0-based) visits the ``n`` training clips."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, SHUFFLE_STREAM])).permutation(n)
+
+
+def seed_generator_states(model: keras.Model) -> list:
+    """The state variables of the model's ``keras.random.SeedGenerator``s (Dropout, GaussianNoise, ...).
+
+    They are in ``model.variables`` but not in ``model.weights``, so ``save_weights`` does not keep them.
+    """
+    states, seen = [], set()
+    for variable in model.variables:
+        if variable.name == "seed_generator_state" and id(variable) not in seen:
+            seen.add(id(variable))
+            states.append(variable)
+    return states
 
 
 class CheckpointState:
@@ -102,6 +137,48 @@ def load_checkpoint(directory: str | Path, fingerprint: str) -> CheckpointState 
     return CheckpointState(directory, data)
 
 
+class EpochRandomState(keras.callbacks.Callback):
+    """Reseeds, when an epoch begins, every generator the epoch draws from, from (run seed, epoch) alone.
+
+    Python ``random``, NumPy's global generator, TensorFlow's global seed and Keras' global
+    ``SeedGenerator`` (``keras.utils.set_random_seed``), and each of the model's
+    ``SeedGenerator``s (its own stream, counter back to 0). Place it first, so callbacks that
+    draw at epoch begin draw from the new state. The shuffle order is ``shuffle_order``
+    (``run_steps.epoch_batches`` feeds the clips in it).
+
+    Args:
+        seed: the run seed.
+        previous: the checkpoint this run resumed from, or None (its scheme is checked).
+    """
+
+    def __init__(self, seed: int, previous: CheckpointState | None = None):
+        super().__init__()
+        self.seed = int(seed)
+        self.seed_generators: int | None = None  # how many the model has (known once an epoch began)
+        self._previous = previous
+
+    def on_train_begin(self, logs=None):
+        recorded = (self._previous.data.get("random_state") or {}) if self._previous is not None else None
+        if recorded is not None and recorded.get("scheme") != RANDOM_SCHEME:
+            logger.warning("checkpoint in %s was written with another random-state scheme (%s); the resumed epochs "
+                           "draw other random numbers than an uninterrupted run would have", self._previous.directory,
+                           recorded.get("scheme", "none recorded"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        keras.utils.set_random_seed(epoch_seed(self.seed, epoch, GLOBAL_STREAM))
+        states = seed_generator_states(self.model)
+        for i, state in enumerate(states):
+            state.assign(np.array([epoch_seed(self.seed, epoch, FIRST_SEED_GENERATOR_STREAM + i), 0],
+                                  dtype=np.dtype(state.dtype)))
+        self.seed_generators = len(states)
+
+    def state(self, epochs_done: int) -> dict:
+        """What a commit after ``epochs_done`` epochs records: epoch ``epochs_done`` (0-based) is reseeded from
+        (seed, epochs_done) when it begins, so nothing random needs restoring."""
+        return {"scheme": RANDOM_SCHEME, "seed": self.seed, "next_epoch": int(epochs_done),
+                "seed_generators": self.seed_generators, "shuffle": "shuffle_order(seed, epoch)"}
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping that can continue counting from a checkpoint instead of from zero."""
 
@@ -147,10 +224,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         previous: the state this run resumed from, or None.
         interval_s: commit when at least this many seconds passed since the last commit
             (0 = after every epoch).
+        random_state: the run's ``EpochRandomState`` (what it does is recorded in each commit).
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, early_stopping: ResumableEarlyStopping,
-                 monitor, previous: CheckpointState | None = None, interval_s: float = 0.0):
+                 monitor, previous: CheckpointState | None = None, interval_s: float = 0.0,
+                 random_state: EpochRandomState | None = None):
         super().__init__()
         if not interval_s >= 0:
             raise ValueError(f"checkpoint interval must be >= 0 seconds, got {interval_s!r}")
@@ -159,6 +238,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.early_stopping = early_stopping
         self.monitor = monitor
         self.interval_s = float(interval_s)
+        self.random_state = random_state
         self.rows: list[dict] = previous.rows if previous else []  # every finite epoch so far
         self._committed = dict(previous.data) if previous else {}
         self.seconds_spent = 0.0
@@ -196,6 +276,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             "fingerprint": self.fingerprint, "epochs_done": epoch + 1, "weights_file": weights_file,
             "best_file": best_file, "rows": list(self.rows), "early_stopping": self.early_stopping.state(),
             "gap_monitor": self.monitor.state(), "training_done": training_done,
+            "random_state": (self.random_state.state(epoch + 1) if self.random_state is not None
+                             else self._committed.get("random_state")),
         }
         write_json_atomic(self.directory / STATE_FILE, state)  # the commit point
         self._committed = state

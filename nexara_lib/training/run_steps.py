@@ -3,7 +3,10 @@
 A fresh Keras session (seed, precision, distribution), the augmented training set with its
 class weighting, the compiled model (restored from a checkpoint when resuming), the
 callbacks in the order fit must call them, and the fit itself (or, when a checkpoint says
-the fit had finished, the restore of its best weights). A closed-form fit (``train._fit_closed_form``)
+the fit had finished, the restore of its best weights). The fit reads its batches from
+``epoch_batches``: each epoch's order of the clips depends on (seed, epoch) only, like the
+rest of its random state (``checkpoints.EpochRandomState``), so a resumed run trains exactly as
+an uninterrupted one. A closed-form fit (``train._fit_closed_form``)
 uses the session, the un-augmented training set and ``build_model``, nothing else.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ import pandas as pd
 from nexara_lib.runtime import configure_precision, distribution_strategy, set_seed
 from nexara_lib.training.arrays import one_hot
 from nexara_lib.training.augment import augment_training_set
-from nexara_lib.training.checkpoints import CheckpointState, ResumableCheckpoint, ResumableEarlyStopping
+from nexara_lib.training.checkpoints import (CheckpointState, EpochRandomState, ResumableCheckpoint,
+                                             ResumableEarlyStopping, shuffle_order)
 from nexara_lib.training.losses import FocalLoss, alpha_from_labels
 from nexara_lib.training.models import adapt_input_normalization, create_sequence_model, model_params_from_config
 from nexara_lib.training.monitor import EpochClock, PerClassMonitor, StopOnNonFiniteLoss, monitor_mode
@@ -53,6 +57,7 @@ class RunCallbacks:
     per_class: PerClassMonitor
     early_stopping: ResumableEarlyStopping
     checkpoint: ResumableCheckpoint
+    random_state: EpochRandomState
     ordered: list
 
 
@@ -107,8 +112,10 @@ def build_and_compile(cfg: Mapping[str, Any], x_train: np.ndarray, training_set:
 
 def make_callbacks(cfg: Mapping[str, Any], x_val, y_val, out_dir: Path, fingerprint: str,
                    previous: CheckpointState | None, verbose: int) -> RunCallbacks:
-    """Per-class monitor, NaN stop, early stopping, epoch clock, checkpoint (and TensorBoard), in that order."""
+    """Random state, per-class monitor, NaN stop, early stopping, epoch clock, checkpoint (and TensorBoard), in
+    that order."""
     monitor = cfg["early_stopping_monitor"]
+    random_state = EpochRandomState(cfg["seed"], previous)
     per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose,
                                 stop_patience=cfg["gap_stop_patience"], with_loss=True)
     per_class.restore(previous.data.get("gap_monitor") if previous else None)
@@ -116,13 +123,40 @@ def make_callbacks(cfg: Mapping[str, Any], x_val, y_val, out_dir: Path, fingerpr
                                             patience=cfg["early_stopping_patience"], restore_best_weights=True,
                                             verbose=min(verbose, 1), resume_from=previous)
     checkpoint = ResumableCheckpoint(out_dir / "checkpoint", fingerprint, early_stopping, per_class, previous,
-                                     interval_s=cfg["checkpoint_interval_s"])
-    # order matters: the monitor fills the logs (val_loss included) that early stopping, the checkpoint
-    # and History read
-    ordered = [per_class, StopOnNonFiniteLoss(), early_stopping, EpochClock(), checkpoint]
+                                     interval_s=cfg["checkpoint_interval_s"], random_state=random_state)
+    # order matters: the epoch's random state is set before anything draws from it; the monitor fills the
+    # logs (val_loss included) that early stopping, the checkpoint and History read
+    ordered = [random_state, per_class, StopOnNonFiniteLoss(), early_stopping, EpochClock(), checkpoint]
     if cfg["tensorboard"]:
         ordered.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False))
-    return RunCallbacks(per_class, early_stopping, checkpoint, ordered)
+    return RunCallbacks(per_class, early_stopping, checkpoint, random_state, ordered)
+
+
+def epoch_batches(training_set: TrainingSet, seed: int, batch_size: int, initial_epoch: int, epochs: int):
+    """The training batches of epochs ``initial_epoch`` .. ``epochs - 1`` (0-based), as one ``tf.data`` pass.
+
+    Epoch e visits the clips in ``shuffle_order(seed, e, n)``, in ``ceil(n / batch_size)`` batches (the last
+    one may be short) of (clips, one-hot targets[, class weights as sample weights]). Fit it with
+    ``steps_per_epoch = ceil(n / batch_size)``, so Keras reads on instead of restarting the pass at every epoch.
+    (Keras' own ``shuffle=True`` on arrays draws its order in a ``tf.data`` map seeded by the global seed:
+    with the seed set, every epoch got the same order.)
+    """
+    import tensorflow as tf
+
+    n = len(training_set.y)
+    index_dtype = np.int32 if n < 2 ** 31 else np.int64  # one index per clip and epoch: keep it small
+    orders = np.stack([shuffle_order(seed, epoch, n).astype(index_dtype) for epoch in range(initial_epoch, epochs)])
+    arrays = [training_set.x, one_hot(training_set.y)]
+    if training_set.class_weight:  # what fit(class_weight=...) would do: each clip weighted by its class
+        weight = training_set.class_weight
+        arrays.append(np.array([weight[0], weight[1]], dtype=np.float32)[training_set.y])
+    indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+    batches = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(tuple(arrays)).repeat())).map(
+        lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def fit_or_restore(model: keras.Model, cfg: Mapping[str, Any], training_set: TrainingSet, session: Session,
@@ -137,9 +171,10 @@ def fit_or_restore(model: keras.Model, cfg: Mapping[str, Any], training_set: Tra
     else:
         # no validation_data: the per-class monitor predicts the validation clips once per epoch and
         # logs val_loss / val_accuracy from those predictions
-        fit = model.fit(training_set.x, one_hot(training_set.y), batch_size=session.global_batch,
-                        epochs=cfg["epochs"], initial_epoch=initial_epoch, shuffle=True,
-                        class_weight=training_set.class_weight, callbacks=callbacks.ordered, verbose=verbose)
+        batches = epoch_batches(training_set, cfg["seed"], session.global_batch, initial_epoch, cfg["epochs"])
+        fit = model.fit(batches, epochs=cfg["epochs"], initial_epoch=initial_epoch,
+                        steps_per_epoch=math.ceil(len(training_set.y) / session.global_batch),
+                        shuffle=False, callbacks=callbacks.ordered, verbose=verbose)
         n_new = len(fit.history.get("loss", []))
         new_rows = [{"epoch": initial_epoch + i + 1, **{k: v[i] for k, v in fit.history.items()}}
                     for i in range(n_new)]
