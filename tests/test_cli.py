@@ -33,6 +33,12 @@ def test_synth_audit_extract_chain(tmp_path):
     again = nexara("extract", "--manifest", audit / "manifest.csv", "--backbone", "flow", "--weights", "none",
                    "--frames", 4, "--out", feats)
     assert "0 computed, 12 already cached" in again.stdout
+    files[0].write_bytes(files[0].read_bytes()[:-7])  # a cache file cut short (full disk, copy interrupted)
+    repaired = nexara("extract", "--manifest", audit / "manifest.csv", "--backbone", "flow", "--weights", "none",
+                      "--frames", 4, "--out", feats)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "1 computed, 11 already cached" in repaired.stdout
+    assert f"recomputed {files[0].name}: truncated" in repaired.stdout and "bad" in repaired.stdout
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):

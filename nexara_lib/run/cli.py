@@ -78,6 +78,9 @@ def _cmd_extract(args) -> int:
               f"backbone waiting {summary['wait_s']:.1f} s, wall {summary['wall_s']:.1f} s) -> {summary['cache_dir']}")
         for failure in summary["failed"]:
             print(f"  skipped {failure['path']}: {failure['reason']}")
+        for bad in summary["bad_entries"]:
+            kept = Path(summary["cache_dir"]) / bad["moved_to"]
+            print(f"  recomputed {bad['file']}: {bad['reason']} (the bad file is kept as {kept})")
     return 0
 
 
