@@ -23,12 +23,19 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, a batch scheduler's time limit) stops a run like Ctrl-C: recorded, kernel shut down."""
+def _stop_on_sigterm():
+    """SIGTERM (``kill``, a batch scheduler's time limit) stops a command like Ctrl-C: recorded, kernel shut down.
+
+    Returns the previous handler (``main`` puts it back), or None outside the main thread (where Python
+    cannot set one: the caller's own handling stays).
+    """
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 def _cmd_synth(args) -> int:
@@ -219,7 +226,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
-    _stop_on_sigterm()
+    previous = _stop_on_sigterm()
     try:
         return args.func(args)
     except KeyboardInterrupt as err:  # the runner's RunInterrupted says where the partial notebook is
@@ -231,6 +238,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # e.g. a kernelspec pointing elsewhere
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
