@@ -127,6 +127,14 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
         timelines = {p.name for p in out.glob("*.timeline.png")}
         assert (out / "events.jsonl").exists() and len(timelines) == len(summary["sources"]) and "alert(s)" in proc.stdout
 
+    # A rerun of the finished run keeps every notebook (issue 15, fault 10): nothing is audited, extracted or trained
+    # again, and the run says so.
+    models = {p: p.stat().st_mtime_ns for p in (art / "models").rglob("model.keras")}
+    messages = []
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, log=messages.append)
+    assert sum("kept (--force runs it again)" in m for m in messages) == len(NOTEBOOKS)
+    assert models and {p: p.stat().st_mtime_ns for p in models} == models
+
     # The stacking combination on the same run: members are reused (same recipe), not retrained.
     trained = {p: p.stat().st_mtime_ns for p in (art / "models" / "ensemble").glob("*/model.keras")}
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
@@ -135,10 +143,18 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert stacked["method"] == "stacking" and len(stacked["stacking_coef"]) == 3
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
 
-    # Rerunning extraction reuses the cache: nothing recomputed.
+    # Rerunning extraction reuses the cache: nothing recomputed but a cache file cut short (issue 15, fault 2), which
+    # is moved aside, recomputed to the same bytes and counted.
+    cut = sorted((art / "features").glob("flow-*-identity/*.npy"))[0]
+    original = cut.read_bytes()
+    cut.write_bytes(original[: len(original) // 2])
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, notebooks=["02"])
     extraction = json.loads((art / "extraction.json").read_text())
-    assert all(s["computed"] == 0 and s["cached_before"] == s["clips"] for s in extraction)
+    repaired = [s for s in extraction if Path(s["cache_dir"]).name == cut.parent.name]
+    assert len(repaired) == 1 and repaired[0]["computed"] == 1 and len(repaired[0]["bad_entries"]) == 1
+    assert repaired[0]["bad_entries"][0]["file"] == cut.name and "truncated" in repaired[0]["bad_entries"][0]["reason"]
+    assert cut.read_bytes() == original
+    assert all(s["computed"] == 0 and s["cached_before"] == s["clips"] for s in extraction if s not in repaired)
     clean = [s for s in extraction if s["transform"] == "identity"]
     copies = [s for s in extraction if s["transform"].startswith("aug-")]
     assert clean and all(s["clips"] == 32 for s in clean)

@@ -18,8 +18,8 @@ fingerprint differs from the new run (other parameters, other data) is discarded
 resumed.
 
 Random state is not saved but re-derived: ``EpochRandomState`` reseeds every generator an
-epoch draws from (Python, NumPy, TensorFlow, the model's ``keras.random.SeedGenerator``s,
-which ``save_weights`` does not keep) from (run seed, epoch) alone when the epoch begins, and
+epoch draws from (Python, NumPy, the model's ``keras.random.SeedGenerator``s, which
+``save_weights`` does not keep; nothing in a fit draws from TensorFlow's global seed) from (run seed, epoch) alone when the epoch begins, and
 ``shuffle_order`` gives each epoch's order of the training clips the same way. So epoch e
 draws the same numbers whether its process started at epoch 0 or resumed at e, whichever
 earlier epoch the last commit was: kill + resume trains exactly as an uninterrupted run.
@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import shutil
 import time
 from pathlib import Path
@@ -140,10 +141,10 @@ def load_checkpoint(directory: str | Path, fingerprint: str) -> CheckpointState 
 class EpochRandomState(keras.callbacks.Callback):
     """Reseeds, when an epoch begins, every generator the epoch draws from, from (run seed, epoch) alone.
 
-    Python ``random``, NumPy's global generator, TensorFlow's global seed and Keras' global
-    ``SeedGenerator`` (``keras.utils.set_random_seed``), and each of the model's
-    ``SeedGenerator``s (its own stream, counter back to 0). Place it first, so callbacks that
-    draw at epoch begin draw from the new state. The shuffle order is ``shuffle_order``
+    Python ``random``, NumPy's global generator and each of the model's ``SeedGenerator``s (its
+    own stream, counter back to 0). TensorFlow's global seed is left as the session set it: nothing in a
+    fit draws from it, and resetting it clears TensorFlow's kernel cache (every epoch 3.4x slower).
+    Place it first, so callbacks that draw at epoch begin draw from the new state. The shuffle order is ``shuffle_order``
     (``run_steps.epoch_batches`` feeds the clips in it).
 
     Args:
@@ -165,7 +166,12 @@ class EpochRandomState(keras.callbacks.Callback):
                            recorded.get("scheme", "none recorded"))
 
     def on_epoch_begin(self, epoch, logs=None):
-        keras.utils.set_random_seed(epoch_seed(self.seed, epoch, GLOBAL_STREAM))
+        # Not keras.utils.set_random_seed: its tf.random.set_seed clears TensorFlow's kernel cache, which made every
+        # epoch 3.4x slower (benchmarks/bench_training). Nothing in a fit draws from TensorFlow's global seed: Keras
+        # ops are stateless, seeded by the model's SeedGenerators, reset below; the session seeded TF once.
+        global_seed = epoch_seed(self.seed, epoch, GLOBAL_STREAM)
+        random.seed(global_seed)
+        np.random.seed(global_seed)
         states = seed_generator_states(self.model)
         for i, state in enumerate(states):
             state.assign(np.array([epoch_seed(self.seed, epoch, FIRST_SEED_GENERATOR_STREAM + i), 0],
