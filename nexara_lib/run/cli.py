@@ -11,12 +11,11 @@ from nexara_lib.config import SCHEMA, ParamError, parse_override
 
 
 def _cmd_run(args) -> int:
-    from nexara_lib.run.runner import NotebookFailed, run_pipeline
+    from nexara_lib.run.runner import NOTEBOOKS_DIR, NotebookFailed, run_pipeline
     overrides = dict(parse_override(item) for item in args.set or [])
     try:
         run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
-                     run_dir=args.run_dir, force=args.force, **({"notebooks_dir": args.notebooks_dir}
-                                                                if args.notebooks_dir else {}))
+                     run_dir=args.run_dir, force=args.force, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR)
     except NotebookFailed as err:
         print(f"nexara run failed: {err}", file=sys.stderr)
         return 1
