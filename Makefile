@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo surv test test-fast bench clean
+.PHONY: install demo surv test test-slow test-all test-fast bench clean
 
 install: $(STAMP)
 
@@ -16,14 +16,23 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name nexara --display-name "Python (nexara)"
 	touch $(STAMP)
 
-demo: install  ## synthetic data, whole pipeline, CPU, about 11 minutes
+demo: install  ## synthetic data, whole pipeline, CPU, under 5 minutes of notebook time on 2 cores
 	$(VENV)/bin/nexara run -f params/base.yaml -f params/demo.yaml
 
 surv: install  ## the real surveillance clips in ../shared/data/surv-fight-dev
 	$(VENV)/bin/nexara run -f params/base.yaml -f params/surv_dev.yaml
 
-test: install
-	$(PY) -m pytest -q -ra
+# Two pytest workers; the tests that read the one smoke run share a worker (xdist_group "smoke_run").
+XDIST := -n 2 --dist loadgroup
+
+test: install  ## the test suite without the tests marked slow: under 8 minutes on 2 cores
+	$(PY) -m pytest -q -ra $(XDIST) -m "not slow"
+
+test-slow: install  ## the long tests (reruns, real clips, fault injection with real kernels); CI runs them after `make test`
+	$(PY) -m pytest -q -ra $(XDIST) -m slow
+
+test-all: install  ## everything, in one pytest session
+	$(PY) -m pytest -q -ra $(XDIST)
 
 test-fast: install  ## unit tests only, no notebook runs
 	$(PY) -m pytest -q -m "not e2e"

@@ -180,6 +180,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("detect_stall_s", "float", 20.0, "a live source that delivers no frame for this long is reconnected (watchdog)", "deploy", bounds=POSITIVE),
     _p("detect_reconnect_attempts", "int", 5, "reconnection attempts of a live source that dropped, with doubling back-off (0.5 s, 1 s, 2 s, ...)", "deploy", bounds=_at_least(0)),
     _p("detect_min_cell", "int", 64, "smallest grid cell side in pixels; a grid whose cells would be smaller is an error", "deploy", bounds=_at_least(16)),
+    _p("detect_test_clips", "int", 48, "test clips assembled into notebook 07's long test video (calm stretches and fights with known boundaries; each camera of its 2x2 grid shows the same clips)", "deploy", bounds=_at_least(2)),
     _p("detect_grid_margin", "int", 0, "pixels cut from each side of every grid cell (monitor borders, camera captions)", "deploy", bounds=_at_least(0)),
 ]})
 

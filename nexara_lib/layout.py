@@ -47,6 +47,11 @@ class RunLayout:
         return self.artifacts / "headline.json"
 
     @property
+    def summaries(self) -> Path:
+        """Each notebook's result in one sentence and its verdict in plain words (the reports' summary boxes)."""
+        return self.artifacts / "summaries.json"
+
+    @property
     def metrics(self) -> Path:
         return self.artifacts / "metrics.json"
 

@@ -18,3 +18,28 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The real notebooks run once per test session through `run_pipeline` on params/smoke.yaml.
+
+    Tests that only read the finished run (its artifacts, reports, a rerun that keeps everything) share it;
+    a test that changes parameters and reruns notebooks works on its own copy (``copy_of_smoke_run``).
+    """
+    from nexara_lib.run.runner import run_pipeline
+
+    params = Path(__file__).resolve().parents[1] / "params"
+    root = tmp_path_factory.mktemp("smoke-run")
+    return run_pipeline([params / "base.yaml", params / "smoke.yaml"], {"output_root": str(root)})
+
+
+@pytest.fixture
+def copy_of_smoke_run(smoke_run, tmp_path):
+    """A private copy of the finished smoke run (same run name, under this test's ``tmp_path``)."""
+    import shutil
+
+    copy = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, copy, symlinks=True)
+    (copy / "run.lock").unlink(missing_ok=True)
+    return copy

@@ -9,6 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from nexara_lib.run.report_copy import copy_problems
 from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.run.runner import NotebookFailed, run_pipeline
 
@@ -37,10 +38,11 @@ def assert_run_ok(run_dir: Path, notebooks):
     return run
 
 
+@pytest.mark.xdist_group("smoke_run")
 @pytest.mark.e2e
-def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
-    run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)})
-    assert run_dir == tmp_path / "smoke"
+def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(smoke_run, tmp_path):
+    run_dir = smoke_run
+    assert run_dir.name == "smoke"
     assert_run_ok(run_dir, NOTEBOOKS)
     art = run_dir / "artifacts"
 
@@ -82,11 +84,27 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
 
     ensemble = json.loads((art / "models" / "ensemble" / "ensemble.json").read_text())
     assert len(ensemble["member_paths"]) == 3 and abs(sum(ensemble["weights"]) - 1) < 1e-6
+    # member 1 has the run's recipe, seed and clips: it is 03's model, stored relative to the artifact (movable run)
+    assert ensemble["member_paths"][0] == "../hybrid/model.keras"
+    assert not (art / "models" / "ensemble" / "m1-hybrid-flow-seed42").exists()
     headline = json.loads((art / "headline.json").read_text())
     assert set(headline) == set(NOTEBOOKS)
     assert {"per_source_test", "hardest_misclassified_test"} <= set(metrics)
     index = (run_dir / "reports" / "index.html").read_text()
     assert "test accuracy" in index and "06_ensemble.html" in index
+
+    # Issue 14: every step says what it found in words; each stakeholder report opens with the summary box and
+    # shows nothing that reads as machine output (the renderer's own check), nor does the index.
+    summaries = json.loads((art / "summaries.json").read_text())
+    assert set(summaries) == set(NOTEBOOKS) and all(s["result"] and s["verdict"] for s in summaries.values())
+    assert "95% CI" in summaries["04_per_class_diagnostics"]["result"]
+    for name in NOTEBOOKS:
+        page = (run_dir / "reports" / f"{name}.html").read_text()
+        assert page.index('class="nexara-summary"') < page.index("<h1"), name
+        assert summaries[name]["verdict"].split(":")[0].replace("'", "&#x27;") in page, name
+        assert copy_problems(page) == [], name
+    assert copy_problems(index) == [] and "Summary of this run" in index and "Words used in these reports" in index
+    assert "4. How well the model works, per class" in index and 'src="data:image/png;base64,' in index
 
     # The stakeholder reports and the index state the TTA and ensemble effects in words, with CIs.
     verdicts = {"05_tta": tta["verdict"],
@@ -107,7 +125,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     assert export["threshold"]["chosen_on"] == "validation" and 0 < export["window_s"] < 10
     deploy = json.loads((art / "deploy" / "deploy.json").read_text())
     assert all(row["within tolerance"] for row in deploy["parity"])
-    assert deploy["stream_vs_offline"] and all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert deploy["stream_vs_offline"] and all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
     assert deploy["long_video"]["violent_segments"] >= 1 and deploy["detection"]["2x2 grid"]["windows"] > 0
     assert {row["policy"] for row in deploy["confirmation"]} == {"confirmed (3 of 4)", "lighter (2 of 3)",
                                                                  "every window above threshold"}
@@ -131,10 +149,18 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     # again, and the run says so.
     models = {p: p.stat().st_mtime_ns for p in (art / "models").rglob("model.keras")}
     messages = []
-    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(tmp_path)}, log=messages.append)
+    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(run_dir.parent)}, log=messages.append)
     assert sum("kept (--force runs it again)" in m for m in messages) == len(NOTEBOOKS)
     assert models and {p: p.stat().st_mtime_ns for p in models} == models
 
+
+@pytest.mark.xdist_group("smoke_run")
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_smoke_run_reruns_stacking_cache_repair_and_recipe_selection(copy_of_smoke_run, tmp_path):
+    run_dir = copy_of_smoke_run
+    art = run_dir / "artifacts"
+    manifest = pd.read_csv(art / "manifest.csv")
     # The stacking combination on the same run: members are reused (same recipe), not retrained.
     trained = {p: p.stat().st_mtime_ns for p in (art / "models" / "ensemble").glob("*/model.keras")}
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
@@ -177,7 +203,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     metrics = json.loads((art / "metrics.json").read_text())
     assert metrics["selection"]["winner"] == selection["winner"]
     deploy = json.loads((run_dir / "artifacts" / "deploy" / "deploy.json").read_text())  # 07 on real clips
-    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
     assert all(row["within tolerance"] for row in deploy["parity"]) and metrics["chosen_on"].startswith("out-of-fold")
     assert json.loads((run_dir / "run.json").read_text())["selection"]["winner"] == selection["winner"]
     report = (run_dir / "reports" / "03_hybrid_training.html").read_text()
@@ -185,7 +211,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(tmp_path):
     export = json.loads((art / "export" / "export.json").read_text())  # 07 exports and checks the winner
     assert export["run"]["stream_set"] == selection["winner"]["streams"] and export["threshold"]["chosen_on"].startswith("out-of-fold")
     deploy = json.loads((art / "deploy" / "deploy.json").read_text())
-    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
 
 
 @pytest.mark.e2e
@@ -221,6 +247,7 @@ def test_cli_failing_notebook_exits_nonzero(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     if not SURV.is_dir():
         pytest.skip("../shared/data/surv-fight-dev is not present")
@@ -247,5 +274,5 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     assert next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*-motion_crop-f0.50"))
     assert metrics["selection"]["winner"] == selection["winner"]
     deploy = json.loads((run_dir / "artifacts" / "deploy" / "deploy.json").read_text())  # 07 on real clips
-    assert all(row["within 1e-4"] for row in deploy["stream_vs_offline"])
+    assert all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
     assert all(row["within tolerance"] for row in deploy["parity"])

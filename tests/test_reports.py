@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nexara_lib.run.reports import format_figure, render_reports, write_index
+from nexara_lib.run.index_page import format_figure, write_index
+from nexara_lib.run.reports import render_reports
 from nexara_lib.stages.headline import record_headline
 from nexara_lib.io import write_json_atomic
 
@@ -138,11 +139,14 @@ def test_tracebacks_are_readable_and_progress_bars_collapsed(reports):
 
 
 def test_widgets_become_a_note(reports):
-    for page in reports[:2]:
+    full, stakeholder = reports[:2]
+    for page in (full, stakeholder):
         assert "interactive widget" in page
         assert "widget-state+json" not in page
-        assert "240/240" in page  # a finished progress bar keeps its final text instead of the note
         assert page.count("interactive widget: open") == 1
+    # a finished progress bar keeps its final text instead of the note; the stakeholder copy shows its count
+    assert "240/240" in full
+    assert "probe: 240 of 240" in stakeholder and "240/240" not in stakeholder
 
 
 def test_render_reports_needs_the_notebook(tmp_path):
@@ -233,9 +237,9 @@ def test_index_content_and_links(tmp_path):
     page = index.read_text(encoding="utf-8")
     assert index == run_dir / "reports" / "index.html"
     assert "my-run" in page and "0123456789abcdef" in page and "uncommitted" in page
-    assert "93.0% (95% CI 90.0% to 96.0%)" in page and "12.5s" in page and "1m 15s" in page
-    assert "not run" in page and "failed" in page and "/p/base.yaml" in page
-    assert page.index("01_audit</h3>") < page.index("02_features</h3>")  # headline in notebook order
+    assert "93.0% (95% CI 90.0% to 96.0%)" in page and "12.5 s" in page and "75.0 s" in page
+    assert "not run" in page and "failed" in page and "base.yaml" in page and "/p/" not in page  # no machine paths
+    assert page.index("01 audit</h3>") < page.index("02 features</h3>")  # stages in notebook order
 
     class Links(HTMLParser):
         hrefs = []
@@ -256,4 +260,4 @@ def test_index_content_and_links(tmp_path):
 
 def test_index_without_run_record(tmp_path):
     page = write_index(tmp_path / "bare").read_text(encoding="utf-8")
-    assert "bare" in page and "No headline figures" in page
+    assert "bare" in page and "No step has run yet" in page and "has not finished in this run" in page

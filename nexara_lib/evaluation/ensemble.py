@@ -276,13 +276,14 @@ class EnsembleArtifact:
         return prob, predict_labels(prob, self.threshold)
 
     def save(self, path) -> None:
-        """Write JSON; member paths inside the artifact's folder are stored relative to it (movable runs)."""
+        """Write JSON; member paths inside the artifact's folder or beside it (e.g. notebook 03's model in
+        ``models/hybrid/`` for an ensemble in ``models/ensemble/``) are stored relative to it (movable runs)."""
         path = Path(path)
         folder = path.resolve().parent
         paths = []
         for p in self.member_paths:
             absolute = Path(p).resolve()
-            paths.append(os.path.relpath(absolute, folder) if folder in absolute.parents else str(p))
+            paths.append(os.path.relpath(absolute, folder) if folder.parent in absolute.parents else str(p))
         data = dataclasses.asdict(self)
         data["member_paths"] = paths
         write_text_atomic(path, json.dumps(data, indent=2))

@@ -1,4 +1,5 @@
-"""Diagnostic figures: confusion matrix, ROC/PR curves, threshold sweep, reliability, attention gallery.
+"""Diagnostic figures: confusion matrix, per-class accuracy with CIs, ROC/PR curves, threshold sweep,
+reliability, attention gallery.
 
 Figures are built as ``matplotlib.figure.Figure`` objects (not through pyplot),
 returned and never shown: the notebook displays them once, scripts save them,
@@ -50,6 +51,34 @@ def confusion_matrix_figure(y_true, pred, title: str | None = None) -> Figure:
         ax.set_title(name)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def per_class_accuracy_figure(rows: Sequence[tuple[str, float, float, float]], title: str | None = None) -> Figure:
+    """Horizontal bars of accuracies with their 95% CIs as error bars, one bar per row.
+
+    Args:
+        rows: ``(label, value, ci_low, ci_high)`` fractions, e.g. ``("violent clips", 0.92, 0.83, 0.98)``.
+        title: optional axes title.
+    """
+    if not rows:
+        raise ValueError("per_class_accuracy_figure needs at least one (label, value, low, high) row")
+    labels = [r[0] for r in rows]
+    values = np.array([r[1] for r in rows], dtype=float)
+    low = np.clip(values - np.array([r[2] for r in rows], dtype=float), 0, None)
+    high = np.clip(np.array([r[3] for r in rows], dtype=float) - values, 0, None)
+    fig = Figure(figsize=(6.5, 0.7 + 0.6 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(rows))[::-1]
+    ax.barh(positions, values, xerr=[low, high], color="#4c8fc7", capsize=4, height=0.55)
+    for y, value in zip(positions, values):
+        ax.text(min(value, 1.0) - 0.01, y, f"{value:.1%}", ha="right", va="center", color="white", fontsize=10)
+    ax.set_yticks(positions, labels)
+    ax.set_xlim(0, 1.0)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
+    ax.set_xlabel("share of clips labelled correctly (bars: 95% confidence interval)")
+    if title:
+        ax.set_title(title)
     return fig
 
 

@@ -179,3 +179,73 @@ def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
     if low == high == 0:
         return f"{head} — no clip changed its prediction: no measurable effect."
     return f"{head} — not significant: the interval includes no change."
+
+
+def decision_in_words(change: str, diff_ci, p_value: float, alpha: float = 0.05) -> str:
+    """What a paired comparison means for the decision to adopt ``change``, in plain words.
+
+    Args:
+        change: what would be adopted, e.g. "test-time augmentation" or "the ensemble".
+        diff_ci: [difference, low, high] of test accuracy (with - without), as fractions.
+        p_value: the McNemar p-value of the same comparison.
+    Returns:
+        e.g. "Not worth it on this evidence: test-time augmentation made no significant difference on these
+        test clips (the 95% interval includes no change)."
+    """
+    diff, low, high = (float(v) for v in diff_ci)
+    if not all(math.isfinite(v) for v in (diff, low, high)):
+        return f"Undecided: too few test clips of a class to measure what {change} changes."
+    significant = p_value is not None and math.isfinite(p_value) and p_value < alpha
+    if significant and low > 0:
+        return f"Worth it: {change} labels significantly more test clips correctly ({100 * diff:+.1f} pp)."
+    if significant and high < 0:
+        return f"Not worth it: {change} labels significantly fewer test clips correctly ({100 * diff:+.1f} pp)."
+    if low == high == 0:
+        return f"Not worth it on this evidence: {change} changed no prediction on these test clips."
+    return (f"Not worth it on this evidence: {change} made no significant difference on these test clips "
+            "(the 95% interval includes no change).")
+
+
+def difference_rows(comparison: dict) -> "list[dict]":
+    """The accuracy and balanced-accuracy differences of a ``compare_paired`` result as rows for a table:
+    metric, the change in percentage points and its 95% CI, in words (e.g. "+1.6 pp (95% CI -1.6 to +4.7 pp)")."""
+    rows = []
+    for label, key in (("accuracy", "accuracy_diff_ci"), ("balanced accuracy", "balanced_accuracy_diff_ci")):
+        diff, low, high = (100 * float(v) for v in comparison[key])
+        rows.append({"metric (test)": label, "change": f"{diff:+.1f} pp",
+                     "95% CI of the change": f"{low:+.1f} to {high:+.1f} pp"})
+    return rows
+
+
+def mcnemar_in_words(mcnemar: dict, change: str) -> dict:
+    """A ``mcnemar_test`` result as labelled counts: the clips ``change`` fixed, the clips it broke, the p-value."""
+    return {f"clips {change} fixed (wrong before, right after)": int(mcnemar["c"]),
+            f"clips {change} broke (right before, wrong after)": int(mcnemar["b"]),
+            "p-value (McNemar test)": float(mcnemar["p_value"])}
+
+
+COMPARED_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                    "acc_nonviolent": "accuracy on non-violent clips", "acc_violent": "accuracy on violent clips",
+                    "class_gap": "gap between the classes", "fpr": "false-alarm rate (non-violent clips flagged)",
+                    "roc_auc": "ROC AUC"}
+
+
+def before_after_rows(comparison: dict, labels: tuple[str, str], keys: tuple[str, str]) -> "list[dict]":
+    """A ``compare_paired`` result as one row per metric: its name in words, both systems in percent and the
+    change in percentage points (text, e.g. ``{"metric (test)": "accuracy", "without TTA": "93.8%", ...}``).
+
+    Args:
+        comparison: the ``compare_paired`` result.
+        labels: the column headings of the two systems, e.g. ``("without TTA", "with TTA")``.
+        keys: the two systems' keys in ``comparison``, e.g. ``("without", "with")``.
+    """
+    def pct(value):
+        return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+    rows = []
+    for key, words in COMPARED_METRICS.items():
+        a, b = (comparison[k].get(key) for k in keys)
+        change = comparison["delta"].get(key)
+        rows.append({"metric (test)": words, labels[0]: pct(a), labels[1]: pct(b),
+                     "change": "n/a" if change is None or not math.isfinite(change) else f"{100 * change:+.1f} pp"})
+    return rows

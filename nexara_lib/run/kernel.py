@@ -19,6 +19,11 @@ from nexara_lib.io import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KERNEL_NAME = "nexara"
+# ipykernel would otherwise copy what C/C++ libraries write to the process's descriptors 1 and 2 (TensorFlow's
+# "NodeDef mentions attribute ..." lines, dozens per training) into the cell outputs; without it, those lines
+# stay in the kernel process's stderr, i.e. in logs/<notebook>.kernel.log. Python's print and logging still
+# reach the cells.
+NO_FD_CAPTURE = "--IPKernelApp.capture_fd_output=False"
 
 
 def _spec_python(name: str) -> tuple[str | None, str | None]:
@@ -86,7 +91,8 @@ def guarded_kernel_manager(log_file: str | Path | None = None) -> type:
     Args:
         log_file: where the kernel process's own stdout and stderr go (C-level library chatter, the
             kernel's log, a crash report), instead of the operator's terminal. Cell outputs are not
-            there: they travel to the executed notebook as usual.
+            there: they travel to the executed notebook as usual. An ipykernel is started with
+            ``NO_FD_CAPTURE``, so C-level output goes here and not into the cells.
     """
     base = _async_kernel_manager()
 
@@ -96,6 +102,8 @@ def guarded_kernel_manager(log_file: str | Path | None = None) -> type:
             if "-m" not in cmd[1:-1]:  # not `python [options] -m <launcher> ...`: nothing to wrap
                 return cmd
             at = cmd.index("-m", 1)  # interpreter options (e.g. -Xfrozen_modules=off) stay in front
+            if cmd[at + 1].startswith("ipykernel") and not any("capture_fd_output" in a for a in cmd):
+                cmd = [*cmd, NO_FD_CAPTURE]
             return [*cmd[:at], "-m", "nexara_lib.run.kernel_guard", str(os.getpid()), "--", *cmd[at:]]
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):

@@ -16,6 +16,7 @@ from nexara_lib.layout import RunLayout, open_run  # noqa: E402
 from nexara_lib.features.backbones import use_pretrained_dir  # noqa: E402
 from nexara_lib.config import Params  # noqa: E402
 from nexara_lib.run.params import params_from_namespace
+from nexara_lib.stages.tables import install_display_formatters
 
 
 def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, Any],
@@ -38,6 +39,7 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     for noisy in ("absl", "tensorflow", "matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _show_figures_inline()
+    install_display_formatters()
     try:
         import pandas as pd
         pd.set_option("display.max_columns", 30)

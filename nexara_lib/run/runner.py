@@ -27,7 +27,9 @@ from nexara_lib.run.io_errors import RunnerIOError, describe, is_operator_error,
 from nexara_lib.run.kernel import KERNEL_NAME, REPO_ROOT, ensure_kernel, guarded_kernel_manager, kernel_env
 from nexara_lib.run.lock import mark_interrupted, run_lock
 from nexara_lib.run.params import resolve_params
-from nexara_lib.run.reports import render_reports, write_index
+from nexara_lib.run.index_page import write_index
+from nexara_lib.stages.tables import format_seconds
+from nexara_lib.run.reports import render_reports
 from nexara_lib.run.runinfo import git_info, package_versions
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -299,6 +301,10 @@ def _execute(notebook: Path, entry: dict, run_dir: Path, injected: dict, params,
     if error is None:
         entry["status"] = "ok"
         record.save()
+        try:  # the index as it stands, so each report's link back to it works while later notebooks run
+            write_index(run_dir)
+        except OSError as err:  # the final index write at the end of the run reports a persistent problem
+            log(f"  warning: could not update reports/index.html: {err}")
         log(f"  ok in {entry['duration_s']:.1f}s")
         return
     message, details = describe_failure(notebook, executed, run_dir, error)
@@ -335,7 +341,10 @@ def _finish(record: _Record, run_dir: Path, started: float, selected: list[Path]
     except RunnerIOError as err:
         unsaved = unsaved or str(err)
     else:
-        log(f"reports: {index}")
+        took = sum(float(run["notebooks"][n.stem].get("duration_s") or 0) for n in selected[:done]
+                   if not run["notebooks"][n.stem].get("kept"))
+        log(f"notebooks took {format_seconds(took)} (run.json); the reports, one page per step, open from "
+            f"reports: {index.resolve().as_uri()}")
     if unsaved:
         log(f"  warning: {unsaved}")
 

@@ -10,7 +10,7 @@ from nexara_lib.audit.manifest import build_manifest, write_audit
 from nexara_lib.audit.report import audit_overview, duplicates_table, leakage_table, notes_list, warnings_table
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import prepare_data_dirs
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +63,30 @@ def frame_grid(audit: AuditResult, params, layout: RunLayout):
 
 
 def publish_headline(audit: AuditResult, layout: RunLayout):
+    """Headline figures and the summary in plain words (clips per split, unusable files, leakage)."""
     summary = audit.summary
+    record_summary(layout.run_dir, "01_data_audit", *describe_audit(audit))
     return record_headline(layout.run_dir, "01_data_audit", {
-        "usable clips": len(audit.manifest), "unusable clips": len(audit.unusable),
-        "imbalance ratio": {"value": summary["imbalance_ratio"], "format": "number"},
-        "duplicate clusters": summary["duplicates"]["clusters"],
-        "clips leaking between splits": summary["leakage"]["clips"]})
+        "usable clips": len(audit.manifest), "unusable files": len(audit.unusable),
+        "imbalance ratio (larger class / smaller)": {"value": summary["imbalance_ratio"], "format": "number"},
+        "groups of duplicate clips": summary["duplicates"]["clusters"],
+        "clips the dataset's own splits put on both sides": summary["leakage"]["clips"]})
+
+
+def describe_audit(audit: AuditResult) -> tuple[str, str]:
+    """(result, verdict) of the audit in plain words."""
+    manifest, unusable = audit.manifest, audit.unusable
+    classes = manifest["class_name"].value_counts()
+    result = (f"{len(manifest):,} clips can be used ({int(classes.get('violent', 0)):,} violent, "
+              f"{int(classes.get('non-violent', 0)):,} non-violent); {len(unusable):,} file(s) could not be used.")
+    leaks = audit.summary["leakage"]["clips"]
+    problems = []
+    if len(unusable):
+        problems.append(f"{len(unusable):,} unusable file(s) are listed below with the reason and left out")
+    if leaks:
+        problems.append(f"{leaks:,} clip(s) that the dataset's own splits put on both sides are kept within one "
+                        "split here, so they cannot inflate the test result")
+    if not problems:
+        return result, ("The data is clean: every file could be read, and no clip or source recording appears "
+                        "in two splits.")
+    return result, "Usable, with care: " + "; ".join(problems) + ". No source recording appears in two splits."

@@ -11,15 +11,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nexara_lib.evaluation import diagnostics as dg
-from nexara_lib.evaluation.figures import (attention_gallery_figure, confusion_matrix_figure, reliability_figure,
-                                           roc_pr_figure, threshold_sweep_figure)
+from nexara_lib.evaluation.figures import (attention_gallery_figure, confusion_matrix_figure, per_class_accuracy_figure,
+                                           reliability_figure, roc_pr_figure, threshold_sweep_figure)
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.io import write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.evaluation.stats import compare_paired
 from nexara_lib.stages.data import FeatureSplit, RunRecipe, load_manifest, load_splits, run_recipe
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.stages.widgets import threshold_slider
 from nexara_lib.training.layers import attention_model
 from nexara_lib.training.model_files import load_sequence_model
@@ -98,13 +98,24 @@ def selection_table(diagnosis: Diagnosis) -> pd.Series:
                           f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]"}, name="evaluated recipe")
 
 
-def thresholds_table(diagnosis: Diagnosis) -> pd.Series:
-    return pd.Series(diagnosis.thresholds, name="threshold (chosen on validation)")
+THRESHOLD_WORDS = {"default": "0.5 (no tuning)", "balanced_accuracy": "best balanced accuracy on validation",
+                   "max_fpr": "most violent clips caught with few false alarms on validation"}
+SPLIT_WORDS = {"val": "validation", "test": "test"}
+
+
+def thresholds_table(diagnosis: Diagnosis) -> pd.DataFrame:
+    """The operating thresholds, chosen on validation: a clip is called violent at or above its threshold."""
+    return pd.DataFrame({"threshold rule": [THRESHOLD_WORDS.get(k, k) for k in diagnosis.thresholds],
+                         "probability of violence at or above": [f"{v:.3f}" for v in diagnosis.thresholds.values()]})
 
 
 def per_class_table(diagnosis: Diagnosis, params: Mapping) -> pd.DataFrame:
-    return dg.per_class_table(diagnosis.preds, diagnosis.thresholds, n_bootstrap=params["bootstrap_samples"],
-                              seed=params["seed"])
+    """Per-class metrics with 95% CIs for each split and threshold rule (rows named in words)."""
+    table = dg.per_class_table(diagnosis.preds, diagnosis.thresholds, n_bootstrap=params["bootstrap_samples"],
+                               seed=params["seed"])
+    table.index = pd.Index([f"{SPLIT_WORDS.get(split, split)}, threshold: {THRESHOLD_WORDS.get(name, name)}"
+                            for split, name in table.index], name="clips and threshold rule")
+    return table
 
 
 def confusion_figure(diagnosis: Diagnosis, layout: RunLayout) -> Figure:
@@ -149,7 +160,20 @@ def hardest_clips(diagnosis: Diagnosis, params: Mapping, layout: RunLayout) -> t
     write_json_atomic(layout.metrics, {**diagnosis.report,
                                        "per_source_test": per_source_table(diagnosis).to_dict("records"),
                                        "hardest_misclassified_test": hardest.to_dict("records")})
-    return hardest, gallery
+    names = clip_file_names(diagnosis.manifest)
+    shown = pd.DataFrame({"clip": [names.get(c, c) for c in hardest["clip_id"]],
+                          "true class": [CLASS_NAMES[int(y)] for y in hardest["y_true"]],
+                          "predicted": [CLASS_NAMES[int(p)] for p in hardest["pred"]],
+                          "probability of violent": hardest["prob"].round(3)})
+    return shown, gallery
+
+
+def clip_file_names(manifest: pd.DataFrame) -> dict:
+    """clip_id -> the clip's file name, as people name a clip (the id also carries the dataset's own folders,
+    e.g. RWF-2000's ``val``, which this pipeline uses as its test split and which would read as a leak)."""
+    if "rel_path" not in manifest.columns:
+        return {}
+    return {cid: str(rel).replace("\\", "/").rsplit("/", 1)[-1] for cid, rel in zip(manifest["clip_id"], manifest["rel_path"])}
 
 
 def misclassified_gallery(model, manifest: pd.DataFrame, split: FeatureSplit, hardest: pd.DataFrame,
@@ -170,28 +194,64 @@ def misclassified_gallery(model, manifest: pd.DataFrame, split: FeatureSplit, ha
         note = ""
     except ValueError:  # models without an attention layer: show the frames, uniform weights
         attention, note = np.full(x.shape[:2], 1.0 / x.shape[1]), " (no attention layer: uniform)"
-    rows = manifest.set_index("clip_id")
+    rows, names = manifest.set_index("clip_id"), clip_file_names(manifest)
     frames_list, titles = [], []
     for (_, item), att in zip(hardest.iterrows(), attention):
         row = rows.loc[item["clip_id"]]
         indices = sample_frame_indices(int(row["frames"]), x.shape[1])
         frames_list.append(read_frames(row["path"], indices, size=thumb_size))
-        titles.append(f"{item['clip_id']}: true {CLASS_NAMES[int(item['y_true'])]}, "
+        titles.append(f"{names.get(item['clip_id'], item['clip_id'])}: true {CLASS_NAMES[int(item['y_true'])]}, "
                       f"P(violent) = {item['prob']:.2f}{note}")
     return attention_gallery_figure(frames_list, [np.asarray(a, dtype=float) for a in attention], titles)
 
 
 def publish_headline(diagnosis: Diagnosis, layout: RunLayout):
+    """Headline figures, the per-class accuracy figure (``per_class_accuracy``) and the summary in plain words."""
     test = diagnosis.report["metrics"]["test"]["balanced_accuracy"]
 
     def with_ci(name):
         return {"value": test[name], "ci": [test[f"{name}_ci_low"], test[f"{name}_ci_high"]]}
 
+    rows = [(label, test[key], test[f"{key}_ci_low"], test[f"{key}_ci_high"])
+            for label, key in (("all test clips", "accuracy"), ("violent clips", "acc_violent"),
+                               ("non-violent clips", "acc_nonviolent"))]
+    save_figure(per_class_accuracy_figure(rows, title="test clips labelled correctly"), layout, "per_class_accuracy")
+    result, verdict = describe_test_result(test, len(diagnosis.preds["test"]))
+    record_summary(layout.run_dir, "04_per_class_diagnostics", result, verdict)
     return record_headline(layout.run_dir, "04_per_class_diagnostics", {
-        "test accuracy": with_ci("accuracy"), "test accuracy, violent": with_ci("acc_violent"),
-        "test accuracy, non-violent": with_ci("acc_nonviolent"), "test class gap": with_ci("class_gap"),
-        "test AUC": with_ci("roc_auc"),
-        "operating threshold (val)": {"value": diagnosis.operating_threshold, "format": "number"}})
+        "test accuracy": with_ci("accuracy"), "test accuracy, violent clips": with_ci("acc_violent"),
+        "test accuracy, non-violent clips": with_ci("acc_nonviolent"),
+        "gap between the classes (test)": with_ci("class_gap"), "test ROC AUC": with_ci("roc_auc"),
+        "operating threshold (chosen on validation)": {"value": diagnosis.operating_threshold, "format": "number"}})
+
+
+def describe_test_result(test: Mapping, n_clips: int) -> tuple[str, str]:
+    """(result, verdict): the test accuracy with its CI in one sentence, and what it means in plain words.
+
+    The verdict reads the lower end of the 95% interval (how good the model is at least, with 95% confidence)
+    and the gap between the classes (which kind of mistake dominates).
+    """
+    def pct(value):
+        return f"{100 * value:.1f}%"
+
+    acc, low, high = test["accuracy"], test["accuracy_ci_low"], test["accuracy_ci_high"]
+    violent, calm = test["acc_violent"], test["acc_nonviolent"]
+    result = (f"On {n_clips:,} test clips, never used for training or tuning, the model labelled {pct(acc)} correctly "
+              f"(95% CI {pct(low)} to {pct(high)}): {pct(violent)} of the violent clips and {pct(calm)} of the "
+              "non-violent ones.")
+    if low >= 0.9:
+        verdict = f"Accurate on this data: even the low end of the 95% interval is above {pct(0.9)}."
+    elif low >= 0.75:
+        verdict = "Useful, with room to improve: it is right on most clips, but the interval leaves room for more mistakes."
+    elif low > 0.5:
+        verdict = "Better than chance, but not yet reliable enough to act on its alarms alone."
+    else:
+        verdict = "Not distinguishable from guessing on this data: the interval reaches 50%."
+    if abs(violent - calm) >= 0.1:
+        weaker = "misses violent clips more often than it misflags calm ones" if violent < calm else \
+            "raises false alarms on calm clips more often than it misses violent ones"
+        verdict += f" It {weaker}."
+    return result, verdict
 
 
 def threshold_explorer(diagnosis: Diagnosis):

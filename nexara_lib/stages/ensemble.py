@@ -18,13 +18,14 @@ from nexara_lib.evaluation.ensemble import (EnsembleArtifact, choose_best_member
                                             pairwise_disagreement, stacking_predict)
 from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.evaluation.predictions import Predictions
-from nexara_lib.evaluation.stats import describe_comparison
+from nexara_lib.evaluation.stats import (before_after_rows, decision_in_words, describe_comparison, difference_rows,
+                                         mcnemar_in_words)
 from nexara_lib.evaluation.thresholds import choose_threshold
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.training.model_files import CorruptModelFile, load_sequence_model
 from nexara_lib.training.train import predict_proba, train_sequence_model
 
@@ -53,7 +54,8 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         training seconds. Predictions cover the clips every member could score, in one order.
     """
     manifest = load_manifest(layout)
-    params = run_recipe(params, layout).params  # members read the streams notebook 03 carried forward
+    recipe = run_recipe(params, layout)
+    params = recipe.params  # members read the streams notebook 03 carried forward
     members = []
     for i, member in enumerate(params["ensemble_members"]):
         streams = member_streams(member, params)
@@ -62,8 +64,13 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         out_dir = layout.ensemble_dir / member_name(i, member, params)
         fingerprint = _fingerprint(config, streams)
         previous = read_json(out_dir / "training_results.json", {})
-        model = None
-        if previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
+        model, source = None, "trained here"
+        if _is_run_model(recipe, fingerprint):  # the same recipe, seed and data as 03's model: the same model
+            model = load_sequence_model(recipe.model_path)
+            seconds = read_json(recipe.model_path.parent / "training_results.json", {}).get("timings", {}).get(
+                "total_seconds")
+            source = "notebook 03's model (same recipe, seed and clips)"
+        elif previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
             try:
                 model = load_sequence_model(out_dir / "model.keras")
                 seconds = previous.get("timings", {}).get("total_seconds")
@@ -77,11 +84,21 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
             _stamp(out_dir / "training_results.json", fingerprint)
         members.append({
             "name": member_name(i, member, params), "model": member["model"], "backbone": _streams_label(streams),
-            "stream": streams, "model_path": str(out_dir / "model.keras"), "train_seconds": seconds,
+            "stream": streams, "source": source, "train_seconds": seconds,
+            "model_path": str(recipe.model_path if source != "trained here" else out_dir / "model.keras"),
             "val": (splits["val"].clip_ids, splits["val"].y, predict_proba(model, splits["val"].x)),
             "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
         })
     return _align(members)
+
+
+def _is_run_model(recipe, fingerprint: str) -> bool:
+    """Whether a member with this fingerprint is notebook 03's model: no recipe selection, no frame-augmented
+    training copies (members train on the clean clips), the same training keys, seed and streams, and the
+    model is there. Training is deterministic when seeded, so training it again would give the same model."""
+    params = recipe.params
+    return (recipe.selection is None and not params["frame_augment_copies"] and recipe.model_path.is_file()
+            and fingerprint == _fingerprint(params, recipe.streams))
 
 
 def _fingerprint(config: Mapping, streams: StreamSet) -> str:
@@ -114,7 +131,8 @@ def members_table(members: list[dict], threshold: float = 0.5) -> pd.DataFrame:
     """Validation and test metrics of each member at ``threshold``."""
     rows = []
     for m in members:
-        row = {"member": m["name"], "model": m["model"], "backbone": m["backbone"], "train_s": m["train_seconds"]}
+        row = {"member": m["name"], "model": m["model"], "backbone": m["backbone"], "source": m.get("source", ""),
+               "train_s": m["train_seconds"]}
         for split in ("val", "test"):
             metrics = binary_metrics(m[split].y_true, m[split].prob, threshold)
             row.update({f"{split}_accuracy": metrics["accuracy"], f"{split}_balanced_accuracy": metrics["balanced_accuracy"],
@@ -180,10 +198,10 @@ def compare_with_best_member(members: list[dict], combo: dict, params: Mapping) 
 
 def comparison_views(comparison: dict) -> list:
     return [Markdown(f"**{comparison['verdict']}**"),
-            pd.DataFrame({k: comparison[k] for k in ("best_member", "ensemble", "delta")}).T,
-            pd.Series({"accuracy diff [point, low, high]": comparison["accuracy_diff_ci"],
-                       "balanced accuracy diff [point, low, high]": comparison["balanced_accuracy_diff_ci"],
-                       "McNemar p": comparison["mcnemar"]["p_value"]})]
+            pd.DataFrame(before_after_rows(comparison, ("best single model", "ensemble"), ("best_member", "ensemble"))),
+            pd.DataFrame(difference_rows(comparison)),
+            pd.Series(mcnemar_in_words(comparison["mcnemar"], "the ensemble"),
+                      name="the same test clips, best member and ensemble")]
 
 
 def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
@@ -256,16 +274,21 @@ def save_ensemble(members: list[dict], combo: dict, comparison: dict, params: Ma
         "comparison": {k: v for k, v in comparison.items() if k != "verdict"}, "verdict": comparison["verdict"],
         "artifact_check": check})
     diff = comparison["accuracy_diff_ci"]
+    record_summary(layout.run_dir, "06_ensemble",
+                   f"{comparison['verdict']} {len(members)} models were combined; the best single one "
+                   f"(chosen on validation) is {best}.",
+                   decision_in_words(f"combining {len(members)} models", diff, comparison["mcnemar"]["p_value"]))
     record_headline(layout.run_dir, "06_ensemble", {
-        "verdict": comparison["verdict"], "members": len(members), "best single member (val)": best,
-        "test accuracy delta vs best member": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
-        "McNemar p": {"value": comparison["mcnemar"]["p_value"], "format": "number"}})
+        "verdict": comparison["verdict"], "models combined": len(members), "best single model (chosen on validation)": best,
+        "test accuracy change vs the best single model": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
+        "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"}})
     return check
 
 
 def artifact_check(saved: dict) -> pd.Series:
     """Whether the saved artifact reproduces the fitted ensemble's test probabilities."""
-    ok = saved["max_abs_difference"] <= 1e-5
-    return pd.Series({"saved ensemble reproduces the fitted one on test": "yes" if ok else "NO",
-                      "largest probability difference": f"{saved['max_abs_difference']:.1e}"},
+    worst = saved["max_abs_difference"]
+    answer = ("yes: every test probability is the same (to within 0.00001)" if worst <= 1e-5 else
+              f"NO: a test probability differs by up to {worst:.5f}; do not ship this file")
+    return pd.Series({"the saved ensemble file gives the fitted ensemble's test predictions": answer},
                      name="deployable artifact")

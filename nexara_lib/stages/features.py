@@ -17,7 +17,7 @@ from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_streams
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
 
 STREAM_COLUMNS = ["backbone", "transform", "clips", "cached_before", "computed", "failed", "bad_entries", "padded",
                   "seeks", "decode_cpu_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]
@@ -78,8 +78,17 @@ def feature_overview(params: Mapping, layout: RunLayout) -> Figure:
 
 
 def publish_headline(params: Mapping, layout: RunLayout, streams: pd.DataFrame):
+    """Headline figures and the summary in plain words (clips encoded, failures, speed)."""
+    main = streams.iloc[0]
+    failed = int(main["failed"])
+    result = (f"{int(main['clips']) - failed:,} clips were each turned into {params['frames_per_clip']} feature "
+              f"vectors by the '{params['backbone']}' encoder, at {main['clips_per_s']:.1f} clips per second.")
+    verdict = ("Every clip is ready for training." if not failed else
+               f"{failed:,} clip(s) could not be decoded; they are listed below and left out, the others are ready.")
+    record_summary(layout.run_dir, "02_feature_extraction", result, verdict)
     return record_headline(layout.run_dir, "02_feature_extraction", {
-        "backbone": params["backbone"], "clips/s": {"value": streams["clips_per_s"].iloc[0], "format": "number"}})
+        "encoder (backbone)": params["backbone"], "clips per second": {"value": main["clips_per_s"], "format": "number"},
+        "clips that failed to decode": failed})
 
 
 def feature_overview_figure(x: np.ndarray, y: np.ndarray):

@@ -1,4 +1,5 @@
-"""Headline figures: each notebook publishes its few key numbers for the run's index page."""
+"""Headline figures and summaries: each notebook publishes its few key numbers for the run's index page,
+and its result in one sentence with a verdict in plain words for the summary boxes of the reports."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,3 +38,25 @@ def record_headline(run_dir: str | Path, section: str, figures: Mapping[str, Any
     headline = read_json(path, {})
     headline.setdefault(section, {}).update(figures)
     return write_json_atomic(path, headline)
+
+
+def record_summary(run_dir: str | Path, section: str, result: str, verdict: str) -> Path:
+    """Publish what one notebook found, for people who never read code (``artifacts/summaries.json``).
+
+    Args:
+        run_dir: the run folder.
+        section: the publishing notebook, e.g. ``"04_per_class_diagnostics"``.
+        result: the headline result in one sentence, with its 95% CI where there is one, e.g.
+            "On 48 test clips the model labelled 93.8% correctly (95% CI 87.5% to 98.4%)."
+        verdict: what it means, in plain words, e.g. "Reliable on this data: ...".
+
+    Returns:
+        The path of ``summaries.json`` (rewritten atomically; other sections are kept).
+    """
+    for name, text in (("section", section), ("result", result), ("verdict", verdict)):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"record_summary: {name} must be a non-empty sentence, got {text!r}")
+    path = RunLayout(Path(run_dir)).summaries
+    summaries = read_json(path, {})
+    summaries[section] = {"result": result.strip(), "verdict": verdict.strip()}
+    return write_json_atomic(path, summaries)

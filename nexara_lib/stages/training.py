@@ -13,7 +13,7 @@ from nexara_lib.io import write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits, with_augmented_copies
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.training.figures import plot_training_history
 from nexara_lib.training.selection import Selection, select_recipe, selection_candidates
 from nexara_lib.training.study import RecipeStudy, development_pool, study_for_run
@@ -151,17 +151,52 @@ def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout,
 
 
 def publish_headline(result: dict, study: RecipeStudy | None, params: Mapping, layout: RunLayout):
+    """Headline figures and the summary in plain words (validation result, recipe comparison, what goes on)."""
     best = result["best_metrics"]
+    record_summary(layout.run_dir, "03_hybrid_training", *describe_training(result, study, params))
     return record_headline(layout.run_dir, "03_hybrid_training", {
         "model": params["model"], "best epoch": {"value": result["best_epoch"], "format": "number"},
-        "val balanced accuracy": best["val_balanced_accuracy"], "val class gap": best["val_class_gap"],
-        "seconds per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "number"},
+        "validation balanced accuracy": best["val_balanced_accuracy"],
+        "validation gap between the classes": best["val_class_gap"],
+        "time per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "seconds"},
         **_study_headline(study)})
 
 
 def _study_headline(study) -> dict:
     if isinstance(study, Selection):
         row = study.ranking.iloc[0]
-        return {"carried forward (chosen by CV)": study.winner.name,
-                "CV accuracy of the winner": {"value": row["accuracy"], "format": "percent"}}
+        return {"carried forward (chosen by cross-validation)": study.winner.name,
+                "cross-validated accuracy of the winner": {"value": row["accuracy"], "format": "percent"}}
     return study.headline() if study is not None else {}
+
+
+def describe_training(result: dict, study, params: Mapping, n_bootstrap: int = 500) -> tuple[str, str]:
+    """(result, verdict) of notebook 03 in plain words: the validation result of the trained model, and what
+    the recipe comparison says (differences with their 95% CIs, significant or not) and what goes forward."""
+    best = result["best_metrics"]
+    text = (f"The {params['model']} model reached {100 * best['val_balanced_accuracy']:.1f}% balanced accuracy on "
+            f"the validation clips (best of {result['epochs_run']} epochs). Validation clips tune the model; the "
+            "honest test result is in step 4.")
+    if isinstance(study, Selection):
+        return text, (f"The recipe carried forward, '{study.winner.name}', was chosen by grouped cross-validation "
+                      f"on training and validation clips (never test). {study.verdict()}")
+    if study is None or len(study.names) < 2:
+        return text, "No other recipe was compared; the one trained here goes forward to the evaluation."
+    where = "cross-validated" if study.cv_folds >= 2 else "validation"
+    sentences, better, worse = [], [], []
+    for name, metrics in study.paired_differences(("accuracy",), n_bootstrap, params["seed"]).items():
+        diff, low, high = metrics["accuracy"]
+        if not all(np.isfinite([diff, low, high])):
+            continue
+        sentences.append(f"'{name}' scored {100 * diff:+.1f} pp of {where} accuracy against ours "
+                         f"(95% CI {100 * low:+.1f} to {100 * high:+.1f} pp)")
+        (better if low > 0 else worse if high < 0 else []).append(name)
+    comparison = "; ".join(sentences) + "." if sentences else ""
+    if better:
+        verdict = (f"{', '.join(better)} did significantly better than our recipe; ours still goes forward because "
+                   "no selection was asked for (select_recipe: cv would carry the winner).")
+    elif worse and len(worse) == len(sentences):
+        verdict = "Our recipe is significantly better than every alternative tried, and it goes forward."
+    else:
+        verdict = "No significant difference between the recipes on these clips; ours goes forward."
+    return f"{text} Recipe comparison: {comparison}".strip(), verdict

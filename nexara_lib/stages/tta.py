@@ -17,7 +17,8 @@ from IPython.display import Markdown
 
 from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.evaluation.predictions import Predictions
-from nexara_lib.evaluation.stats import describe_comparison
+from nexara_lib.evaluation.stats import (before_after_rows, decision_in_words, describe_comparison, difference_rows,
+                                         mcnemar_in_words)
 from nexara_lib.evaluation.tta import aggregate, choose_tta_views, compare_with_without as compare
 from nexara_lib.features.extract import extract_features
 from nexara_lib.io import read_json, write_json_atomic
@@ -25,7 +26,8 @@ from nexara_lib.layout import RunLayout
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.diagnostics import load_run_model
-from nexara_lib.stages.headline import record_headline
+from nexara_lib.stages.headline import record_headline, record_summary
+from nexara_lib.stages.tables import format_seconds
 from nexara_lib.training.train import predict_proba
 from nexara_lib.transforms.registry import get_transform
 
@@ -171,21 +173,38 @@ def verdict(result: dict) -> Markdown:
 
 
 def comparison_tables(result: dict) -> list:
+    """Per-class metrics without and with TTA on test, the changes with their 95% CIs, and the McNemar test."""
     comparison = result["comparison"]
-    return [pd.DataFrame({k: comparison[k] for k in ("without", "with", "delta")}).T,
-            pd.Series({"accuracy diff [point, low, high]": comparison["accuracy_diff_ci"],
-                       "balanced accuracy diff [point, low, high]": comparison["balanced_accuracy_diff_ci"]}),
-            pd.Series(comparison["mcnemar"], name="McNemar (paired, test)")]
+    mcnemar = comparison["mcnemar"]
+    return [pd.DataFrame(before_after_rows(comparison, ("without TTA", "with TTA"), ("without", "with"))),
+            pd.DataFrame(difference_rows(comparison)),
+            pd.Series(mcnemar_in_words(mcnemar, "TTA"), name="the same test clips with and without TTA")]
 
 
 def latency_tables(scored: ScoredViews, result: dict) -> list:
-    return [scored.costs, pd.Series(result["latency"], name="seconds per clip")]
+    """What each view costs per clip (frame extraction for frame-level views, one model pass), and the time
+    per clip without and with the chosen views."""
+    def seconds(value):
+        return "none" if value is None or not np.isfinite(value) or value == 0 else format_seconds(float(value))
+
+    costs = pd.DataFrame({"view": scored.costs["view"], "level": scored.costs["level"],
+                          "frame extraction per clip": [seconds(v) for v in scored.costs["extract_s_per_clip"]],
+                          "model pass per clip": [seconds(v) for v in scored.costs["predict_s_per_clip"]]})
+    latency = result["latency"]
+    return [costs, pd.Series({"time per clip without TTA": seconds(latency["seconds_per_clip_without"]),
+                              "time per clip with the chosen views": seconds(latency["seconds_per_clip_with"]),
+                              "slowdown": f"{latency['slowdown_x']:.1f} times"}, name="latency")]
 
 
 def publish_headline(result: dict, layout: RunLayout):
+    """Headline figures and the summary in plain words (the effect with its CI, and whether it is worth the cost)."""
     comparison, diff = result["comparison"], result["comparison"]["accuracy_diff_ci"]
+    slowdown = result["latency"]["slowdown_x"]
+    advice = decision_in_words("test-time augmentation", diff, comparison["mcnemar"]["p_value"])
+    record_summary(layout.run_dir, "05_tta", f"{result['verdict']} Views chosen on validation: "
+                   f"{', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times as long.", advice)
     return record_headline(layout.run_dir, "05_tta", {
-        "verdict": result["verdict"], "views (chosen on val)": ", ".join(result["chosen"]),
-        "test accuracy delta": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
-        "McNemar p": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
-        "slowdown (x)": {"value": result["latency"]["slowdown_x"], "format": "number"}})
+        "verdict": result["verdict"], "views (chosen on validation)": ", ".join(result["chosen"]),
+        "test accuracy change": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
+        "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
+        "slowdown (times)": {"value": slowdown, "format": "number"}})

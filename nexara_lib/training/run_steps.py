@@ -104,8 +104,10 @@ def build_and_compile(cfg: Mapping[str, Any], x_train: np.ndarray, training_set:
         model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
                       loss=FocalLoss(cfg["focal_gamma"], training_set.alpha, cfg["label_smoothing"]),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        # Build the optimizer's state now (also so a checkpoint's optimizer state loads): variables created while
+        # Keras traces the first training step make TensorFlow trace that step a second time.
+        model.optimizer.build(model.trainable_variables)
         if previous is not None:
-            model.optimizer.build(model.trainable_variables)  # so the optimizer state loads too
             previous.restore_model(model)
     return model
 

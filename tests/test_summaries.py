@@ -1,0 +1,138 @@
+"""Summaries for people who never read code: each step's result and verdict in plain words, the summary box at
+the top of the index and of every stakeholder report, and the index page built from them."""
+import base64
+import csv
+
+import pandas as pd
+import pytest
+
+from nexara_lib.evaluation.stats import decision_in_words, difference_rows, mcnemar_in_words
+from nexara_lib.io import write_json_atomic
+from nexara_lib.run.index_page import format_figure, write_index
+from nexara_lib.run.summary_box import data_facts, describe_data, summary_box_html
+from nexara_lib.stages.deploy import describe_deployment
+from nexara_lib.stages.diagnostics import clip_file_names, describe_test_result
+from nexara_lib.stages.headline import record_headline, record_summary
+
+EVIL = "<script>alert(1)</script>"
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def _run(tmp_path, synthetic=True, summaries=True):
+    run_dir = tmp_path / "demo"
+    (run_dir / "artifacts" / "figures").mkdir(parents=True)
+    params = {"synthetic_clips": 320, "data_dir": []} if synthetic else {"synthetic_clips": 0,
+                                                                         "data_dir": ["/data/RWF-2000"]}
+    write_json_atomic(run_dir / "run.json", {"run_name": "demo", "status": "ok", "params": params, "notebooks": {
+        "04_per_class_diagnostics.ipynb": {"status": "ok", "duration_s": 14.2},
+        "05_tta.ipynb": {"status": "ok", "duration_s": 0.91}}})
+    with (run_dir / "artifacts" / "manifest.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["clip_id", "split", "class_name", "status"])
+        for i, split in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2):
+            writer.writerow([f"c{i}", split, ("violent", "non-violent")[i % 2], "ok"])
+    if summaries:
+        record_summary(run_dir, "04_per_class_diagnostics", "On 2 test clips the model labelled 93.8% correctly "
+                       "(95% CI 87.5% to 98.4%).", "Accurate on this data.")
+        record_summary(run_dir, "05_tta", f"TTA vs no TTA: {EVIL}", "Not worth it on this evidence.")
+        record_headline(run_dir, "04_per_class_diagnostics", {"test accuracy": {"value": 0.938, "ci": [0.875, 0.984]},
+                                                               "time per epoch": {"value": 0.9162, "format": "seconds"}})
+    (run_dir / "artifacts" / "figures" / "per_class_accuracy.png").write_bytes(PNG)
+    return run_dir
+
+
+def test_data_facts_say_synthetic_or_real_and_clips_per_split(tmp_path):
+    facts = data_facts(_run(tmp_path))
+    assert facts["synthetic"] and facts["splits"] == {"train": 6, "val": 2, "test": 2}
+    text = describe_data(facts)
+    assert text.startswith("Synthetic demo clips") and "10 usable clips" in text and "6 for training" in text
+    assert "2 for the final test" in text
+    real = describe_data(data_facts(_run(tmp_path / "real", synthetic=False)))
+    assert real.startswith("RWF-2000 (real video footage)") and "/data" not in real
+
+
+def test_summary_box_of_a_report_and_of_the_index(tmp_path):
+    run_dir = _run(tmp_path)
+    box = summary_box_html(run_dir, "05_tta")
+    assert "Summary: 5. Test-time augmentation" in box and "Not worth it on this evidence." in box
+    assert EVIL not in box and "&lt;script&gt;" in box  # escaped
+    assert 'href="index.html"' in box and "All reports of this run" in box
+    index_box = summary_box_html(run_dir, None, index_href=None)
+    assert "93.8% correctly (95% CI 87.5% to 98.4%)" in index_box and "Accurate on this data." in index_box
+    assert "generated demo clips, not camera footage" in index_box  # the synthetic caveat comes with the headline
+    assert "href" not in index_box
+    missing = summary_box_html(run_dir, "06_ensemble")
+    assert "No result yet: 6. Combining several models (ensemble) has not finished" in missing
+
+
+def test_index_page_reads_as_a_summary_with_titles_figures_and_glossary(tmp_path):
+    run_dir = _run(tmp_path)
+    page = write_index(run_dir).read_text()
+    assert page.index("Summary of this run") < page.index("Step by step") < page.index("Words used in these reports")
+    assert "4. How well the model works, per class" in page and "5. Test-time augmentation" in page
+    assert "04_per_class_diagnostics" not in page  # no file names as headings
+    assert "14.2 s" in page and "0.9 s" in page  # one format for seconds
+    assert 'src="data:image/png;base64,' in page and 'alt="Bar chart of test accuracy' in page
+    for term in ("95% CI", "pp (percentage points)", "McNemar", "Calibration error (ECE)", "Threshold"):
+        assert term in page
+    assert "<script" not in page
+
+
+def test_headline_numbers_never_in_scientific_notation():
+    assert format_figure("max |dp|", {"value": 6.13e-08, "format": "number"}) == "< 0.001"
+    assert format_figure("p", {"value": 0.0421, "format": "number"}) == "0.042"
+    assert format_figure("x", {"value": 12345.6, "format": "number"}) == "12,346"
+    assert format_figure("t", {"value": 0.9162, "format": "seconds"}) == "0.9 s"
+
+
+def test_test_result_in_plain_words():
+    test = {"accuracy": 0.9375, "accuracy_ci_low": 0.875, "accuracy_ci_high": 0.984, "acc_violent": 0.8,
+            "acc_nonviolent": 1.0}
+    result, verdict = describe_test_result(test, 48)
+    assert "On 48 test clips" in result and "93.8%" in result and "(95% CI 87.5% to 98.4%)" in result
+    assert verdict.startswith("Useful, with room to improve") and "misses violent clips more often" in verdict
+    _, strong = describe_test_result({**test, "accuracy_ci_low": 0.91, "acc_violent": 0.95}, 48)
+    assert strong.startswith("Accurate on this data") and "misses" not in strong
+    _, weak = describe_test_result({**test, "accuracy_ci_low": 0.45}, 48)
+    assert "guessing" in weak
+
+
+def test_decisions_differences_and_mcnemar_in_words():
+    assert decision_in_words("TTA", [0.05, 0.02, 0.08], 0.01).startswith("Worth it")
+    assert decision_in_words("TTA", [-0.05, -0.08, -0.02], 0.01).startswith("Not worth it: TTA labels significantly fewer")
+    assert "no significant difference" in decision_in_words("TTA", [0.016, -0.016, 0.047], 0.62)
+    assert "changed no prediction" in decision_in_words("TTA", [0.0, 0.0, 0.0], 1.0)
+    rows = difference_rows({"accuracy_diff_ci": [0.016, -0.016, 0.047], "balanced_accuracy_diff_ci": [0, 0, 0]})
+    assert rows[0] == {"metric (test)": "accuracy", "change": "+1.6 pp", "95% CI of the change": "-1.6 to +4.7 pp"}
+    words = mcnemar_in_words({"b": 1, "c": 3, "p_value": 0.62}, "TTA")
+    assert words["clips TTA fixed (wrong before, right after)"] == 3 and words["clips TTA broke (right before, wrong after)"] == 1
+
+
+def test_deployment_in_plain_words():
+    parity = pd.DataFrame({"within tolerance": [True, True, False]}, index=["float32", "float16", "int8"])
+    result, verdict = describe_deployment({"detected": 3, "violent_segments": 4, "false_alarms": 1,
+                                           "median_onset_to_alarm_s": 2.25}, parity, {"realtime_factor": 0.7})
+    assert "3 of 4 fights" in result and "1 false alarm" in result and "2.2 s after" in result
+    assert "0.7 times real time" in result and "slower than live video" in result
+    assert "missed 1 fight(s)" in verdict and "int8 export(s) do not match" in verdict
+    _, clean = describe_deployment({"detected": 4, "violent_segments": 4, "false_alarms": 0,
+                                    "median_onset_to_alarm_s": None}, parity.iloc[:2], {"realtime_factor": 2.0})
+    assert clean.startswith("On these test videos the detector caught every fight") and "gives the trained" in clean
+
+
+def test_clips_are_named_by_file_not_by_the_dataset_folders_in_their_id():
+    manifest = pd.DataFrame({"clip_id": ["rwf__val__Fight__a1.avi-1f"], "rel_path": ["val/Fight/a1.avi"]})
+    assert clip_file_names(manifest) == {"rwf__val__Fight__a1.avi-1f": "a1.avi"}
+
+
+def test_record_summary_refuses_empty_sentences(tmp_path):
+    with pytest.raises(ValueError, match="verdict must be a non-empty sentence"):
+        record_summary(tmp_path, "05_tta", "result", " ")
+
+
+@pytest.mark.parametrize("seconds, text", [(0.0032, "3.2 ms"), (0.9162, "0.9 s"), (14.2, "14.2 s"),
+                                           (375, "6 min 15 s"), (3725, "1 h 02 min")])
+def test_one_format_for_seconds(seconds, text):
+    from nexara_lib.stages.tables import format_seconds
+    assert format_seconds(seconds) == text
