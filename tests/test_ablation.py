@@ -12,6 +12,8 @@ from nexara_lib.training.study import Pool, load_ablation_config, run_recipe_stu
 from nexara_lib.run.params import resolve_params
 from test_training import TINY_CONFIG, burst_clips
 
+pytestmark = pytest.mark.slow  # trains every study unit; the smoke run's 03 runs the study end to end
+
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 
 

@@ -8,6 +8,8 @@ import pytest
 from benchmarks import bench_extraction
 from nexara_lib.features.backbones import pretrained_path
 
+pytestmark = pytest.mark.slow  # benchmark plumbing: extracts the real clips twice
+
 N_CLIPS = 4   # chosen by --clips out of the 6 written
 FRAMES = 8    # T
 

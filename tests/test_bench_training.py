@@ -8,6 +8,8 @@ import pytest
 from benchmarks import bench_training
 from benchmarks.bench_training import bench_config, make_bench_data
 
+pytestmark = pytest.mark.slow  # benchmark plumbing: times real training runs
+
 TINY = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [8],
         "batch_size": 16}
 

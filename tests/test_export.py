@@ -121,7 +121,8 @@ def hybrid_export(tmp_path_factory):
     return model_path, tmp / "export", manifest
 
 
-@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in ("hybrid", "pooled_linear") else pytest.mark.slow)
+                                  for n in available_models()])
 def test_every_model_exports_to_float32_that_scores_like_keras(tmp_path, name, float32_policy):
     model_path = _saved(tmp_path, name)
     manifest = export_head(model_path, tmp_path / "export", variants=["float32"])
@@ -136,6 +137,7 @@ def test_every_model_exports_to_float32_that_scores_like_keras(tmp_path, name, f
     assert delta <= TOLERANCES["float32"], f"{name}: float32 export differs from Keras by {delta:.3e}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LARGE))
 def test_quantized_variants_stay_within_their_tolerances(tmp_path, name, hybrid_export, float32_policy):
     if name == "hybrid":

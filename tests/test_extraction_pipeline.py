@@ -234,6 +234,7 @@ extract_features(pd.read_csv(sys.argv[1]), FeatureStream("flow", "none", 8, 64),
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path):
     paths = [write_clip(tmp_path / f"k{i}.avi", 150, size=(320, 240), seed=i) for i in range(14)]
     manifest = manifest_of(paths, frames=[150] * 14)

@@ -32,6 +32,8 @@ from nexara_lib.run.failures import NotebookFailed, RunInterrupted
 from nexara_lib.run.io_errors import RunnerIOError
 from test_runner import _params_file, _write_notebook
 
+pytestmark = pytest.mark.slow  # fault injection through the real CLI with real kernels (kill -9, Ctrl-C, full disk)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

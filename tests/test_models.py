@@ -40,7 +40,12 @@ def test_registry_holds_the_spec_models():
     assert models.model_fit_kind("hybrid") == "keras"
 
 
-@pytest.mark.parametrize("name", models.available_models())
+# The hybrid (the default) and a pooled model train in `make test`; the other recurrent ones in `make test-slow`.
+FAST_MODELS = ("hybrid", "pooled_linear", "pooled_mlp")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST_MODELS else pytest.mark.slow)
+                                  for n in models.available_models()])
 def test_model_trains_saves_and_reloads(name, batch, tmp_path):
     x, y = batch
     keras.utils.set_random_seed(0)

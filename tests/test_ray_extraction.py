@@ -25,6 +25,8 @@ from nexara_lib.features.backbones import create_backbone  # noqa: E402
 from nexara_lib.features.ray_executor import FAILURES_IN_A_ROW_LIMIT, plan_chunks, ray_results  # noqa: E402
 from nexara_lib.features.ray_worker import encode_chunk  # noqa: E402
 
+pytestmark = pytest.mark.slow  # each test starts a local Ray cluster (~10 s)
+
 CLIP_SIZES = [(32, 32), (40, 32), (48, 40), (56, 40), (64, 48), (64, 48)]  # (width, height)
 CLIP_FRAMES = [15, 18, 21, 24, 27, 30]
 T = 4

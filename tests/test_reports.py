@@ -182,7 +182,7 @@ def test_record_headline_rejects_bad_input(tmp_path, section, figures, error):
     ("ensemble delta", 0.021, "+2.1 pp"),
     ("tta change", {"value": -0.004}, "-0.4 pp"),
     ("clips", 2000, "2,000"),
-    ("latency ms", 12.345, "12.35"),
+    ("latency ms", 12.345, "12.345"),
     ("threshold", {"value": 0.42, "format": "number"}, "0.42"),
     ("best model", "hybrid", "hybrid"),
     ("auc", None, "n/a"),

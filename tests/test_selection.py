@@ -12,6 +12,8 @@ from nexara_lib.training.selection import Candidate, choose_from_oof, select_rec
 from nexara_lib.training.study import Pool
 from test_training import TINY_CONFIG, burst_clips
 
+pytestmark = pytest.mark.slow  # recipe selection by grouped CV trains dozens of models; the smoke run's 03 covers the study
+
 BASE = {**{k: p.default for k, p in SCHEMA.items()}, **TINY_CONFIG, "epochs": 3, "warmup_epochs": 1,
         "augment_factor": 1, "tensorboard": False}
 

@@ -35,3 +35,30 @@ def test_ensemble_members_are_aligned_on_common_clips_in_one_order():
     np.testing.assert_allclose(aligned[1]["val"].prob, [0.4, 0.3])
     np.testing.assert_allclose(aligned[1]["test"].prob, [0.6, 0.2])
     assert list(aligned[1]["test"].y_true) == [1, 0]
+
+
+def test_an_ensemble_member_with_the_runs_recipe_seed_and_clips_is_03s_model(tmp_path):
+    from pathlib import Path
+
+    from nexara_lib.run.params import resolve_params
+    from nexara_lib.stages.data import RunRecipe, member_streams
+    from nexara_lib.stages.ensemble import _fingerprint, _is_run_model, _member_config
+
+    files = [Path(__file__).resolve().parents[1] / "params" / f for f in ("base.yaml", "demo.yaml")]
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"a trained model")
+
+    def fingerprint(params, member):
+        return _fingerprint(_member_config(member, params), member_streams(member, params))
+
+    params = resolve_params(files)
+    recipe = RunRecipe(params, member_streams({}, params), model, None)
+    assert _is_run_model(recipe, fingerprint(params, {"model": params["model"]}))  # reused, not trained again
+    assert not _is_run_model(recipe, fingerprint(params, {"model": params["model"], "seed": 1}))
+    assert not _is_run_model(recipe, fingerprint(params, {"model": "pooled_mlp"}))
+    with_copies = resolve_params(files, {"frame_augment_copies": 1})  # 03 also trained on frame-augmented copies
+    recipe = RunRecipe(with_copies, member_streams({}, with_copies), model, None)
+    assert not _is_run_model(recipe, fingerprint(with_copies, {"model": with_copies["model"]}))
+    model.unlink()
+    assert not _is_run_model(RunRecipe(params, member_streams({}, params), model, None),
+                             fingerprint(params, {"model": params["model"]}))

@@ -80,8 +80,8 @@ def test_index_page_reads_as_a_summary_with_titles_figures_and_glossary(tmp_path
 
 
 def test_headline_numbers_never_in_scientific_notation():
-    assert format_figure("max |dp|", {"value": 6.13e-08, "format": "number"}) == "< 0.001"
-    assert format_figure("p", {"value": 0.0421, "format": "number"}) == "0.042"
+    assert format_figure("max |dp|", {"value": 6.13e-08, "format": "number"}) == "< 0.0001"
+    assert format_figure("p", {"value": 0.0421, "format": "number"}) == "0.0421"
     assert format_figure("x", {"value": 12345.6, "format": "number"}) == "12,346"
     assert format_figure("t", {"value": 0.9162, "format": "seconds"}) == "0.9 s"
 

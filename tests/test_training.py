@@ -374,6 +374,7 @@ def test_predict_proba_checks_shapes(trained):
         training.predict_proba(results["model"], x_val[:, :, :4])
 
 
+@pytest.mark.slow
 def test_same_seed_same_history(tmp_path):
     x_train, y_train = burst_clips(40, seed=2)
     x_val, y_val = burst_clips(20, seed=3)
@@ -385,6 +386,7 @@ def test_same_seed_same_history(tmp_path):
     assert not runs[0].equals(runs[2]), "a different seed gave the very same history: the seed is not used"
 
 
+@pytest.mark.slow
 def test_training_options_are_applied(tmp_path):
     x_train, y_train = burst_clips(40, seed=4, violent_fraction=0.25)
     x_val, y_val = burst_clips(20, seed=5)

@@ -43,6 +43,7 @@ RESUME_CONFIG = {**TINY_CONFIG, "epochs": 8, "warmup_epochs": 2, "early_stopping
                  "checkpoint_interval_s": 0.0}  # commit after every epoch
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
     arrays = data(0)
     np.savez(tmp_path / "data.npz", *arrays)
@@ -109,6 +110,7 @@ class _NaNAtEpoch3(EpochClock):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(run_steps, "EpochClock", _NaNAtEpoch3)
     arrays = data(2)
@@ -123,6 +125,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert not (tmp_path / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path, monkeypatch):
     monkeypatch.setattr(run_steps, "EpochClock", _NaNAtEpoch3)
     arrays = data(4)
@@ -134,6 +137,7 @@ def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path, monkeypatch):
     assert result["resumed_from_epoch"] == 0 and result["history"]["epoch"].tolist() == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_hold_the_per_class_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -160,6 +164,7 @@ def test_persistent_critical_gap_stops_training():
         PerClassMonitor(x, y, stop_patience=-1)
 
 
+@pytest.mark.slow
 def test_gap_stop_is_recorded_as_the_stop_reason(tmp_path):
     x_train, y_train, x_val, y_val = data(8)
     # every validation clip in one class looks like the other: the gap is critical from epoch 1
@@ -195,6 +200,7 @@ print(json.dumps({"distribution": result["distribution"], "loss": result["histor
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env=SUBPROCESS_ENV)
@@ -212,6 +218,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert keras.models.load_model(tmp_path / "model.keras") is not None
 
 
+@pytest.mark.slow
 def test_single_device_by_default(tmp_path):
     result = training.train_sequence_model(*data(12), {**RESUME_CONFIG, "epochs": 1, "warmup_epochs": 0}, tmp_path,
                                            verbose=0)
@@ -220,6 +227,7 @@ def test_single_device_by_default(tmp_path):
         runtime.distribution_strategy("always")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interval_s, commits", [(0.0, 3 + 1), (1e6, 1)])
 def test_checkpoint_interval_bounds_the_number_of_commits(tmp_path, interval_s, commits):
     config = {**RESUME_CONFIG, "epochs": 3, "checkpoint_interval_s": interval_s}
@@ -229,6 +237,7 @@ def test_checkpoint_interval_bounds_the_number_of_commits(tmp_path, interval_s, 
     assert not (tmp_path / "checkpoint").exists()
 
 
+@pytest.mark.slow
 def test_a_finished_fit_whose_model_was_never_saved_resumes(tmp_path, monkeypatch):
     """A crash (or a full disk) after the fit finished but before model.keras was written leaves a
     'training_done' checkpoint: the rerun must save the same model, not fail on missing state."""
@@ -339,6 +348,7 @@ def test_each_epoch_has_its_own_shuffle_order_whatever_epoch_the_pass_starts_at(
     assert epochs(1) == from_start[1:] and epochs(2) == from_start[2:]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_recorded_random_state_still_resumes(tmp_path, monkeypatch, caplog):
     """A checkpoint written before the random state was derived per epoch resumes, with a warning that its
     resumed epochs cannot match the run that wrote it."""

@@ -17,7 +17,7 @@ from nexara_lib.io import read_json, write_text_atomic
 from nexara_lib.layout import RunLayout
 from nexara_lib.run.report_copy import shorten_paths
 from nexara_lib.run.summary_box import stage_title, summary_box_html
-from nexara_lib.stages.tables import format_seconds
+from nexara_lib.stages.tables import format_seconds, format_value
 
 
 # --- headline figures -------------------------------------------------------
@@ -37,25 +37,17 @@ def _guess_format(name: str, value: Any) -> str:
     return "percent" if -1.0 <= number <= 1.0 else "number"
 
 
+# How each headline style is written: by the display tables' rules (one owner for number formats).
+_STYLE_COLUMN = {"percent": "accuracy", "delta": "delta", "number": "", "seconds": "seconds"}
+
+
 def _format_number(value: Any, style: str) -> str:
     number = _as_float(value)
     if number is None:
         return "n/a" if value is None else str(value)
     if not math.isfinite(number):
         return "n/a"
-    if style == "percent":
-        return f"{100 * number:.1f}%"
-    if style == "delta":
-        return f"{100 * number:+.1f} pp"
-    if style == "seconds":
-        return _seconds(number)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if abs(number) >= 1000:
-        return f"{number:,.0f}"
-    if number != 0 and abs(number) < 0.001:
-        return "< 0.001" if number > 0 else "> -0.001"
-    return f"{number:.3f}".rstrip("0").rstrip(".") if abs(number) < 1 else f"{number:.2f}".rstrip("0").rstrip(".")
+    return format_value(value, _STYLE_COLUMN.get(style, ""))
 
 
 def format_figure(name: str, figure: Any) -> str:

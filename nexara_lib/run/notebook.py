@@ -36,8 +36,10 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     random.seed(params["seed"])
     np.random.seed(params["seed"])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("absl", "tensorflow", "matplotlib", "PIL", "h5py"):
+    for noisy in ("matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("absl", "tensorflow"):  # retracing and deprecation chatter: nothing a run's reader can act on
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     _show_figures_inline()
     install_display_formatters()
     try:

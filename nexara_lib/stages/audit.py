@@ -78,7 +78,8 @@ def describe_audit(audit: AuditResult) -> tuple[str, str]:
     manifest, unusable = audit.manifest, audit.unusable
     classes = manifest["class_name"].value_counts()
     result = (f"{len(manifest):,} clips can be used ({int(classes.get('violent', 0)):,} violent, "
-              f"{int(classes.get('non-violent', 0)):,} non-violent); {len(unusable):,} file(s) could not be used.")
+              f"{int(classes.get('non-violent', 0)):,} non-violent); "
+              + (f"{len(unusable):,} file(s) could not be used." if len(unusable) else "every file found could be used."))
     leaks = audit.summary["leakage"]["clips"]
     problems = []
     if len(unusable):

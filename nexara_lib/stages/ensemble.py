@@ -275,7 +275,8 @@ def save_ensemble(members: list[dict], combo: dict, comparison: dict, params: Ma
         "artifact_check": check})
     diff = comparison["accuracy_diff_ci"]
     record_summary(layout.run_dir, "06_ensemble",
-                   f"{comparison['verdict']} {len(members)} models were combined; the best single one "
+                   f"{comparison['verdict'][0].upper()}{comparison['verdict'][1:]} {len(members)} models were "
+                   "combined; the best single one "
                    f"(chosen on validation) is {best}.",
                    decision_in_words(f"combining {len(members)} models", diff, comparison["mcnemar"]["p_value"]))
     record_headline(layout.run_dir, "06_ensemble", {

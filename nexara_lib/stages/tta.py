@@ -201,8 +201,10 @@ def publish_headline(result: dict, layout: RunLayout):
     comparison, diff = result["comparison"], result["comparison"]["accuracy_diff_ci"]
     slowdown = result["latency"]["slowdown_x"]
     advice = decision_in_words("test-time augmentation", diff, comparison["mcnemar"]["p_value"])
-    record_summary(layout.run_dir, "05_tta", f"{result['verdict']} Views chosen on validation: "
-                   f"{', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times as long.", advice)
+    views = ("No altered view helped on the validation clips, so none was added." if result["chosen"] == ["identity"]
+             else f"Views chosen on validation: {', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times "
+                  "as long.")
+    record_summary(layout.run_dir, "05_tta", f"{result['verdict'][0].upper()}{result['verdict'][1:]} {views}", advice)
     return record_headline(layout.run_dir, "05_tta", {
         "verdict": result["verdict"], "views (chosen on validation)": ", ".join(result["chosen"]),
         "test accuracy change": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
