@@ -112,7 +112,7 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(smoke_run, tmp_p
     for name, verdict in verdicts.items():
         assert "95% CI" in verdict and "significant" in verdict or "no measurable effect" in verdict
         assert verdict.split(":")[0] in (run_dir / "reports" / f"{name}.html").read_text()
-    assert "TTA vs no TTA" in index and "ensemble vs best single member" in index
+    assert "tta vs no tta" in index.lower() and "ensemble vs best single member" in index.lower()
 
     # The saved ensemble artifact alone reproduces the ensemble's test predictions.
     results = json.loads((art / "ensemble_results.json").read_text())

@@ -280,7 +280,7 @@ def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
         cells = [c for s in summary["sources"] for c in s["cells"]]
         statuses = sorted({c["status"] for c in cells} | {s["status"] for s in summary["sources"]} - {"ok"})
         rows.append({"video": name, "cameras": len(cells), "windows": summary["windows"], "alerts": summary["alerts"],
-                     "x real time": round(summary["realtime_factor"] or 0.0, 1),
+                     "speed": f"{summary['realtime_factor'] or 0.0:.1f} times real time",
                      "problems": ", ".join(statuses) or "none"})
     return pd.DataFrame(rows).set_index("video")
 
