@@ -136,3 +136,30 @@ def test_record_summary_refuses_empty_sentences(tmp_path):
 def test_one_format_for_seconds(seconds, text):
     from nexara_lib.stages.tables import format_seconds
     assert format_seconds(seconds) == text
+
+
+def test_per_class_accuracy_figure_draws_one_bar_per_row_with_its_interval():
+    from nexara_lib.evaluation.figures import per_class_accuracy_figure
+
+    fig = per_class_accuracy_figure([("all test clips", 0.938, 0.875, 0.984), ("violent clips", 0.969, 0.9, 1.0)])
+    ax = fig.axes[0]
+    assert [round(p.get_width(), 3) for p in ax.patches] == [0.938, 0.969]
+    assert {t.get_text() for t in ax.get_yticklabels()} == {"violent clips", "all test clips"}
+    assert ax.patches[0].get_y() > ax.patches[1].get_y()  # the first row on top
+    assert {t.get_text() for t in ax.texts} == {"93.8%", "96.9%"}
+    with pytest.raises(ValueError, match="at least one"):
+        per_class_accuracy_figure([])
+
+
+def test_report_figures_are_described_by_their_section():
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    from nexara_lib.run.reports import render_notebook_html
+
+    png = base64.b64encode(PNG).decode()
+    nb = new_notebook(cells=[new_markdown_cell("# Title"), new_markdown_cell("## Confusion matrices"),
+                             new_code_cell("fig", outputs=[new_output("display_data", data={"image/png": png})])])
+    for stakeholder in (True, False):
+        page = render_notebook_html(nbformat.from_dict(nb), stakeholder, "4. Per class")
+        assert 'alt="Figure: Confusion matrices"' in page and "No description has been provided" not in page

@@ -72,7 +72,7 @@ def per_class_accuracy_figure(rows: Sequence[tuple[str, float, float, float]], t
     positions = np.arange(len(rows))[::-1]
     ax.barh(positions, values, xerr=[low, high], color="#4c8fc7", capsize=4, height=0.55)
     for y, value in zip(positions, values):
-        ax.text(min(value, 1.0) - 0.01, y, f"{value:.1%}", ha="right", va="center", color="white", fontsize=10)
+        ax.text(0.02, y, f"{value:.1%}", ha="left", va="center", color="white", fontsize=10, fontweight="bold")
     ax.set_yticks(positions, labels)
     ax.set_xlim(0, 1.0)
     ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")

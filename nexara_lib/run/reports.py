@@ -74,6 +74,23 @@ def _strip_remote_assets(page: str) -> str:
     return str(soup) if removed else page
 
 
+_NO_ALT = "No description has been provided for this image"
+
+
+def _describe_images(page: str, title: str) -> str:
+    """Give each figure nbconvert left with its placeholder alt text a description: the section it is in."""
+    if _NO_ALT not in page:
+        return page
+    from bs4 import BeautifulSoup  # an nbconvert dependency
+
+    soup = BeautifulSoup(page, features="html.parser")
+    for image in soup.find_all("img", alt=_NO_ALT):
+        heading = image.find_previous(["h1", "h2", "h3"])
+        section = heading.get_text(" ", strip=True).rstrip("¶").strip() if heading else title
+        image["alt"] = f"Figure: {section}"
+    return str(soup)
+
+
 def _exporter(stakeholder: bool):
     from nbconvert import HTMLExporter
 
@@ -123,7 +140,7 @@ def render_notebook_html(nb: nbformat.NotebookNode, stakeholder: bool, title: st
     # Progress bars write '\r'-separated updates; keep only the final state of each line.
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     page, _ = _exporter(stakeholder).from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return _strip_remote_assets(page)
+    return _describe_images(_strip_remote_assets(page), title)
 
 
 def report_paths(notebook_name: str, reports_dir: str | Path) -> tuple[Path, Path]:
