@@ -259,8 +259,7 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
     xa, _, ida = load_features(manifest, key_dir)
     xb, _, idb = load_features(manifest, Path(clean["cache_dir"]))
     assert ida == idb and len(ida) == 14 and np.array_equal(xa, xb)
-    names = [json.loads(line)["file"] for line in (key_dir / "clips.jsonl").read_text().splitlines()
-             if line.strip().endswith("}")]
+    names = list(read_clip_records(key_dir)["file"])  # a kill between a record and its entry: the rerun's record
     assert sorted(names) == sorted(clip_cache_name(row) for _, row in manifest.iterrows())  # each clip once
     assert not list(key_dir.glob(".*.tmp"))
 
@@ -308,3 +307,17 @@ def test_bad_arguments_are_clear(clips, tmp_path):
         FeatureStream("flow", "none", 0)
     with pytest.raises(ValueError, match="acts on features"):
         extract_features(manifest, stream.with_transform("temporal_shift"), tmp_path)
+
+
+def test_a_read_record_whose_entry_was_never_committed_is_skipped_then_replaced(tmp_path):
+    paths = [write_clip(tmp_path / f"r{i}.avi", 40, size=(160, 120), seed=i) for i in range(3)]
+    manifest = manifest_of(paths, frames=[40] * 3)
+    stream = FeatureStream("flow", "none", 4, 64)
+    key_dir = Path(extract_features(manifest, stream, tmp_path / "c", workers=1, batch_size=4,
+                                    progress=False)["cache_dir"])
+    victim = sorted(key_dir.glob("*.npy"))[0]
+    victim.unlink()  # as if killed after the clip's read record was appended, before its entry was committed
+    assert victim.name not in set(read_clip_records(key_dir)["file"])
+    again = extract_features(manifest, stream, tmp_path / "c", workers=1, batch_size=4, progress=False)
+    assert again["computed"] == 1 and victim.is_file()
+    assert sorted(read_clip_records(key_dir)["file"]) == sorted(p.name for p in key_dir.glob("*.npy"))

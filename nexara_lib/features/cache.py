@@ -78,9 +78,11 @@ class CacheWriter:
                              f"regions x D) with {job.regions} region(s) per frame, got shape "
                              f"{feats.shape}; the executor must hand back one row per sampled frame")
         t0 = time.perf_counter()
-        write_entry(self.dir / job.name, np.asarray(feats, dtype=CACHE_DTYPE))
+        # The read record first, then the entry (its commit point): a kill between the two leaves a record without
+        # an entry, which readers skip and a rerun replaces, never an entry without its record.
         self.log.write(json.dumps({"file": job.name, "clip_id": job.clip_id, **record}) + "\n")
         self.log.flush()
+        write_entry(self.dir / job.name, np.asarray(feats, dtype=CACHE_DTYPE))
         if self.failures.pop(job.name, None) is not None:  # a retried clip that now decodes
             write_json_atomic(self.dir / "failures.json", self.failures)
         self.write_s += time.perf_counter() - t0
@@ -98,7 +100,7 @@ class CacheWriter:
 def read_clip_records(cache_dir: str | Path) -> pd.DataFrame:
     """How each cached clip was read (``clips.jsonl``; the newest record per file wins).
 
-    A line cut short by a crash is ignored.
+    A line cut short by a crash is ignored, and so is the record of a clip whose entry was never committed.
     """
     rows = {}
     path = Path(cache_dir) / "clips.jsonl"
@@ -108,7 +110,8 @@ def read_clip_records(cache_dir: str | Path) -> pd.DataFrame:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows[entry.get("file")] = entry
+            if isinstance(entry, dict) and (Path(cache_dir) / str(entry.get("file"))).is_file():
+                rows[entry.get("file")] = entry
     return pd.DataFrame(list(rows.values()), columns=None if rows else list(CLIP_RECORD_COLUMNS))
 
 
