@@ -167,18 +167,28 @@ def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
         significant: the interval includes no change."
     """
     diff, low, high = (float(v) for v in diff_ci)
-    if not all(math.isfinite(v) for v in (diff, low, high)):
+    outcome = comparison_outcome(diff_ci, p_value, alpha)
+    if outcome == "unknown":
         return f"{what}: {metric} difference could not be estimated (too few clips of a class)."
     p_text = f"McNemar p = {p_value:.2g}" if p_value is not None and math.isfinite(p_value) else "McNemar p n/a"
     head = f"{what}: {metric} {100 * diff:+.1f} pp (95% CI {100 * low:+.1f} to {100 * high:+.1f} pp, {p_text})"
+    return head + {"gain": " — a significant gain.", "loss": " — a significant loss.",
+                   "no change": " — no clip changed its prediction: no measurable effect.",
+                   "not significant": " — not significant: the interval includes no change."}[outcome]
+
+
+def comparison_outcome(diff_ci, p_value: float, alpha: float = 0.05) -> str:
+    """What a paired comparison shows: "gain" or "loss" (significant, the CI excludes no change),
+    "no change" (no clip changed), "not significant", or "unknown" (the difference could not be estimated)."""
+    diff, low, high = (float(v) for v in diff_ci)
+    if not all(math.isfinite(v) for v in (diff, low, high)):
+        return "unknown"
     significant = p_value is not None and math.isfinite(p_value) and p_value < alpha
     if significant and low > 0:
-        return f"{head} — a significant gain."
+        return "gain"
     if significant and high < 0:
-        return f"{head} — a significant loss."
-    if low == high == 0:
-        return f"{head} — no clip changed its prediction: no measurable effect."
-    return f"{head} — not significant: the interval includes no change."
+        return "loss"
+    return "no change" if low == high == 0 else "not significant"
 
 
 def decision_in_words(change: str, diff_ci, p_value: float, alpha: float = 0.05) -> str:
@@ -192,18 +202,13 @@ def decision_in_words(change: str, diff_ci, p_value: float, alpha: float = 0.05)
         e.g. "Not worth it on this evidence: test-time augmentation made no significant difference on these
         test clips (the 95% interval includes no change)."
     """
-    diff, low, high = (float(v) for v in diff_ci)
-    if not all(math.isfinite(v) for v in (diff, low, high)):
-        return f"Undecided: too few test clips of a class to measure what {change} changes."
-    significant = p_value is not None and math.isfinite(p_value) and p_value < alpha
-    if significant and low > 0:
-        return f"Worth it: {change} labels significantly more test clips correctly ({100 * diff:+.1f} pp)."
-    if significant and high < 0:
-        return f"Not worth it: {change} labels significantly fewer test clips correctly ({100 * diff:+.1f} pp)."
-    if low == high == 0:
-        return f"Not worth it on this evidence: {change} changed no prediction on these test clips."
-    return (f"Not worth it on this evidence: {change} made no significant difference on these test clips "
-            "(the 95% interval includes no change).")
+    diff, outcome = 100 * float(diff_ci[0]), comparison_outcome(diff_ci, p_value, alpha)
+    return {"unknown": f"Undecided: too few test clips of a class to measure what {change} changes.",
+            "gain": f"Worth it: {change} labels significantly more test clips correctly ({diff:+.1f} pp).",
+            "loss": f"Not worth it: {change} labels significantly fewer test clips correctly ({diff:+.1f} pp).",
+            "no change": f"Not worth it on this evidence: {change} changed no prediction on these test clips.",
+            "not significant": f"Not worth it on this evidence: {change} made no significant difference on these "
+                               "test clips (the 95% interval includes no change)."}[outcome]
 
 
 def difference_rows(comparison: dict) -> "list[dict]":

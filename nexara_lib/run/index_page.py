@@ -17,7 +17,7 @@ from nexara_lib.io import read_json, write_text_atomic
 from nexara_lib.layout import RunLayout
 from nexara_lib.run.report_copy import shorten_paths
 from nexara_lib.run.summary_box import stage_title, summary_box_html
-from nexara_lib.stages.tables import format_seconds, format_value
+from nexara_lib.stages.tables import format_number, format_seconds
 
 
 # --- headline figures -------------------------------------------------------
@@ -38,7 +38,7 @@ def _guess_format(name: str, value: Any) -> str:
 
 
 # How each headline style is written: by the display tables' rules (one owner for number formats).
-_STYLE_COLUMN = {"percent": "accuracy", "delta": "delta", "number": "", "seconds": "seconds"}
+_STYLE_KIND = {"percent": "percent", "delta": "delta", "number": None, "seconds": "duration"}
 
 
 def _format_number(value: Any, style: str) -> str:
@@ -47,7 +47,7 @@ def _format_number(value: Any, style: str) -> str:
         return "n/a" if value is None else str(value)
     if not math.isfinite(number):
         return "n/a"
-    return format_value(value, _STYLE_COLUMN.get(style, ""))
+    return f"{value:,}" if isinstance(value, int) and style == "number" else format_number(number, _STYLE_KIND.get(style))
 
 
 def format_figure(name: str, figure: Any) -> str:

@@ -60,35 +60,27 @@ def _without_widgets(nb: nbformat.NotebookNode) -> None:
                     data["text/plain"] = WIDGET_NOTE
 
 
-def _strip_remote_assets(page: str) -> str:
-    """Drop ``<script src>`` / ``<link href>`` tags that point at another host."""
+_NO_ALT = "No description has been provided for this image"
+
+
+def _finish_page(page: str, title: str) -> str:
+    """One pass over the rendered page: drop ``<script src>`` / ``<link href>`` tags that point at another host,
+    and describe each figure nbconvert left with its placeholder alt text by the section it is in."""
     from bs4 import BeautifulSoup  # an nbconvert dependency
 
     soup = BeautifulSoup(page, features="html.parser")
-    removed = 0
+    changed = False
     for tag in soup.find_all(["script", "link"]):
         url = tag.get("src") if tag.name == "script" else tag.get("href")
         if url and _REMOTE_URL.match(url):
             tag.decompose()
-            removed += 1
-    return str(soup) if removed else page
-
-
-_NO_ALT = "No description has been provided for this image"
-
-
-def _describe_images(page: str, title: str) -> str:
-    """Give each figure nbconvert left with its placeholder alt text a description: the section it is in."""
-    if _NO_ALT not in page:
-        return page
-    from bs4 import BeautifulSoup  # an nbconvert dependency
-
-    soup = BeautifulSoup(page, features="html.parser")
+            changed = True
     for image in soup.find_all("img", alt=_NO_ALT):
         heading = image.find_previous(["h1", "h2", "h3"])
         section = heading.get_text(" ", strip=True).rstrip("¶").strip() if heading else title
         image["alt"] = f"Figure: {section}"
-    return str(soup)
+        changed = True
+    return str(soup) if changed else page
 
 
 def _exporter(stakeholder: bool):
@@ -140,7 +132,7 @@ def render_notebook_html(nb: nbformat.NotebookNode, stakeholder: bool, title: st
     # Progress bars write '\r'-separated updates; keep only the final state of each line.
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     page, _ = _exporter(stakeholder).from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return _describe_images(_strip_remote_assets(page), title)
+    return _finish_page(page, title)
 
 
 def report_paths(notebook_name: str, reports_dir: str | Path) -> tuple[Path, Path]:

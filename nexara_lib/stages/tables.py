@@ -144,8 +144,9 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if size >= 0.1 or size == 0 else f"{seconds * 1000:.1f} ms"
 
 
-def _format_float(value: float, kind: str | None) -> str:
-    """A float written for its kind (see ``_kind``), never in scientific notation."""
+def format_number(value: float, kind: str | None) -> str:
+    """A number written for its kind (``_kind``: percent, delta, duration, decimal, pvalue, count, ...; None =
+    plain), never in scientific notation."""
     size, sign = abs(value), "< " if value > 0 else "> -"
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
@@ -200,8 +201,8 @@ def format_value(value: Any, column: Any = "") -> str:
         return format_seconds(pd.Timedelta(value).total_seconds())
     if isinstance(value, (int, np.integer)):
         kind = _kind(column)
-        return _format_float(float(value), kind) if kind in ("duration", "ms") else f"{int(value):,}"
-    return _format_float(float(value), _kind(column)) if isinstance(value, (float, np.floating)) else str(value)
+        return format_number(float(value), kind) if kind in ("duration", "ms") else f"{int(value):,}"
+    return format_number(float(value), _kind(column)) if isinstance(value, (float, np.floating)) else str(value)
 
 
 class _Column(NamedTuple):
