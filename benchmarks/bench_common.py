@@ -1,4 +1,5 @@
 """Small helpers shared by the benchmarks (``bench_training``, ``bench_extraction``)."""
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ def load_average() -> list[float] | None:
 def run_cli(parser, run, argv=None) -> int:
     """Parse ``argv`` with ``parser`` and call ``run(args)``; a ValueError is one line on stderr and exit code 2."""
     import sys
+
     args = parser.parse_args(argv)
     try:
         run(args)

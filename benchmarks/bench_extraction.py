@@ -28,6 +28,7 @@ Run it with ``make bench`` or::
     python -m benchmarks.bench_extraction --out outputs/bench/extraction.json
     python -m benchmarks.bench_extraction --views-only --clips 20 --frames 16 --out outputs/bench/views.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,35 +40,36 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nexara_lib.io import atomic_path
 from benchmarks.bench_common import check_int, load_average, run_cli
+from nexara_lib.io import atomic_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "surv-fight-dev"  # the real clips (README)
-TARGET_SPEEDUP = 5.0        # ours must be at least this many times faster than the naive loop
-TARGET_OVERLAP = 1.2        # ours' wall may be at most this multiple of max(decode alone, model alone)
+TARGET_SPEEDUP = 5.0  # ours must be at least this many times faster than the naive loop
+TARGET_OVERLAP = 1.2  # ours' wall may be at most this multiple of max(decode alone, model alone)
 # Peak RSS of the long clip's extraction process may be at most this multiple of the short clip's.
 # Both processes hold the same interpreter, libraries and model (~200-300 MB with the TFLite backbone),
 # so 10 % is tens of MB of slack: far less than one second of raw 1080p frames (25 x 6 MB = 150 MB).
 TARGET_RSS_RATIO = 1.1
 SYNTHETIC_SIZE = (1920, 1080)  # (width, height) of the two synthetic clips
-SHORT_CLIP = (2.0, 25)         # (seconds, fps) of the short synthetic clip: 50 frames
-LONG_CLIP = (600.0, 5)         # 10 minutes at a low frame rate (3000 frames) keeps writing ~30 s and ~200 MB
-QUICK_LONG_CLIP = (20.0, 5)    # --quick: a 20-second long clip (100 frames)
-QUICK_CLIPS = 4                # --quick without --clips: this many real clips
+SHORT_CLIP = (2.0, 25)  # (seconds, fps) of the short synthetic clip: 50 frames
+LONG_CLIP = (600.0, 5)  # 10 minutes at a low frame rate (3000 frames) keeps writing ~30 s and ~200 MB
+QUICK_LONG_CLIP = (20.0, 5)  # --quick: a 20-second long clip (100 frames)
+QUICK_CLIPS = 4  # --quick without --clips: this many real clips
 RUN_ORDER = ("decode_only", "model_only", "ours", "naive")  # within each repeat
 VIEWS = ("identity", "motion_crop", "tiles")  # the views part: the clean stream, then each stream view
 _RSS_RESULT_PREFIX = "RSS_RESULT "  # the line a measuring child prints its result on
 
 
 # --------------------------------------------------------------------------- clips
+
 
 def select_clips(data_dir: str | Path, n_clips: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """The benchmark's clip list: labelled clips of ``data_dir``, probed (untimed) for their frame count.
@@ -85,8 +87,10 @@ def select_clips(data_dir: str | Path, n_clips: int = 0) -> tuple[pd.DataFrame, 
     check_int("clips", n_clips, 0)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ValueError(f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of clips "
-                         "(e.g. ../shared/data/surv-fight-dev)")
+        raise ValueError(
+            f"data folder {str(data_dir)!r} does not exist; pass --data with a folder of clips "
+            "(e.g. ../shared/data/surv-fight-dev)"
+        )
     found = discover_clips(data_dir)
     if n_clips and n_clips < len(found):
         keep = np.unique(np.rint(np.linspace(0, len(found) - 1, n_clips)).astype(int))
@@ -97,9 +101,18 @@ def select_clips(data_dir: str | Path, n_clips: int = 0) -> tuple[pd.DataFrame, 
         if probe["status"] != "ok":
             unusable.append({"path": clip["path"], "reason": probe["reason"]})
             continue
-        rows.append({"clip_id": make_clip_id(clip["source"], clip["rel_path"]), "path": clip["path"],
-                     "rel_path": clip["rel_path"], "label": int(clip["label"]), "frames": int(probe["frames"]),
-                     "width": int(probe["width"]), "height": int(probe["height"]), "fps": float(probe["fps"])})
+        rows.append(
+            {
+                "clip_id": make_clip_id(clip["source"], clip["rel_path"]),
+                "path": clip["path"],
+                "rel_path": clip["rel_path"],
+                "label": int(clip["label"]),
+                "frames": int(probe["frames"]),
+                "width": int(probe["width"]),
+                "height": int(probe["height"]),
+                "fps": float(probe["fps"]),
+            }
+        )
     if not rows:
         raise ValueError(f"no usable clip in {str(data_dir)!r}: {unusable[:3]}")
     return pd.DataFrame(rows), unusable
@@ -127,9 +140,16 @@ def write_synthetic_clip(path: str | Path, seconds: float, fps: int, size: tuple
         try:
             for i in range(n_frames):
                 shift = (i * 16) % width
-                frame = np.ascontiguousarray(field[:, shift:shift + width])
-                cv2.putText(frame, f"frame {i}", (width // 20, height // 5), cv2.FONT_HERSHEY_SIMPLEX,
-                            height / 270, (255, 255, 255), max(1, height // 135))
+                frame = np.ascontiguousarray(field[:, shift : shift + width])
+                cv2.putText(
+                    frame,
+                    f"frame {i}",
+                    (width // 20, height // 5),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    height / 270,
+                    (255, 255, 255),
+                    max(1, height // 135),
+                )
                 writer.write(frame)
         finally:
             writer.release()
@@ -148,8 +168,12 @@ def synthetic_clip(clip_dir: str | Path, seconds: float, fps: int, size: tuple[i
     path = Path(clip_dir) / f"synthetic-{width}x{height}-{fps}fps-{seconds:g}s.mp4"
     n_frames = int(round(seconds * fps))
     probe = probe_video(path) if path.exists() else None
-    reused = bool(probe and probe["status"] == "ok" and probe["frames"] == n_frames
-                  and (probe["width"], probe["height"]) == (width, height))
+    reused = bool(
+        probe
+        and probe["status"] == "ok"
+        and probe["frames"] == n_frames
+        and (probe["width"], probe["height"]) == (width, height)
+    )
     write_s = 0.0
     if not reused:
         t0 = time.perf_counter()
@@ -158,12 +182,21 @@ def synthetic_clip(clip_dir: str | Path, seconds: float, fps: int, size: tuple[i
         probe = probe_video(path)
         if probe["status"] != "ok" or probe["frames"] != n_frames:
             raise RuntimeError(f"the synthetic clip {path} does not read back as {n_frames} frames: {probe['reason']}")
-    return {"path": str(path), "seconds": seconds, "fps": fps, "width": width, "height": height,
-            "frames": int(probe["frames"]), "bytes": int(probe["bytes"]), "reused": reused,
-            "write_s": round(write_s, 2)}
+    return {
+        "path": str(path),
+        "seconds": seconds,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "frames": int(probe["frames"]),
+        "bytes": int(probe["bytes"]),
+        "reused": reused,
+        "write_s": round(write_s, 2),
+    }
 
 
 # --------------------------------------------------------------------------- measurements
+
 
 def _cpu_seconds() -> tuple[float, float]:
     """(CPU seconds of this process, of its reaped children), user + system."""
@@ -173,8 +206,10 @@ def _cpu_seconds() -> tuple[float, float]:
 
 
 def _per_clip(count: int, frames_per_clip: int, wall: float) -> dict:
-    return {"clips_per_s": count / wall if wall > 0 else None,
-            "frames_per_s": count * frames_per_clip / wall if wall > 0 else None}
+    return {
+        "clips_per_s": count / wall if wall > 0 else None,
+        "frames_per_s": count * frames_per_clip / wall if wall > 0 else None,
+    }
 
 
 def _run_ours(manifest, cfg: dict, stream=None) -> dict:
@@ -195,12 +230,20 @@ def _run_ours(manifest, cfg: dict, stream=None) -> dict:
     if "motion_fallback_frames" in records.columns:  # motion_crop: sampled frames that kept the whole frame
         summary["motion_fallback_frames"] = int(records["motion_fallback_frames"].sum())
     summary = {k: v for k, v in summary.items() if k not in ("cache_dir",)}
-    return {"wall_s": wall, **_per_clip(summary["computed"], cfg["frames"], wall),
-            "decode_s": summary["decode_s"], "model_s": summary["model_s"], "wait_s": summary["wait_s"],
-            "write_s": summary["write_s"], "computed": summary["computed"], "failed": len(summary["failed"]),
-            "seeks": summary["seeks"], "padded": summary["padded"],
-            "cpu_s": {"main": cpu1[0] - cpu0[0], "decoders": cpu1[1] - cpu0[1]},
-            "summary": summary}
+    return {
+        "wall_s": wall,
+        **_per_clip(summary["computed"], cfg["frames"], wall),
+        "decode_s": summary["decode_s"],
+        "model_s": summary["model_s"],
+        "wait_s": summary["wait_s"],
+        "write_s": summary["write_s"],
+        "computed": summary["computed"],
+        "failed": len(summary["failed"]),
+        "seeks": summary["seeks"],
+        "padded": summary["padded"],
+        "cpu_s": {"main": cpu1[0] - cpu0[0], "decoders": cpu1[1] - cpu0[1]},
+        "summary": summary,
+    }
 
 
 def _read_naive(cap, index: int):
@@ -254,9 +297,16 @@ def _run_naive(manifest, cfg: dict, encode) -> dict:
             cap.release()
     wall = time.perf_counter() - wall0
     cpu1 = _cpu_seconds()
-    return {"wall_s": wall, **_per_clip(len(manifest), cfg["frames"], wall), "decode_s": decode_s,
-            "model_s": model_s, "clips": len(manifest), "model_calls": calls, "failed_reads": failed_reads,
-            "cpu_s": {"main": cpu1[0] - cpu0[0]}}
+    return {
+        "wall_s": wall,
+        **_per_clip(len(manifest), cfg["frames"], wall),
+        "decode_s": decode_s,
+        "model_s": model_s,
+        "clips": len(manifest),
+        "model_calls": calls,
+        "failed_reads": failed_reads,
+        "cpu_s": {"main": cpu1[0] - cpu0[0]},
+    }
 
 
 def _run_decode_only(jobs, cfg: dict, keep: dict | None) -> dict:
@@ -279,9 +329,15 @@ def _run_decode_only(jobs, cfg: dict, keep: dict | None) -> dict:
             keep[answer.job.name] = answer.frames
     wall = time.perf_counter() - t0
     cpu1 = _cpu_seconds()
-    return {"wall_s": wall, **_per_clip(clips, cfg["frames"], wall), "clips": clips, "failed": failed,
-            "decode_s": decode_s, "wait_s": timer.get("wait_s", 0.0),
-            "cpu_s": {"main": cpu1[0] - cpu0[0], "decoders": cpu1[1] - cpu0[1]}}
+    return {
+        "wall_s": wall,
+        **_per_clip(clips, cfg["frames"], wall),
+        "clips": clips,
+        "failed": failed,
+        "decode_s": decode_s,
+        "wait_s": timer.get("wait_s", 0.0),
+        "cpu_s": {"main": cpu1[0] - cpu0[0], "decoders": cpu1[1] - cpu0[1]},
+    }
 
 
 def _run_model_only(jobs, frames_by_name: dict, cfg: dict, encode) -> dict:
@@ -299,10 +355,17 @@ def _run_model_only(jobs, frames_by_name: dict, cfg: dict, encode) -> dict:
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     frames = sum(len(frames_by_name[job.name]) for job in jobs if job.name in frames_by_name)
-    return {"wall_s": wall, **_per_clip(clips, cfg["frames"], wall), "clips": clips, "frames": frames,
-            "model_s": batcher.model_s, "calls": batcher.calls, "batch_frames": cfg["batch_frames"],
-            "scope": "all clips (frames decoded beforehand by decode_only, held in memory)",
-            "cpu_s": {"main": cpu}}
+    return {
+        "wall_s": wall,
+        **_per_clip(clips, cfg["frames"], wall),
+        "clips": clips,
+        "frames": frames,
+        "model_s": batcher.model_s,
+        "calls": batcher.calls,
+        "batch_frames": cfg["batch_frames"],
+        "scope": "all clips (frames decoded beforehand by decode_only, held in memory)",
+        "cpu_s": {"main": cpu},
+    }
 
 
 def _memory_mb() -> dict:
@@ -348,37 +411,70 @@ def _rss_child(spec_json: str) -> None:
         reset = _reset_peak_rss()
         before = _memory_mb()
         t0 = time.perf_counter()
-        summary = extract_features(manifest, FeatureStream(spec["backbone"], spec["weights"], spec["frames_per_clip"]),
-                                   cache_root, workers=0, progress=False)
+        summary = extract_features(
+            manifest,
+            FeatureStream(spec["backbone"], spec["weights"], spec["frames_per_clip"]),
+            cache_root,
+            workers=0,
+            progress=False,
+        )
         wall = time.perf_counter() - t0
         after = _memory_mb()
         records = read_clip_records(summary["cache_dir"]).to_dict("records")
     read = records[0] if records else {}
     peak = after["peak_mb"] if reset else after["lifetime_peak_mb"]
-    print(_RSS_RESULT_PREFIX + json.dumps({
-        "peak_rss_mb": peak, "rss_before_extract_mb": before["rss_mb"], "extract_peak_increase_mb":
-        peak - before["rss_mb"] if before["rss_mb"] is not None else None,
-        "lifetime_peak_rss_mb": after["lifetime_peak_mb"],
-        "peak_counter": "VmHWM reset just before extraction" if reset else "ru_maxrss of the whole process",
-        "wall_s": wall, "computed": summary["computed"], "failed": [f["reason"] for f in summary["failed"]],
-        "seeks": summary["seeks"], "read": {k: read.get(k) for k in ("strategy", "grabs", "seeks", "seek_fallbacks",
-                                                                      "grab_ms", "seek_ms", "decode_s")}},
-        default=float), flush=True)
+    print(
+        _RSS_RESULT_PREFIX
+        + json.dumps(
+            {
+                "peak_rss_mb": peak,
+                "rss_before_extract_mb": before["rss_mb"],
+                "extract_peak_increase_mb": peak - before["rss_mb"] if before["rss_mb"] is not None else None,
+                "lifetime_peak_rss_mb": after["lifetime_peak_mb"],
+                "peak_counter": "VmHWM reset just before extraction" if reset else "ru_maxrss of the whole process",
+                "wall_s": wall,
+                "computed": summary["computed"],
+                "failed": [f["reason"] for f in summary["failed"]],
+                "seeks": summary["seeks"],
+                "read": {
+                    k: read.get(k)
+                    for k in ("strategy", "grabs", "seeks", "seek_fallbacks", "grab_ms", "seek_ms", "decode_s")
+                },
+            },
+            default=float,
+        ),
+        flush=True,
+    )
 
 
 def measure_peak_rss(clip: dict, backbone: str, weights: str, frames_per_clip: int, timeout_s: float = 600) -> dict:
     """Peak RSS (MB) of a fresh Python process that extracts only ``clip`` (decoding in that process)."""
-    spec = json.dumps({"path": clip["path"], "frames": clip["frames"], "backbone": backbone, "weights": weights,
-                       "frames_per_clip": frames_per_clip})
+    spec = json.dumps(
+        {
+            "path": clip["path"],
+            "frames": clip["frames"],
+            "backbone": backbone,
+            "weights": weights,
+            "frames_per_clip": frames_per_clip,
+        }
+    )
     code = "import sys; from benchmarks.bench_extraction import _rss_child; _rss_child(sys.argv[1])"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, timeout=timeout_s,
-                          cwd=str(PROJECT_ROOT), env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code, spec],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=str(PROJECT_ROOT),
+        env=env,
+    )
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith(_RSS_RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"the RSS measuring process for {clip['path']} failed (exit {done.returncode}): "
-                           f"{done.stderr.strip()[-2000:]}")
-    return json.loads(lines[-1][len(_RSS_RESULT_PREFIX):])
+        raise RuntimeError(
+            f"the RSS measuring process for {clip['path']} failed (exit {done.returncode}): "
+            f"{done.stderr.strip()[-2000:]}"
+        )
+    return json.loads(lines[-1][len(_RSS_RESULT_PREFIX) :])
 
 
 def _rss_part(clip_dir: Path, cfg: dict, long_clip: tuple[float, int]) -> dict:
@@ -390,18 +486,21 @@ def _rss_part(clip_dir: Path, cfg: dict, long_clip: tuple[float, int]) -> dict:
     short, long = out["short"]["peak_rss_mb"], out["long"]["peak_rss_mb"]
     out["ratio"] = long / short
     out["long_minus_short_mb"] = long - short
-    out["method"] = ("a fresh `python -c` process per clip imports the library, resets its peak-RSS counter "
-                     "(/proc/self/clear_refs), runs extract_features(workers=0: decoding in that process) on that "
-                     "one clip and reports the peak RSS of the whole process during it (interpreter, libraries, "
-                     "model, decoding; ru_maxrss of its lifetime where the reset is not allowed: that one also "
-                     "counts the parent's RSS at fork, a Linux quirk, so it is only a fallback); clips are mp4v "
-                     "1920x1080, a rolling noise field with the frame number drawn; "
-                     f"short {SHORT_CLIP[0]:g} s at {SHORT_CLIP[1]} fps, long "
-                     f"{long_clip[0]:g} s at {long_clip[1]} fps (a low rate keeps writing time and disk sane)")
+    out["method"] = (
+        "a fresh `python -c` process per clip imports the library, resets its peak-RSS counter "
+        "(/proc/self/clear_refs), runs extract_features(workers=0: decoding in that process) on that "
+        "one clip and reports the peak RSS of the whole process during it (interpreter, libraries, "
+        "model, decoding; ru_maxrss of its lifetime where the reset is not allowed: that one also "
+        "counts the parent's RSS at fork, a Linux quirk, so it is only a fallback); clips are mp4v "
+        "1920x1080, a rolling noise field with the frame number drawn; "
+        f"short {SHORT_CLIP[0]:g} s at {SHORT_CLIP[1]} fps, long "
+        f"{long_clip[0]:g} s at {long_clip[1]} fps (a low rate keeps writing time and disk sane)"
+    )
     return out
 
 
 # --------------------------------------------------------------------------- stream views
+
 
 def check_views(views) -> tuple[str, ...]:
     """``views`` as a tuple of 'identity' and stream-view names (a comma-separated string is split)."""
@@ -426,27 +525,38 @@ def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
         stream = base if view == "identity" else base.with_view(view)
         run = _run_ours(manifest, cfg, stream)
         summary = run["summary"]
-        out[view] = {"key": stream.key, "regions": stream.regions,
-                     "encoded_frames_per_clip": cfg["frames"] * stream.regions,
-                     "wall_s": run["wall_s"], "clips_per_s": run["clips_per_s"], "computed": run["computed"],
-                     "failed": run["failed"], "decode_s": run["decode_s"], "model_s": run["model_s"],
-                     "wait_s": run["wait_s"], "cpu_s": run["cpu_s"],
-                     "motion_fallback_frames": summary.get("motion_fallback_frames")}
+        out[view] = {
+            "key": stream.key,
+            "regions": stream.regions,
+            "encoded_frames_per_clip": cfg["frames"] * stream.regions,
+            "wall_s": run["wall_s"],
+            "clips_per_s": run["clips_per_s"],
+            "computed": run["computed"],
+            "failed": run["failed"],
+            "decode_s": run["decode_s"],
+            "model_s": run["model_s"],
+            "wait_s": run["wait_s"],
+            "cpu_s": run["cpu_s"],
+            "motion_fallback_frames": summary.get("motion_fallback_frames"),
+        }
     if "identity" in out:
         for view in views:
             if view != "identity" and out[view]["clips_per_s"] and out["identity"]["clips_per_s"]:
                 out[view]["speed_vs_identity"] = out[view]["clips_per_s"] / out["identity"]["clips_per_s"]
-    out["method"] = ("extract_features(workers, default batch size) per view on the same clips, each into a fresh "
-                     "temporary cache, one run each, in the order listed; stream views decode the sampled frames "
-                     "at native resolution and cut them in the decoder processes (motion_crop also decodes each "
-                     "sampled frame's next frame); tiles encode grid**2 frames per sampled frame")
+    out["method"] = (
+        "extract_features(workers, default batch size) per view on the same clips, each into a fresh "
+        "temporary cache, one run each, in the order listed; stream views decode the sampled frames "
+        "at native resolution and cut them in the decoder processes (motion_crop also decodes each "
+        "sampled frame's next frame); tiles encode grid**2 frames per sampled frame"
+    )
     return out
 
 
 def _views_headline(views: dict) -> str:
     names = [v for v in views if v != "method"]
-    return "views: " + ", ".join(f"{v} {views[v]['clips_per_s']:.2f} clips/s" for v in names
-                                 if views[v]["clips_per_s"] is not None)
+    return "views: " + ", ".join(
+        f"{v} {views[v]['clips_per_s']:.2f} clips/s" for v in names if views[v]["clips_per_s"] is not None
+    )
 
 
 def _bench_setup(backbone: str, weights: str, frames: int, workers: int, clips: int, views) -> tuple:
@@ -459,34 +569,56 @@ def _bench_setup(backbone: str, weights: str, frames: int, workers: int, clips: 
     _check_backbone(backbone)
     views = check_views(views)
     stream = FeatureStream(backbone, weights, frames)
-    cfg = {"backbone": backbone, "weights": weights, "frames": frames, "workers": workers,
-           "size": stream.size, "pairs": stream.pairs, "batch_frames": stream.spec.batch_size}
+    cfg = {
+        "backbone": backbone,
+        "weights": weights,
+        "frames": frames,
+        "workers": workers,
+        "size": stream.size,
+        "pairs": stream.pairs,
+        "batch_frames": stream.spec.batch_size,
+    }
     return stream, cfg, views
 
 
-def bench_views(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0,
-                backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20, workers: int = 2,
-                views=VIEWS) -> dict:
+def bench_views(
+    out_path: str | Path,
+    data_dir: str | Path = DEFAULT_DATA,
+    clips: int = 0,
+    backbone: str = "mobilenet_v1_tflite",
+    weights: str = "imagenet",
+    frames: int = 20,
+    workers: int = 2,
+    views=VIEWS,
+) -> dict:
     """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report)."""
     from nexara_lib.io import write_json_atomic
 
     stream, cfg, views = _bench_setup(backbone, weights, frames, workers, clips, views)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = load_average()
     total0 = time.perf_counter()
     manifest, unusable = select_clips(data_dir, clips)
     part = _views_part(manifest, cfg, views)
     headline = _views_headline(part)
-    report = {"benchmark": "feature_extraction_views", "headline": headline,
-              "question": "clips/s of extract_features on the whole frame vs the stream views (motion_crop, tiles)",
-              "started_at": started_at, "total_seconds": time.perf_counter() - total0,
-              "machine": {**_machine(), "load_average_before": load_before, "load_average_after": load_average()},
-              "data": {"dir": str(Path(data_dir).resolve()), "clips": len(manifest), "unusable": unusable,
-                       "selection": f"{clips} evenly spread over the sorted clip list" if clips else "all clips",
-                       "sizes": {f"{w}x{h}": int(n)
-                                 for (w, h), n in manifest.groupby(["width", "height"]).size().items()},
-                       "rel_paths": manifest["rel_path"].tolist()},
-              "config": {**cfg, "views": list(views)}, "views": part}
+    report = {
+        "benchmark": "feature_extraction_views",
+        "headline": headline,
+        "question": "clips/s of extract_features on the whole frame vs the stream views (motion_crop, tiles)",
+        "started_at": started_at,
+        "total_seconds": time.perf_counter() - total0,
+        "machine": {**_machine(), "load_average_before": load_before, "load_average_after": load_average()},
+        "data": {
+            "dir": str(Path(data_dir).resolve()),
+            "clips": len(manifest),
+            "unusable": unusable,
+            "selection": f"{clips} evenly spread over the sorted clip list" if clips else "all clips",
+            "sizes": {f"{w}x{h}": int(n) for (w, h), n in manifest.groupby(["width", "height"]).size().items()},
+            "rel_paths": manifest["rel_path"].tolist(),
+        },
+        "config": {**cfg, "views": list(views)},
+        "views": part,
+    }
     path = Path(out_path)
     write_json_atomic(path, report)
     print(f"extraction views bench: {headline} -> {path}", flush=True)
@@ -494,6 +626,7 @@ def bench_views(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips
 
 
 # --------------------------------------------------------------------------- environment
+
 
 def _cpu_model() -> str:
     try:
@@ -517,12 +650,19 @@ def _machine() -> dict:
     except metadata.PackageNotFoundError:
         versions["ai_edge_litert"] = None
     versions["cv2"] = cv2.__version__
-    return {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu_count": os.cpu_count(), "cpu_model": _cpu_model(), "platform": platform.platform(),
-            "opencv_threads": cv2.getNumThreads(), "versions": versions, "git": git_info(PROJECT_ROOT)}
+    return {
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "opencv_threads": cv2.getNumThreads(),
+        "versions": versions,
+        "git": git_info(PROJECT_ROOT),
+    }
 
 
 # --------------------------------------------------------------------------- the benchmark
+
 
 def _best(runs: list[dict]) -> dict:
     """The least disturbed run (min wall) with every run's wall beside it."""
@@ -542,13 +682,24 @@ def _target(value: float | None, target: float, at_least: bool) -> dict:
 
 def _check_backbone(backbone: str) -> None:
     from nexara_lib.features.backbones import available_backbones
+
     if backbone not in available_backbones():
         raise ValueError(f"backbone {backbone!r} is not one of {available_backbones()}")
 
 
-def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, clips: int = 0, repeats: int = 1,
-                     backbone: str = "mobilenet_v1_tflite", weights: str = "imagenet", frames: int = 20,
-                     workers: int = 2, quick: bool = False, rss: bool = True, views=VIEWS) -> dict:
+def bench_extraction(
+    out_path: str | Path,
+    data_dir: str | Path = DEFAULT_DATA,
+    clips: int = 0,
+    repeats: int = 1,
+    backbone: str = "mobilenet_v1_tflite",
+    weights: str = "imagenet",
+    frames: int = 20,
+    workers: int = 2,
+    quick: bool = False,
+    rss: bool = True,
+    views=VIEWS,
+) -> dict:
     """Time ours, naive, decode_only and model_only on the same clips; measure peak RSS vs clip length.
 
     Each repeat runs decode_only (keeping the frames), model_only (on those frames, then freed), ours
@@ -577,7 +728,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     from nexara_lib.io import write_json_atomic
 
     stream, cfg, views = _bench_setup(backbone, weights, frames, workers, clips, views)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = load_average()
     total0 = time.perf_counter()
     n_clips = clips or (QUICK_CLIPS if quick else 0)
@@ -610,21 +761,28 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     slowest_alone = max(decode["wall_s"], model["wall_s"])
     speedup = naive["wall_s"] / ours["wall_s"]
     overlap = ours["wall_s"] / slowest_alone
-    floor = {"decode_cpu_s": decode_cpu, "model_cpu_s": model_cpu, "cores": cores, "floor_wall_s": floor_wall,
-             "floor_overlap_ratio": floor_wall / slowest_alone,  # the best overlap_ratio this CPU work allows
-             "max_speedup_vs_naive": naive["wall_s"] / floor_wall,  # the best speedup this CPU work allows
-             "ours_cpu_s": ours["cpu_s"]["main"] + ours["cpu_s"]["decoders"],
-             "ours_cpu_utilisation": (ours["cpu_s"]["main"] + ours["cpu_s"]["decoders"]) / (ours["wall_s"] * cores),
-             "how": "decode CPU = decode_only's decoder processes (getrusage RUSAGE_CHILDREN, reaped) + its "
-                    "consumer; model CPU = model_only's process CPU time (all interpreter threads); "
-                    "floor = their sum / cores: no schedule of the same work can be faster on these cores"}
+    floor = {
+        "decode_cpu_s": decode_cpu,
+        "model_cpu_s": model_cpu,
+        "cores": cores,
+        "floor_wall_s": floor_wall,
+        "floor_overlap_ratio": floor_wall / slowest_alone,  # the best overlap_ratio this CPU work allows
+        "max_speedup_vs_naive": naive["wall_s"] / floor_wall,  # the best speedup this CPU work allows
+        "ours_cpu_s": ours["cpu_s"]["main"] + ours["cpu_s"]["decoders"],
+        "ours_cpu_utilisation": (ours["cpu_s"]["main"] + ours["cpu_s"]["decoders"]) / (ours["wall_s"] * cores),
+        "how": "decode CPU = decode_only's decoder processes (getrusage RUSAGE_CHILDREN, reaped) + its "
+        "consumer; model CPU = model_only's process CPU time (all interpreter threads); "
+        "floor = their sum / cores: no schedule of the same work can be faster on these cores",
+    }
 
     rss_part = None
     if rss:
         rss_part = _rss_part(Path(out_path).parent / "clips", cfg, QUICK_LONG_CLIP if quick else LONG_CLIP)
-    targets = {"speedup_vs_naive": _target(speedup, TARGET_SPEEDUP, at_least=True),
-               "overlap_ratio": _target(overlap, TARGET_OVERLAP, at_least=False),
-               "rss_ratio": _target(rss_part["ratio"] if rss_part else None, TARGET_RSS_RATIO, at_least=False)}
+    targets = {
+        "speedup_vs_naive": _target(speedup, TARGET_SPEEDUP, at_least=True),
+        "overlap_ratio": _target(overlap, TARGET_OVERLAP, at_least=False),
+        "rss_ratio": _target(rss_part["ratio"] if rss_part else None, TARGET_RSS_RATIO, at_least=False),
+    }
     targets["speedup_vs_naive"]["reachable_on_this_machine"] = bool(floor["max_speedup_vs_naive"] >= TARGET_SPEEDUP)
     targets["overlap_ratio"]["reachable_on_this_machine"] = bool(floor["floor_overlap_ratio"] <= TARGET_OVERLAP)
 
@@ -632,16 +790,20 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         met = targets[name]["met"]
         return "met" if met else ("NOT met" if met is not None else "not measured")
 
-    headline = (f"ours {ours['clips_per_s']:.2f} clips/s vs naive {naive['clips_per_s']:.2f} clips/s "
-                f"({speedup:.1f}x, target >= {TARGET_SPEEDUP:g}: {verdict('speedup_vs_naive')}); "
-                f"wall/max(decode {decode['wall_s']:.1f} s, model {model['wall_s']:.1f} s) = {overlap:.2f} "
-                f"(target <= {TARGET_OVERLAP:g}: {verdict('overlap_ratio')}; CPU floor allows "
-                f"{floor['floor_overlap_ratio']:.2f})")
+    headline = (
+        f"ours {ours['clips_per_s']:.2f} clips/s vs naive {naive['clips_per_s']:.2f} clips/s "
+        f"({speedup:.1f}x, target >= {TARGET_SPEEDUP:g}: {verdict('speedup_vs_naive')}); "
+        f"wall/max(decode {decode['wall_s']:.1f} s, model {model['wall_s']:.1f} s) = {overlap:.2f} "
+        f"(target <= {TARGET_OVERLAP:g}: {verdict('overlap_ratio')}; CPU floor allows "
+        f"{floor['floor_overlap_ratio']:.2f})"
+    )
     if rss_part:
         short, long = rss_part["short"], rss_part["long"]
-        headline += (f"; peak RSS {_duration_text(long['clip']['seconds'])} 1080p {long['peak_rss_mb']:.0f} MB vs "
-                     f"{_duration_text(short['clip']['seconds'])} {short['peak_rss_mb']:.0f} MB "
-                     f"({rss_part['ratio']:.2f}x, target <= {TARGET_RSS_RATIO:g}: {verdict('rss_ratio')})")
+        headline += (
+            f"; peak RSS {_duration_text(long['clip']['seconds'])} 1080p {long['peak_rss_mb']:.0f} MB vs "
+            f"{_duration_text(short['clip']['seconds'])} {short['peak_rss_mb']:.0f} MB "
+            f"({rss_part['ratio']:.2f}x, target <= {TARGET_RSS_RATIO:g}: {verdict('rss_ratio')})"
+        )
 
     if views_part:
         headline += "; " + _views_headline(views_part)
@@ -649,7 +811,7 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
     report = {
         "benchmark": "feature_extraction",
         "question": "clips/s of extract_features vs a naive seek-per-frame, one-call-per-frame loop; how close "
-                    "its wall time is to the slower of decoding alone and the model alone; peak RSS vs clip length",
+        "its wall time is to the slower of decoding alone and the model alone; peak RSS vs clip length",
         "headline": headline,
         "targets": targets,
         "speedup_vs_naive": speedup,
@@ -657,31 +819,37 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
         "started_at": started_at,
         "total_seconds": time.perf_counter() - total0,
         "machine": {**machine, "load_average_before": load_before, "load_average_after": load_average()},
-        "data": {"dir": str(Path(data_dir).resolve()), "clips": len(manifest), "selection":
-                 f"{n_clips} evenly spread over the sorted clip list" if n_clips else "all clips",
-                 "frames_in_clips": int(manifest["frames"].sum()),
-                 "sizes": {f"{w}x{h}": int(n) for (w, h), n in manifest.groupby(["width", "height"]).size().items()},
-                 "labels": {str(k): int(v) for k, v in manifest["label"].value_counts().sort_index().items()},
-                 "unusable": unusable, "rel_paths": manifest["rel_path"].tolist(),
-                 "prepare_s": prepare_s},  # untimed: discovering and probing clips for their frame counts
-        "config": {**cfg, "repeats": repeats, "quick": quick,
-                   "encoder_build_s": encoder_build_s},
+        "data": {
+            "dir": str(Path(data_dir).resolve()),
+            "clips": len(manifest),
+            "selection": f"{n_clips} evenly spread over the sorted clip list" if n_clips else "all clips",
+            "frames_in_clips": int(manifest["frames"].sum()),
+            "sizes": {f"{w}x{h}": int(n) for (w, h), n in manifest.groupby(["width", "height"]).size().items()},
+            "labels": {str(k): int(v) for k, v in manifest["label"].value_counts().sort_index().items()},
+            "unusable": unusable,
+            "rel_paths": manifest["rel_path"].tolist(),
+            "prepare_s": prepare_s,
+        },  # untimed: discovering and probing clips for their frame counts
+        "config": {**cfg, "repeats": repeats, "quick": quick, "encoder_build_s": encoder_build_s},
         "method": {
             "run_order": f"each repeat: {' then '.join(RUN_ORDER)}",
             "repeats": repeats,
             "aggregate_over_repeats": "per side, the run with the minimum wall time (the least disturbed)",
             "ours": "extract_features(workers, default batch size) into a fresh temporary cache; wall = the call",
             "naive": "one process, plain loop: cv2.VideoCapture per clip, per sampled frame cap.set(POS_FRAMES) + "
-                     "read + resize INTER_AREA + BGR->RGB, one backbone call per frame (batch 1); encoder built "
-                     "before the clock",
+            "read + resize INTER_AREA + BGR->RGB, one backbone call per frame (batch 1); encoder built "
+            "before the clock",
             "decode_only": "decoded_clips(jobs, workers) (our decoder processes, same queue size as ours); frames "
-                           "kept in memory for model_only, nothing else done with them",
+            "kept in memory for model_only, nothing else done with them",
             "model_only": "FeatureBatcher(encoder, batch_frames) over decode_only's frames of all clips, in clip "
-                          "order (the same fixed batch shape as ours); encoder built before the clock",
+            "order (the same fixed batch shape as ours); encoder built before the clock",
             "frame_counts": "probed once before any timing (what the audit's manifest provides to ours)",
             "tflite_threads": "mobilenet_v1_tflite runs its interpreter with num_threads=2 on every side",
         },
-        "ours": ours, "naive": naive, "decode_only": decode, "model_only": model,
+        "ours": ours,
+        "naive": naive,
+        "decode_only": decode,
+        "model_only": model,
         "floor": floor,
         "rss": rss_part,
         "views": views_part,
@@ -695,8 +863,10 @@ def bench_extraction(out_path: str | Path, data_dir: str | Path = DEFAULT_DATA, 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of ``python -m benchmarks.bench_extraction``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_extraction",
-                                     description="Feature extraction speed and memory vs naive/decode/model (JSON).")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_extraction",
+        description="Feature extraction speed and memory vs naive/decode/model (JSON).",
+    )
     parser.add_argument("--out", default="outputs/bench/extraction.json", help="JSON report to write")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of labelled clips (fight/, noFight/)")
     parser.add_argument("--clips", type=int, default=0, help="0 = all clips; else this many, evenly spread")
@@ -705,26 +875,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
     parser.add_argument("--frames", type=int, default=20, help="T, frames per clip")
     parser.add_argument("--workers", type=int, default=2, help="decoder processes of ours and decode_only")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_CLIPS} clips (unless --clips) and a {QUICK_LONG_CLIP[0]:g}-s long clip")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_CLIPS} clips (unless --clips) and a {QUICK_LONG_CLIP[0]:g}-s long clip",
+    )
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS part (synthetic 1080p clips)")
-    parser.add_argument("--views", default=",".join(VIEWS),
-                        help="comma-separated views timed in the views part ('identity' and stream views; '' = none)")
-    parser.add_argument("--views-only", action="store_true",
-                        help="run only the views part (no naive/decode/model/RSS parts)")
+    parser.add_argument(
+        "--views",
+        default=",".join(VIEWS),
+        help="comma-separated views timed in the views part ('identity' and stream views; '' = none)",
+    )
+    parser.add_argument(
+        "--views-only", action="store_true", help="run only the views part (no naive/decode/model/RSS parts)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line; 2 on a bad argument."""
+
     def run(args):
         if args.views_only:
-            return bench_views(args.out, data_dir=args.data, clips=args.clips or (QUICK_CLIPS if args.quick else 0),
-                               backbone=args.backbone, weights=args.weights, frames=args.frames,
-                               workers=args.workers, views=args.views or VIEWS)
-        return bench_extraction(args.out, data_dir=args.data, clips=args.clips, repeats=args.repeats,
-                                backbone=args.backbone, weights=args.weights, frames=args.frames, workers=args.workers,
-                                quick=args.quick, rss=not args.no_rss, views=args.views)
+            return bench_views(
+                args.out,
+                data_dir=args.data,
+                clips=args.clips or (QUICK_CLIPS if args.quick else 0),
+                backbone=args.backbone,
+                weights=args.weights,
+                frames=args.frames,
+                workers=args.workers,
+                views=args.views or VIEWS,
+            )
+        return bench_extraction(
+            args.out,
+            data_dir=args.data,
+            clips=args.clips,
+            repeats=args.repeats,
+            backbone=args.backbone,
+            weights=args.weights,
+            frames=args.frames,
+            workers=args.workers,
+            quick=args.quick,
+            rss=not args.no_rss,
+            views=args.views,
+        )
+
     return run_cli(build_parser(), run, argv)
 
 

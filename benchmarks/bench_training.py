@@ -20,6 +20,7 @@ Run it with ``make bench`` or::
 
     python -m benchmarks.bench_training --out outputs/bench/training.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +48,9 @@ PER_EPOCH_TIMING_KEYS = ("checkpoint_seconds",)
 _RESERVED_KEYS = ("epochs",)
 
 
-def make_bench_data(n_train: int, n_val: int, timesteps: int, feature_dim: int,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def make_bench_data(
+    n_train: int, n_val: int, timesteps: int, feature_dim: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Deterministic, learnable random clips: class 1 has its first quarter of features shifted up.
 
     Args:
@@ -61,8 +64,12 @@ def make_bench_data(n_train: int, n_val: int, timesteps: int, feature_dim: int,
         ``(x_train, y_train, x_val, y_val)``: float32 ``(N, T, D)`` features and
         int64 ``(N,)`` labels in {0, 1}, balanced to within one clip and shuffled.
     """
-    for name, value, low in (("n_train", n_train, 2), ("n_val", n_val, 2), ("timesteps", timesteps, 1),
-                             ("feature_dim", feature_dim, 1)):
+    for name, value, low in (
+        ("n_train", n_train, 2),
+        ("n_val", n_val, 2),
+        ("timesteps", timesteps, 1),
+        ("feature_dim", feature_dim, 1),
+    ):
         check_int(name, value, low)
     check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
@@ -105,8 +112,13 @@ def bench_config(epochs: int, config_overrides: Mapping[str, Any] | None = None)
     if reserved:
         raise ValueError(f"config_overrides must not set {reserved}; pass epochs=... to bench_training instead")
     config = {k: p.default for k, p in SCHEMA.items()}
-    config.update(augment_factor=1, early_stopping_patience=epochs, epochs=epochs, mixed_precision="off",
-                  warmup_epochs=min(int(SCHEMA["warmup_epochs"].default), epochs))
+    config.update(
+        augment_factor=1,
+        early_stopping_patience=epochs,
+        epochs=epochs,
+        mixed_precision="off",
+        warmup_epochs=min(int(SCHEMA["warmup_epochs"].default), epochs),
+    )
     config.update(overrides)
     resolve_training_config(config)  # a bad value fails here, before anything trains
     return config
@@ -155,13 +167,23 @@ def _run_bare(x_train, y_train, x_val, y_val, config: Mapping[str, Any], seed: i
     set_seed(seed)
     configure_precision(config["mixed_precision"])
     model = create_sequence_model(config["model"], x_train.shape[1:], **model_params_from_config(config))
-    model.compile(optimizer=make_optimizer(config["optimizer"], config["learning_rate"], config["gradient_clip_norm"]),
-                  loss=FocalLoss(config["focal_gamma"], alpha=0.5, label_smoothing=config["label_smoothing"]),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=make_optimizer(config["optimizer"], config["learning_rate"], config["gradient_clip_norm"]),
+        loss=FocalLoss(config["focal_gamma"], alpha=0.5, label_smoothing=config["label_smoothing"]),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
     clock = EpochTimes()
     t0 = time.perf_counter()
-    model.fit(x_train, _one_hot(y_train), validation_data=(x_val, _one_hot(y_val)),
-              batch_size=config["batch_size"], epochs=config["epochs"], shuffle=True, verbose=0, callbacks=[clock])
+    model.fit(
+        x_train,
+        _one_hot(y_train),
+        validation_data=(x_val, _one_hot(y_val)),
+        batch_size=config["batch_size"],
+        epochs=config["epochs"],
+        shuffle=True,
+        verbose=0,
+        callbacks=[clock],
+    )
     fit_seconds = time.perf_counter() - t0
 
     # What PerClassMonitor does each epoch (a validation predict + metrics), timed on this trained model;
@@ -235,9 +257,17 @@ def _machine() -> dict:
     }
 
 
-def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, timesteps: int = 20,
-                   feature_dim: int = 1024, epochs: int = 6, seed: int = 0,
-                   config_overrides: Mapping[str, Any] | None = None, repeats: int = 3) -> dict:
+def bench_training(
+    out_path: str | Path,
+    n_train: int = 512,
+    n_val: int = 128,
+    timesteps: int = 20,
+    feature_dim: int = 1024,
+    epochs: int = 6,
+    seed: int = 0,
+    config_overrides: Mapping[str, Any] | None = None,
+    repeats: int = 3,
+) -> dict:
     """Time our training loop against a bare ``model.fit`` and write the JSON report.
 
     Each repeat runs bare first, then ours, on the same arrays and config (so the two
@@ -268,7 +298,7 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
     from nexara_lib.io import write_json_atomic
     from nexara_lib.training.train import resolve_training_config
 
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = load_average()
     t0 = time.perf_counter()
     runs: dict[str, list[dict]] = {"bare": [], "ours": []}
@@ -279,34 +309,52 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
 
     best = {side: min(results, key=lambda r: r["seconds_per_epoch"]) for side, results in runs.items()}
     ours, bare = best["ours"]["seconds_per_epoch"], best["bare"]["seconds_per_epoch"]
-    medians = {side: float(np.median([s for r in results for s in r["epoch_seconds"][1:]]))
-               for side, results in runs.items()}
-    fit_wall = {side: min(_fit_wall_per_epoch(r["fit_seconds"], r["epoch_seconds"]) for r in results)
-                for side, results in runs.items()}
+    medians = {
+        side: float(np.median([s for r in results for s in r["epoch_seconds"][1:]])) for side, results in runs.items()
+    }
+    fit_wall = {
+        side: min(_fit_wall_per_epoch(r["fit_seconds"], r["epoch_seconds"]) for r in results)
+        for side, results in runs.items()
+    }
     probes = best["bare"]["probes"]
     overhead = ours - bare
     extra_timings = {k: v for k, v in best["ours"]["timings"].items() if k not in ("seconds_per_epoch",)}
     # what ours does at every epoch end, per epoch: the monitor's predict (probed on the bare model) and
     # any cumulative per-epoch cost train_sequence_model reports (e.g. checkpoint writes)
     components = {"per_class_monitor": probes["monitor_seconds_per_call"]}
-    components.update({k.removesuffix("_seconds"): float(extra_timings[k]) / best["ours"]["epochs_run"]
-                       for k in PER_EPOCH_TIMING_KEYS if isinstance(extra_timings.get(k), (int, float))})
+    components.update(
+        {
+            k.removesuffix("_seconds"): float(extra_timings[k]) / best["ours"]["epochs_run"]
+            for k in PER_EPOCH_TIMING_KEYS
+            if isinstance(extra_timings.get(k), (int, float))
+        }
+    )
     fit_wall_overhead = fit_wall["ours"] - fit_wall["bare"]
     # the headline ratio counts everything fit does per epoch on both sides (epoch-end callbacks included)
     ratio = fit_wall["ours"] / fit_wall["bare"]
     timings = best["ours"]["timings"]
     commits = int(timings.get("checkpoint_commits", 0))
-    checkpoint = {"commits": commits, "seconds": float(timings.get("checkpoint_seconds", 0.0)),
-                  "seconds_per_commit": float(timings["checkpoint_seconds"]) / commits if commits else None,
-                  "interval_s": float(config["checkpoint_interval_s"])}
+    checkpoint = {
+        "commits": commits,
+        "seconds": float(timings.get("checkpoint_seconds", 0.0)),
+        "seconds_per_commit": float(timings["checkpoint_seconds"]) / commits if commits else None,
+        "interval_s": float(config["checkpoint_interval_s"]),
+    }
     report = {
         "benchmark": "training_epoch_time",
         "question": "steady-state seconds per epoch of train_sequence_model vs a bare model.fit on the same arrays",
         "started_at": started_at,
         "total_seconds": total_seconds,
         "machine": {**_machine(), "load_average_before": load_before, "load_average_after": load_average()},
-        "data": {"n_train": n_train, "n_val": n_val, "timesteps": timesteps, "feature_dim": feature_dim,
-                 "dtype": "float32", "signal": "class 1: +0.5 on the first quarter of features", "seed": seed},
+        "data": {
+            "n_train": n_train,
+            "n_val": n_val,
+            "timesteps": timesteps,
+            "feature_dim": feature_dim,
+            "dtype": "float32",
+            "signal": "class 1: +0.5 on the first quarter of features",
+            "seed": seed,
+        },
         "config": resolve_training_config(config),
         "config_overrides": dict(config_overrides or {}),
         "n_parameters": best["bare"]["n_parameters"],
@@ -314,22 +362,29 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
             "run_order": f"each repeat: {' then '.join(RUN_ORDER)}; clear_session + set_seed(seed) before each run",
             "repeats": repeats,
             "ratio": "fit wall time minus epoch 1, per remaining epoch, ours / bare (min over repeats): counts "
-                     "every epoch-end callback (per-class monitor, early stopping, checkpoint, TensorBoard)",
+            "every epoch-end callback (per-class monitor, early stopping, checkpoint, TensorBoard)",
             "steady_state": "epochs 2..N (epoch 1 includes graph tracing)",
             "aggregate_over_repeats": "min of the per-run steady-state values (the least disturbed run)",
             "ours_epoch_clock": "train_sequence_model's epoch_seconds; callbacks placed after its clock "
-                                "(checkpoint, TensorBoard) do their epoch-end work outside it: see fit_wall",
+            "(checkpoint, TensorBoard) do their epoch-end work outside it: see fit_wall",
             "bare": "create_sequence_model + compile (same focal loss, optimizer at a constant learning rate, "
-                    "accuracy) + model.fit(validation_data, shuffle) with one epoch-timing callback",
+            "accuracy) + model.fit(validation_data, shuffle) with one epoch-timing callback",
             "ours": "train_sequence_model(verbose=0), epoch_seconds from its history",
         },
-        "ours": {"seconds_per_epoch": ours, "epoch_seconds": best["ours"]["epoch_seconds"],
-                 "fit_seconds": best["ours"]["fit_seconds"], "call_seconds": best["ours"]["call_seconds"],
-                 "epochs_run": best["ours"]["epochs_run"],
-                 "all_runs_seconds_per_epoch": [r["seconds_per_epoch"] for r in runs["ours"]]},
-        "bare": {"seconds_per_epoch": bare, "epoch_seconds": best["bare"]["epoch_seconds"],
-                 "fit_seconds": best["bare"]["fit_seconds"],
-                 "all_runs_seconds_per_epoch": [r["seconds_per_epoch"] for r in runs["bare"]]},
+        "ours": {
+            "seconds_per_epoch": ours,
+            "epoch_seconds": best["ours"]["epoch_seconds"],
+            "fit_seconds": best["ours"]["fit_seconds"],
+            "call_seconds": best["ours"]["call_seconds"],
+            "epochs_run": best["ours"]["epochs_run"],
+            "all_runs_seconds_per_epoch": [r["seconds_per_epoch"] for r in runs["ours"]],
+        },
+        "bare": {
+            "seconds_per_epoch": bare,
+            "epoch_seconds": best["bare"]["epoch_seconds"],
+            "fit_seconds": best["bare"]["fit_seconds"],
+            "all_runs_seconds_per_epoch": [r["seconds_per_epoch"] for r in runs["bare"]],
+        },
         "ratio": ratio,
         "seconds_per_epoch": fit_wall,
         "target": TARGET_RATIO,
@@ -358,19 +413,24 @@ def bench_training(out_path: str | Path, n_train: int = 512, n_val: int = 128, t
     }
     path = Path(out_path)
     write_json_atomic(path, report)
-    print(f"training bench: ours {fit_wall['ours']:.3f} s/epoch, bare model.fit {fit_wall['bare']:.3f} s/epoch, "
-          f"ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}); "
-          f"epoch-clock ratio {report['cross_checks']['ratio_epoch_clock']:.2f}; per epoch: per-class monitor "
-          f"~{components['per_class_monitor']:.3f} s"
-          + (f", checkpoint ~{components['checkpoint']:.3f} s" if "checkpoint" in components else "")
-          + f" -> {path}", flush=True)
+    print(
+        f"training bench: ours {fit_wall['ours']:.3f} s/epoch, bare model.fit {fit_wall['bare']:.3f} s/epoch, "
+        f"ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}); "
+        f"epoch-clock ratio {report['cross_checks']['ratio_epoch_clock']:.2f}; per epoch: per-class monitor "
+        f"~{components['per_class_monitor']:.3f} s"
+        + (f", checkpoint ~{components['checkpoint']:.3f} s" if "checkpoint" in components else "")
+        + f" -> {path}",
+        flush=True,
+    )
     return {**report, "path": str(path)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of ``python -m benchmarks.bench_training``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_training",
-                                     description="Epoch time of train_sequence_model vs a bare model.fit (JSON).")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_training",
+        description="Epoch time of train_sequence_model vs a bare model.fit (JSON).",
+    )
     parser.add_argument("--out", default="outputs/bench/training.json", help="JSON report to write")
     parser.add_argument("--n-train", type=int, default=512, help="training clips")
     parser.add_argument("--n-val", type=int, default=128, help="validation clips")
@@ -384,9 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line; 2 on a bad argument."""
-    return run_cli(build_parser(), lambda args: bench_training(
-        args.out, n_train=args.n_train, n_val=args.n_val, timesteps=args.timesteps, feature_dim=args.feature_dim,
-        epochs=args.epochs, seed=args.seed, repeats=args.repeats), argv)
+    return run_cli(
+        build_parser(),
+        lambda args: bench_training(
+            args.out,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            timesteps=args.timesteps,
+            feature_dim=args.feature_dim,
+            epochs=args.epochs,
+            seed=args.seed,
+            repeats=args.repeats,
+        ),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ gives a stage a frozen, typed view of just its keys.
 Layering files and overrides, and the checks that need the registries, live in
 ``nexara_lib.run.params`` (it sits above the stages; this module sits below them).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -32,6 +34,7 @@ class ParamError(ValueError):
 class Range:
     """The allowed values of a number: ``low`` and ``high`` bounds (None = unbounded), each
     included unless marked open; ``note`` says what a boundary value means."""
+
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -47,8 +50,7 @@ class Range:
 
     def __str__(self) -> str:
         if self.low is not None and self.high is not None:
-            text = (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.high_open else ']'}")
+            text = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
         elif self.low is not None:
             text = f"{'>' if self.low_open else '>='} {self.low:g}"
         else:
@@ -66,7 +68,9 @@ COUNT = Range(1)  # at least one
 @dataclasses.dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # int, float, str, bool, path, paths, path_list, str_list, float_list, int_list, member_list, str_or_float
+    kind: (
+        str  # int, float, str, bool, path, paths, path_list, str_list, float_list, int_list, member_list, str_or_float
+    )
     default: Any
     help: str
     stage: str
@@ -83,6 +87,8 @@ def _at_least(low, note=""):
     return Range(low, note=note)
 
 
+# The table keeps one key per line (the formatter would spread every entry over eight lines).
+# fmt: off
 SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     # --- run -----------------------------------------------------------------
     _p("data_dir", "paths", None, "dataset root folder, or a list of roots combined with a `source` column; null with synthetic_clips > 0", "run"),
@@ -183,6 +189,7 @@ SCHEMA: Mapping[str, Param] = MappingProxyType({p.name: p for p in [
     _p("detect_test_clips", "int", 48, "test clips assembled into notebook 07's long test video (calm stretches and fights with known boundaries; each camera of its 2x2 grid shows the same clips)", "deploy", bounds=_at_least(2)),
     _p("detect_grid_margin", "int", 0, "pixels cut from each side of every grid cell (monitor borders, camera captions)", "deploy", bounds=_at_least(0)),
 ]})
+# fmt: on
 
 MEMBER_KEYS = {"model", "seed", "backbone", "backbone_weights"}
 
@@ -296,7 +303,9 @@ def coerce(key: str, value: Any, where: str, base: Path | None = None) -> Any:
                 param_fail(key, where, f"each member needs at least a 'model', got {item!r}")
             unknown = set(item) - MEMBER_KEYS
             if unknown:
-                param_fail(key, where, f"member {item!r} has unknown keys {sorted(unknown)}; allowed: {sorted(MEMBER_KEYS)}")
+                param_fail(
+                    key, where, f"member {item!r} has unknown keys {sorted(unknown)}; allowed: {sorted(MEMBER_KEYS)}"
+                )
             if not isinstance(item.get("seed", 0), int):
                 param_fail(key, where, f"member seed must be an integer, got {item.get('seed')!r}")
             members.append(dict(item))

@@ -5,14 +5,16 @@ video clips) is written to a temporary name in the folder it will live in, flush
 disk, then renamed over the final name. A reader, a crash or ``kill -9`` never sees
 half a file. ``atomic_path`` is that mechanism; the helpers below are its common uses.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 def _fsync(path: Path) -> None:
@@ -21,8 +23,9 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None,
-                keep_suffix: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None, keep_suffix: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path to write instead of ``path``; on success it replaces ``path``.
 
     The temporary name is ``.<name>.<pid>.tmp`` (a stale one matches ``.*.tmp``); with

@@ -4,12 +4,13 @@ Label 1 is violent, label 0 non-violent. A clip is predicted violent when its pr
 of violence is ``>= threshold`` (the same rule in training logs, diagnostics, TTA and
 ensembles).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 CLASS_NAMES = ("non-violent", "violent")  # what people read (index = label); the manifest's class_name
-CLASS_KEYS = ("nonviolent", "violent")    # the same classes inside metric names: acc_nonviolent, f1_violent
+CLASS_KEYS = ("nonviolent", "violent")  # the same classes inside metric names: acc_nonviolent, f1_violent
 
 
 def predict_labels(prob, threshold: float = 0.5) -> np.ndarray:

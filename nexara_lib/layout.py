@@ -1,4 +1,5 @@
 """Where a run keeps its files (SPEC.md "Run layout"): one place, so notebooks never build paths."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,15 +77,22 @@ class RunLayout:
     def require(self, path: Path, produced_by: str) -> Path:
         """Return ``path`` or fail naming the notebook that produces it."""
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run notebook {produced_by} for run folder {self.run_dir} first")
+            raise FileNotFoundError(
+                f"{path} is missing: run notebook {produced_by} for run folder {self.run_dir} first"
+            )
         return path
 
 
 def open_run(run_dir: str | Path) -> RunLayout:
     """The layout of ``run_dir``, creating its folders."""
     layout = RunLayout(Path(run_dir).resolve())
-    for folder in (layout.figures, layout.features, layout.models, layout.run_dir / "notebooks",
-                   layout.run_dir / "reports"):
+    for folder in (
+        layout.figures,
+        layout.features,
+        layout.models,
+        layout.run_dir / "notebooks",
+        layout.run_dir / "reports",
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     return layout
 

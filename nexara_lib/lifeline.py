@@ -14,6 +14,7 @@ Polling ``os.getppid`` works wherever a process can be re-parented (to PID 1 or 
 no privileges and survives ``exec``-less start methods (spawn, forkserver); a parent-death signal would
 fire when the *thread* that started the child ends, which is not what a run means by "parent".
 """
+
 from __future__ import annotations
 
 import os

@@ -1,7 +1,9 @@
 """One small registry type behind every ``create_*`` entry point (models, augmentations, TTA, backbones)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Registry(dict):
@@ -19,9 +21,11 @@ class Registry(dict):
 
     def register(self, name: str, make_entry: Callable[[Callable], Any] | None = None) -> Callable:
         """Decorator: store the function (or ``make_entry(function)``) under ``name``; returns it unchanged."""
+
         def decorator(fn):
             self.add(name, make_entry(fn) if make_entry else fn)
             return fn
+
         return decorator
 
     def lookup(self, name: str) -> Any:

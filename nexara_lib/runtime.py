@@ -3,6 +3,7 @@
 Training, feature extraction and benchmarks all set these up the same way, from here.
 TensorFlow is imported lazily, so importing this module is cheap.
 """
+
 from __future__ import annotations
 
 import logging

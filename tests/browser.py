@@ -20,6 +20,7 @@
 
 Chromium is always killed and its profile folder removed on exit, also on failure.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,14 +34,22 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
 )
 MAX_SCREENSHOT_HEIGHT = 20_000
 
@@ -90,7 +99,7 @@ class PageCheck:
             count = self.text.count(needle)
             if count:
                 at = self.text.index(needle)
-                snippet = " ".join(self.text[max(0, at - 40):at + len(needle) + 40].split())
+                snippet = " ".join(self.text[max(0, at - 40) : at + len(needle) + 40].split())
                 hits.append(f"visible text has {needle!r} ({count}x), e.g. ...{snippet}...")
         return hits
 
@@ -103,8 +112,10 @@ class PageCheck:
         out += [f"failed request: {r}" for r in self.failed_requests]
         if self.too_wide:
             where = f"; sticking out: {', '.join(self.wide_elements)}" if self.wide_elements else ""
-            out.append(f"page is wider than the viewport: html {self.document_width}px, "
-                       f"body {self.body_width}px > {self.viewport_width}px{where}")
+            out.append(
+                f"page is wider than the viewport: html {self.document_width}px, "
+                f"body {self.body_width}px > {self.viewport_width}px{where}"
+            )
         out += [f"broken image: {i}" for i in self.broken_images]
         out += [f"broken link: {link}" for link in self.broken_links]
         if not allow_external:
@@ -181,7 +192,7 @@ class Browser:
         self._events: list[dict] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         try:
             self.start()
         except BaseException:
@@ -199,9 +210,18 @@ class Browser:
         log = open(os.path.join(self._profile, "chromium.log"), "wb")
         try:
             self._proc = subprocess.Popen(
-                [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile}",
-                 "--remote-debugging-port=0", "about:blank"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    self.executable,
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={self._profile}",
+                    "--remote-debugging-port=0",
+                    "about:blank",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
         port = self._wait_for_port()
@@ -218,8 +238,9 @@ class Browser:
             if time.monotonic() > deadline:
                 raise BrowserError(f"Chromium lists no page target on port {port}")
             time.sleep(0.1)
-        self._ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=self.timeout,
-                                               suppress_origin=True)
+        self._ws = websocket.create_connection(
+            pages[0]["webSocketDebuggerUrl"], timeout=self.timeout, suppress_origin=True
+        )
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
 
@@ -228,8 +249,9 @@ class Browser:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BrowserError(f"Chromium exited with {self._proc.returncode} before it listened:\n"
-                                   + self._log_tail())
+                raise BrowserError(
+                    f"Chromium exited with {self._proc.returncode} before it listened:\n" + self._log_tail()
+                )
             try:
                 first = marker.read_text().splitlines()[0].strip()
                 if first.isdigit():
@@ -305,8 +327,9 @@ class Browser:
                 return message.get("result", {})
 
     def evaluate(self, expression: str, timeout: float | None = None):
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                "awaitPromise": True}, timeout=timeout)
+        result = self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, timeout=timeout
+        )
         if "exceptionDetails" in result:
             raise BrowserError(f"evaluate failed: {_exception_text(result['exceptionDetails'])}")
         return result["result"].get("value")
@@ -328,8 +351,9 @@ class Browser:
             pass
 
     # -- pages -----------------------------------------------------------------------------------
-    def open(self, path_or_url, width: int = 1280, height: int = 900,
-             screenshot_dir: str | Path | None = None) -> PageCheck:
+    def open(
+        self, path_or_url, width: int = 1280, height: int = 900, screenshot_dir: str | Path | None = None
+    ) -> PageCheck:
         """Load a page (a file path or URL), check it, and screenshot it into ``screenshot_dir``."""
         text = str(path_or_url)
         if "://" in text or text.startswith(("about:", "data:")):
@@ -369,8 +393,11 @@ class Browser:
                 check.broken_images.append(f"alt={img['alt']!r} src={src}")
         check.text = self.evaluate("document.body ? document.body.innerText : ''") or ""
         if screenshot_dir is not None:
-            shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                             timeout=max(self.timeout, 60))
+            shot = self.send(
+                "Page.captureScreenshot",
+                {"format": "png", "captureBeyondViewport": True},
+                timeout=max(self.timeout, 60),
+            )
             folder = Path(screenshot_dir)
             folder.mkdir(parents=True, exist_ok=True)
             name = (path.name if path else urlsplit(url).path.rsplit("/", 1)[-1]) or "page"
@@ -410,8 +437,7 @@ def _collect_events(check: PageCheck, events: list[dict]) -> None:
                 check.failed_requests.append(f"HTTP {response['status']} {_short(response['url'])}")
         elif method == "Network.loadingFailed":
             if params["requestId"] in urls:  # requests of an earlier page are not this page's
-                check.failed_requests.append(f"{params.get('errorText', 'failed')} "
-                                             f"{_short(urls[params['requestId']])}")
+                check.failed_requests.append(f"{params.get('errorText', 'failed')} {_short(urls[params['requestId']])}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             parts = [a.get("value", a.get("description", a.get("type"))) for a in params.get("args", [])]
             check.console_errors.append(f"console.{params['type']}: " + " ".join(map(str, parts)))

@@ -1,8 +1,9 @@
 """Stand-ins for cv2.VideoCapture in tests: scripted captures, a fake clock, an opener handing them out."""
+
 import cv2
 import numpy as np
 
-FAIL = "fail"          # a read that returns (False, None)
+FAIL = "fail"  # a read that returns (False, None)
 
 
 def marked(i: int, size=(48, 64)) -> np.ndarray:
@@ -66,5 +67,6 @@ def opener_of(*caps):
         seen.append(uri)
         cap = queue.pop(0) if queue else None
         return cap if cap is not None else FakeCapture(opened=False)
+
     opener.seen = seen
     return opener

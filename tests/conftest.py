@@ -3,6 +3,7 @@
 The library never assumes a path outside the repository: runs get it from the ``pretrained_dir``
 parameter, tests from this default (an explicit NEXARA_PRETRAINED_DIR wins).
 """
+
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ os.environ.setdefault("NEXARA_PRETRAINED_DIR", str(Path(__file__).resolve().pare
 def float32_policy():
     """Keras' global dtype policy is float32 during the test and after it (a test may switch it)."""
     import keras
+
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")

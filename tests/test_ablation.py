@@ -1,4 +1,5 @@
 """Ablations and cross-validated recipe comparisons on tiny real Keras models."""
+
 from pathlib import Path
 
 import numpy as np
@@ -6,11 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.figure import Figure
+from test_training import TINY_CONFIG, burst_clips
 
+from nexara_lib.run.params import resolve_params
 from nexara_lib.training import study as ablation
 from nexara_lib.training.study import Pool, load_ablation_config, run_recipe_study, study_configs
-from nexara_lib.run.params import resolve_params
-from test_training import TINY_CONFIG, burst_clips
 
 pytestmark = pytest.mark.slow  # trains every study unit; the smoke run's 03 runs the study end to end
 
@@ -104,10 +105,13 @@ def test_a_rerun_reuses_finished_units_and_retrains_only_changed_configs(study):
 
 def test_same_seeds_same_numbers_in_a_fresh_folder(study, tmp_path):
     result, _, configs = study
-    fresh = run_recipe_study(tiny_pool(), {"default": configs["default"]}, seeds=[2], cv_folds=2,
-                             out_dir=tmp_path, progress=False)
+    fresh = run_recipe_study(
+        tiny_pool(), {"default": configs["default"]}, seeds=[2], cv_folds=2, out_dir=tmp_path, progress=False
+    )
     same = result.runs[(result.runs["config"] == "default") & (result.runs["seed"] == 2)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(fresh.runs.drop(columns=["reused", "seconds"]), same.drop(columns=["reused", "seconds"]))
+    pd.testing.assert_frame_equal(
+        fresh.runs.drop(columns=["reused", "seconds"]), same.drop(columns=["reused", "seconds"])
+    )
 
 
 def test_no_study_unless_asked(tmp_path):

@@ -1,6 +1,7 @@
 """Detector alerts on hand-made window sequences (k-of-n confirmation, hysteresis, cooldown, unknown
 windows, status), scoring alerts against truth, the event log, the timeline figure, and test videos
 assembled from tiny real clips (a long video with known segments, a 2x2 grid)."""
+
 import dataclasses
 import io
 import json
@@ -29,8 +30,18 @@ def seq(items, source="cam", cell="c0", w=2.0, start=0.0):
     for i, item in enumerate(items):
         t = start + i * w / 2
         state = "scored" if isinstance(item, float) else item
-        out.append(WindowScore(source, cell, t, t + w, item if state == "scored" else None, state,
-                               int(round(t * 10)), int(round((t + w) * 10)) - 1))
+        out.append(
+            WindowScore(
+                source,
+                cell,
+                t,
+                t + w,
+                item if state == "scored" else None,
+                state,
+                int(round(t * 10)),
+                int(round((t + w) * 10)) - 1,
+            )
+        )
     return out
 
 
@@ -45,6 +56,7 @@ SPIKES = [0.1, 0.9, 0.1, 0.1, 0.95, 0.2, 0.1, 0.1, 0.8, 0.1]
 
 
 # --------------------------------------------------------------------------- confirmation
+
 
 def test_single_spikes_never_alarm_under_3_of_4_but_do_unconfirmed():
     confirmed, events = run(POLICY, seq(SPIKES))
@@ -121,13 +133,16 @@ def test_windows_out_of_order_repeated_or_of_another_cell_are_errors():
         confirmation.update(seq([0.1], start=9)[0])
 
 
-@pytest.mark.parametrize("items, status", [
-    ([], "no windows"),
-    (["no_signal"] * 3 + [0.1] * 2, "no signal"),
-    (["error"] * 3 + [0.1] * 2, "error"),
-    (["gap", "no_signal", "error", 0.1], "stale"),
-    ([0.1, "gap", 0.2, 0.3], "ok"),
-])
+@pytest.mark.parametrize(
+    "items, status",
+    [
+        ([], "no windows"),
+        (["no_signal"] * 3 + [0.1] * 2, "no signal"),
+        (["error"] * 3 + [0.1] * 2, "error"),
+        (["gap", "no_signal", "error", 0.1], "stale"),
+        ([0.1, "gap", 0.2, 0.3], "ok"),
+    ],
+)
 def test_status(items, status):
     confirmation = Confirmation(POLICY, "cam", "c0")
     for window in seq(items):
@@ -138,9 +153,13 @@ def test_status(items, status):
 
 
 def test_policy_and_window_checks():
-    for bad in (dict(on_threshold=0.5, off_threshold=0.6), dict(on_threshold=1.2, off_threshold=0.5),
-                dict(on_threshold=0.7, off_threshold=0.5, k=5, n=4), dict(on_threshold=0.7, off_threshold=0.5, k=0),
-                dict(on_threshold=0.7, off_threshold=0.5, cooldown_s=-1)):
+    for bad in (
+        dict(on_threshold=0.5, off_threshold=0.6),
+        dict(on_threshold=1.2, off_threshold=0.5),
+        dict(on_threshold=0.7, off_threshold=0.5, k=5, n=4),
+        dict(on_threshold=0.7, off_threshold=0.5, k=0),
+        dict(on_threshold=0.7, off_threshold=0.5, cooldown_s=-1),
+    ):
         with pytest.raises(ValueError, match="AlarmPolicy"):
             AlarmPolicy(**bad)
     params = {"detect_confirm_k": 2, "detect_confirm_n": 5, "detect_hysteresis": 0.1, "detect_cooldown_s": 12}
@@ -158,13 +177,19 @@ def test_policy_and_window_checks():
 
 # --------------------------------------------------------------------------- scoring against truth
 
+
 def ep(start, alarm, end, cell="c0"):
     return Episode("cam", cell, start, alarm, end, 0.9, 0, 1, 3)
 
 
-TRUTH = [{"start_t": 0, "end_t": 100, "label": 0}, {"start_t": 100, "end_t": 130, "label": "violent"},
-         {"start_t": 130, "end_t": 140, "label": 1}, {"start_t": 140, "end_t": 1000, "label": "non-violent"},
-         {"start_t": 1000, "end_t": 1020, "label": 1}, {"start_t": 3000, "end_t": 3010, "label": 1}]
+TRUTH = [
+    {"start_t": 0, "end_t": 100, "label": 0},
+    {"start_t": 100, "end_t": 130, "label": "violent"},
+    {"start_t": 130, "end_t": 140, "label": 1},
+    {"start_t": 140, "end_t": 1000, "label": "non-violent"},
+    {"start_t": 1000, "end_t": 1020, "label": 1},
+    {"start_t": 3000, "end_t": 3010, "label": 1},
+]
 EPISODES = [ep(96, 104, 150), ep(500, 506, 520), ep(1019.5, 1025, 1040), ep(1021, 1027, 1030), ep(7000, 7100, None)]
 
 
@@ -172,7 +197,13 @@ def test_score_alerts_on_hand_made_truth():
     assert violent_segments(TRUTH) == [(100, 140), (1000, 1020), (3000, 3010)]  # touching clips are one event
     result = score_alerts(EPISODES, TRUTH, duration_s=7200)
     assert {k: result[k] for k in ("alerts", "violent_segments", "detected", "missed", "false_alarms", "hours")} == {
-        "alerts": 5, "violent_segments": 3, "detected": 2, "missed": 1, "false_alarms": 3, "hours": 2.0}
+        "alerts": 5,
+        "violent_segments": 3,
+        "detected": 2,
+        "missed": 1,
+        "false_alarms": 3,
+        "hours": 2.0,
+    }
     assert result["onset_to_alarm_s"] == [4, 25] and result["median_onset_to_alarm_s"] == 14.5
     assert result["false_alarms_per_hour"] == 1.5
     tolerant = score_alerts(EPISODES, TRUTH, duration_s=7200, tolerance_s=2)
@@ -197,17 +228,28 @@ def test_score_alerts_errors():
 COMPARE_SCORES = [0.1] * 41
 for _i in [5, 12, *range(19, 29)]:
     COMPARE_SCORES[_i] = 0.9
-COMPARE_TRUTH = [{"start_t": 0, "end_t": 20, "label": 0}, {"start_t": 20, "end_t": 30, "label": 1},
-                 {"start_t": 30, "end_t": 42, "label": 0}]
+COMPARE_TRUTH = [
+    {"start_t": 0, "end_t": 20, "label": 0},
+    {"start_t": 20, "end_t": 30, "label": 1},
+    {"start_t": 30, "end_t": 42, "label": 0},
+]
 
 
 def test_compare_policies_replays_the_same_windows():
     windows = seq(COMPARE_SCORES)
-    table = compare_policies(windows, {"confirmed (3 of 4)": POLICY, "every window": POLICY.unconfirmed()},
-                             COMPARE_TRUTH, 42.0)
+    table = compare_policies(
+        windows, {"confirmed (3 of 4)": POLICY, "every window": POLICY.unconfirmed()}, COMPARE_TRUTH, 42.0
+    )
     assert list(table.index) == ["confirmed (3 of 4)", "every window"] and table.index.name == "policy"
-    assert list(table.columns) == ["alerts", "detected", "violent segments", "missed", "false alarms",
-                                   "false alarms per hour", "median onset-to-alarm (s)"]
+    assert list(table.columns) == [
+        "alerts",
+        "detected",
+        "violent segments",
+        "missed",
+        "false alarms",
+        "false alarms per hour",
+        "median onset-to-alarm (s)",
+    ]
     confirmed, every = table.loc["confirmed (3 of 4)"], table.loc["every window"]
     assert (confirmed["alerts"], confirmed["detected"], confirmed["missed"], confirmed["false alarms"]) == (1, 1, 0, 0)
     assert confirmed["median onset-to-alarm (s)"] == 3.0 and confirmed["violent segments"] == 1
@@ -225,6 +267,7 @@ def test_compare_policies_replays_the_same_windows():
 
 
 # --------------------------------------------------------------------------- event log
+
 
 def test_event_log_lines_are_json_after_every_write(tmp_path):
     path = tmp_path / "logs" / "events.jsonl"
@@ -251,9 +294,13 @@ def test_event_log_lines_are_json_after_every_write(tmp_path):
 
 # --------------------------------------------------------------------------- timeline
 
+
 def _grid_windows():
-    return (seq(COMPARE_SCORES, cell="c0") + seq(COMPARE_SCORES[:10] + ["gap"] * 4 + COMPARE_SCORES[14:], cell="c1")
-            + seq([0.2, "no_signal", "error", 0.9], source="door", cell=""))
+    return (
+        seq(COMPARE_SCORES, cell="c0")
+        + seq(COMPARE_SCORES[:10] + ["gap"] * 4 + COMPARE_SCORES[14:], cell="c1")
+        + seq([0.2, "no_signal", "error", 0.9], source="door", cell="")
+    )
 
 
 def test_timeline_figure_with_and_without_truth():
@@ -287,6 +334,7 @@ def test_timeline_of_a_long_source_is_in_minutes_and_empty_input_still_draws():
 
 # --------------------------------------------------------------------------- montage
 
+
 def colour(clip: int, index: int) -> tuple[int, int, int]:
     """BGR colour of frame ``index`` of test clip ``clip`` (neighbouring frames differ by 22 in G)."""
     return (40 + 80 * clip, 20 + 22 * index, 128)
@@ -311,10 +359,17 @@ def _mean_colours(path) -> np.ndarray:
     return decode_all(path, rgb=False).reshape(-1, 48 * 64, 3).mean(axis=1)
 
 
-@pytest.mark.parametrize("fps, name, expected", [
-    (None, "long.mp4", [(0, i) for i in range(6)] + [(1, i) for i in (0, 2, 4, 6, 8)] + [(2, i) for i in range(4)]),
-    (20.0, "long20.avi", [(0, i // 2) for i in range(12)] + [(1, i) for i in range(10)] + [(2, i // 2) for i in range(8)]),
-])
+@pytest.mark.parametrize(
+    "fps, name, expected",
+    [
+        (None, "long.mp4", [(0, i) for i in range(6)] + [(1, i) for i in (0, 2, 4, 6, 8)] + [(2, i) for i in range(4)]),
+        (
+            20.0,
+            "long20.avi",
+            [(0, i // 2) for i in range(12)] + [(1, i) for i in range(10)] + [(2, i // 2) for i in range(8)],
+        ),
+    ],
+)
 def test_assemble_long_video_resamples_each_clip_by_time(clips, tmp_path, fps, name, expected):
     out = tmp_path / name
     segments = assemble_long_video(clips, out, fps=fps)
@@ -324,12 +379,20 @@ def test_assemble_long_video_resamples_each_clip_by_time(clips, tmp_path, fps, n
     assert [(s["start_t"], s["end_t"]) for s in segments] == [(0.0, 0.6), (0.6, 1.1), (1.1, 1.5)]
     assert [s["end_t"] - s["start_t"] for s in segments] == pytest.approx([0.6, 0.5, 0.4])  # each clip's duration
     assert [(s["label"], s["class_name"], s["clip"]) for s in segments] == [
-        (0, "non-violent", "a.avi"), (1, "violent", "b.avi"), (0, "non-violent", "c.avi")]
+        (0, "non-violent", "a.avi"),
+        (1, "violent", "b.avi"),
+        (0, "non-violent", "c.avi"),
+    ]
     assert [(s["first_frame"], s["last_frame"]) for s in segments] == [
-        (0, 6 * rate // 10 - 1), (6 * rate // 10, 11 * rate // 10 - 1), (11 * rate // 10, 15 * rate // 10 - 1)]
+        (0, 6 * rate // 10 - 1),
+        (6 * rate // 10, 11 * rate // 10 - 1),
+        (11 * rate // 10, 15 * rate // 10 - 1),
+    ]
     got = _mean_colours(out)
     want = np.array([colour(c, i) for c, i in expected], float)
-    assert np.abs(got - want).max() < 10, "an output frame is not the source frame nearest its time"  # frames differ by 22
+    assert np.abs(got - want).max() < 10, (
+        "an output frame is not the source frame nearest its time"
+    )  # frames differ by 22
     assert not list(tmp_path.glob(".*.tmp*"))  # written atomically: no temporary left
 
 
@@ -367,7 +430,7 @@ def test_assemble_grid_video_quadrants_are_the_resized_inputs(clips, tmp_path):
     for j, frame in enumerate(grid):
         for k in range(4):
             r, c = divmod(k, 2)
-            quadrant = frame[r * 24:(r + 1) * 24, c * 32:(c + 1) * 32].astype(float)
+            quadrant = frame[r * 24 : (r + 1) * 24, c * 32 : (c + 1) * 32].astype(float)
             if k < 3 and source_index[k](j) < len(sources[k]):
                 want = cv2.resize(sources[k][source_index[k](j)], (32, 24), interpolation=cv2.INTER_AREA)
             else:

@@ -1,4 +1,5 @@
 """Dataset discovery, grouping, probing, splits and the manifest, on real tiny videos."""
+
 import json
 import os
 import shutil
@@ -57,6 +58,7 @@ def rwf_tree(root, train_per_class=6, val_per_class=2):
 
 # --------------------------------------------------------------------------- discovery
 
+
 def test_discover_rwf2000_uses_val_as_test(tmp_path):
     clips = discover_clips([rwf_tree(tmp_path / "RWF-2000")])
     assert len(clips) == 16
@@ -74,19 +76,37 @@ def test_discover_rwf2000_uses_val_as_test(tmp_path):
 
 
 def test_discover_generic_split_layout_with_split_synonyms(tmp_path):
-    layout = {f"{split}/{cls}/c{i}.mp4": 3 for split in ("training", "validation", "testing")
-              for cls in ("Violence", "non_violence") for i in range(2)}
+    layout = {
+        f"{split}/{cls}/c{i}.mp4": 3
+        for split in ("training", "validation", "testing")
+        for cls in ("Violence", "non_violence")
+        for i in range(2)
+    }
     clips = discover_clips(make_tree(tmp_path / "ds", layout))
     assert clips.attrs["layouts"] == {"ds": "split/class"}
     assert clips.groupby(["split", "label"]).size().to_dict() == {
-        (s, lab): 2 for s in ("test", "train", "val") for lab in (0, 1)}
+        (s, lab): 2 for s in ("test", "train", "val") for lab in (0, 1)
+    }
     assert set(clips["dataset_split"]) == {"training", "validation", "testing"}
 
 
-@pytest.mark.parametrize("violent, non_violent", [
-    ("fight", "noFight"), ("FIGHT", "NonFight"), ("Violence", "NonViolence"), ("violent", "non_violent"),
-    ("Fight", "non_fight"), ("violence", "non_violence"), ("Violent", "Nonviolent"), ("fight", "Normal"),
-    ("Violent", "Non-Violent"), ("fights", "noFights"), ("Fights", "no_fight"), ("violence", "No-Violence")])
+@pytest.mark.parametrize(
+    "violent, non_violent",
+    [
+        ("fight", "noFight"),
+        ("FIGHT", "NonFight"),
+        ("Violence", "NonViolence"),
+        ("violent", "non_violent"),
+        ("Fight", "non_fight"),
+        ("violence", "non_violence"),
+        ("Violent", "Nonviolent"),
+        ("fight", "Normal"),
+        ("Violent", "Non-Violent"),
+        ("fights", "noFights"),
+        ("Fights", "no_fight"),
+        ("violence", "No-Violence"),
+    ],
+)
 def test_class_folder_synonyms(tmp_path, violent, non_violent):
     root = make_tree(tmp_path / "d", {f"{violent}/a.avi": 2, f"{non_violent}/b.avi": 2})
     clips = discover_clips([root])
@@ -95,8 +115,12 @@ def test_class_folder_synonyms(tmp_path, violent, non_violent):
 
 
 def test_scvd_style_train_test_layout_gets_validation_carved_from_train(tmp_path):
-    layout = {f"{split}/{cls}/{cls.lower()}_{i}.avi": 3 for split, n in (("Train", 6), ("Test", 2))
-              for cls in ("Normal", "Violence") for i in range(n)}
+    layout = {
+        f"{split}/{cls}/{cls.lower()}_{i}.avi": 3
+        for split, n in (("Train", 6), ("Test", 2))
+        for cls in ("Normal", "Violence")
+        for i in range(n)
+    }
     layout["Train/Weaponized/w_0.avi"] = 3  # SCVD's third class: not a binary label, so left out
     clips = discover_clips([make_tree(tmp_path / "SCVD_converted", layout)])
     assert clips.attrs["layouts"] == {"SCVD_converted": "split/class"} and len(clips) == 16
@@ -109,12 +133,17 @@ def test_scvd_style_train_test_layout_gets_validation_carved_from_train(tmp_path
 
 
 def test_discover_real_life_violence_situations(tmp_path):
-    root = make_tree(tmp_path / "Real Life Violence Dataset",
-                     {"Violence/V_1.mp4": 2, "Violence/V_2.mp4": 2, "NonViolence/NV_1.mp4": 2})
+    root = make_tree(
+        tmp_path / "Real Life Violence Dataset",
+        {"Violence/V_1.mp4": 2, "Violence/V_2.mp4": 2, "NonViolence/NV_1.mp4": 2},
+    )
     clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"Real Life Violence Dataset": "real-life-violence-situations"}
     assert dict(zip(clips["rel_path"], clips["label"])) == {
-        "NonViolence/NV_1.mp4": 0, "Violence/V_1.mp4": 1, "Violence/V_2.mp4": 1}
+        "NonViolence/NV_1.mp4": 0,
+        "Violence/V_1.mp4": 1,
+        "Violence/V_2.mp4": 1,
+    }
 
 
 def test_discover_layout_inside_a_wrapper_folder(tmp_path):
@@ -124,12 +153,18 @@ def test_discover_layout_inside_a_wrapper_folder(tmp_path):
 
 
 def test_discover_hockey_flat_folder(tmp_path):
-    root = make_tree(tmp_path / "HockeyFights", {"fi1_xvid.avi": 2, "newfi2.avi": 2, "no3_xvid.avi": 2,
-                                                 "newno4.avi": 2, "other.avi": 2, "notes.txt": 0})
+    root = make_tree(
+        tmp_path / "HockeyFights",
+        {"fi1_xvid.avi": 2, "newfi2.avi": 2, "no3_xvid.avi": 2, "newno4.avi": 2, "other.avi": 2, "notes.txt": 0},
+    )
     clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"HockeyFights": "hockey/movies-flat"}
     assert dict(zip(clips["rel_path"], clips["label"])) == {
-        "fi1_xvid.avi": 1, "newfi2.avi": 1, "newno4.avi": 0, "no3_xvid.avi": 0}
+        "fi1_xvid.avi": 1,
+        "newfi2.avi": 1,
+        "newno4.avi": 0,
+        "no3_xvid.avi": 0,
+    }
     assert clips.attrs["skipped_non_video"] == {"HockeyFights": 1}
     assert any("other.avi" in note for note in clips.attrs["notes"])
 
@@ -170,8 +205,9 @@ def test_symlink_loops_are_not_followed_forever(tmp_path):
 
 
 def test_max_clips_is_stratified_and_deterministic(tmp_path):
-    root = make_tree(tmp_path / "d", {**{f"fight/f{i}.avi": 1 for i in range(12)},
-                                      **{f"nofight/n{i}.avi": 1 for i in range(6)}})
+    root = make_tree(
+        tmp_path / "d", {**{f"fight/f{i}.avi": 1 for i in range(12)}, **{f"nofight/n{i}.avi": 1 for i in range(6)}}
+    )
     small = discover_clips([root], max_clips=6, seed=3)
     assert small["label"].value_counts().to_dict() == {1: 4, 0: 2}
     again = discover_clips([root], max_clips=6, seed=3)
@@ -181,14 +217,23 @@ def test_max_clips_is_stratified_and_deterministic(tmp_path):
 
 # --------------------------------------------------------------------------- splits
 
+
 def grouped_table(seed=0, n_groups=60):
     """Clips in groups of 1-8, both classes, with two files that are byte-identical across groups."""
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(n_groups):
         for k in range(int(rng.integers(1, 9))):
-            rows.append({"path": f"/d/g{g}_{k}.avi", "rel_path": f"g{g}_{k}.avi", "source": "d",
-                         "label": int(rng.random() < 0.4), "group": f"csv:g{g}", "sha1": f"{g:04d}{k:04d}"})
+            rows.append(
+                {
+                    "path": f"/d/g{g}_{k}.avi",
+                    "rel_path": f"g{g}_{k}.avi",
+                    "source": "d",
+                    "label": int(rng.random() < 0.4),
+                    "group": f"csv:g{g}",
+                    "sha1": f"{g:04d}{k:04d}",
+                }
+            )
     table = pd.DataFrame(rows)
     table.loc[len(table) - 1, "sha1"] = table.loc[0, "sha1"]  # a duplicate file in another group
     return table
@@ -210,8 +255,7 @@ def test_grouped_splits_are_grouped_stratified_and_deterministic():
 
 
 def test_few_groups_still_fill_every_split_or_fail_clearly():
-    three = pd.DataFrame({"label": [1, 1, 0, 0, 1, 0], "group": ["a", "a", "b", "b", "c", "c"],
-                          "path": list("uvwxyz")})
+    three = pd.DataFrame({"label": [1, 1, 0, 0, 1, 0], "group": ["a", "a", "b", "b", "c", "c"], "path": list("uvwxyz")})
     result = assign_splits(three, seed=0)
     assert set(result["split"]) == {"train", "val", "test"}
     assert result.groupby("group")["split"].nunique().max() == 1
@@ -295,6 +339,7 @@ def test_groups_csv_missing_clip_gets_own_group_with_warning(tmp_path):
 
 # --------------------------------------------------------------------------- probing and manifest
 
+
 @pytest.mark.realdata
 def test_probe_clips_on_real_clips_in_worker_processes():
     if not REAL_DATA.is_dir():
@@ -343,8 +388,11 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     assert list(back["clip_id"]) == list(manifest["clip_id"])
     assert json.loads(Path(paths["audit"]).read_text())["clips_usable"] == 13
 
-    for figure in (class_balance_figure(manifest), duration_figure(manifest),
-                   frame_grid_figure(manifest, per_class=2, frames=3, seed=0)):
+    for figure in (
+        class_balance_figure(manifest),
+        duration_figure(manifest),
+        frame_grid_figure(manifest, per_class=2, frames=3, seed=0),
+    ):
         assert len(figure.axes) >= 2
         figure.savefig(tmp_path / "figure.png")
     grid = frame_grid_figure(manifest, per_class=2, frames=3, seed=0)

@@ -4,6 +4,7 @@ Each bad input must end up either in the manifest (usable, maybe with a
 warning) or in unusable.csv with a reason a person can act on, and the audit
 must finish. Clips are tiny so the whole file runs in seconds.
 """
+
 import json
 import os
 import shutil
@@ -18,8 +19,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from video_utils import decode_all
+
 from nexara_lib.audit.discover import discover_clips
 from nexara_lib.audit.duplicates import PHASH_MAX_DISTANCE, find_duplicates
 from nexara_lib.audit.figures import frame_grid_figure
@@ -33,6 +34,7 @@ _seeds = iter(range(1000, 1_000_000))
 
 
 # --------------------------------------------------------------------------- builders
+
 
 def look(seed, size=(96, 72), n_frames=10):
     """Frames of a clip with its own look: a smooth random texture and a box moving over it.
@@ -112,8 +114,14 @@ def write_vfr_mkv(path, ticks=(1,) * 10 + (3,) * 10, fps=10.0):
     """
     frames = look(next(_seeds), n_frames=len(ticks))
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height),
-                             [cv2.VIDEOWRITER_PROP_RAW_VIDEO, 1])
+    writer = cv2.VideoWriter(
+        str(path),
+        cv2.CAP_FFMPEG,
+        cv2.VideoWriter_fourcc(*"MJPG"),
+        fps,
+        (width, height),
+        [cv2.VIDEOWRITER_PROP_RAW_VIDEO, 1],
+    )
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot mux raw packets (VIDEOWRITER_PROP_RAW_VIDEO), so no VFR clip")
     pts = 0
@@ -162,6 +170,7 @@ def class_tree(root, fight=3, no_fight=3):
 
 # --------------------------------------------------------------------------- one bad input at a time
 
+
 def test_unreadable_files_are_listed_with_what_they_really_are(tmp_path):
     root = class_tree(tmp_path / "d")
     (root / "fight" / "zero.mp4").write_bytes(b"")
@@ -180,8 +189,9 @@ def test_unreadable_files_are_listed_with_what_they_really_are(tmp_path):
     assert reasons["noFight/picture.mp4"].startswith("not a video: the file is a PNG image with a .mp4 suffix")
     assert reasons["fight/one_frame.avi"] == "only 1 decodable frame (need at least 2)"
     assert len(reasons) == 6 and summary["clips_unusable"] == 6
-    assert sorted(manifest["rel_path"]) == [f"fight/fi{i}.avi" for i in range(3)] + [f"noFight/no{i}.avi"
-                                                                                     for i in range(3)]
+    assert sorted(manifest["rel_path"]) == [f"fight/fi{i}.avi" for i in range(3)] + [
+        f"noFight/no{i}.avi" for i in range(3)
+    ]
 
 
 def test_grey_4k_and_long_clips_are_usable_and_described(tmp_path):
@@ -244,7 +254,12 @@ def test_directory_symlink_loops_are_skipped_without_mislabelling(tmp_path):
     os.symlink("missing_target.avi", root / "fight" / "dangling.avi")
     clips = discover_clips([root])
     assert dict(zip(clips["rel_path"], clips["label"])) == {
-        "fight/dangling.avi": 1, "fight/fi0.avi": 1, "fight/fi1.avi": 1, "noFight/no0.avi": 0, "noFight/no1.avi": 0}
+        "fight/dangling.avi": 1,
+        "fight/fi0.avi": 1,
+        "fight/fi1.avi": 1,
+        "noFight/no0.avi": 0,
+        "noFight/no1.avi": 0,
+    }
     skipped = [n for n in clips.attrs["notes"] if "skipped folder link" in n]
     assert len(skipped) == 2 and any("to_root" in n for n in skipped) and any("to_self" in n for n in skipped)
     probed = probe_clips(clips, workers=0, progress=False)
@@ -277,8 +292,10 @@ def test_same_clip_in_train_and_test_is_flagged_as_leakage(tmp_path):
     assert sorted(leaked["rel_path"]) == ["test/fight/copy.avi", "train/fight/fight0.avi"]
     [item] = summary["leakage"]["items"]
     assert item["kind"] == "exact" and item["splits"] == ["test", "train"]
-    assert {c["clip"]: c["split"] for c in item["clips"]} == {"d/test/fight/copy.avi": "test",
-                                                             "d/train/fight/fight0.avi": "train"}
+    assert {c["clip"]: c["split"] for c in item["clips"]} == {
+        "d/test/fight/copy.avi": "test",
+        "d/train/fight/fight0.avi": "train",
+    }
     [cluster] = summary["duplicates"]["list"]
     assert cluster["kind"] == "exact" and not cluster["same_split"]
     assert summary["duplicates"]["across_splits"] == 1
@@ -296,6 +313,7 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
 
 
 # --------------------------------------------------------------------------- perceptual duplicates
+
 
 def test_reencoded_copies_are_perceptual_duplicates_and_share_a_split(tmp_path):
     root = class_tree(tmp_path / "d", fight=4, no_fight=4)
@@ -355,6 +373,7 @@ def test_phash_helpers_reject_bad_input():
 
 # --------------------------------------------------------------------------- hangs and crashes
 
+
 def misbehaving_probe(path):
     """probe_video, except that it hangs on files named *hang* and crashes on *crash* (like a bad decoder)."""
     name = os.path.basename(path)
@@ -399,7 +418,8 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path):
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from nexara_lib.audit.probe_pool import probe_clips\n"
         f"out = probe_clips(pd.DataFrame({{'path': [{str(clip)!r}]}}), workers=1, progress=False)\n"
-        "print('STATUS', out['status'].iloc[0])\n")
+        "print('STATUS', out['status'].iloc[0])\n"
+    )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "STATUS ok" in done.stdout
@@ -407,6 +427,7 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path):
 
 
 # --------------------------------------------------------------------------- bounded work
+
 
 class CountingCapture:
     """cv2.VideoCapture that counts the frames decoded (grab or read) across all instances."""
@@ -441,6 +462,7 @@ def test_probe_of_a_long_clip_with_a_right_header_decodes_only_a_few_frames(tmp_
 
 
 # --------------------------------------------------------------------------- everything at once
+
 
 def real_clips(per_class=3):
     """Real clips from distinct source recordings (so none of them is a duplicate of another)."""
@@ -477,8 +499,12 @@ def test_a_dataset_with_every_problem_audits_to_completion(tmp_path):
     recoded_from = f"train/noFight/{real[3].name}"
     reencode(root / recoded_from, root / "train/noFight/recoded.avi", "MJPG", scale=0.75, quality=40)
     good["train/noFight/recoded.avi"] = 0
-    odd = {"train/fight/grey.avi": write_grey_clip, "train/noFight/vfr.mkv": write_vfr_mkv,
-           f"train/fight/{LONG_NAME}": write_clip, f"train/noFight/{SCRIPT_NAME}": write_clip}
+    odd = {
+        "train/fight/grey.avi": write_grey_clip,
+        "train/noFight/vfr.mkv": write_vfr_mkv,
+        f"train/fight/{LONG_NAME}": write_clip,
+        f"train/noFight/{SCRIPT_NAME}": write_clip,
+    }
     for rel, build in odd.items():
         build(root / rel)
         good[rel] = int("/fight/" in rel)
@@ -486,9 +512,13 @@ def test_a_dataset_with_every_problem_audits_to_completion(tmp_path):
     good["train/fight/k4.avi"] = 1
     patch_avi_frame_count(write_clip(root / "train/noFight/wrong_header.avi", n_frames=20), 50)
     good["train/noFight/wrong_header.avi"] = 0
-    bad = {"train/fight/zero.mp4": "file is empty", "train/fight/truncated.mp4": "truncated MP4",
-           "train/noFight/text.avi": "a text file", "test/noFight/picture.mp4": "a PNG image",
-           "train/noFight/one_frame.avi": "only 1 decodable frame"}
+    bad = {
+        "train/fight/zero.mp4": "file is empty",
+        "train/fight/truncated.mp4": "truncated MP4",
+        "train/noFight/text.avi": "a text file",
+        "test/noFight/picture.mp4": "a PNG image",
+        "train/noFight/one_frame.avi": "only 1 decodable frame",
+    }
     (root / "train/fight/zero.mp4").write_bytes(b"")
     write_truncated_mp4(root / "train/fight/truncated.mp4")
     (root / "train/noFight/text.avi").write_text("not a video\n" * 50)

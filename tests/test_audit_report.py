@@ -1,4 +1,5 @@
 """Notebook-01 tables built from a real audit of a small dataset with a leak and a broken file."""
+
 import shutil
 
 import cv2

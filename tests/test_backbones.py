@@ -1,10 +1,17 @@
 """Every registered backbone builds (weights none, or the shared .tflite) and encodes real frames."""
+
 import numpy as np
 import pytest
 
-from nexara_lib.features.backbones import (pretrained_path, available_backbones, create_backbone, describe_backbone,
-                                  feature_dim,
-                                  get_backbone_spec, resolve_image_size)
+from nexara_lib.features.backbones import (
+    available_backbones,
+    create_backbone,
+    describe_backbone,
+    feature_dim,
+    get_backbone_spec,
+    pretrained_path,
+    resolve_image_size,
+)
 
 # Smallest sizes each backbone accepts, to keep the suite fast on CPU.
 TEST_SIZES = {"resnet50v2": 64, "mobilenetv2": 64, "efficientnetb0": 64, "efficientnetb4": 64, "flow": 48}
@@ -35,7 +42,7 @@ def test_tflite_backbone_is_batch_invariant():
     encode = create_backbone("mobilenet_v1_tflite", "imagenet")
     frames = np.random.default_rng(1).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
     together = encode(frames)
-    one_by_one = np.concatenate([encode(frames[i:i + 1]) for i in range(4)])
+    one_by_one = np.concatenate([encode(frames[i : i + 1]) for i in range(4)])
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
 
 
@@ -59,6 +66,7 @@ def test_describe_backbone_resolves_feature_dim():
 
 def test_mixed_precision_applies_to_the_backbone_only_and_features_stay_float32():
     import keras
+
     before = keras.config.dtype_policy().name
     encode = create_backbone("mobilenetv2", "none", 32, mixed_precision="on")
     assert encode.precision == "mixed_float16"

@@ -1,4 +1,5 @@
 """Detector benchmark pieces: the looping camera stand-in and the memory sampler (a benchmark is never a timed test)."""
+
 import time
 
 import cv2

@@ -1,4 +1,5 @@
 """Extraction benchmark: report structure and consistency only (a benchmark is never a timed test)."""
+
 import json
 
 import cv2
@@ -10,8 +11,8 @@ from nexara_lib.features.backbones import pretrained_path
 
 pytestmark = pytest.mark.slow  # benchmark plumbing: extracts the real clips twice
 
-N_CLIPS = 4   # chosen by --clips out of the 6 written
-FRAMES = 8    # T
+N_CLIPS = 4  # chosen by --clips out of the 6 written
+FRAMES = 8  # T
 
 
 def _tflite_available() -> bool:
@@ -51,28 +52,68 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quick_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("outputs") / "bench" / "extraction.json"
-    code = bench_extraction.main(["--out", str(out), "--data", str(data_dir), "--clips", str(N_CLIPS), "--quick",
-                                  "--backbone", BACKBONE, "--weights", WEIGHTS, "--frames", str(FRAMES),
-                                  "--workers", "2"])
+    code = bench_extraction.main(
+        [
+            "--out",
+            str(out),
+            "--data",
+            str(data_dir),
+            "--clips",
+            str(N_CLIPS),
+            "--quick",
+            "--backbone",
+            BACKBONE,
+            "--weights",
+            WEIGHTS,
+            "--frames",
+            str(FRAMES),
+            "--workers",
+            "2",
+        ]
+    )
     assert code == 0
     return out, json.loads(out.read_text())
 
 
 def test_report_structure(quick_run):
     _, report = quick_run
-    for key in ("headline", "targets", "speedup_vs_naive", "overlap_ratio", "machine", "data", "config", "method",
-                "ours", "naive", "decode_only", "model_only", "floor", "rss", "rss_tolerance"):
+    for key in (
+        "headline",
+        "targets",
+        "speedup_vs_naive",
+        "overlap_ratio",
+        "machine",
+        "data",
+        "config",
+        "method",
+        "ours",
+        "naive",
+        "decode_only",
+        "model_only",
+        "floor",
+        "rss",
+        "rss_tolerance",
+    ):
         assert key in report
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["cpu_model"] and machine["versions"]["python"]
     assert "commit" in machine["git"] and machine["load_average_before"] is not None
-    assert report["config"] == {**report["config"], "backbone": BACKBONE, "frames": FRAMES, "workers": 2,
-                                "repeats": 1, "quick": True}
+    assert report["config"] == {
+        **report["config"],
+        "backbone": BACKBONE,
+        "frames": FRAMES,
+        "workers": 2,
+        "repeats": 1,
+        "quick": True,
+    }
     assert report["data"]["clips"] == N_CLIPS and len(report["data"]["rel_paths"]) == N_CLIPS
     assert report["data"]["labels"] == {"0": 2, "1": 2}  # evenly spread over the sorted list: both classes
     assert set(report["targets"]) == {"speedup_vs_naive", "overlap_ratio", "rss_ratio"}
-    for name, (target, rule) in {"speedup_vs_naive": (5, ">="), "overlap_ratio": (1.2, "<="),
-                                 "rss_ratio": (1.1, "<=")}.items():
+    for name, (target, rule) in {
+        "speedup_vs_naive": (5, ">="),
+        "overlap_ratio": (1.2, "<="),
+        "rss_ratio": (1.1, "<="),
+    }.items():
         entry = report["targets"][name]
         assert entry["target"] == target and entry["rule"] == rule and isinstance(entry["met"], bool)
         assert entry["met"] == (entry["value"] >= target if rule == ">=" else entry["value"] <= target)

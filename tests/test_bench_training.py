@@ -1,4 +1,5 @@
 """Training benchmark: report structure only (a benchmark is never a timed test)."""
+
 import json
 
 import keras
@@ -10,8 +11,14 @@ from benchmarks.bench_training import bench_config, make_bench_data
 
 pytestmark = pytest.mark.slow  # benchmark plumbing: times real training runs
 
-TINY = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [8],
-        "batch_size": 16}
+TINY = {
+    "dense_units": 8,
+    "lstm_units": 4,
+    "lstm_units_last": 4,
+    "attention_units": 4,
+    "head_units": [8],
+    "batch_size": 16,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +30,9 @@ def float32_policy():
 
 def test_report_structure_and_consistency(tmp_path, capsys):
     out = tmp_path / "bench" / "training.json"
-    returned = bench_training.bench_training(out, n_train=32, n_val=16, timesteps=4, feature_dim=8, epochs=3,
-                                             config_overrides=TINY, repeats=1)
+    returned = bench_training.bench_training(
+        out, n_train=32, n_val=16, timesteps=4, feature_dim=8, epochs=3, config_overrides=TINY, repeats=1
+    )
     report = json.loads(out.read_text())
     assert returned["path"] == str(out)
     assert {k: v for k, v in returned.items() if k != "path"} == report
@@ -47,19 +55,23 @@ def test_report_structure_and_consistency(tmp_path, capsys):
         assert report[side]["all_runs_seconds_per_epoch"] == [report[side]["seconds_per_epoch"]]
     checks = report["cross_checks"]
     assert checks["ratio_of_medians"] == pytest.approx(
-        checks["median_epoch_seconds"]["ours"] / checks["median_epoch_seconds"]["bare"])
+        checks["median_epoch_seconds"]["ours"] / checks["median_epoch_seconds"]["bare"]
+    )
     assert checks["ratio_epoch_clock"] == pytest.approx(
-        report["ours"]["seconds_per_epoch"] / report["bare"]["seconds_per_epoch"])
+        report["ours"]["seconds_per_epoch"] / report["bare"]["seconds_per_epoch"]
+    )
     assert all(v > 0 for v in checks["fit_wall_seconds_per_epoch"].values())
     # the headline ratio counts everything fit does, epoch-end callbacks included
     assert report["ratio"] == pytest.approx(
-        checks["fit_wall_seconds_per_epoch"]["ours"] / checks["fit_wall_seconds_per_epoch"]["bare"])
+        checks["fit_wall_seconds_per_epoch"]["ours"] / checks["fit_wall_seconds_per_epoch"]["bare"]
+    )
     assert report["seconds_per_epoch"] == checks["fit_wall_seconds_per_epoch"]
     assert report["overhead"]["checkpoint"]["interval_s"] == 30.0
     assert report["target"] == 1.2 and report["target_met"] == (report["ratio"] <= 1.2)
     overhead = report["overhead"]
     assert overhead["seconds_per_epoch"] == pytest.approx(
-        report["ours"]["seconds_per_epoch"] - report["bare"]["seconds_per_epoch"])
+        report["ours"]["seconds_per_epoch"] - report["bare"]["seconds_per_epoch"]
+    )
     assert overhead["components_seconds_per_epoch"]["per_class_monitor"] > 0
     assert "fit_seconds" in overhead["ours_other_timings"]
     assert "ratio" in capsys.readouterr().out  # the one-line summary
@@ -74,21 +86,37 @@ def test_repeats_interleave_and_the_least_disturbed_run_counts(tmp_path, monkeyp
     def fake_bare(*args):
         calls.append("bare")
         epochs = next(bare_runs)
-        return {"seconds_per_epoch": float(np.mean(epochs[1:])), "epoch_seconds": epochs, "fit_seconds": sum(epochs),
-                "probes": probes, "n_parameters": 10}
+        return {
+            "seconds_per_epoch": float(np.mean(epochs[1:])),
+            "epoch_seconds": epochs,
+            "fit_seconds": sum(epochs),
+            "probes": probes,
+            "n_parameters": 10,
+        }
 
     def fake_ours(*args):
         calls.append("ours")
         epochs = next(ours_runs)
-        timings = {"seconds_per_epoch": float(np.mean(epochs[1:])), "fit_seconds": sum(epochs) + 0.3,
-                   "checkpoint_seconds": 0.3, "checkpoint_commits": 3}
-        return {"seconds_per_epoch": timings["seconds_per_epoch"], "epoch_seconds": epochs,
-                "fit_seconds": timings["fit_seconds"], "call_seconds": 20.0, "timings": timings, "epochs_run": 3}
+        timings = {
+            "seconds_per_epoch": float(np.mean(epochs[1:])),
+            "fit_seconds": sum(epochs) + 0.3,
+            "checkpoint_seconds": 0.3,
+            "checkpoint_commits": 3,
+        }
+        return {
+            "seconds_per_epoch": timings["seconds_per_epoch"],
+            "epoch_seconds": epochs,
+            "fit_seconds": timings["fit_seconds"],
+            "call_seconds": 20.0,
+            "timings": timings,
+            "epochs_run": 3,
+        }
 
     monkeypatch.setattr(bench_training, "_run_bare", fake_bare)
     monkeypatch.setattr(bench_training, "_run_ours", fake_ours)
-    report = bench_training.bench_training(tmp_path / "r.json", n_train=4, n_val=4, timesteps=2, feature_dim=2,
-                                           epochs=3, repeats=3)
+    report = bench_training.bench_training(
+        tmp_path / "r.json", n_train=4, n_val=4, timesteps=2, feature_dim=2, epochs=3, repeats=3
+    )
     assert calls == ["bare", "ours"] * 3
     assert report["bare"]["seconds_per_epoch"] == 1.0 and report["ours"]["seconds_per_epoch"] == 1.5
     assert report["bare"]["all_runs_seconds_per_epoch"] == [2.0, 1.0, 3.0]
@@ -112,12 +140,15 @@ def test_data_is_deterministic_balanced_float32():
     assert np.bincount(y_train).tolist() == [5, 5] and np.bincount(y_val).tolist() == [3, 3]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"epochs": 1}, "epochs"),
-    ({"epochs": 3, "config_overrides": {"no_such_key": 1}}, "unknown parameter"),
-    ({"epochs": 3, "config_overrides": {"epochs": 9}}, "must not set"),
-    ({"epochs": 3, "config_overrides": {"batch_size": 0}}, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 1}, "epochs"),
+        ({"epochs": 3, "config_overrides": {"no_such_key": 1}}, "unknown parameter"),
+        ({"epochs": 3, "config_overrides": {"epochs": 9}}, "must not set"),
+        ({"epochs": 3, "config_overrides": {"batch_size": 0}}, "batch_size"),
+    ],
+)
 def test_bad_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bench_config(**kwargs)
@@ -127,6 +158,7 @@ def test_bad_sizes_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="n_train"):
         bench_training.bench_training(tmp_path / "x.json", n_train=1, n_val=4, timesteps=2, feature_dim=2, epochs=2)
     with pytest.raises(ValueError, match="repeats"):
-        bench_training.bench_training(tmp_path / "x.json", n_train=4, n_val=4, timesteps=2, feature_dim=2, epochs=2,
-                                      repeats=0)
+        bench_training.bench_training(
+            tmp_path / "x.json", n_train=4, n_val=4, timesteps=2, feature_dim=2, epochs=2, repeats=0
+        )
     assert not (tmp_path / "x.json").exists()

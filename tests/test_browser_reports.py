@@ -7,11 +7,11 @@ warnings, progress bars). Screenshots go to ``outputs/test-artifacts/browser/<ru
 
 A fast test plants each kind of problem in a tiny page and checks the checker finds it.
 """
+
 import shutil
 from pathlib import Path
 
 import pytest
-
 from browser import Browser, find_chromium
 
 pytestmark = pytest.mark.browser
@@ -53,11 +53,12 @@ def test_smoke_run_reports_in_browser(smoke_run):
             check = browser.open(page, width=VIEWPORT_WIDTH, screenshot_dir=shots)
             forbidden = FORBIDDEN_TEXT if kind in ("index", "stakeholder") else ()
             problems += [f"{page.name}: {p}" for p in check.problems(forbidden_text=forbidden)]
-            print(f"{page.name} ({kind}): {check.images} images, {check.links} links, "
-                  f"screenshot {check.screenshot}")
+            print(f"{page.name} ({kind}): {check.images} images, {check.links} links, screenshot {check.screenshot}")
     print(f"screenshots: {shots}")
-    assert not problems, (f"{len(problems)} problem(s) in {len(pages)} pages of {reports} "
-                          f"(screenshots in {shots}):\n  " + "\n  ".join(problems))
+    assert not problems, (
+        f"{len(problems)} problem(s) in {len(pages)} pages of {reports} "
+        f"(screenshots in {shots}):\n  " + "\n  ".join(problems)
+    )
 
 
 BAD_PAGE = """<!DOCTYPE html>
@@ -98,10 +99,10 @@ def test_checker_finds_planted_problems(tmp_path):
 
     assert any("planted console error" in e for e in bad.console_errors), bad.console_errors
     assert any("no-such-picture.png" in r for r in bad.failed_requests), bad.failed_requests
-    assert [i for i in bad.broken_images if "missing picture" in i and "no-such-picture.png" in i], \
-        bad.broken_images
-    assert any("no-such-report.html" in link and "does not exist" in link for link in bad.broken_links), \
+    assert [i for i in bad.broken_images if "missing picture" in i and "no-such-picture.png" in i], bad.broken_images
+    assert any("no-such-report.html" in link and "does not exist" in link for link in bad.broken_links), (
         bad.broken_links
+    )
     assert any("#no-such-anchor" in link for link in bad.broken_links), bad.broken_links
     assert not any("#top-heading" in link for link in bad.broken_links), bad.broken_links
     assert bad.external_links == ["'https://example.com/' ('the internet')"]
@@ -110,8 +111,16 @@ def test_checker_finds_planted_problems(tmp_path):
     assert "Bad page" in bad.text
 
     problems = bad.problems(forbidden_text=FORBIDDEN_TEXT)
-    for expected in ("console error", "failed request", "broken image", "broken link",
-                     "external link", "wider than the viewport", "'dtype:'", "'Name:'"):
+    for expected in (
+        "console error",
+        "failed request",
+        "broken image",
+        "broken link",
+        "external link",
+        "wider than the viewport",
+        "'dtype:'",
+        "'Name:'",
+    ):
         assert any(expected in p for p in problems), (expected, problems)
     assert not any("external link" in p for p in bad.problems(allow_external=True))
 

@@ -7,6 +7,7 @@ the numbers of a clean extraction and counted in the summary; loading it first r
 ``CacheEntryError`` that names the file and says how to fix it. Real videos, the weight-free
 ``flow`` backbone.
 """
+
 import hashlib
 import json
 import os
@@ -43,8 +44,17 @@ def _write_video(path, n_frames, seed):
 def clean(tmp_path_factory):
     """(manifest, cache root of a clean extraction, its features) shared by the tests (they copy the root)."""
     root = tmp_path_factory.mktemp("clean")
-    manifest = pd.DataFrame([{"clip_id": f"c{i}", "path": str(_write_video(root / f"c{i}.avi", 10 + i, i)),
-                              "label": i % 2, "frames": 10 + i} for i in range(3)])
+    manifest = pd.DataFrame(
+        [
+            {
+                "clip_id": f"c{i}",
+                "path": str(_write_video(root / f"c{i}.avi", 10 + i, i)),
+                "label": i % 2,
+                "frames": 10 + i,
+            }
+            for i in range(3)
+        ]
+    )
     summary = extract_features(manifest, STREAM, root / "features", workers=0, progress=False)
     assert summary["computed"] == 3 and summary["bad_entries"] == []
     x, y, ids = load_features(manifest, summary["cache_dir"])
@@ -185,7 +195,8 @@ def test_every_entry_has_its_checksum_file_and_reads_back_as_written(clean):
         assert meta["bytes"] == path.stat().st_size and meta["shape"] == [5, STREAM.cached_dim]
         assert np.dtype(meta["dtype"]) == np.float16
         assert np.array_equal(read_features(path, 5), np.load(path)) and np.array_equal(
-            read_entry(path).astype(np.float32), reference[i])
+            read_entry(path).astype(np.float32), reference[i]
+        )
 
 
 class _Boom:
@@ -202,8 +213,11 @@ def test_an_object_array_is_refused_without_unpickling(tmp_path):
     path, marker = tmp_path / "evil.npy", tmp_path / "unpickled"
     np.save(path, np.array([_Boom(str(marker))], dtype=object), allow_pickle=True)
     data = path.read_bytes()
-    sum_path(path).write_text(json.dumps({"format": 1, "shape": [1], "dtype": "<f2", "bytes": len(data),
-                                          "sha256": hashlib.sha256(data).hexdigest()}))
+    sum_path(path).write_text(
+        json.dumps(
+            {"format": 1, "shape": [1], "dtype": "<f2", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        )
+    )
     with pytest.raises(CacheEntryError, match="Python objects") as caught:
         read_entry(path)
     assert not marker.exists() and "allow_pickle" not in str(caught.value)

@@ -1,4 +1,5 @@
 """The `nexara` command line on tiny real data: synth -> audit -> extract, and its errors."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def nexara(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "nexara_lib", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "nexara_lib", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_synth_audit_extract_chain(tmp_path):
@@ -25,17 +28,50 @@ def test_synth_audit_extract_chain(tmp_path):
     unusable = pd.read_csv(audit / "unusable.csv")
     assert len(manifest) == 12 and set(manifest["split"]) == {"train", "val", "test"}
     assert unusable["path"].str.endswith("broken.avi").all() and "empty" in unusable["reason"].iloc[0]
-    proc = nexara("extract", "--manifest", audit / "manifest.csv", "--backbone", "flow", "--weights", "none",
-                  "--frames", 4, "--out", feats)
+    proc = nexara(
+        "extract",
+        "--manifest",
+        audit / "manifest.csv",
+        "--backbone",
+        "flow",
+        "--weights",
+        "none",
+        "--frames",
+        4,
+        "--out",
+        feats,
+    )
     assert proc.returncode == 0, proc.stderr
     files = list(feats.glob("flow-*/*.npy"))
     assert len(files) == 12 and np.load(files[0]).shape[0] == 4
-    again = nexara("extract", "--manifest", audit / "manifest.csv", "--backbone", "flow", "--weights", "none",
-                   "--frames", 4, "--out", feats)
+    again = nexara(
+        "extract",
+        "--manifest",
+        audit / "manifest.csv",
+        "--backbone",
+        "flow",
+        "--weights",
+        "none",
+        "--frames",
+        4,
+        "--out",
+        feats,
+    )
     assert "0 computed, 12 already cached" in again.stdout
     files[0].write_bytes(files[0].read_bytes()[:-7])  # a cache file cut short (full disk, copy interrupted)
-    repaired = nexara("extract", "--manifest", audit / "manifest.csv", "--backbone", "flow", "--weights", "none",
-                      "--frames", 4, "--out", feats)
+    repaired = nexara(
+        "extract",
+        "--manifest",
+        audit / "manifest.csv",
+        "--backbone",
+        "flow",
+        "--weights",
+        "none",
+        "--frames",
+        4,
+        "--out",
+        feats,
+    )
     assert repaired.returncode == 0, repaired.stderr
     assert "1 computed, 11 already cached" in repaired.stdout
     assert f"recomputed {files[0].name}: truncated" in repaired.stdout and "bad" in repaired.stdout

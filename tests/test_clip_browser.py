@@ -1,4 +1,5 @@
 """The notebook-01 clip browser on real tiny videos, driven like a user would (changing widget values)."""
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ def write_clip(path, value, n=6):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 32))
     for i in range(n):
         frame = np.full((32, 48, 3), value, np.uint8)
-        frame[:, i * 6:(i * 6) + 6] = 255  # a bar that moves: each frame differs
+        frame[:, i * 6 : (i * 6) + 6] = 255  # a bar that moves: each frame differs
         writer.write(frame)
     writer.release()
     return str(path)
@@ -19,14 +20,34 @@ def write_clip(path, value, n=6):
 
 @pytest.fixture
 def manifest(tmp_path):
-    return pd.DataFrame([
-        {"clip_id": "a", "path": write_clip(tmp_path / "a.avi", 30), "class_name": "violent", "split": "train",
-         "frames": 6, "status": "ok"},
-        {"clip_id": "b<script>", "path": write_clip(tmp_path / "b <script>.avi", 120), "class_name": "non-violent",
-         "split": "test", "frames": 6, "status": "ok"},
-        {"clip_id": "c", "path": str(tmp_path / "missing.avi"), "class_name": "violent", "split": "test",
-         "frames": 6, "status": "ok"},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "clip_id": "a",
+                "path": write_clip(tmp_path / "a.avi", 30),
+                "class_name": "violent",
+                "split": "train",
+                "frames": 6,
+                "status": "ok",
+            },
+            {
+                "clip_id": "b<script>",
+                "path": write_clip(tmp_path / "b <script>.avi", 120),
+                "class_name": "non-violent",
+                "split": "test",
+                "frames": 6,
+                "status": "ok",
+            },
+            {
+                "clip_id": "c",
+                "path": str(tmp_path / "missing.avi"),
+                "class_name": "violent",
+                "split": "test",
+                "frames": 6,
+                "status": "ok",
+            },
+        ]
+    )
 
 
 def test_filter_clips(manifest):

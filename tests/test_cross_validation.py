@@ -1,4 +1,5 @@
 """Grouped, stratified folds with an inner validation set."""
+
 import numpy as np
 import pytest
 
@@ -25,8 +26,11 @@ def test_every_clip_is_evaluated_once_and_groups_never_straddle_parts():
         assert set.union(*parts) == set(range(len(y)))
         assert sum(len(p) for p in parts) == len(y)  # disjoint
         part_groups = [set(groups[list(p)]) for p in parts]
-        assert not (part_groups[0] & part_groups[1]) and not (part_groups[0] & part_groups[2]) \
+        assert (
+            not (part_groups[0] & part_groups[1])
+            and not (part_groups[0] & part_groups[2])
             and not (part_groups[1] & part_groups[2])
+        )
         for idx in (fold.fit, fold.inner_val, fold.evaluate):
             assert set(y[idx]) == {0, 1}
     assert folds[0].describe(y)["fold"] == "fold1"
@@ -42,7 +46,9 @@ def test_folds_are_deterministic_per_seed():
     assert any(not np.array_equal(fa.evaluate, fc.evaluate) for fa, fc in zip(a, c))
 
 
-@pytest.mark.parametrize("k, match", [(1, ">= 2"), (20, "only 12 source groups"), (7, "violent clips come from only 6")])
+@pytest.mark.parametrize(
+    "k, match", [(1, ">= 2"), (20, "only 12 source groups"), (7, "violent clips come from only 6")]
+)
 def test_too_many_folds_is_a_clear_error(k, match):
     y, groups = grouped_pool()
     with pytest.raises(ValueError, match=match):

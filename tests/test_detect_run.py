@@ -1,16 +1,17 @@
 """`deploy.detect.detect`: an export folder + sources -> events, windows, summary, per-source timelines and
 annotated videos; an export that does not match the run is refused before anything runs."""
+
 import json
 
 import pandas as pd
 import pytest
+from test_detector import T, write_clip
 
 from nexara_lib.deploy.detect import detect, expected_from_run
 from nexara_lib.deploy.export import ExportError, export_head
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.training.model_files import save_model_atomic
 from nexara_lib.training.models import create_sequence_model, model_defaults
-from test_detector import T, write_clip
 
 STREAM = FeatureStream("flow", "none", T)
 
@@ -18,14 +19,23 @@ STREAM = FeatureStream("flow", "none", T)
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     import keras
+
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("export")
     model = create_sequence_model("pooled_mlp", (T, STREAM.feature_dim), **model_defaults("pooled_mlp"))
     save_model_atomic(model, folder / "model.keras")
-    facts = {"run": {"name": "t", "model": "pooled_mlp", "stream_set": "identity"},
-             "streams": [{**STREAM.describe(), "item": "identity"}], "window_s": 1.0,
-             "threshold": {"on": 0.5, "false_alarm_rate": 0.05, "validation_fpr": 0.0, "validation_recall": 1.0,
-                           "chosen_on": "validation"}}
+    facts = {
+        "run": {"name": "t", "model": "pooled_mlp", "stream_set": "identity"},
+        "streams": [{**STREAM.describe(), "item": "identity"}],
+        "window_s": 1.0,
+        "threshold": {
+            "on": 0.5,
+            "false_alarm_rate": 0.05,
+            "validation_fpr": 0.0,
+            "validation_recall": 1.0,
+            "chosen_on": "validation",
+        },
+    }
     export_head(folder / "model.keras", folder / "export", variants=("float32",), facts=facts)
     return folder / "export"
 
@@ -38,8 +48,9 @@ def test_detect_writes_events_windows_summary_timelines_and_annotated_videos(tmp
     clips.mkdir()
     write_clip(clips / "a.mp4", n=60)
     write_clip(clips / "b.mp4", n=50, seed=3)
-    result = detect([str(clips)], export_dir, PARAMS, tmp_path / "out", annotate=True,
-                    expected=expected_from_run(PARAMS, [STREAM]))
+    result = detect(
+        [str(clips)], export_dir, PARAMS, tmp_path / "out", annotate=True, expected=expected_from_run(PARAMS, [STREAM])
+    )
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert [s["source"] for s in summary["sources"]] == ["a.mp4", "b.mp4"]
@@ -57,8 +68,13 @@ def test_an_export_that_does_not_match_the_run_is_refused_before_anything_runs(t
     clip = write_clip(tmp_path / "a.mp4")
     other = FeatureStream("flow", "none", T + 2)
     with pytest.raises(ExportError, match="T"):
-        detect([str(clip)], export_dir, PARAMS, tmp_path / "out", expected=expected_from_run(
-            {**PARAMS, "frames_per_clip": T + 2}, [other]))
+        detect(
+            [str(clip)],
+            export_dir,
+            PARAMS,
+            tmp_path / "out",
+            expected=expected_from_run({**PARAMS, "frames_per_clip": T + 2}, [other]),
+        )
     assert not (tmp_path / "out").exists()
 
 

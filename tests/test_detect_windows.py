@@ -1,4 +1,5 @@
 """Windows sampled as training sampled clips: offsets, nearest-by-timestamp picks, next frames, bounded memory."""
+
 import numpy as np
 import pytest
 
@@ -76,7 +77,7 @@ def test_last_frame_is_its_own_next_frame_at_the_end():
     for i, t in enumerate(times):
         sampler.push(i, t, i)
     sampler.end()
-    (m, picked), = sampler.complete_windows()
+    ((m, picked),) = sampler.complete_windows()
     last = max(picked)
     assert picked[last].index == n - 2 and picked[last].next_image == n - 1
     plan_identity = WindowPlan.build(fps, n / fps, 1.0, 5, [False])
@@ -84,7 +85,7 @@ def test_last_frame_is_its_own_next_frame_at_the_end():
     for i, t in enumerate(times):
         sampler.push(i, t, i)
     sampler.end()
-    (m, picked), = sampler.complete_windows()
+    ((m, picked),) = sampler.complete_windows()
     assert picked[n - 1].index == n - 1 and picked[n - 1].next_image == n - 1
 
 

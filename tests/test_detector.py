@@ -1,14 +1,16 @@
 """The streaming detector end to end on real clips written with OpenCV and scripted captures: live scores equal
 offline extraction + model, grids batch their cells, and every bad input ends in a recorded state or a clear
 message, never a probability made up."""
+
 import json
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from capture_fakes import FAIL, FakeCapture, FakeClock, opener_of
+from video_utils import decode_all
+
 from nexara_lib.deploy.alerts import AlarmPolicy, EventLog
 from nexara_lib.deploy.detector import Detector, DetectorSettings
 from nexara_lib.deploy.head import HeadError, KerasHead
@@ -17,7 +19,6 @@ from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.features.extract import extract_features
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.training.models import create_sequence_model, model_defaults
-from video_utils import decode_all
 
 T, FPS, N = 6, 20.0, 40
 FLOW = FeatureStream("flow", "none", T)
@@ -30,9 +31,9 @@ def scene(i: int, size=(96, 72), seed=0) -> np.ndarray:
     frame = np.tile(np.linspace(30, 140, w, dtype=np.uint8), (h, 1))[..., None].repeat(3, 2).copy()
     frame[::7] = rng.integers(0, 255, (len(frame[::7]), w, 3), dtype=np.uint8)
     x = (3 * i) % (w - 20)
-    frame[10:30, x:x + 20] = (40, 200, 250)
+    frame[10:30, x : x + 20] = (40, 200, 250)
     y = (2 * i) % (h - 16)
-    frame[y:y + 16, w - 30:w - 14] = (250, 60, 30)
+    frame[y : y + 16, w - 30 : w - 14] = (250, 60, 30)
     return frame
 
 
@@ -46,6 +47,7 @@ def write_clip(path, n=N, fps=FPS, size=(96, 72), seed=0):
 
 def head_for(d: int, seed: int = 0) -> KerasHead:
     import keras
+
     keras.utils.set_random_seed(seed)
     model = create_sequence_model("pooled_mlp", (T, d), **{**model_defaults("pooled_mlp"), "pooled_hidden_units": 8})
     for w in model.weights:  # visible weights, so every feature matters
@@ -55,8 +57,13 @@ def head_for(d: int, seed: int = 0) -> KerasHead:
 
 
 def settings(window_s=N / FPS, stride=1.0, k=1, n=1, **kw) -> DetectorSettings:
-    return DetectorSettings(window_s=window_s, stride=stride, frames_per_window=T,
-                            policy=AlarmPolicy(on_threshold=0.5, off_threshold=0.4, k=k, n=n, cooldown_s=0.0), **kw)
+    return DetectorSettings(
+        window_s=window_s,
+        stride=stride,
+        frames_per_window=T,
+        policy=AlarmPolicy(on_threshold=0.5, off_threshold=0.4, k=k, n=n, cooldown_s=0.0),
+        **kw,
+    )
 
 
 def offline(path, streams, tmp_path):
@@ -69,7 +76,9 @@ def offline(path, streams, tmp_path):
     return np.concatenate(parts, axis=2)
 
 
-@pytest.mark.parametrize("streams", [[FLOW], [FLOW, FLOW.with_view("motion_crop")]], ids=["identity", "identity+motion_crop"])
+@pytest.mark.parametrize(
+    "streams", [[FLOW], [FLOW, FLOW.with_view("motion_crop")]], ids=["identity", "identity+motion_crop"]
+)
 def test_live_scores_equal_offline_extraction_plus_model(tmp_path, streams):
     clip = write_clip(tmp_path / "clip.mp4")
     features = WindowFeatures(streams)
@@ -142,7 +151,10 @@ def test_unopenable_and_short_sources_are_reported_and_others_go_on(tmp_path):
     summary = detector.run(expand_sources([str(tmp_path)]))
     by_name = {s["source"]: s for s in summary["sources"]}
     assert by_name["broken.mp4"]["status"] == "cannot open" and "broken.mp4" in by_name["broken.mp4"]["message"]
-    assert by_name["short.mp4"]["status"] == "too short" and "shorter than the 2.0 s window" in by_name["short.mp4"]["message"]
+    assert (
+        by_name["short.mp4"]["status"] == "too short"
+        and "shorter than the 2.0 s window" in by_name["short.mp4"]["message"]
+    )
     assert by_name["good.mp4"]["status"] == "ok"
     assert [w.source for w in detector.windows] == ["good.mp4"]
     assert good.exists()
@@ -159,9 +171,13 @@ def test_a_dropped_stream_reconnects_and_its_gap_is_unknown_not_zero():
     sleeps = []
     features = WindowFeatures([FLOW])
     detector = Detector(head_for(features.feature_dim), features, settings(window_s=1.0, stride=0.5))
-    summary = detector.run([SourceSpec("camera 0", 0, True)], opener=opener_of(first, None, second),
-                           sleep=lambda s: (sleeps.append(s), clock.advance(s)), clock=clock,
-                           queue_frames=1000)  # a scripted camera delivers instantly: keep every frame
+    summary = detector.run(
+        [SourceSpec("camera 0", 0, True)],
+        opener=opener_of(first, None, second),
+        sleep=lambda s: (sleeps.append(s), clock.advance(s)),
+        clock=clock,
+        queue_frames=1000,
+    )  # a scripted camera delivers instantly: keep every frame
     source = summary["sources"][0]
     assert sleeps[:2] == [0.5, 1.0]  # back-off doubles
     assert [g["reason"] for g in source["gaps"]] == ["stream dropped; reconnected after 2 attempts"]
@@ -174,19 +190,20 @@ def test_a_stream_that_never_comes_back_is_dropped_with_a_message():
     first = FakeCapture([f for f, _ in _frames(30)] + [FAIL], fps=FPS)
     features = WindowFeatures([FLOW])
     detector = Detector(head_for(features.feature_dim), features, settings(window_s=1.0, stride=0.5))
-    summary = detector.run([SourceSpec("camera 0", 0, True)], opener=opener_of(first), sleep=lambda s: None,
-                           queue_frames=1000)
+    summary = detector.run(
+        [SourceSpec("camera 0", 0, True)], opener=opener_of(first), sleep=lambda s: None, queue_frames=1000
+    )
     source = summary["sources"][0]
     assert source["status"] == "dropped" and source["message"]
 
 
 def test_bad_frames_timestamp_jumps_and_resolution_changes_are_survived():
     script = _frames(30)
-    script[5] = (None, 250.0)                                    # an empty read
-    script[9] = (np.zeros((0, 0, 3), np.uint8), 450.0)           # zero-size
-    script[12] = (np.zeros((72, 96, 2), np.uint8), 600.0)        # two channels: unusable
+    script[5] = (None, 250.0)  # an empty read
+    script[9] = (np.zeros((0, 0, 3), np.uint8), 450.0)  # zero-size
+    script[12] = (np.zeros((72, 96, 2), np.uint8), 600.0)  # two channels: unusable
     script[14] = (cv2.cvtColor(script[14][0], cv2.COLOR_BGR2GRAY), 700.0)  # grey: converted
-    script += _frames(30, start=30, offset_ms=10_000.0)          # a 10 s timestamp jump
+    script += _frames(30, start=30, offset_ms=10_000.0)  # a 10 s timestamp jump
     script += _frames(30, start=60, offset_ms=12_000.0, size=(144, 192))  # the camera switches resolution
     cap = FakeCapture(script, fps=FPS)
     features = WindowFeatures([FLOW])
@@ -279,11 +296,16 @@ def test_memory_holds_open_windows_only(tmp_path):
 
 def test_the_annotated_video_has_every_frame_and_marks_alarms(tmp_path):
     from nexara_lib.deploy.annotate import Annotator
+
     clip = write_clip(tmp_path / "clip.mp4", n=80)
     features = WindowFeatures([FLOW])
     head = head_for(features.feature_dim)
-    always = DetectorSettings(window_s=1.0, stride=0.5, frames_per_window=T,
-                              policy=AlarmPolicy(on_threshold=0.0, off_threshold=0.0, k=1, n=1, cooldown_s=0.0))
+    always = DetectorSettings(
+        window_s=1.0,
+        stride=0.5,
+        frames_per_window=T,
+        policy=AlarmPolicy(on_threshold=0.0, off_threshold=0.0, k=1, n=1, cooldown_s=0.0),
+    )
     detector = Detector(head, features, always, annotator=Annotator(tmp_path / "out"))
     detector.run(expand_sources([str(clip)]))
     video = tmp_path / "out" / "clip.annotated.mp4"
@@ -314,6 +336,7 @@ def test_recordings_are_read_one_after_another_and_cameras_side_by_side():
 
 def test_a_camera_in_back_off_does_not_hold_up_the_other_cameras():
     import threading
+
     gate = threading.Event()
 
     class Stuck(FakeCapture):
@@ -330,8 +353,9 @@ def test_a_camera_in_back_off_does_not_hold_up_the_other_cameras():
         return caps[uri]
 
     features = WindowFeatures([FLOW])
-    detector = Detector(head_for(features.feature_dim), features, settings(window_s=1.0, stride=0.5,
-                                                                           reconnect_attempts=0))
+    detector = Detector(
+        head_for(features.feature_dim), features, settings(window_s=1.0, stride=0.5, reconnect_attempts=0)
+    )
     original = detector._take
 
     def take(state, frame):
@@ -341,7 +365,12 @@ def test_a_camera_in_back_off_does_not_hold_up_the_other_cameras():
         original(state, frame)
 
     detector._take = take
-    detector.run([SourceSpec("bad", "bad", True), SourceSpec("good", "good", True)], opener=opener,
-                 sleep=lambda s: None, queue_frames=1000, clock=clock)
+    detector.run(
+        [SourceSpec("bad", "bad", True), SourceSpec("good", "good", True)],
+        opener=opener,
+        sleep=lambda s: None,
+        queue_frames=1000,
+        clock=clock,
+    )
     assert seen[:60] == ["good"] * 60
     assert any(w.source == "good" and w.state == "scored" for w in detector.windows)

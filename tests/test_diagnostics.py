@@ -1,4 +1,5 @@
 """Diagnostics tables, figures and metrics.json on tiny synthetic predictions."""
+
 import json
 
 import matplotlib
@@ -71,13 +72,22 @@ def test_per_class_table_rows_and_ci_columns():
 
 def test_per_source_table_groups_and_checks_alignment():
     n = len(TEST)
-    manifest = pd.DataFrame({"clip_id": list(reversed(TEST.clip_ids)),  # different order on purpose
-                             "label": list(reversed(TEST.y_true.tolist())),
-                             "source": ["rwf" if i % 2 else "hockey" for i in range(n)],
-                             "group": ["g1" if i < 20 else "g2" for i in range(n)]})
+    manifest = pd.DataFrame(
+        {
+            "clip_id": list(reversed(TEST.clip_ids)),  # different order on purpose
+            "label": list(reversed(TEST.y_true.tolist())),
+            "source": ["rwf" if i % 2 else "hockey" for i in range(n)],
+            "group": ["g1" if i < 20 else "g2" for i in range(n)],
+        }
+    )
     table = dg.per_source_table(manifest, TEST, 0.5)
-    assert set(zip(table["by"], table["value"])) == {("all", "all"), ("source", "hockey"), ("source", "rwf"),
-                                                     ("group", "g1"), ("group", "g2")}
+    assert set(zip(table["by"], table["value"])) == {
+        ("all", "all"),
+        ("source", "hockey"),
+        ("source", "rwf"),
+        ("group", "g1"),
+        ("group", "g2"),
+    }
     by_source = table[table["by"] == "source"]
     assert by_source["n"].sum() == n
     # counts per source reproduce the overall accuracy

@@ -1,4 +1,5 @@
 """Ensemble weights, stacking, diversity and the saved artifact on synthetic member predictions."""
+
 import json
 
 import numpy as np
@@ -13,9 +14,11 @@ def _members(split, n=300, seed=0):
     # member 0 is informative, members 1 and 2 are close to coin flips.
     rng = np.random.default_rng(seed)
     y = np.repeat([0, 1], n // 2)
-    probs = [np.clip(0.5 + 0.7 * (y - 0.5) + rng.normal(0, 0.12, n), 0.01, 0.99),
-             np.clip(0.5 + 0.05 * (y - 0.5) + rng.normal(0, 0.2, n), 0.01, 0.99),
-             np.clip(0.5 + rng.normal(0, 0.2, n), 0.01, 0.99)]
+    probs = [
+        np.clip(0.5 + 0.7 * (y - 0.5) + rng.normal(0, 0.12, n), 0.01, 0.99),
+        np.clip(0.5 + 0.05 * (y - 0.5) + rng.normal(0, 0.2, n), 0.01, 0.99),
+        np.clip(0.5 + rng.normal(0, 0.2, n), 0.01, 0.99),
+    ]
     return [Predictions(split, y, p) for p in probs]
 
 
@@ -80,9 +83,13 @@ def test_choose_best_member():
 
 def test_pairwise_disagreement_and_error_correlation():
     y = np.array([0, 1, 1, 0, 1, 0])
-    preds = np.array([[0, 1, 1, 0, 1, 0],   # never wrong
-                      [0, 0, 1, 0, 0, 0],   # wrong on clips 1, 4
-                      [1, 0, 1, 0, 1, 0]])  # wrong on clips 0, 1
+    preds = np.array(
+        [
+            [0, 1, 1, 0, 1, 0],  # never wrong
+            [0, 0, 1, 0, 0, 0],  # wrong on clips 1, 4
+            [1, 0, 1, 0, 1, 0],
+        ]
+    )  # wrong on clips 0, 1
     d = en.pairwise_disagreement(preds)
     assert d.shape == (3, 3) and np.allclose(np.diag(d), 0) and np.allclose(d, d.T)
     assert d[0, 1] == pytest.approx(2 / 6) and d[1, 2] == pytest.approx(2 / 6)

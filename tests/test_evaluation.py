@@ -1,18 +1,28 @@
 """Metrics, CIs, paired tests, thresholds and calibration on tiny hand-made inputs."""
+
 import math
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from nexara_lib.io import to_jsonable
-from nexara_lib.evaluation.calibration import (apply_temperature, expected_calibration_error, fit_temperature,
-                                               reliability_curve)
+from nexara_lib.evaluation.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
+)
 from nexara_lib.evaluation.metrics import binary_metrics, metric_function, roc_auc
 from nexara_lib.evaluation.predictions import Predictions, sigmoid
-from nexara_lib.evaluation.stats import (bootstrap_ci, compare_paired, describe_comparison, mcnemar_test,
-                                         paired_bootstrap_diff)
+from nexara_lib.evaluation.stats import (
+    bootstrap_ci,
+    compare_paired,
+    describe_comparison,
+    mcnemar_test,
+    paired_bootstrap_diff,
+)
 from nexara_lib.evaluation.thresholds import candidate_thresholds, choose_threshold
+from nexara_lib.io import to_jsonable
 from nexara_lib.labels import per_class_accuracy, predict_labels
 
 
@@ -206,8 +216,9 @@ def test_metric_function_and_jsonable():
 
 def test_compare_paired_reports_deltas():
     y = np.array([0, 0, 1, 1])
-    r = compare_paired(y, [0.6, 0.1, 0.4, 0.9], [0.2, 0.1, 0.7, 0.9], threshold=0.5, n_bootstrap=50,
-                       names=("without", "with"))
+    r = compare_paired(
+        y, [0.6, 0.1, 0.4, 0.9], [0.2, 0.1, 0.7, 0.9], threshold=0.5, n_bootstrap=50, names=("without", "with")
+    )
     assert r["without"]["accuracy"] == 0.5 and r["with"]["accuracy"] == 1.0
     assert r["delta"]["acc_violent"] == 0.5 and r["delta"]["acc_nonviolent"] == 0.5
     assert r["mcnemar"]["c"] == 2 and r["accuracy_diff_ci"][0] == 0.5

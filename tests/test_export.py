@@ -6,6 +6,7 @@ exports, for ops TFLite builtins lack, and for interpreter failures; the parity 
 Tiny shapes (T=6, D=12, a few units) keep it fast; the weights are perturbed away from their
 initialisation (and the output layer scaled until p(violent) spreads) so parity is not trivially met.
 """
+
 import hashlib
 import json
 import re
@@ -16,23 +17,54 @@ import keras
 import numpy as np
 import pytest
 
-from nexara_lib.deploy.export import (EXPORT_FILE, SAVED_MODEL_DIR, VARIANTS, ExportError, check_export_matches,
-                                      export_head, head_file, load_export)
+from nexara_lib.deploy.export import (
+    EXPORT_FILE,
+    SAVED_MODEL_DIR,
+    VARIANTS,
+    ExportError,
+    check_export_matches,
+    export_head,
+    head_file,
+    load_export,
+)
 from nexara_lib.deploy.head import HeadError, KerasHead, TFLiteHead
-from nexara_lib.deploy.parity import (LATENCY_COLUMNS, PARITY_COLUMNS, TOLERANCES, head_latency, head_parity,
-                                      probe_windows)
+from nexara_lib.deploy.parity import (
+    LATENCY_COLUMNS,
+    PARITY_COLUMNS,
+    TOLERANCES,
+    head_latency,
+    head_parity,
+    probe_windows,
+)
 from nexara_lib.training.layers import INPUT_NORMALIZATION_NAME, OUTPUT_LAYER_NAME
 from nexara_lib.training.model_files import save_model_atomic
-from nexara_lib.training.models import (adapt_input_normalization, available_models, create_sequence_model,
-                                        model_param_names)
+from nexara_lib.training.models import (
+    adapt_input_normalization,
+    available_models,
+    create_sequence_model,
+    model_param_names,
+)
 
 T, D = 6, 12
-SMALL = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 3, "attention_units": 4, "head_units": [6],
-         "conv_filters": [5], "num_heads": 2, "num_blocks": 1, "pooled_hidden_units": 5}
+SMALL = {
+    "dense_units": 8,
+    "lstm_units": 4,
+    "lstm_units_last": 3,
+    "attention_units": 4,
+    "head_units": [6],
+    "conv_filters": [5],
+    "num_heads": 2,
+    "num_blocks": 1,
+    "pooled_hidden_units": 5,
+}
 # big enough that dynamic-range int8 really quantizes (TFLite skips tensors under 1024 values)
-LARGE = {"hybrid": (64, {"dense_units": 32, "lstm_units": 16, "lstm_units_last": 16, "attention_units": 16,
-                         "head_units": [32]}),
-         "pooled_linear": (192, {})}
+LARGE = {
+    "hybrid": (
+        64,
+        {"dense_units": 32, "lstm_units": 16, "lstm_units_last": 16, "attention_units": 16, "head_units": [32]},
+    ),
+    "pooled_linear": (192, {}),
+}
 
 
 def _windows(n, d=D, seed=1):
@@ -53,8 +85,13 @@ def _trained_like(name, d, params, seed=0):
     for var in model.weights:
         if INPUT_NORMALIZATION_NAME not in var.path:
             w = np.asarray(var.numpy())
-            var.assign((rng.uniform(0.5, 1.5, w.shape) if "gamma" in var.path or "variance" in var.path
-                        else w + rng.normal(0.0, 0.3, w.shape)).astype(np.float32))
+            var.assign(
+                (
+                    rng.uniform(0.5, 1.5, w.shape)
+                    if "gamma" in var.path or "variance" in var.path
+                    else w + rng.normal(0.0, 0.3, w.shape)
+                ).astype(np.float32)
+            )
     for layer in model.layers:  # in graph order: each sees the data as recalibrated so far
         if isinstance(layer, keras.layers.BatchNormalization):
             a = keras.Model(model.inputs, layer.input)(x, training=False).numpy()
@@ -65,8 +102,9 @@ def _trained_like(name, d, params, seed=0):
     h = keras.Model(model.inputs, out.input)(x, training=False).numpy().astype(np.float64)
     u = rng.normal(size=h.shape[1])
     u *= 2.0 / ((h - h.mean(0)) @ u).std()  # logit of p(violent): centred, standard deviation 2
-    out.set_weights([np.stack([np.zeros_like(u), u], 1).astype(np.float32),
-                     np.array([0.0, -h.mean(0) @ u], np.float32)])
+    out.set_weights(
+        [np.stack([np.zeros_like(u), u], 1).astype(np.float32), np.array([0.0, -h.mean(0) @ u], np.float32)]
+    )
     return model
 
 
@@ -102,12 +140,13 @@ def _saved(tmp, name, d=D, params=SMALL, fit=False):
 def _max_delta_b1_b9(reference, head, x):
     """max |delta p| with every window alone (batch 1), all at once (batch 9), then alone again."""
     want = reference.predict(x)
-    alone = np.concatenate([head.predict(x[i:i + 1]) for i in range(len(x))])
+    alone = np.concatenate([head.predict(x[i : i + 1]) for i in range(len(x))])
     together = head.predict(x)
     again = head.predict(x[:1])
     assert alone.shape == together.shape == (len(x),) and together.dtype == np.float32
-    return max(float(np.abs(alone - want).max()), float(np.abs(together - want).max()),
-               float(np.abs(again - want[:1]).max()))
+    return max(
+        float(np.abs(alone - want).max()), float(np.abs(together - want).max()), float(np.abs(again - want[:1]).max())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +155,16 @@ def hybrid_export(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hybrid")
     d, params = LARGE["hybrid"]
     model_path = _saved(tmp, "hybrid", d, params, fit=True)
-    manifest = export_head(model_path, tmp / "export", facts={"backbone": "mobilenet_v1_tflite", "streams": ["rgb"],
-                                                              "threshold": 0.42})
+    manifest = export_head(
+        model_path, tmp / "export", facts={"backbone": "mobilenet_v1_tflite", "streams": ["rgb"], "threshold": 0.42}
+    )
     return model_path, tmp / "export", manifest
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in ("hybrid", "pooled_linear") else pytest.mark.slow)
-                                  for n in available_models()])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=() if n in ("hybrid", "pooled_linear") else pytest.mark.slow) for n in available_models()],
+)
 def test_every_model_exports_to_float32_that_scores_like_keras(tmp_path, name, float32_policy):
     model_path = _saved(tmp_path, name)
     manifest = export_head(model_path, tmp_path / "export", variants=["float32"])
@@ -221,8 +263,9 @@ def test_load_export_refuses_missing_damaged_or_replaced_files(tmp_path, hybrid_
     assert str(target) in message and f"{size // 2} bytes" in message and f"{size} bytes" in message
     assert "re-export" in message
     replaced = copy / head_file("int8")  # another valid model of the same size: still refused
-    replaced.write_bytes((out / head_file("float16")).read_bytes()[: replaced.stat().st_size].ljust(
-        replaced.stat().st_size, b"\0"))
+    replaced.write_bytes(
+        (out / head_file("float16")).read_bytes()[: replaced.stat().st_size].ljust(replaced.stat().st_size, b"\0")
+    )
     with pytest.raises(ExportError, match="truncated, corrupt or replaced"):
         load_export(copy, "int8")
     (copy / EXPORT_FILE).unlink()
@@ -231,10 +274,17 @@ def test_load_export_refuses_missing_damaged_or_replaced_files(tmp_path, hybrid_
 
 
 def test_check_export_matches_lists_every_mismatch():
-    manifest = {"format": 1, "input": {"T": 16, "D": 1024}, "variants": {}, "backbone": "mobilenet_v1_tflite",
-                "streams": ["rgb"], "threshold": 0.4}
-    check_export_matches(manifest, {"T": 16, "D": 1024, "streams": ("rgb",), "backbone": "mobilenet_v1_tflite",
-                                    "not_recorded": 1})
+    manifest = {
+        "format": 1,
+        "input": {"T": 16, "D": 1024},
+        "variants": {},
+        "backbone": "mobilenet_v1_tflite",
+        "streams": ["rgb"],
+        "threshold": 0.4,
+    }
+    check_export_matches(
+        manifest, {"T": 16, "D": 1024, "streams": ("rgb",), "backbone": "mobilenet_v1_tflite", "not_recorded": 1}
+    )
     with pytest.raises(ExportError) as err:
         check_export_matches(manifest, {"T": 8, "D": 1024, "backbone": "vgg19", "streams": ["rgb"]}, where="runs/a")
     message = str(err.value)
@@ -341,7 +391,11 @@ def test_parity_and_latency_tables(hybrid_export):
 
     latency = head_latency({"keras": reference, "float32": heads["float32"]}, batches=(1, 9), repeats=3, warmup=1)
     assert list(latency.columns) == list(LATENCY_COLUMNS) and len(latency) == 4
-    assert list(zip(latency["variant"], latency["batch"])) == [("keras", 1), ("keras", 9), ("float32", 1),
-                                                               ("float32", 9)]
+    assert list(zip(latency["variant"], latency["batch"])) == [
+        ("keras", 1),
+        ("keras", 9),
+        ("float32", 1),
+        ("float32", 9),
+    ]
     assert (latency["ms per call"] > 0).all()
     assert np.allclose(latency["ms per window"], latency["ms per call"] / latency["batch"])

@@ -1,4 +1,5 @@
 """Stage 2 at decoder speed, on real video files: exact frames, decoder processes, resume after kill -9."""
+
 import json
 import os
 import signal
@@ -11,15 +12,15 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from nexara_lib.video import reader as frame_reader
-from nexara_lib.features.clip_jobs import ClipJob, decode_job
-from nexara_lib.features.local_executor import DecoderPool, FeatureBatcher
-from nexara_lib.features.cache import clip_cache_name, load_features, read_clip_records
-from nexara_lib.features.extract import extract_augmented_copies, extract_features
-from nexara_lib.features.stream import FeatureStream
-from nexara_lib.video.frames import read_sampled_frames, sample_frame_indices
 from video_utils import decode_all
+
+from nexara_lib.features.cache import clip_cache_name, load_features, read_clip_records
+from nexara_lib.features.clip_jobs import ClipJob, decode_job
+from nexara_lib.features.extract import extract_augmented_copies, extract_features
+from nexara_lib.features.local_executor import DecoderPool, FeatureBatcher
+from nexara_lib.features.stream import FeatureStream
+from nexara_lib.video import reader as frame_reader
+from nexara_lib.video.frames import read_sampled_frames, sample_frame_indices
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 
@@ -40,11 +41,22 @@ def write_clip(path, n_frames, size=(96, 64), fourcc="MJPG", fps=15, seed=0):
 
 
 def manifest_of(paths, frames=None, split="train"):
-    return pd.DataFrame([{"clip_id": f"clip{i}", "path": str(p), "label": i % 2, "split": split,
-                          "frames": (frames[i] if frames else 0)} for i, p in enumerate(paths)])
+    return pd.DataFrame(
+        [
+            {
+                "clip_id": f"clip{i}",
+                "path": str(p),
+                "label": i % 2,
+                "split": split,
+                "frames": (frames[i] if frames else 0),
+            }
+            for i, p in enumerate(paths)
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- exact frames
+
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
@@ -118,8 +130,9 @@ def test_header_overcount_is_remapped_and_recorded(tmp_path):
     answer = decode_job(ClipJob("c.npy", "c", str(clip), 50, 6, 32, False))  # the manifest claims 50 frames
     assert answer.error is None and answer.record["remapped"] and answer.record["frames_decoded"] == 20
     reference = decode_all(clip)
-    expected = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA)
-                         for f in reference[sample_frame_indices(20, 6)]])
+    expected = np.stack(
+        [cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in reference[sample_frame_indices(20, 6)]]
+    )
     assert np.array_equal(answer.frames, expected)
 
 
@@ -133,6 +146,7 @@ def test_unreadable_clip_is_an_answer_not_an_exception(tmp_path):
 def test_memory_holds_only_the_sampled_frames(long_clip):
     """Reading 4 frames of a 600-frame clip allocates a few frames, never the clip (numpy allocations traced)."""
     import tracemalloc
+
     frame_bytes = 160 * 96 * 3
     tracemalloc.start()
     try:
@@ -145,6 +159,7 @@ def test_memory_holds_only_the_sampled_frames(long_clip):
 
 
 # --------------------------------------------------------------------------- batching
+
 
 def test_batcher_calls_the_backbone_with_one_batch_shape_and_reassembles_clips():
     calls = []
@@ -165,6 +180,7 @@ def test_batcher_calls_the_backbone_with_one_batch_shape_and_reassembles_clips()
 
 
 # --------------------------------------------------------------------------- decoder processes
+
 
 @pytest.fixture
 def clips(tmp_path):
@@ -242,8 +258,9 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
     cache = tmp_path / "killed"
     stream = FeatureStream("flow", "none", 8, 64)
     key_dir = stream.cache_dir(cache)
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "manifest.csv"), str(cache)],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "manifest.csv"), str(cache)], start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(key_dir.glob("*.npy"))) < 3 and proc.poll() is None:
         time.sleep(0.01)
@@ -266,13 +283,18 @@ def test_kill_9_mid_extraction_then_rerun_matches_an_uninterrupted_run(tmp_path)
 
 # --------------------------------------------------------------------------- augmentation copies
 
+
 def test_augmented_copies_are_keyed_seeded_and_differ_from_clean(clips, tmp_path):
     manifest = manifest_of(clips[:4])
     stream = FeatureStream("flow", "none", 5, 48)
     clean = extract_features(manifest, stream, tmp_path / "a", progress=False, workers=0)
     ops = ["hflip", "brightness_contrast", "rotate_zoom", "temporal_jitter"]
-    first = extract_augmented_copies(manifest, stream, tmp_path / "a", copies=2, ops=ops, seed=7, progress=False, workers=0)
-    again = extract_augmented_copies(manifest, stream, tmp_path / "b", copies=2, ops=ops, seed=7, progress=False, workers=0)
+    first = extract_augmented_copies(
+        manifest, stream, tmp_path / "a", copies=2, ops=ops, seed=7, progress=False, workers=0
+    )
+    again = extract_augmented_copies(
+        manifest, stream, tmp_path / "b", copies=2, ops=ops, seed=7, progress=False, workers=0
+    )
     keys = {clean["key"], first[0]["key"], first[1]["key"]}
     assert len(keys) == 3 and all(s["computed"] == 4 for s in first)
     x_clean = load_features(manifest, Path(clean["cache_dir"]))[0]
@@ -288,8 +310,9 @@ def test_augmented_copies_are_keyed_seeded_and_differ_from_clean(clips, tmp_path
 
 def test_unknown_augmentation_op_fails_before_any_work(clips, tmp_path):
     with pytest.raises(ValueError, match="hflip"):
-        extract_augmented_copies(manifest_of(clips[:2]), FeatureStream("flow", "none", 4, 48), tmp_path, copies=1,
-                                 ops=["mirror"], seed=0)
+        extract_augmented_copies(
+            manifest_of(clips[:2]), FeatureStream("flow", "none", 4, 48), tmp_path, copies=1, ops=["mirror"], seed=0
+        )
 
 
 def test_bad_arguments_are_clear(clips, tmp_path):
@@ -313,8 +336,9 @@ def test_a_read_record_whose_entry_was_never_committed_is_skipped_then_replaced(
     paths = [write_clip(tmp_path / f"r{i}.avi", 40, size=(160, 120), seed=i) for i in range(3)]
     manifest = manifest_of(paths, frames=[40] * 3)
     stream = FeatureStream("flow", "none", 4, 64)
-    key_dir = Path(extract_features(manifest, stream, tmp_path / "c", workers=1, batch_size=4,
-                                    progress=False)["cache_dir"])
+    key_dir = Path(
+        extract_features(manifest, stream, tmp_path / "c", workers=1, batch_size=4, progress=False)["cache_dir"]
+    )
     victim = sorted(key_dir.glob("*.npy"))[0]
     victim.unlink()  # as if killed after the clip's read record was appended, before its entry was committed
     assert victim.name not in set(read_clip_records(key_dir)["file"])

@@ -16,6 +16,7 @@ they test:
 9. a bad groups CSV ............................ tests/test_groups_csv.py
 10. Ctrl-C in one line; reruns keep finished work here
 """
+
 import errno
 import json
 import os
@@ -26,11 +27,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_runner import _params_file, _write_notebook
 
 from nexara_lib.run import cli, fingerprint, runner
 from nexara_lib.run.failures import NotebookFailed, RunInterrupted
 from nexara_lib.run.io_errors import RunnerIOError
-from test_runner import _params_file, _write_notebook
 
 pytestmark = pytest.mark.slow  # fault injection through the real CLI with real kernels (kill -9, Ctrl-C, full disk)
 
@@ -68,19 +69,33 @@ def _hanging_notebook(folder: Path, pids: Path, children: int = 0) -> Path:
         "    [k.start() for k in kids]\n"
         "    pids.write_text(json.dumps({'kernel': os.getpid(), 'children': [k.pid for k in kids]}))\n"
         "    time.sleep(300)\n"
-        "print('finished')")
+        "print('finished')",
+    )
 
 
 def _cli(tmp_path: Path, notebooks: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
     """`nexara run` in its own process group (as a terminal would start it), stderr captured."""
-    cmd = [sys.executable, "-m", "nexara_lib", "run", "-f", str(_params_file(tmp_path)), "--run-dir", str(run_dir),
-           "--notebooks-dir", str(notebooks), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nexara_lib",
+        "run",
+        "-f",
+        str(_params_file(tmp_path)),
+        "--run-dir",
+        str(run_dir),
+        "--notebooks-dir",
+        str(notebooks),
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 # --- fault 4: kill -9 of the run's process group ---------------------------------------------------
+
 
 def test_killing_the_run_ends_its_kernel_and_every_process_the_kernel_started(tmp_path):
     notebooks, pids, run_dir = tmp_path / "nb", tmp_path / "pids.json", tmp_path / "run"
@@ -89,16 +104,20 @@ def test_killing_the_run_ends_its_kernel_and_every_process_the_kernel_started(tm
     try:
         assert _wait_for(pids.exists, 90), proc.stderr.read() if proc.poll() is not None else "kernel never started"
         started = json.loads(pids.read_text())
-        tracker = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
-                   if b"resource_tracker" in p.read_bytes() and p.parent.name.isdigit()
-                   and (Path(f"/proc/{p.parent.name}/stat").read_text().rsplit(")", 1)[1].split()[1]
-                        == str(started["kernel"]))]
+        tracker = [
+            int(p.parent.name)
+            for p in Path("/proc").glob("[0-9]*/cmdline")
+            if b"resource_tracker" in p.read_bytes()
+            and p.parent.name.isdigit()
+            and (Path(f"/proc/{p.parent.name}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(started["kernel"]))
+        ]
         everyone = [started["kernel"], *started["children"], *tracker]
         assert not any(_gone(pid) for pid in everyone)
         os.killpg(proc.pid, signal.SIGKILL)  # the whole `nexara run` process group, as an operator would
         proc.wait()
-        assert _wait_for(lambda: all(_gone(pid) for pid in everyone), 15), \
+        assert _wait_for(lambda: all(_gone(pid) for pid in everyone), 15), (
             f"still running after the run was killed: {[pid for pid in everyone if not _gone(pid)]}"
+        )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -129,9 +148,11 @@ def test_a_decoder_process_ends_when_its_parent_is_killed(tmp_path):
         "    proc = ctx.Process(target=_decoder_main, args=(tasks, results, current, 0, os.getpid()), daemon=True)\n"
         "    proc.start()\n"
         "    print(proc.pid, flush=True)\n"
-        "    time.sleep(300)\n")
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        "    time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     decoder = int(parent.stdout.readline())
     try:
         time.sleep(2)  # the decoder is up and blocked on its task queue
@@ -145,6 +166,7 @@ def test_a_decoder_process_ends_when_its_parent_is_killed(tmp_path):
 
 
 # --- fault 10: Ctrl-C and SIGTERM --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_the_run_in_one_line_naming_the_partial_notebook(tmp_path, signum):
@@ -180,6 +202,7 @@ def test_run_interrupted_is_a_keyboard_interrupt_with_one_line():
 
 # --- fault 10: a rerun keeps what finished with the same parameters and inputs --------------------------
 
+
 def test_a_rerun_keeps_finished_notebooks_and_reruns_what_changed(tmp_path, monkeypatch):
     # The library's code is part of the fingerprint (tested below); pinned here so that an edit of the
     # checkout while this test runs cannot change the outcome.
@@ -195,18 +218,21 @@ def test_a_rerun_keeps_finished_notebooks_and_reruns_what_changed(tmp_path, monk
     runner.run_pipeline(params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet)
     assert counts() == {"01_a": 1, "02_b": 1}
     messages = []
-    runner.run_pipeline(params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks,
-                        log=messages.append)
+    runner.run_pipeline(
+        params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=messages.append
+    )
     assert counts() == {"01_a": 1, "02_b": 1}  # nothing redone
     assert sum("kept" in m for m in messages) == 2
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "ok" and all(e["status"] == "ok" and e["kept"] for e in run["notebooks"].values())
 
-    runner.run_pipeline(params, {"pretrained_dir": str(data)}, notebooks=["02"], run_dir=run_dir,
-                        notebooks_dir=notebooks, log=quiet)
+    runner.run_pipeline(
+        params, {"pretrained_dir": str(data)}, notebooks=["02"], run_dir=run_dir, notebooks_dir=notebooks, log=quiet
+    )
     assert counts() == {"01_a": 1, "02_b": 2}  # --only names it: it runs
-    runner.run_pipeline(params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet,
-                        force=True)
+    runner.run_pipeline(
+        params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet, force=True
+    )
     assert counts() == {"01_a": 2, "02_b": 3}  # --force
     _write_notebook(notebooks / "02_b.ipynb", f"open({str(runs)!r}, 'a').write('02_b\\n')", "x = 1")
     runner.run_pipeline(params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet)
@@ -214,8 +240,9 @@ def test_a_rerun_keeps_finished_notebooks_and_reruns_what_changed(tmp_path, monk
     (data / "encoder.tflite").write_bytes(b"new input")
     runner.run_pipeline(params, {"pretrained_dir": str(data)}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet)
     assert counts() == {"01_a": 3, "02_b": 5}  # an input folder changed: everything runs
-    runner.run_pipeline(params, {"pretrained_dir": str(data), "seed": 3}, run_dir=run_dir, notebooks_dir=notebooks,
-                        log=quiet)
+    runner.run_pipeline(
+        params, {"pretrained_dir": str(data), "seed": 3}, run_dir=run_dir, notebooks_dir=notebooks, log=quiet
+    )
     assert counts() == {"01_a": 4, "02_b": 6}  # other parameters: everything runs
 
 
@@ -240,6 +267,7 @@ def test_the_fingerprint_covers_the_library_code_and_the_inputs(tmp_path):
 
 # --- fault 7: the runner's own file errors ------------------------------------------------------------
 
+
 def _fail_writes(monkeypatch, name: str, code: int, after: int = 0, times: int = 1):
     """Make the runner's writes of files called ``name`` fail with ``code`` (after ``after`` good ones,
     ``times`` times), as a disk that fills up or turns read-only would."""
@@ -259,8 +287,17 @@ def test_a_full_disk_under_the_runner_is_one_line_and_recorded_in_run_json(tmp_p
     notebooks = tmp_path / "nb"
     _write_notebook(notebooks / "01_a.ipynb", "x = 1")
     _fail_writes(monkeypatch, "run.json", errno.ENOSPC, after=1)  # the write marking 01 running fails
-    code = cli.main(["run", "-f", str(_params_file(tmp_path)), "--run-dir", str(tmp_path / "run"),
-                     "--notebooks-dir", str(notebooks)])
+    code = cli.main(
+        [
+            "run",
+            "-f",
+            str(_params_file(tmp_path)),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--notebooks-dir",
+            str(notebooks),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: cannot write {tmp_path / 'run' / 'run.json'}: the disk is full; ")
@@ -282,10 +319,13 @@ def test_a_read_only_output_root_is_one_line_and_creates_nothing(tmp_path, monke
     notebooks = tmp_path / "nb"
     _write_notebook(notebooks / "01_a.ipynb", "x = 1")
     with pytest.raises(RunnerIOError) as err:
-        runner.run_pipeline([_params_file(tmp_path)], run_dir=tmp_path / "ro" / "run", notebooks_dir=notebooks,
-                            log=lambda m: None)
-    assert str(err.value) == (f"cannot write {tmp_path / 'ro' / 'run'}: the file system is read-only; "
-                              "set output_root to a writable folder and run again")
+        runner.run_pipeline(
+            [_params_file(tmp_path)], run_dir=tmp_path / "ro" / "run", notebooks_dir=notebooks, log=lambda m: None
+        )
+    assert str(err.value) == (
+        f"cannot write {tmp_path / 'ro' / 'run'}: the file system is read-only; "
+        "set output_root to a writable folder and run again"
+    )
     assert not (tmp_path / "ro").exists()
 
 
@@ -294,8 +334,9 @@ def test_the_notebooks_own_error_comes_first_when_the_disk_is_full_too(tmp_path,
     _write_notebook(notebooks / "01_boom.ipynb", "raise ValueError('the notebook failed first')")
     _fail_writes(monkeypatch, "run.json", errno.ENOSPC, after=2, times=99)  # every write after the start
     with pytest.raises(NotebookFailed) as err:
-        runner.run_pipeline([_params_file(tmp_path)], run_dir=tmp_path / "run", notebooks_dir=notebooks,
-                            log=lambda m: None)
+        runner.run_pipeline(
+            [_params_file(tmp_path)], run_dir=tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None
+        )
     lines = str(err.value).splitlines()
     assert lines[0].startswith("notebook 01_boom.ipynb failed at cell 3") and "ValueError" in lines[1]
     assert any(line.strip().startswith("cannot write") and "the disk is full" in line for line in lines[2:])
@@ -317,8 +358,9 @@ def test_a_notebook_that_cannot_be_saved_names_the_file_and_the_full_disk(tmp_pa
     notebooks = tmp_path / "nb"
     _write_notebook(notebooks / "01_a.ipynb", "x = 1")
     with pytest.raises(NotebookFailed) as err:
-        runner.run_pipeline([_params_file(tmp_path)], run_dir=tmp_path / "run", notebooks_dir=notebooks,
-                            log=lambda m: None)
+        runner.run_pipeline(
+            [_params_file(tmp_path)], run_dir=tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None
+        )
     assert "cannot write" in str(err.value) and "01_a.ipynb: the disk is full" in str(err.value)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "failed" and "the disk is full" in run["notebooks"]["01_a"]["error"]

@@ -1,4 +1,5 @@
 """Feature extraction on real video files: cache, resume, corrupt clips, keys."""
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -105,8 +106,9 @@ def test_tflite_features_on_real_clips(tmp_path):
     if not model.is_file() or not root.is_dir():
         pytest.skip("shared real clips / model not present")
     paths = [root / "fight" / "fi001.mp4", root / "noFight" / "nofi001.mp4"]
-    manifest = pd.DataFrame([{"clip_id": p.name, "path": str(p), "label": int("fi0" in p.name), "frames": 0}
-                             for p in paths])
+    manifest = pd.DataFrame(
+        [{"clip_id": p.name, "path": str(p), "label": int("fi0" in p.name), "frames": 0} for p in paths]
+    )
     summary = extract_features(manifest, FeatureStream("mobilenet_v1_tflite", "imagenet", 4), tmp_path, progress=False)
     assert summary["computed"] == 2 and not summary["failed"]
     x, y, _ = load_features(manifest, summary["cache_dir"])
@@ -123,9 +125,11 @@ def test_flow_pairs_have_a_real_next_frame_at_every_step(manifest, tmp_path):
 
 def test_sampled_indices_pairs_and_frame_shift():
     from nexara_lib.features.clip_jobs import sampled_indices
+
     assert list(sampled_indices(10, 4)) == [0, 3, 6, 9]
     assert sampled_indices(10, 4, pairs=True).max() == 8  # every sampled frame has a next frame
     from nexara_lib.transforms.registry import get_transform
+
     frame_shift = get_transform("frame_shift")
     shifted = frame_shift.apply(sampled_indices(10, 4), frame_shift.view_params(), span=10)
     assert list(shifted) == [2, 5, 8, 9] or list(shifted) == [1, 4, 7, 9]  # half a stride (3) later, clipped

@@ -1,4 +1,5 @@
 """Tests for the weight-free optical-flow motion stream (nexara_lib.flow)."""
+
 import time
 
 import cv2
@@ -126,15 +127,18 @@ def _timed(fn, arg):
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize("bad, match", [
-    ([[np.zeros((32, 32, 3), np.uint8)] * 2], "numpy array"),
-    (np.zeros((2, 2, 32, 32, 3), np.float32), "uint8"),
-    (np.zeros((2, 32, 32, 3), np.uint8), r"\(T, 2, H, W, 3\)"),
-    (np.zeros((2, 3, 32, 32, 3), np.uint8), r"\(T, 2, H, W, 3\)"),
-    (np.zeros((2, 2, 32, 32, 1), np.uint8), r"\(T, 2, H, W, 3\)"),
-    (np.zeros((0, 2, 32, 32, 3), np.uint8), "at least one pair"),
-    (np.zeros((1, 2, 4, 4, 3), np.uint8), "8x8"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ([[np.zeros((32, 32, 3), np.uint8)] * 2], "numpy array"),
+        (np.zeros((2, 2, 32, 32, 3), np.float32), "uint8"),
+        (np.zeros((2, 32, 32, 3), np.uint8), r"\(T, 2, H, W, 3\)"),
+        (np.zeros((2, 3, 32, 32, 3), np.uint8), r"\(T, 2, H, W, 3\)"),
+        (np.zeros((2, 2, 32, 32, 1), np.uint8), r"\(T, 2, H, W, 3\)"),
+        (np.zeros((0, 2, 32, 32, 3), np.uint8), "at least one pair"),
+        (np.zeros((1, 2, 4, 4, 3), np.uint8), "8x8"),
+    ],
+)
 def test_bad_input_raises_value_error(bad, match):
     with pytest.raises(ValueError, match=match):
         flow_features(bad)

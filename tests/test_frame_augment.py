@@ -1,4 +1,5 @@
 """Seeded frame-level augmentation copies: their ops, determinism, each op on tiny real arrays."""
+
 import json
 import os
 import subprocess
@@ -93,8 +94,10 @@ def test_bad_clip_key_is_rejected():
 
 
 def test_importing_does_not_import_tensorflow():
-    code = ("import sys, nexara_lib.transforms.frame_copies; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    code = (
+        "import sys, nexara_lib.transforms.frame_copies; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -113,11 +116,14 @@ def test_same_inputs_give_the_same_augmentation():
 
 def test_same_params_in_a_fresh_process_with_another_hash_seed():
     here = fa.draw_augmentation(ALL_OPS, "fight/clip 01.avi", 3, 1234).params
-    code = ("import json; from nexara_lib.transforms.frame_copies import draw_augmentation; "
-            f"print(json.dumps(draw_augmentation({ALL_OPS!r}, 'fight/clip 01.avi', 3, 1234).params))")
+    code = (
+        "import json; from nexara_lib.transforms.frame_copies import draw_augmentation; "
+        f"print(json.dumps(draw_augmentation({ALL_OPS!r}, 'fight/clip 01.avi', 3, 1234).params))"
+    )
     env = dict(os.environ, PYTHONHASHSEED="987")  # a salted hash() would differ here
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+    )
     assert json.loads(result.stdout) == here
 
 
@@ -156,19 +162,26 @@ def test_transform_names_are_stable_and_distinct():
     name = fa.augmentation_transform_name(["hflip", "rotate_zoom"], 1, 0)
     assert name == fa.augmentation_transform_name(["rotate_zoom", "hflip"], 1, 0)
     assert fa.is_augmentation_transform(name) and name.startswith("aug-") and name.endswith("-c1")
-    others = {fa.augmentation_transform_name(["hflip"], 1, 0),
-              fa.augmentation_transform_name(["hflip", "rotate_zoom"], 1, 1),
-              fa.augmentation_transform_name(["hflip", "rotate_zoom"], 2, 0),
-              fa.augmentation_transform_name(ALL_OPS, 1, 0)}
+    others = {
+        fa.augmentation_transform_name(["hflip"], 1, 0),
+        fa.augmentation_transform_name(["hflip", "rotate_zoom"], 1, 1),
+        fa.augmentation_transform_name(["hflip", "rotate_zoom"], 2, 0),
+        fa.augmentation_transform_name(ALL_OPS, 1, 0),
+    }
     assert name not in others and len(others) == 4
     assert fa.draw_augmentation(["rotate_zoom", "hflip"], "any clip", 1, 0).transform_name == name
 
 
 def test_transform_name_is_the_same_in_a_fresh_process():
-    code = ("from nexara_lib.transforms.frame_copies import augmentation_transform_name as n; "
-            "print(n(['hflip'], 4, 9))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=dict(os.environ, PYTHONHASHSEED="5"),
-                            capture_output=True, text=True, check=True)
+    code = "from nexara_lib.transforms.frame_copies import augmentation_transform_name as n; print(n(['hflip'], 4, 9))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONHASHSEED="5"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == fa.augmentation_transform_name(["hflip"], 4, 9)
 
 
@@ -177,13 +190,26 @@ def test_cache_names_and_draws_are_pinned():
     assert fa.augmentation_transform_name(ALL_OPS, 1, 42) == "aug-223453a1-c1"
     assert fa.augmentation_transform_name(["hflip"], 4, 9) == "aug-24bd6c66-c4"
     assert fa.draw_augmentation(ALL_OPS, "clip-1", 2, 42).params == {
-        "brightness_contrast": {"alpha": 1.0895948410539211, "beta": -11.734650937406856}, "hflip": {"flip": False},
-        "rotate_zoom": {"angle": -6.623643405907131, "zoom": 0.912613497016437}, "temporal_jitter": {"seed": 1941143555}}
+        "brightness_contrast": {"alpha": 1.0895948410539211, "beta": -11.734650937406856},
+        "hflip": {"flip": False},
+        "rotate_zoom": {"angle": -6.623643405907131, "zoom": 0.912613497016437},
+        "temporal_jitter": {"seed": 1941143555},
+    }
 
 
-@pytest.mark.parametrize("name, expected", [("aug-0123abcd-c1", True), ("aug-0123abcd-c12", True),
-                                            ("aug-0123abcd-c0", False), ("identity", False), ("hflip", False),
-                                            ("aug-0123ABCD-c1", False), ("aug-0123abc-c1", False), (None, False)])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("aug-0123abcd-c1", True),
+        ("aug-0123abcd-c12", True),
+        ("aug-0123abcd-c0", False),
+        ("identity", False),
+        ("hflip", False),
+        ("aug-0123ABCD-c1", False),
+        ("aug-0123abc-c1", False),
+        (None, False),
+    ],
+)
 def test_is_augmentation_transform(name, expected):
     assert fa.is_augmentation_transform(name) is expected
 
@@ -202,9 +228,8 @@ def test_hflip_mirrors_when_flip_is_drawn():
 def test_brightness_contrast_moves_the_mean_in_the_expected_direction(brighter):
     frames = _gradient_frames()
     mean = frames.mean()
-    expected_change = (lambda p: (p["alpha"] - 1) * mean + p["beta"])
-    aug = _draw_where("brightness_contrast",
-                      lambda p: expected_change(p) > 5 if brighter else expected_change(p) < -5)
+    expected_change = lambda p: (p["alpha"] - 1) * mean + p["beta"]
+    aug = _draw_where("brightness_contrast", lambda p: expected_change(p) > 5 if brighter else expected_change(p) < -5)
     params = aug.params["brightness_contrast"]
     out = aug.apply(frames)
     assert bool(out.mean() > mean) is brighter
@@ -253,8 +278,9 @@ def test_apply_returns_a_copy_even_when_nothing_changes():
     assert np.array_equal(out, FRAMES) and not np.shares_memory(out, FRAMES)
 
 
-@pytest.mark.parametrize("bad", [FRAMES.astype(np.float32), FRAMES[..., :1], FRAMES[0],
-                                 np.zeros((4, 3, 12, 16, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [FRAMES.astype(np.float32), FRAMES[..., :1], FRAMES[0], np.zeros((4, 3, 12, 16, 3), np.uint8)]
+)
 def test_apply_rejects_bad_frames(bad):
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         fa.draw_augmentation(["hflip"], "clip", 1, 0).apply(bad)
@@ -263,9 +289,20 @@ def test_apply_rejects_bad_frames(bad):
 # --------------------------------------------------------------------------
 # temporal_jitter
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("n_frames, t, pairs", [(100, 16, False), (100, 16, True), (37, 5, False), (20, 1, False),
-                                                (1, 1, False), (5, 16, False), (3, 8, True), (2, 4, True),
-                                                (17, 17, False)])
+@pytest.mark.parametrize(
+    "n_frames, t, pairs",
+    [
+        (100, 16, False),
+        (100, 16, True),
+        (37, 5, False),
+        (20, 1, False),
+        (1, 1, False),
+        (5, 16, False),
+        (3, 8, True),
+        (2, 4, True),
+        (17, 17, False),
+    ],
+)
 def test_temporal_jitter_keeps_indices_sorted_in_range_and_near(n_frames, t, pairs):
     indices = sampled_indices(n_frames, t, pairs=pairs)
     span = n_frames - 1 if pairs and n_frames >= 2 else n_frames
@@ -280,8 +317,12 @@ def test_temporal_jitter_keeps_indices_sorted_in_range_and_near(n_frames, t, pai
 
 def test_temporal_jitter_moves_indices_of_long_clips():
     indices = sampled_indices(200, 8)
-    moved = [not np.array_equal(fa.draw_augmentation(["temporal_jitter"], "clip", copy, 0).jitter_indices(indices, 200),
-                                indices) for copy in range(1, 6)]
+    moved = [
+        not np.array_equal(
+            fa.draw_augmentation(["temporal_jitter"], "clip", copy, 0).jitter_indices(indices, 200), indices
+        )
+        for copy in range(1, 6)
+    ]
     assert all(moved)
 
 
@@ -297,9 +338,16 @@ def test_temporal_jitter_leaves_pixels_alone():
     assert np.array_equal(aug.apply(FRAMES), FRAMES)
 
 
-@pytest.mark.parametrize("indices, span", [(np.array([0, 5, 10]), 10), (np.array([-1, 3]), 10),
-                                           (np.array([0.0, 1.0]), 10), (np.array([], dtype=np.int64), 10),
-                                           (np.array([0, 1]), 0)])
+@pytest.mark.parametrize(
+    "indices, span",
+    [
+        (np.array([0, 5, 10]), 10),
+        (np.array([-1, 3]), 10),
+        (np.array([0.0, 1.0]), 10),
+        (np.array([], dtype=np.int64), 10),
+        (np.array([0, 1]), 0),
+    ],
+)
 def test_jitter_rejects_bad_indices_or_span(indices, span):
     with pytest.raises(ValueError, match="span|indices"):
         fa.draw_augmentation(["temporal_jitter"], "clip", 1, 0).jitter_indices(indices, span)

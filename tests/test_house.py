@@ -4,6 +4,7 @@ no oversized module, and benchmarks outside the package.
 Imports are read from the source (module top and inside functions alike), so a hidden
 dependency counts as much as a visible one.
 """
+
 import ast
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -90,9 +91,12 @@ def test_no_import_circle():
 
 
 def test_imports_only_go_down_the_floors():
-    upward = [f"{module} ({_floor(module)}) -> {target} ({_floor(target)})"
-              for module, targets in _graph().items() for target in targets
-              if FLOORS.index(_floor(target)) > FLOORS.index(_floor(module))]
+    upward = [
+        f"{module} ({_floor(module)}) -> {target} ({_floor(target)})"
+        for module, targets in _graph().items()
+        for target in targets
+        if FLOORS.index(_floor(target)) > FLOORS.index(_floor(module))
+    ]
     assert not upward, "imports from a higher floor:\n" + "\n".join(upward)
 
 

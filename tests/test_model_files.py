@@ -1,5 +1,6 @@
 """Model files (issue 15, fault 3): a truncated or garbled .keras is reported as corrupt (path, size, what to do),
 a missing one as missing; a good one loads in safe mode."""
+
 import numpy as np
 import pytest
 
@@ -24,7 +25,7 @@ def test_a_damaged_model_file_is_reported_as_corrupt_with_path_and_size(tmp_path
     data = saved.read_bytes()
     bad = tmp_path / "model.keras"
     middle = len(data) // 2  # garbled: the weights' bytes overwritten (the archive's CRC no longer matches)
-    bad.write_bytes(data[:middle] if damage == "truncate" else data[:middle] + b"\0" * 512 + data[middle + 512:])
+    bad.write_bytes(data[:middle] if damage == "truncate" else data[:middle] + b"\0" * 512 + data[middle + 512 :])
     with pytest.raises(CorruptModelFile, match="corrupt or truncated") as err:
         load_sequence_model(bad)
     assert str(bad) in str(err.value) and f"{bad.stat().st_size:,} bytes" in str(err.value)

@@ -1,5 +1,6 @@
 """Every registered sequence model, built tiny: shapes, probabilities, save/reload, attention (or its clear absence
 in the pooled baselines); where defaults come from."""
+
 import keras
 import numpy as np
 import pytest
@@ -11,8 +12,17 @@ from nexara_lib.training import layers, models
 T, D, N = 6, 10, 8
 
 # tiny sizes for every hyper-parameter any model might take; each model gets the ones it accepts
-TINY = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [8, 4],
-        "conv_filters": [8, 8], "num_heads": 2, "ff_units": 8, "pooled_hidden_units": 4}
+TINY = {
+    "dense_units": 8,
+    "lstm_units": 4,
+    "lstm_units_last": 4,
+    "attention_units": 4,
+    "head_units": [8, 4],
+    "conv_filters": [8, 8],
+    "num_heads": 2,
+    "ff_units": 8,
+    "pooled_hidden_units": 4,
+}
 # the pooled baselines summarise time with fixed statistics: no attention layer, by design
 WITHOUT_ATTENTION = {"pooled_linear", "pooled_mlp"}
 
@@ -33,10 +43,13 @@ def batch():
 
 
 def test_registry_holds_the_spec_models():
-    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear",
-            "pooled_mlp"} <= set(models.available_models())
-    assert {name: models.model_fit_kind(name) for name in WITHOUT_ATTENTION} == {"pooled_linear": "closed_form",
-                                                                                 "pooled_mlp": "keras"}
+    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear", "pooled_mlp"} <= set(
+        models.available_models()
+    )
+    assert {name: models.model_fit_kind(name) for name in WITHOUT_ATTENTION} == {
+        "pooled_linear": "closed_form",
+        "pooled_mlp": "keras",
+    }
     assert models.model_fit_kind("hybrid") == "keras"
 
 
@@ -44,8 +57,9 @@ def test_registry_holds_the_spec_models():
 FAST_MODELS = ("hybrid", "pooled_linear", "pooled_mlp")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST_MODELS else pytest.mark.slow)
-                                  for n in models.available_models()])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n in FAST_MODELS else pytest.mark.slow) for n in models.available_models()]
+)
 def test_model_trains_saves_and_reloads(name, batch, tmp_path):
     x, y = batch
     keras.utils.set_random_seed(0)
@@ -122,8 +136,15 @@ def test_bad_input_shape_is_an_error(bad):
         models.create_sequence_model("bilstm", bad)
 
 
-@pytest.mark.parametrize("kwargs, key", [({"dropout": 1.0}, "dropout"), ({"head_units": []}, "head_units"),
-                                         ({"lstm_units": 0}, "lstm_units"), ({"l2": -1.0}, "l2")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"dropout": 1.0}, "dropout"),
+        ({"head_units": []}, "head_units"),
+        ({"lstm_units": 0}, "lstm_units"),
+        ({"l2": -1.0}, "l2"),
+    ],
+)
 def test_bad_hyper_parameter_values_are_errors(kwargs, key):
     with pytest.raises(ValueError, match=key):
         models.create_sequence_model("hybrid", (T, D), **kwargs)
@@ -134,6 +155,7 @@ def test_configure_precision_modes():
     assert runtime.configure_precision("on") == "mixed_float16"
     assert keras.mixed_precision.global_policy().name == "mixed_float16"
     import tensorflow as tf
+
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     assert runtime.configure_precision("auto") == expected
     with pytest.raises(ValueError, match="mixed precision"):

@@ -1,4 +1,5 @@
 """The notebooks stay clean in git and thin: a parameters cell, no outputs, no function or class definitions."""
+
 import ast
 import re
 from pathlib import Path
@@ -47,7 +48,9 @@ def test_every_cell_is_one_library_call_and_a_display(path):
         assert len(statements) <= 2, f"a cell of {len(statements)} statements:\n{cell.source}"
         for node in ast.walk(ast.parse(cell.source)):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nexara_lib"):
-                assert node.module.split(".")[1] in ("stages", "run"), f"import notebook glue from stages: {node.module}"
+                assert node.module.split(".")[1] in ("stages", "run"), (
+                    f"import notebook glue from stages: {node.module}"
+                )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,4 +1,5 @@
 """Layered, typed, validated parameters."""
+
 from pathlib import Path
 
 import pytest
@@ -25,37 +26,40 @@ def test_layering_left_to_right_then_overrides(tmp_path):
     assert p.seed == SCHEMA["seed"].default
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"synthetic_clips": 4, "dropuot": 0.3}, "did you mean dropout"),
-    ({"synthetic_clips": 4, "epochs": "ten"}, "expected an integer"),
-    ({"synthetic_clips": 4, "epochs": True}, "expected an integer"),
-    ({"synthetic_clips": 4, "class_weights": "yes"}, "expected true/false"),
-    ({"synthetic_clips": 4, "head_units": [64, "x"]}, "every item must be int"),
-    ({"synthetic_clips": 4, "optimizer": "rmsprop"}, "not one of"),
-    ({"data_dir": "does/not/exist"}, "does not exist"),
-    ({"synthetic_clips": 4, "ensemble_members": [{"model": "hybrid", "sed": 1}]}, "unknown keys"),
-    ({"synthetic_clips": 4, "split_fractions": [0.5, 0.5, 0.5]}, "summing to 1"),
-    ({}, "no data"),
-    ({"synthetic_clips": 4, "tta_transforms": ["identity", "hfilp"]}, "unknown ['hfilp']"),
-    ({"synthetic_clips": 4, "tta_transforms": ["hflip"]}, "must include 'identity'"),
-    ({"synthetic_clips": 4, "backbone": "alexnet"}, "unknown ['alexnet']"),
-    ({"synthetic_clips": 4, "ensemble_members": [{"model": "lstm9"}]}, "unknown ['lstm9']"),
-    ({"synthetic_clips": 4, "augment_ops": ["noise", "cutmix"]}, "unknown ['cutmix']"),
-    # ranges declared in the schema: the message names the allowed range and the value
-    ({"synthetic_clips": 4, "dropout": 1.0}, "must be in [0, 1), got 1.0"),
-    ({"synthetic_clips": 4, "recurrent_dropout": -0.1}, "must be in [0, 1), got -0.1"),
-    ({"synthetic_clips": 4, "epochs": 0}, "must be >= 1, got 0"),
-    ({"synthetic_clips": 4, "batch_size": 0}, "must be >= 1, got 0"),
-    ({"synthetic_clips": 4, "learning_rate": 0.0}, "must be > 0, got 0.0"),
-    ({"synthetic_clips": 4, "augment_factor": 0}, "must be >= 1 (1 = no augmentation), got 0"),
-    ({"synthetic_clips": 4, "frames_per_clip": 1}, "must be >= 2 (frames per clip), got 1"),
-    ({"synthetic_clips": 4, "extract_workers": -1}, "must be >= 0 (0 = decode in this process), got -1"),
-    ({"synthetic_clips": 4, "gap_stop_patience": -1}, "must be >= 0 (0 = never stop on the gap), got -1"),
-    ({"synthetic_clips": 4, "max_false_positive_rate": 1.0}, "must be in (0, 1), got 1.0"),
-    ({"synthetic_clips": 4, "focal_alpha": 1.5}, "must be in (0, 1), got 1.5"),
-    ({"synthetic_clips": 4, "head_units": [64, 0]}, "every item must be >= 1, got 0"),
-    ({"synthetic_clips": 4, "dropout": float("nan")}, "must be in [0, 1), got nan"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"synthetic_clips": 4, "dropuot": 0.3}, "did you mean dropout"),
+        ({"synthetic_clips": 4, "epochs": "ten"}, "expected an integer"),
+        ({"synthetic_clips": 4, "epochs": True}, "expected an integer"),
+        ({"synthetic_clips": 4, "class_weights": "yes"}, "expected true/false"),
+        ({"synthetic_clips": 4, "head_units": [64, "x"]}, "every item must be int"),
+        ({"synthetic_clips": 4, "optimizer": "rmsprop"}, "not one of"),
+        ({"data_dir": "does/not/exist"}, "does not exist"),
+        ({"synthetic_clips": 4, "ensemble_members": [{"model": "hybrid", "sed": 1}]}, "unknown keys"),
+        ({"synthetic_clips": 4, "split_fractions": [0.5, 0.5, 0.5]}, "summing to 1"),
+        ({}, "no data"),
+        ({"synthetic_clips": 4, "tta_transforms": ["identity", "hfilp"]}, "unknown ['hfilp']"),
+        ({"synthetic_clips": 4, "tta_transforms": ["hflip"]}, "must include 'identity'"),
+        ({"synthetic_clips": 4, "backbone": "alexnet"}, "unknown ['alexnet']"),
+        ({"synthetic_clips": 4, "ensemble_members": [{"model": "lstm9"}]}, "unknown ['lstm9']"),
+        ({"synthetic_clips": 4, "augment_ops": ["noise", "cutmix"]}, "unknown ['cutmix']"),
+        # ranges declared in the schema: the message names the allowed range and the value
+        ({"synthetic_clips": 4, "dropout": 1.0}, "must be in [0, 1), got 1.0"),
+        ({"synthetic_clips": 4, "recurrent_dropout": -0.1}, "must be in [0, 1), got -0.1"),
+        ({"synthetic_clips": 4, "epochs": 0}, "must be >= 1, got 0"),
+        ({"synthetic_clips": 4, "batch_size": 0}, "must be >= 1, got 0"),
+        ({"synthetic_clips": 4, "learning_rate": 0.0}, "must be > 0, got 0.0"),
+        ({"synthetic_clips": 4, "augment_factor": 0}, "must be >= 1 (1 = no augmentation), got 0"),
+        ({"synthetic_clips": 4, "frames_per_clip": 1}, "must be >= 2 (frames per clip), got 1"),
+        ({"synthetic_clips": 4, "extract_workers": -1}, "must be >= 0 (0 = decode in this process), got -1"),
+        ({"synthetic_clips": 4, "gap_stop_patience": -1}, "must be >= 0 (0 = never stop on the gap), got -1"),
+        ({"synthetic_clips": 4, "max_false_positive_rate": 1.0}, "must be in (0, 1), got 1.0"),
+        ({"synthetic_clips": 4, "focal_alpha": 1.5}, "must be in (0, 1), got 1.5"),
+        ({"synthetic_clips": 4, "head_units": [64, 0]}, "every item must be >= 1, got 0"),
+        ({"synthetic_clips": 4, "dropout": float("nan")}, "must be in [0, 1), got nan"),
+    ],
+)
 def test_bad_values_name_key_and_file(tmp_path, data, message):
     path = write(tmp_path, "exp.yaml", data)
     with pytest.raises(ParamError) as err:
@@ -78,12 +82,21 @@ def test_a_range_is_checked_on_overrides_too():
 def test_every_default_lies_in_its_own_range(key):
     spec = SCHEMA[key]
     values = spec.default if isinstance(spec.default, list) else [spec.default]
-    assert all(isinstance(v, str) or v in spec.bounds for v in values), f"{key} default {spec.default!r} vs {spec.bounds}"
+    assert all(isinstance(v, str) or v in spec.bounds for v in values), (
+        f"{key} default {spec.default!r} vs {spec.bounds}"
+    )
 
 
 def test_range_text():
-    assert (str(Range(0, 1, high_open=True)), str(Range(0, 1, low_open=True, high_open=True))) == ("in [0, 1)", "in (0, 1)")
-    assert (str(Range(2, note="frames")), str(Range(0, low_open=True)), str(Range(high=1))) == (">= 2 (frames)", "> 0", "<= 1")
+    assert (str(Range(0, 1, high_open=True)), str(Range(0, 1, low_open=True, high_open=True))) == (
+        "in [0, 1)",
+        "in (0, 1)",
+    )
+    assert (str(Range(2, note="frames")), str(Range(0, low_open=True)), str(Range(high=1))) == (
+        ">= 2 (frames)",
+        "> 0",
+        "<= 1",
+    )
     assert 0 in Range(0) and 0 not in Range(0, low_open=True) and float("nan") not in Range()
 
 
@@ -151,7 +164,9 @@ def test_base_yaml_does_not_repeat_schema_defaults():
 
 def test_stage_config_is_a_frozen_typed_view_of_one_stage():
     import dataclasses
+
     from nexara_lib.config import stage_config, stage_keys
+
     params = resolve_params([], {"synthetic_clips": 8, "dropout": 0.4, "seed": 7})
     training = stage_config(params, "training")
     assert {f.name for f in dataclasses.fields(training)} == set(stage_keys("training")) | {"seed"}

@@ -1,4 +1,5 @@
 """End to end: the real notebooks executed by papermill through `nexara run` on smoke-sized data."""
+
 import json
 import re
 import subprocess
@@ -10,14 +11,21 @@ import pandas as pd
 import pytest
 
 from nexara_lib.run.report_copy import copy_problems
-from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.run.runner import NotebookFailed, run_pipeline
+from nexara_lib.training.model_files import load_sequence_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"
 SURV = ROOT.parent / "shared" / "data" / "surv-fight-dev"
-NOTEBOOKS = ["01_data_audit", "02_feature_extraction", "03_hybrid_training", "04_per_class_diagnostics",
-             "05_tta", "06_ensemble", "07_deploy"]
+NOTEBOOKS = [
+    "01_data_audit",
+    "02_feature_extraction",
+    "03_hybrid_training",
+    "04_per_class_diagnostics",
+    "05_tta",
+    "06_ensemble",
+    "07_deploy",
+]
 REMOTE = re.compile(r"<(?:script|link)[^>]+(?:src|href)=\"(?:https?:)?//", re.IGNORECASE)
 
 
@@ -28,8 +36,13 @@ def assert_run_ok(run_dir: Path, notebooks):
     assert run["params"]["seed"] == 42 and run["versions"]["tensorflow"] and "commit" in json.dumps(run)
     for name in notebooks:
         executed = nbformat.read(run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
-        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
+        errors = [
+            o
+            for c in executed.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         assert not errors, f"{name} has error outputs"
         for page in (run_dir / "reports" / f"{name}.html", run_dir / "reports" / f"{name}.full.html"):
             text = page.read_text()
@@ -107,8 +120,10 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(smoke_run, tmp_p
     assert "4. How well the model works, per class" in index and 'src="data:image/png;base64,' in index
 
     # The stakeholder reports and the index state the TTA and ensemble effects in words, with CIs.
-    verdicts = {"05_tta": tta["verdict"],
-                "06_ensemble": json.loads((art / "ensemble_results.json").read_text())["verdict"]}
+    verdicts = {
+        "05_tta": tta["verdict"],
+        "06_ensemble": json.loads((art / "ensemble_results.json").read_text())["verdict"],
+    }
     for name, verdict in verdicts.items():
         assert "95% CI" in verdict and "significant" in verdict or "no measurable effect" in verdict
         assert verdict.split(":")[0] in (run_dir / "reports" / f"{name}.html").read_text()
@@ -127,29 +142,59 @@ def test_smoke_pipeline_runs_all_notebooks_and_writes_artifacts(smoke_run, tmp_p
     assert all(row["within tolerance"] for row in deploy["parity"])
     assert deploy["stream_vs_offline"] and all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
     assert deploy["long_video"]["violent_segments"] >= 1 and deploy["detection"]["2x2 grid"]["windows"] > 0
-    assert {row["policy"] for row in deploy["confirmation"]} == {"confirmed (3 of 4)", "lighter (2 of 3)",
-                                                                 "every window above threshold"}
+    assert {row["policy"] for row in deploy["confirmation"]} == {
+        "confirmed (3 of 4)",
+        "lighter (2 of 3)",
+        "every window above threshold",
+    }
     page = (run_dir / "reports" / "07_deploy.html").read_text()
-    assert "Parity" in page and "confirmed (3 of 4)" in page and (art / "figures" / "detector_timeline_2x2_grid.png").exists()
+    assert (
+        "Parity" in page
+        and "confirmed (3 of 4)" in page
+        and (art / "figures" / "detector_timeline_2x2_grid.png").exists()
+    )
 
     # `nexara detect` on a file, a folder and a grid video, with the run's export
     videos = art / "deploy" / "videos"
-    for sources, grid, cameras in (([videos / "camera-1.mp4"], "1x1", 1), ([videos], "1x1", 5),
-                                   ([videos / "grid-2x2.mp4"], "2x2", 4)):
+    for sources, grid, cameras in (
+        ([videos / "camera-1.mp4"], "1x1", 1),
+        ([videos], "1x1", 5),
+        ([videos / "grid-2x2.mp4"], "2x2", 4),
+    ):
         out = tmp_path / f"detect-{grid}-{len(sources[0].suffix)}"
-        proc = subprocess.run([sys.executable, "-m", "nexara_lib", "detect", *map(str, sources), "--run", str(run_dir),
-                               "--grid", grid, "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nexara_lib",
+                "detect",
+                *map(str, sources),
+                "--run",
+                str(run_dir),
+                "--grid",
+                grid,
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         summary = json.loads((out / "summary.json").read_text())
         assert sum(len(s["cells"]) for s in summary["sources"]) == cameras and summary["windows"] > 0
         timelines = {p.name for p in out.glob("*.timeline.png")}
-        assert (out / "events.jsonl").exists() and len(timelines) == len(summary["sources"]) and "alert(s)" in proc.stdout
+        assert (
+            (out / "events.jsonl").exists() and len(timelines) == len(summary["sources"]) and "alert(s)" in proc.stdout
+        )
 
     # A rerun of the finished run keeps every notebook (issue 15, fault 10): nothing is audited, extracted or trained
     # again, and the run says so.
     models = {p: p.stat().st_mtime_ns for p in (art / "models").rglob("model.keras")}
     messages = []
-    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(run_dir.parent)}, log=messages.append)
+    run_pipeline(
+        [PARAMS / "base.yaml", PARAMS / "smoke.yaml"], {"output_root": str(run_dir.parent)}, log=messages.append
+    )
     assert sum("kept (--force runs it again)" in m for m in messages) == len(NOTEBOOKS)
     assert models and {p: p.stat().st_mtime_ns for p in models} == models
 
@@ -163,8 +208,11 @@ def test_smoke_run_reruns_stacking_cache_repair_and_recipe_selection(copy_of_smo
     manifest = pd.read_csv(art / "manifest.csv")
     # The stacking combination on the same run: members are reused (same recipe), not retrained.
     trained = {p: p.stat().st_mtime_ns for p in (art / "models" / "ensemble").glob("*/model.keras")}
-    run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
-                 {"output_root": str(tmp_path), "ensemble_method": "stacking"}, notebooks=["06"])
+    run_pipeline(
+        [PARAMS / "base.yaml", PARAMS / "smoke.yaml"],
+        {"output_root": str(tmp_path), "ensemble_method": "stacking"},
+        notebooks=["06"],
+    )
     stacked = json.loads((art / "models" / "ensemble" / "ensemble.json").read_text())
     assert stacked["method"] == "stacking" and len(stacked["stacking_coef"]) == 3
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
@@ -188,14 +236,23 @@ def test_smoke_run_reruns_stacking_cache_repair_and_recipe_selection(copy_of_smo
 
     # With select_recipe: cv, 03 ranks every candidate by grouped CV on train + val (never test) and carries the
     # winner forward, refit on train + val; 04 evaluates it, thresholds chosen on its out-of-fold predictions.
-    selecting = {"output_root": str(tmp_path), "select_recipe": "cv", "cv_folds": 2, "baseline_models": ["pooled_linear"],
-                 "candidate_streams": ["identity+motion_crop"]}
+    selecting = {
+        "output_root": str(tmp_path),
+        "select_recipe": "cv",
+        "cv_folds": 2,
+        "baseline_models": ["pooled_linear"],
+        "candidate_streams": ["identity+motion_crop"],
+    }
     run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml"], selecting, notebooks=["02", "03", "04", "07"])
     selection = json.loads((art / "selection.json").read_text())
     assert [r["candidate"] for r in selection["ranking"]][0] == selection["winner"]["name"]
     assert {r["candidate"] for r in selection["ranking"]} == {
-        "default | identity", "pooled_linear | identity", "overregularized | identity",
-        "default | identity+motion_crop", "pooled_linear | identity+motion_crop"}
+        "default | identity",
+        "pooled_linear | identity",
+        "overregularized | identity",
+        "default | identity+motion_crop",
+        "pooled_linear | identity+motion_crop",
+    }
     development = manifest[manifest["split"].isin(["train", "val"])]
     assert {row["clip_id"] for row in selection["oof"]} <= set(development["clip_id"].astype(str))
     assert selection["choices"]["chosen_on"].startswith("out-of-fold")
@@ -209,7 +266,9 @@ def test_smoke_run_reruns_stacking_cache_repair_and_recipe_selection(copy_of_smo
     report = (run_dir / "reports" / "03_hybrid_training.html").read_text()
     assert "carried forward" in report and selection["winner"]["name"].split(" |")[0] in report
     export = json.loads((art / "export" / "export.json").read_text())  # 07 exports and checks the winner
-    assert export["run"]["stream_set"] == selection["winner"]["streams"] and export["threshold"]["chosen_on"].startswith("out-of-fold")
+    assert export["run"]["stream_set"] == selection["winner"]["streams"] and export["threshold"][
+        "chosen_on"
+    ].startswith("out-of-fold")
     deploy = json.loads((art / "deploy" / "deploy.json").read_text())
     assert all(row["within 0.0001"] for row in deploy["stream_vs_offline"])
 
@@ -229,8 +288,23 @@ def test_failing_notebook_names_notebook_cell_and_partial_copy(tmp_path):
 def test_cli_bad_parameter_fails_fast_naming_key_and_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("synthetic_clips: 8\nlstm_unit: 4\n")
-    proc = subprocess.run([sys.executable, "-m", "nexara_lib", "run", "-f", str(PARAMS / "base.yaml"), "-f", str(bad),
-                           "--set", f"output_root={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nexara_lib",
+            "run",
+            "-f",
+            str(PARAMS / "base.yaml"),
+            "-f",
+            str(bad),
+            "--set",
+            f"output_root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert "'lstm_unit'" in proc.stderr and str(bad) in proc.stderr and "lstm_units" in proc.stderr
     assert not (tmp_path / "smoke").exists() and not list(tmp_path.glob("bad-*"))
@@ -239,9 +313,25 @@ def test_cli_bad_parameter_fails_fast_naming_key_and_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_cli_failing_notebook_exits_nonzero(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "nexara_lib", "run", "-f", str(PARAMS / "base.yaml"),
-                           "-f", str(PARAMS / "smoke.yaml"), "--set", f"output_root={tmp_path}", "--only", "04"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nexara_lib",
+            "run",
+            "-f",
+            str(PARAMS / "base.yaml"),
+            "-f",
+            str(PARAMS / "smoke.yaml"),
+            "--set",
+            f"output_root={tmp_path}",
+            "--only",
+            "04",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 1
     assert "04_per_class_diagnostics" in proc.stderr and "partial notebook" in proc.stderr
 
@@ -252,11 +342,26 @@ def test_cli_failing_notebook_exits_nonzero(tmp_path):
 def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     if not SURV.is_dir():
         pytest.skip("../shared/data/surv-fight-dev is not present")
-    tiny = {"output_root": str(tmp_path), "synthetic_clips": 0, "max_clips": 48, "frames_per_clip": 4,
-            "dense_units": 16, "lstm_units": 8, "lstm_units_last": 4, "head_units": [8, 8], "epochs": 3,
-            "bootstrap_samples": 50, "cv_folds": 2, "ablation_configs": [], "ablation_seeds": [1]}
-    run_dir = run_pipeline([PARAMS / "base.yaml", PARAMS / "smoke.yaml", PARAMS / "surv_dev.yaml"], tiny,
-                           notebooks=["01", "02", "03", "04", "07"])
+    tiny = {
+        "output_root": str(tmp_path),
+        "synthetic_clips": 0,
+        "max_clips": 48,
+        "frames_per_clip": 4,
+        "dense_units": 16,
+        "lstm_units": 8,
+        "lstm_units_last": 4,
+        "head_units": [8, 8],
+        "epochs": 3,
+        "bootstrap_samples": 50,
+        "cv_folds": 2,
+        "ablation_configs": [],
+        "ablation_seeds": [1],
+    }
+    run_dir = run_pipeline(
+        [PARAMS / "base.yaml", PARAMS / "smoke.yaml", PARAMS / "surv_dev.yaml"],
+        tiny,
+        notebooks=["01", "02", "03", "04", "07"],
+    )
     assert_run_ok(run_dir, NOTEBOOKS[:4] + ["07_deploy"])
     manifest = pd.read_csv(run_dir / "artifacts" / "manifest.csv")
     assert len(manifest) == 48 and manifest["group"].str.startswith("csv:").all()

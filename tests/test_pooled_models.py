@@ -1,6 +1,7 @@
 """The pooled baselines (issue #12): temporal pooling, the closed-form pooled_linear fit (C chosen on validation,
 the saved model reproducing scikit-learn), pooled_mlp through the Keras loop, and both as ordinary members of
 prediction, TTA and ensembles."""
+
 import json
 
 import keras
@@ -25,8 +26,18 @@ T, D = 6, 4
 GRID = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
 BASE = {**{k: p.default for k, p in SCHEMA.items()}, "tensorboard": False, "seed": 3}
 LINEAR = {**BASE, "model": "pooled_linear", "pooled_c_grid": GRID}
-MLP = {**BASE, "model": "pooled_mlp", "pooled_hidden_units": 8, "dropout": 0.1, "epochs": 30, "warmup_epochs": 2,
-       "batch_size": 16, "early_stopping_patience": 10, "augment_factor": 1, "learning_rate": 1e-2}
+MLP = {
+    **BASE,
+    "model": "pooled_mlp",
+    "pooled_hidden_units": 8,
+    "dropout": 0.1,
+    "epochs": 30,
+    "warmup_epochs": 2,
+    "batch_size": 16,
+    "early_stopping_patience": 10,
+    "augment_factor": 1,
+    "learning_rate": 1e-2,
+}
 TINY_HYBRID = {"dense_units": 8, "lstm_units": 4, "lstm_units_last": 4, "attention_units": 4, "head_units": [4]}
 
 
@@ -73,6 +84,7 @@ def mlp(data, tmp_path_factory):
 
 # --- the pooling layer --------------------------------------------------------------------
 
+
 def test_temporal_pooling_is_mean_std_and_mean_abs_difference():
     x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype(np.float32)
     out = keras.ops.convert_to_numpy(pooled.TemporalPooling()(x))
@@ -85,6 +97,7 @@ def test_temporal_pooling_is_mean_std_and_mean_abs_difference():
 
 
 # --- pooled_linear: the closed-form fit ------------------------------------------------------------
+
 
 def test_pooled_linear_separates_what_the_frame_mean_cannot(data, linear):
     result, _ = linear
@@ -116,8 +129,10 @@ def test_pooled_linear_writes_the_same_artifacts_and_keys(linear, data):
     assert closed["c_grid"] == GRID and closed["chosen_c"] == GRID[best - 1]
     assert [s["C"] for s in closed["scores"]] == GRID and all("val_loss" in s for s in closed["scores"])
     assert closed["class_weight"] == {"0": pytest.approx(1.0), "1": pytest.approx(1.0)}  # balanced data
-    assert "learning_rate" in saved["training_keys_unused_by_fit"] and "pooled_c_grid" not in \
-        saved["training_keys_unused_by_fit"]
+    assert (
+        "learning_rate" in saved["training_keys_unused_by_fit"]
+        and "pooled_c_grid" not in saved["training_keys_unused_by_fit"]
+    )
     for key in ("acc_nonviolent", "acc_violent", "balanced_accuracy", "auc"):
         assert saved["final_val_metrics"][key] == pytest.approx(saved["best_metrics"][f"val_{key}"], abs=1e-5)
     assert saved["data"]["train_size_augmented"] == saved["data"]["train_size"] == 60  # never augmented
@@ -136,7 +151,8 @@ def test_saved_pooled_linear_reproduces_sklearn(linear, data):
     # sklearn with the chosen C on what the softmax sees ('auto' focal alpha = class_weight 'balanced')
     chosen = result["closed_form"]["chosen_c"]
     clf = LogisticRegression(C=chosen, class_weight="balanced", max_iter=5000).fit(
-        pooled.standardised_features(reloaded, x_train), y_train)
+        pooled.standardised_features(reloaded, x_train), y_train
+    )
     expected = clf.predict_proba(pooled.standardised_features(reloaded, x_val))[:, 1]
     np.testing.assert_allclose(training.predict_proba(reloaded, x_val), expected, atol=1e-5)
     np.testing.assert_allclose(training.predict_proba(result["model"], x_val), expected, atol=1e-5)
@@ -162,8 +178,9 @@ def test_c_is_chosen_on_the_validation_split_only(data, tmp_path, monkeypatch):
     pd.testing.assert_series_equal(honest["history"]["loss"], flipped["history"]["loss"])
     assert flipped["closed_form"]["chosen_c"] == GRID[0] < honest["closed_form"]["chosen_c"]
     # the selection metric is the recipe's early_stopping_monitor
-    by_auc = training.train_sequence_model(x_train, y_train, x_val, y_val,
-                                           {**LINEAR, "early_stopping_monitor": "val_auc"}, tmp_path / "c", verbose=0)
+    by_auc = training.train_sequence_model(
+        x_train, y_train, x_val, y_val, {**LINEAR, "early_stopping_monitor": "val_auc"}, tmp_path / "c", verbose=0
+    )
     assert by_auc["closed_form"]["selection_metric"] == "val_auc"
     assert by_auc["best_epoch"] == int(np.argmax(by_auc["history"]["val_auc"].to_numpy())) + 1
 
@@ -178,10 +195,13 @@ def test_class_weights_follow_the_recipe():
     assert sum(both[c] * np.sum(y == c) for c in (0, 1)) / len(y) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("grid, error, match", [
-    ([], ValueError, "pooled_c_grid must be a non-empty list"),
-    ([0.0, 1.0], ParamError, r"'pooled_c_grid' \(from training config\): every item must be > 0"),
-])
+@pytest.mark.parametrize(
+    "grid, error, match",
+    [
+        ([], ValueError, "pooled_c_grid must be a non-empty list"),
+        ([0.0, 1.0], ParamError, r"'pooled_c_grid' \(from training config\): every item must be > 0"),
+    ],
+)
 def test_bad_c_grids_are_rejected(data, tmp_path, grid, error, match):
     x_train, y_train, x_val, y_val, *_ = data
     with pytest.raises(error, match=match):
@@ -190,6 +210,7 @@ def test_bad_c_grids_are_rejected(data, tmp_path, grid, error, match):
 
 
 # --- pooled_mlp: the Keras loop ------------------------------------------------------------------
+
 
 def test_pooled_mlp_trains_like_a_sequence_model_and_reloads(mlp, data):
     result, out_dir = mlp
@@ -203,11 +224,13 @@ def test_pooled_mlp_trains_like_a_sequence_model_and_reloads(mlp, data):
     reloaded = load_sequence_model(out_dir / "model.keras")
     assert isinstance(reloaded.loss, FocalLoss)
     assert reloaded.get_layer("hidden").units == 8
-    np.testing.assert_allclose(training.predict_proba(reloaded, x_val), training.predict_proba(result["model"], x_val),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        training.predict_proba(reloaded, x_val), training.predict_proba(result["model"], x_val), atol=1e-6
+    )
 
 
 # --- as members of everything else -----------------------------------------------------------------
+
 
 def test_pooled_models_have_no_attention_so_the_gallery_falls_back(linear, mlp):
     for result, _ in (linear, mlp):
@@ -220,8 +243,9 @@ def test_pooled_models_take_feature_tta_views(linear, mlp, data):
     view = get_transform("feature_shift")
     shifted = view.apply(x_val, view.view_params(seed=0), feature_std=x_train.reshape(-1, D).std(0))
     for result, _ in (linear, mlp):
-        probs = np.stack([training.predict_proba(result["model"], x_val),
-                          training.predict_proba(result["model"], shifted)])
+        probs = np.stack(
+            [training.predict_proba(result["model"], x_val), training.predict_proba(result["model"], shifted)]
+        )
         combined = aggregate(probs, "mean_logit")
         assert combined.shape == (len(x_val),) and np.all((combined > 0) & (combined < 1))
 
@@ -239,7 +263,9 @@ def test_an_ensemble_combines_a_pooled_model_with_a_hybrid(linear, data, tmp_pat
     artifact = EnsembleArtifact(tuple(paths), 0.5, "weighted", weights=tuple(weights))
     artifact.save(tmp_path / "ensemble.json")
     loaded = EnsembleArtifact.load(tmp_path / "ensemble.json")
-    prob, labels = loaded.predict([x_test, x_test], lambda path, x: training.predict_proba(load_sequence_model(path), x))
+    prob, labels = loaded.predict(
+        [x_test, x_test], lambda path, x: training.predict_proba(load_sequence_model(path), x)
+    )
     expected = weights @ np.stack([training.predict_proba(m, x_test) for m in members])
     np.testing.assert_allclose(prob, expected, atol=1e-6)
     assert labels.shape == (len(x_test),)

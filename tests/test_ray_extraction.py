@@ -4,6 +4,7 @@ One local Ray instance serves the whole module (starting one takes seconds). It 
 Ray schedules by declared resources, so the GPU-actor path runs here too (on the CPU, with the same
 code), while ``use_gpus=False`` exercises the CPU-task path.
 """
+
 import logging
 import os
 import subprocess
@@ -17,13 +18,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from nexara_lib.features.clip_jobs import ClipJob  # noqa: E402
-from nexara_lib.features.cache import load_features  # noqa: E402
-from nexara_lib.features.extract import _jobs, extract_features, local_results  # noqa: E402
-from nexara_lib.features.stream import FeatureStream  # noqa: E402
 from nexara_lib.features.backbones import create_backbone  # noqa: E402
+from nexara_lib.features.cache import load_features  # noqa: E402
+from nexara_lib.features.clip_jobs import ClipJob  # noqa: E402
+from nexara_lib.features.extract import _jobs, extract_features, local_results  # noqa: E402
 from nexara_lib.features.ray_executor import FAILURES_IN_A_ROW_LIMIT, plan_chunks, ray_results  # noqa: E402
 from nexara_lib.features.ray_worker import encode_chunk  # noqa: E402
+from nexara_lib.features.stream import FeatureStream  # noqa: E402
 
 pytestmark = pytest.mark.slow  # each test starts a local Ray cluster (~10 s)
 
@@ -55,8 +56,15 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
-    rows = [{"clip_id": f"c{i}", "path": str(write_clip(folder / f"c{i}.avi", n, size, seed=i)), "label": i % 2,
-             "frames": n} for i, (size, n) in enumerate(zip(CLIP_SIZES, CLIP_FRAMES))]
+    rows = [
+        {
+            "clip_id": f"c{i}",
+            "path": str(write_clip(folder / f"c{i}.avi", n, size, seed=i)),
+            "label": i % 2,
+            "frames": n,
+        }
+        for i, (size, n) in enumerate(zip(CLIP_SIZES, CLIP_FRAMES))
+    ]
     corrupt = folder / "corrupt.avi"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     rows.append({"clip_id": "corrupt", "path": str(corrupt), "label": 0, "frames": 0})
@@ -67,6 +75,7 @@ def manifest(tmp_path_factory):
 def resnet_weights(tmp_path_factory):
     """Seeded ResNet50V2 weights at 32x32: the same network in every process (unlike weights 'none')."""
     import keras
+
     keras.utils.set_random_seed(0)
     model = keras.applications.ResNet50V2(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3))
     path = tmp_path_factory.mktemp("weights") / "resnet50v2-32.weights.h5"
@@ -124,8 +133,20 @@ def test_ray_executor_matches_local_and_resumes(ray_cluster, manifest, tmp_path,
 def test_cpu_tasks_match_local(ray_cluster, manifest):
     jobs = flow_jobs(manifest)
     timer = {}
-    on_ray = collect(ray_results(jobs, backbone="flow", weights="none", size=32, batch_frames=8, workers=2,
-                                 mixed_precision="auto", address=None, timer=timer, use_gpus=False))
+    on_ray = collect(
+        ray_results(
+            jobs,
+            backbone="flow",
+            weights="none",
+            size=32,
+            batch_frames=8,
+            workers=2,
+            mixed_precision="auto",
+            address=None,
+            timer=timer,
+            use_gpus=False,
+        )
+    )
     local = collect(local_results(jobs, create_backbone("flow", "none", 32), 8, 0, {}))
     assert on_ray.keys() == local.keys()
     for clip_id, (feats, error) in local.items():
@@ -141,6 +162,7 @@ def failing_runner(raise_on: str, crash_on: str):
 
     A closure, so Ray ships it by value (this test module is not importable on the workers).
     """
+
     def run(encode, chunk, batch_frames):
         clip_ids = {job.clip_id for _, job in chunk}
         if raise_on in clip_ids or raise_on == "*":
@@ -148,6 +170,7 @@ def failing_runner(raise_on: str, crash_on: str):
         if crash_on in clip_ids:
             os._exit(3)  # what a segfault inside a decoder or backbone looks like to Ray
         return encode_chunk(encode, chunk, batch_frames)
+
     return run
 
 
@@ -155,9 +178,22 @@ def failing_runner(raise_on: str, crash_on: str):
 def test_a_failing_task_costs_only_its_own_clips(ray_cluster, manifest, use_gpus):
     jobs = flow_jobs(manifest)
     reference = collect(local_results(jobs, create_backbone("flow", "none", 32), 8, 0, {}))
-    got = collect(ray_results(jobs, backbone="flow", weights="none", size=32, batch_frames=8, workers=2,
-                              mixed_precision="auto", address=None, timer={}, chunk_clips=3, use_gpus=use_gpus,
-                              chunk_runner=failing_runner("c1", "c4")))
+    got = collect(
+        ray_results(
+            jobs,
+            backbone="flow",
+            weights="none",
+            size=32,
+            batch_frames=8,
+            workers=2,
+            mixed_precision="auto",
+            address=None,
+            timer={},
+            chunk_clips=3,
+            use_gpus=use_gpus,
+            chunk_runner=failing_runner("c1", "c4"),
+        )
+    )
     assert set(got) == set(reference)
     assert got["c1"][1] == "Ray task failed: RuntimeError: cannot encode c1"
     assert got["c4"][1].startswith("Ray task failed: the worker process died on this clip") and got["c4"][0] is None
@@ -170,9 +206,20 @@ def test_tasks_failing_everywhere_stop_the_run(ray_cluster, manifest):
     jobs = flow_jobs(manifest) * 2  # more single-clip tasks than the limit
     errors = []
     with pytest.raises(RuntimeError, match="Ray tasks failed in a row.*worker logs"):
-        for _, _, error, _ in ray_results(jobs, backbone="flow", weights="none", size=32, batch_frames=8, workers=2,
-                                          mixed_precision="auto", address=None, timer={}, chunk_clips=1,
-                                          use_gpus=False, chunk_runner=failing_runner("*", "")):
+        for _, _, error, _ in ray_results(
+            jobs,
+            backbone="flow",
+            weights="none",
+            size=32,
+            batch_frames=8,
+            workers=2,
+            mixed_precision="auto",
+            address=None,
+            timer={},
+            chunk_clips=1,
+            use_gpus=False,
+            chunk_runner=failing_runner("*", ""),
+        ):
             errors.append(error)
     assert len(errors) == FAILURES_IN_A_ROW_LIMIT - 1
     assert all(e.startswith("Ray task failed: RuntimeError: cannot encode") for e in errors)
@@ -181,16 +228,39 @@ def test_tasks_failing_everywhere_stop_the_run(ray_cluster, manifest):
 def test_a_backbone_that_cannot_be_built_stops_the_run(ray_cluster, manifest, tmp_path):
     jobs = flow_jobs(manifest)
     with pytest.raises(RuntimeError, match="could not build backbone 'flow'.*every node"):
-        list(ray_results(jobs, backbone="flow", weights=str(tmp_path / "missing.h5"), size=32, batch_frames=8,
-                         workers=2, mixed_precision="auto", address=None, timer={}, use_gpus=False))
+        list(
+            ray_results(
+                jobs,
+                backbone="flow",
+                weights=str(tmp_path / "missing.h5"),
+                size=32,
+                batch_frames=8,
+                workers=2,
+                mixed_precision="auto",
+                address=None,
+                timer={},
+                use_gpus=False,
+            )
+        )
 
 
 def test_missing_ray_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees when it is not installed
     job = ClipJob("n", "c", "/x.avi", 10, T, 32, True)
     with pytest.raises(RuntimeError, match="needs the ray package.*pip install"):
-        list(ray_results([job], backbone="flow", weights="none", size=32, batch_frames=8, workers=1,
-                         mixed_precision="auto", address=None, timer={}))
+        list(
+            ray_results(
+                [job],
+                backbone="flow",
+                weights="none",
+                size=32,
+                batch_frames=8,
+                workers=1,
+                mixed_precision="auto",
+                address=None,
+                timer={},
+            )
+        )
 
 
 def test_unreachable_address_is_a_clear_error_fast():

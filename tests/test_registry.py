@@ -1,5 +1,6 @@
 """The shared registry type, the project registries built on it, and the one transform registry
 (every entry applied once to a tiny input of its kind, for each use it serves)."""
+
 import json
 
 import numpy as np
@@ -37,8 +38,9 @@ def test_register_lookup_and_errors():
 
 
 def test_project_registries_are_populated():
-    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear",
-            "pooled_mlp"} <= set(models.available_models())
+    assert {"hybrid", "bilstm", "bigru", "conv1d_lstm", "transformer", "pooled_linear", "pooled_mlp"} <= set(
+        models.available_models()
+    )
     assert {"vgg19", "resnet50v2", "mobilenetv2", "mobilenet_v1_tflite", "flow"} <= set(backbones.available_backbones())
 
 
@@ -47,10 +49,21 @@ def test_project_registries_are_populated():
 # --------------------------------------------------------------------------
 def test_transforms_by_level_and_use():
     assert available_transforms("feature", "augment") == ["feature_dropout", "mix", "noise", "speed", "temporal_shift"]
-    assert available_transforms("frame", "augment") == ["brightness_contrast", "hflip", "rotate_zoom",
-                                                        "temporal_jitter"]
-    assert available_transforms(use="tta") == ["brightness_contrast", "feature_noise", "feature_shift", "frame_rate",
-                                               "frame_shift", "hflip", "identity"]
+    assert available_transforms("frame", "augment") == [
+        "brightness_contrast",
+        "hflip",
+        "rotate_zoom",
+        "temporal_jitter",
+    ]
+    assert available_transforms(use="tta") == [
+        "brightness_contrast",
+        "feature_noise",
+        "feature_shift",
+        "frame_rate",
+        "frame_shift",
+        "hflip",
+        "identity",
+    ]
     assert available_transforms(use="stream") == ["motion_crop", "tiles"]  # regions of frames: tests/test_views.py
     assert available_transforms() == TRANSFORMS.names()
     # one name, one transform: the frame views that are also augmentations are registered once
@@ -83,16 +96,18 @@ def _params_for(entry, use):
 
 
 # stream views change the frame shape by design (regions at the backbone's size): tests/test_views.py
-@pytest.mark.parametrize("name, use", [(n, u) for n in TRANSFORMS.names() for u in get_transform(n).uses
-                                       if u != "stream"])
+@pytest.mark.parametrize(
+    "name, use", [(n, u) for n in TRANSFORMS.names() for u in get_transform(n).uses if u != "stream"]
+)
 def test_every_entry_applies_once_keeping_shape_and_dtype(name, use):
     entry = get_transform(name)
     x = INPUT_OF[entry.acts_on]
     before = x.copy()
 
     def run():
-        return entry.apply(x, _params_for(entry, use), rng=np.random.default_rng(5), labels=LABELS, span=SPAN,
-                           feature_std=FEATURE_STD)
+        return entry.apply(
+            x, _params_for(entry, use), rng=np.random.default_rng(5), labels=LABELS, span=SPAN, feature_std=FEATURE_STD
+        )
 
     out = run()
     assert out.shape == x.shape and out.dtype == x.dtype

@@ -3,6 +3,7 @@
 Notebooks here are built with outputs already in place (no kernel), so the
 file runs in seconds.
 """
+
 import base64
 import json
 from html.parser import HTMLParser
@@ -13,16 +14,19 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from nexara_lib.io import write_json_atomic
 from nexara_lib.run.index_page import format_figure, write_index
 from nexara_lib.run.reports import render_reports
 from nexara_lib.stages.headline import record_headline
-from nexara_lib.io import write_json_atomic
 
 EVIL = "<script>alert(1)</script>"
 # A 1x1 PNG: the report must embed it as a data URI.
-PNG = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")).decode()
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+    )
+).decode()
 
 
 class _Assets(HTMLParser):
@@ -59,30 +63,70 @@ def executed_notebook(tmp_path) -> Path:
         new_markdown_cell("# Audit\nInline math $a^2 + b^2$ and a [link](https://example.org)."),
         new_code_cell("run_dir = ''", metadata={"tags": ["parameters"]}),
         new_code_cell("run_dir = '/injected/run'\nsynthetic_clips = 4", metadata={"tags": ["injected-parameters"]}),
-        new_code_cell("secret_code_token = 41 + 1\nprint('visible printed output')", execution_count=1, outputs=[
-            new_output("stream", name="stdout", text="progress 10%\rprogress 100%\nvisible printed output\n"),
-            new_output("stream", name="stderr", text="I0000 tensorflow start-up chatter\n"),
-            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
-            new_output("display_data", data={"text/html": '<script src="https://cdn.example.com/plot.js"></script>'
-                                                          "<b>html table output</b>"}),
-        ]),
-        new_code_cell("slider_widget_code", execution_count=2, outputs=[
-            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
-                "model_id": "abc", "version_major": 2, "version_minor": 0}, "text/plain": "IntSlider(value=3)"}),
-            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
-                "model_id": "bar", "version_major": 2, "version_minor": 0},
-                "text/plain": "probe: 100%|##########| 240/240 [00:01<00:00, 324.0it/s]"}),
-        ]),
-        new_code_cell("raise ValueError('boom')", execution_count=3, outputs=[
-            new_output("error", ename="ValueError", evalue="boom <b>",
-                       traceback=["\x1b[0;31m---------------------------------\x1b[0m",
-                                  "\x1b[0;31mValueError\x1b[0m: boom <b>"]),
-        ]),
+        new_code_cell(
+            "secret_code_token = 41 + 1\nprint('visible printed output')",
+            execution_count=1,
+            outputs=[
+                new_output("stream", name="stdout", text="progress 10%\rprogress 100%\nvisible printed output\n"),
+                new_output("stream", name="stderr", text="I0000 tensorflow start-up chatter\n"),
+                new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+                new_output(
+                    "display_data",
+                    data={
+                        "text/html": '<script src="https://cdn.example.com/plot.js"></script><b>html table output</b>'
+                    },
+                ),
+            ],
+        ),
+        new_code_cell(
+            "slider_widget_code",
+            execution_count=2,
+            outputs=[
+                new_output(
+                    "display_data",
+                    data={
+                        "application/vnd.jupyter.widget-view+json": {
+                            "model_id": "abc",
+                            "version_major": 2,
+                            "version_minor": 0,
+                        },
+                        "text/plain": "IntSlider(value=3)",
+                    },
+                ),
+                new_output(
+                    "display_data",
+                    data={
+                        "application/vnd.jupyter.widget-view+json": {
+                            "model_id": "bar",
+                            "version_major": 2,
+                            "version_minor": 0,
+                        },
+                        "text/plain": "probe: 100%|##########| 240/240 [00:01<00:00, 324.0it/s]",
+                    },
+                ),
+            ],
+        ),
+        new_code_cell(
+            "raise ValueError('boom')",
+            execution_count=3,
+            outputs=[
+                new_output(
+                    "error",
+                    ename="ValueError",
+                    evalue="boom <b>",
+                    traceback=[
+                        "\x1b[0;31m---------------------------------\x1b[0m",
+                        "\x1b[0;31mValueError\x1b[0m: boom <b>",
+                    ],
+                )
+            ],
+        ),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "nexara", "display_name": "Python (nexara)", "language": "python"}
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
-                                                                            "version_minor": 0}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2, "version_minor": 0}
+    }
     path = tmp_path / "run" / "notebooks" / "01_audit.ipynb"
     path.parent.mkdir(parents=True)
     nbformat.write(nb, path)
@@ -160,33 +204,41 @@ def test_record_headline_merges_sections_and_keys(tmp_path):
     path = record_headline(tmp_path, "05_tta", {"tta delta": 0.012})
     data = json.loads(path.read_text())  # strict JSON: NaN stored as null
     assert path == tmp_path / "artifacts" / "headline.json"
-    assert data == {"04_diagnostics": {"test accuracy": {"value": 0.93, "ci": [0.90, 0.96]}, "gap": 0.25, "auc": None},
-                    "05_tta": {"tta delta": 0.012}}
+    assert data == {
+        "04_diagnostics": {"test accuracy": {"value": 0.93, "ci": [0.90, 0.96]}, "gap": 0.25, "auc": None},
+        "05_tta": {"tta delta": 0.012},
+    }
     assert list(tmp_path.joinpath("artifacts").iterdir()) == [path]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("section, figures, error", [
-    ("", {"a": 1}, ValueError),
-    ("04", ["not", "a", "dict"], TypeError),
-    ("04", {"ci only": {"ci": [0.1, 0.2]}}, ValueError),
-    ("04", {1: 0.5}, TypeError),
-])
+@pytest.mark.parametrize(
+    "section, figures, error",
+    [
+        ("", {"a": 1}, ValueError),
+        ("04", ["not", "a", "dict"], TypeError),
+        ("04", {"ci only": {"ci": [0.1, 0.2]}}, ValueError),
+        ("04", {1: 0.5}, TypeError),
+    ],
+)
 def test_record_headline_rejects_bad_input(tmp_path, section, figures, error):
     with pytest.raises(error, match="record_headline"):
         record_headline(tmp_path, section, figures)
 
 
-@pytest.mark.parametrize("name, figure, text", [
-    ("test accuracy", {"value": 0.93, "ci": [0.9, 0.955]}, "93.0% (95% CI 90.0% to 95.5%)"),
-    ("auc", 0.8712, "87.1%"),
-    ("ensemble delta", 0.021, "+2.1 pp"),
-    ("tta change", {"value": -0.004}, "-0.4 pp"),
-    ("clips", 2000, "2,000"),
-    ("latency ms", 12.345, "12.345"),
-    ("threshold", {"value": 0.42, "format": "number"}, "0.42"),
-    ("best model", "hybrid", "hybrid"),
-    ("auc", None, "n/a"),
-])
+@pytest.mark.parametrize(
+    "name, figure, text",
+    [
+        ("test accuracy", {"value": 0.93, "ci": [0.9, 0.955]}, "93.0% (95% CI 90.0% to 95.5%)"),
+        ("auc", 0.8712, "87.1%"),
+        ("ensemble delta", 0.021, "+2.1 pp"),
+        ("tta change", {"value": -0.004}, "-0.4 pp"),
+        ("clips", 2000, "2,000"),
+        ("latency ms", 12.345, "12.345"),
+        ("threshold", {"value": 0.42, "format": "number"}, "0.42"),
+        ("best model", "hybrid", "hybrid"),
+        ("auc", None, "n/a"),
+    ],
+)
 def test_format_figure(name, figure, text):
     assert format_figure(name, figure) == text
 
@@ -202,21 +254,34 @@ def _fake_run(tmp_path) -> Path:
     (run_dir / "params.yaml").write_text("seed: 1\n")
 
     def entry(stem, status, duration, error=None):
-        return {"notebook": f"{stem}.ipynb", "status": status, "duration_s": duration, "error": error,
-                "executed": f"notebooks/{stem}.ipynb",
-                "reports": {"full": f"reports/{stem}.full.html", "stakeholder": f"reports/{stem}.html"}}
+        return {
+            "notebook": f"{stem}.ipynb",
+            "status": status,
+            "duration_s": duration,
+            "error": error,
+            "executed": f"notebooks/{stem}.ipynb",
+            "reports": {"full": f"reports/{stem}.full.html", "stakeholder": f"reports/{stem}.html"},
+        }
 
-    write_json_atomic(run_dir / "run.json", {
-        "run_name": "my-run", "status": "failed", "started_at": "2025-01-01T10:00:00+00:00",
-        "finished_at": "2025-01-01T10:05:00+00:00", "duration_s": 300.0,
-        "param_files": ["/p/base.yaml", f"/p/{EVIL}.yaml"], "overrides": {"seed": EVIL},
-        "git": {"commit": "0123456789abcdef", "dirty": True}, "versions": {"python": "3.11.0", "evil": EVIL},
-        "notebooks": {
-            "01_audit": entry("01_audit", "ok", 12.5),
-            "02_features": entry("02_features", "failed", 75.0, error=f"ValueError: {EVIL}"),
-            EVIL: {"notebook": EVIL, "status": "not run"},
+    write_json_atomic(
+        run_dir / "run.json",
+        {
+            "run_name": "my-run",
+            "status": "failed",
+            "started_at": "2025-01-01T10:00:00+00:00",
+            "finished_at": "2025-01-01T10:05:00+00:00",
+            "duration_s": 300.0,
+            "param_files": ["/p/base.yaml", f"/p/{EVIL}.yaml"],
+            "overrides": {"seed": EVIL},
+            "git": {"commit": "0123456789abcdef", "dirty": True},
+            "versions": {"python": "3.11.0", "evil": EVIL},
+            "notebooks": {
+                "01_audit": entry("01_audit", "ok", 12.5),
+                "02_features": entry("02_features", "failed", 75.0, error=f"ValueError: {EVIL}"),
+                EVIL: {"notebook": EVIL, "status": "not run"},
+            },
         },
-    })
+    )
     record_headline(run_dir, "02_features", {"clips": 4})
     record_headline(run_dir, "01_audit", {"test accuracy": {"value": 0.93, "ci": [0.9, 0.96]}, EVIL: EVIL})
     record_headline(run_dir, EVIL, {"note": {"value": EVIL, "format": "text"}})
@@ -249,8 +314,15 @@ def test_index_content_and_links(tmp_path):
                 self.hrefs.append(dict(attrs)["href"])
 
     Links().feed(page)
-    expected = {"01_audit.html", "01_audit.full.html", "02_features.html", "02_features.full.html",
-                "../notebooks/01_audit.ipynb", "../params.yaml", "../run.json"}
+    expected = {
+        "01_audit.html",
+        "01_audit.full.html",
+        "02_features.html",
+        "02_features.full.html",
+        "../notebooks/01_audit.ipynb",
+        "../params.yaml",
+        "../run.json",
+    }
     assert expected <= set(Links.hrefs)
     for href in Links.hrefs:  # relative and pointing at files that exist
         assert not _is_remote(href) and not href.startswith("/")

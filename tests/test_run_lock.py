@@ -1,14 +1,15 @@
 """One run per run folder (issue 15, fault 5): a second run refuses at once naming the holder; a stale lock of a
 dead process is taken over with a note, and what the dead run left running reads interrupted."""
+
 import json
 import subprocess
 import sys
 
 import pytest
+from test_runner import _params_file, _write_notebook
 
 from nexara_lib.run.lock import LOCK_FILE, RunLocked, mark_interrupted, run_lock
 from nexara_lib.run.runner import run_pipeline
-from test_runner import _params_file, _write_notebook
 
 
 @pytest.fixture
@@ -67,8 +68,9 @@ def test_run_pipeline_refuses_a_folder_in_use_and_changes_nothing_in_it(tmp_path
     _write_notebook(notebooks / "01_a.ipynb", "x = 1")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": __import__("socket").gethostname(),
-                                                 "started_at": "now"}))
+    (run_dir / LOCK_FILE).write_text(
+        json.dumps({"pid": sleeper.pid, "host": __import__("socket").gethostname(), "started_at": "now"})
+    )
     with pytest.raises(RunLocked, match=str(sleeper.pid)):
         run_pipeline([_params_file(tmp_path)], notebooks_dir=notebooks, run_dir=run_dir, log=lambda m: None)
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
@@ -77,14 +79,25 @@ def test_run_pipeline_refuses_a_folder_in_use_and_changes_nothing_in_it(tmp_path
 def test_run_pipeline_after_a_killed_run_marks_it_and_holds_the_lock_while_running(tmp_path):
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
-    _write_notebook(notebooks / "01_a.ipynb", "import os, json\nlock = json.load(open('run.lock'))\n"
-                                              "assert lock['pid'] != os.getpid()")
+    _write_notebook(
+        notebooks / "01_a.ipynb",
+        "import os, json\nlock = json.load(open('run.lock'))\nassert lock['pid'] != os.getpid()",
+    )
     _write_notebook(notebooks / "02_b.ipynb", "y = 2")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / LOCK_FILE).write_text(json.dumps({"pid": _dead_pid(), "started_at": "before"}))
-    (run_dir / "run.json").write_text(json.dumps({"status": "running", "notebooks": {
-        "01_a": {"notebook": "01_a.ipynb", "status": "ok"}, "02_b": {"notebook": "02_b.ipynb", "status": "running"}}}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "status": "running",
+                "notebooks": {
+                    "01_a": {"notebook": "01_a.ipynb", "status": "ok"},
+                    "02_b": {"notebook": "02_b.ipynb", "status": "running"},
+                },
+            }
+        )
+    )
     notes = []
     run_pipeline([_params_file(tmp_path)], notebooks=["01"], notebooks_dir=notebooks, run_dir=run_dir, log=notes.append)
     run = json.loads((run_dir / "run.json").read_text())

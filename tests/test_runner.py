@@ -1,4 +1,5 @@
 """Runner: tiny notebooks executed by papermill end to end (one kernel start per notebook)."""
+
 import json
 import os
 import re
@@ -10,8 +11,8 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from nexara_lib.run import kernel, runner
 from nexara_lib.config import ParamError
+from nexara_lib.run import kernel, runner
 from nexara_lib.run.runner import NotebookFailed, ensure_kernel, list_notebooks, run_pipeline, select_notebooks
 
 PARAMETERS = "run_dir = ''\nparam_files = []\nsynthetic_clips = 0"
@@ -47,7 +48,8 @@ def ok_run(tmp_path_factory):
         "params = params_from_namespace(param_files, globals())",
         "Path('artifacts/from_cwd.txt').write_text(str(params.synthetic_clips))\n"
         "record_headline(run_dir, '01_first', {'test accuracy': {'value': 0.93, 'ci': [0.9, 0.96]}})\n"
-        "print('hello from 01', run_dir)")
+        "print('hello from 01', run_dir)",
+    )
     _write_notebook(notebooks / "02_second.ipynb", "print('second', 2 + 2)")
     (notebooks / "helper.ipynb").write_text("not a pipeline notebook")  # must be ignored
     messages = []
@@ -61,8 +63,12 @@ def failed_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fail")
     notebooks = root / "notebooks"
     _write_notebook(notebooks / "01_fine.ipynb", "print('fine')")
-    _write_notebook(notebooks / "02_boom.ipynb", "a = 1",
-                    "raise ValueError('boom in cell four')\nprint('unreachable')", "print('never printed')")
+    _write_notebook(
+        notebooks / "02_boom.ipynb",
+        "a = 1",
+        "raise ValueError('boom in cell four')\nprint('unreachable')",
+        "print('never printed')",
+    )
     _write_notebook(notebooks / "03_after.ipynb", "open('artifacts/after.txt', 'w').write('ran')")
     with pytest.raises(NotebookFailed) as info:
         run_pipeline([_params_file(root)], overrides={"seed": 7}, notebooks_dir=notebooks, log=lambda m: None)
@@ -102,9 +108,13 @@ def test_ok_run_writes_two_reports_per_notebook_and_index(ok_run):
     run_dir, _, _ = ok_run
     run = json.loads((run_dir / "run.json").read_text())
     for stem in ("01_first", "02_second"):
-        assert run["notebooks"][stem]["reports"] == {"full": f"reports/{stem}.full.html",
-                                                     "stakeholder": f"reports/{stem}.html"}
-        assert (run_dir / "reports" / f"{stem}.html").is_file() and (run_dir / "reports" / f"{stem}.full.html").is_file()
+        assert run["notebooks"][stem]["reports"] == {
+            "full": f"reports/{stem}.full.html",
+            "stakeholder": f"reports/{stem}.html",
+        }
+        assert (run_dir / "reports" / f"{stem}.html").is_file() and (
+            run_dir / "reports" / f"{stem}.full.html"
+        ).is_file()
     index = (run_dir / "reports" / "index.html").read_text()
     assert 'href="01_first.html"' in index and 'href="02_second.full.html"' in index
     assert "93.0% (95% CI 90.0% to 96.0%)" in index
@@ -143,8 +153,9 @@ def test_failure_is_recorded_and_later_notebooks_not_run(failed_run):
 
 def test_rerun_of_one_notebook_in_an_existing_run_folder(failed_run):
     error, root, notebooks = failed_run
-    run_pipeline([_params_file(root)], notebooks=["3"], run_dir=error.run_dir, notebooks_dir=notebooks,
-                 log=lambda m: None)
+    run_pipeline(
+        [_params_file(root)], notebooks=["3"], run_dir=error.run_dir, notebooks_dir=notebooks, log=lambda m: None
+    )
     run = json.loads((error.run_dir / "run.json").read_text())
     statuses = {stem: e["status"] for stem, e in run["notebooks"].items()}
     assert statuses == {"01_fine": "ok", "02_boom": "failed", "03_after": "ok"}  # earlier results kept
@@ -152,11 +163,14 @@ def test_rerun_of_one_notebook_in_an_existing_run_folder(failed_run):
     assert (error.run_dir / "artifacts" / "after.txt").read_text() == "ran"
 
 
-@pytest.mark.parametrize("content, overrides", [
-    ({"synthetic_clips": "four"}, None),
-    ({"synthetic_clips": 4, "no_such_key": 1}, None),
-    ({"synthetic_clips": 4}, {"dropout": 2.0}),
-])
+@pytest.mark.parametrize(
+    "content, overrides",
+    [
+        ({"synthetic_clips": "four"}, None),
+        ({"synthetic_clips": 4, "no_such_key": 1}, None),
+        ({"synthetic_clips": 4}, {"dropout": 2.0}),
+    ],
+)
 def test_bad_parameters_fail_before_anything_is_created(tmp_path, content, overrides):
     notebooks = tmp_path / "notebooks"
     _write_notebook(notebooks / "01_x.ipynb", "print(1)")
@@ -180,7 +194,11 @@ def test_list_and_select_notebooks(tmp_path):
         (tmp_path / name).write_text("{}")
     available = list_notebooks(tmp_path)
     assert [p.name for p in available] == ["01_a.ipynb", "02_b.ipynb", "10_c.ipynb"]
-    assert [p.name for p in select_notebooks(available, ["10", 2, "01_a"])] == ["01_a.ipynb", "02_b.ipynb", "10_c.ipynb"]
+    assert [p.name for p in select_notebooks(available, ["10", 2, "01_a"])] == [
+        "01_a.ipynb",
+        "02_b.ipynb",
+        "10_c.ipynb",
+    ]
     assert [p.name for p in select_notebooks(available, "02_b.ipynb")] == ["02_b.ipynb"]
     assert select_notebooks(available, None) == available
     with pytest.raises(ValueError, match="no notebook matches 'c'"):
@@ -224,11 +242,12 @@ def test_a_cell_past_cell_timeout_is_stopped_and_its_notebook_retried_once(tmp_p
     after cell_timeout_s and the notebook run once more; the retry is recorded."""
     notebooks = tmp_path / "nbs"
     marker = tmp_path / "hung-once"
-    _write_notebook(notebooks / "01_hangs_once.ipynb",
-                    f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
-                    "if not m.exists():\n    m.write_text('x')\n    time.sleep(120)\nprint('done')")
-    run_dir = run_pipeline([_params_file(tmp_path)], {"cell_timeout_s": 5}, notebooks_dir=notebooks,
-                           log=lambda m: None)
+    _write_notebook(
+        notebooks / "01_hangs_once.ipynb",
+        f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
+        "if not m.exists():\n    m.write_text('x')\n    time.sleep(120)\nprint('done')",
+    )
+    run_dir = run_pipeline([_params_file(tmp_path)], {"cell_timeout_s": 5}, notebooks_dir=notebooks, log=lambda m: None)
     entry = json.loads((run_dir / "run.json").read_text())["notebooks"]["01_hangs_once"]
     assert entry["status"] == "ok" and entry["retried"].startswith("CellTimeoutError")
     assert entry["duration_s"] < 60

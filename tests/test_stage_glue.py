@@ -1,4 +1,5 @@
 """Alignment and cost bookkeeping of the TTA and ensemble stages (pure functions, no training)."""
+
 import numpy as np
 import pandas as pd
 
@@ -7,8 +8,10 @@ from nexara_lib.stages.tta import _align_views, tta_slowdown, views_table
 
 
 def test_tta_views_keep_only_clips_every_view_scored():
-    raw = {"identity": {"val": (["a", "b", "c"], [0, 1, 1], [0.1, 0.8, 0.7]), "test": (["d", "e"], [0, 1], [0.2, 0.9])},
-           "hflip": {"val": (["a", "c"], [0, 1], [0.2, 0.6]), "test": (["d", "e"], [0, 1], [0.3, 0.8])}}
+    raw = {
+        "identity": {"val": (["a", "b", "c"], [0, 1, 1], [0.1, 0.8, 0.7]), "test": (["d", "e"], [0, 1], [0.2, 0.9])},
+        "hflip": {"val": (["a", "c"], [0, 1], [0.2, 0.6]), "test": (["d", "e"], [0, 1], [0.3, 0.8])},
+    }
     views = _align_views(raw)
     assert views["identity"]["val"].clip_ids == ("a", "c") == views["hflip"]["val"].clip_ids
     np.testing.assert_allclose(views["identity"]["val"].prob, [0.1, 0.7])
@@ -18,18 +21,23 @@ def test_tta_views_keep_only_clips_every_view_scored():
 
 
 def test_tta_slowdown_counts_extra_extraction_of_frame_views():
-    costs = pd.DataFrame([
-        {"view": "identity", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
-        {"view": "hflip", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
-        {"view": "feature_shift", "level": "feature", "extract_s_per_clip": 0.0, "predict_s_per_clip": 0.01}])
+    costs = pd.DataFrame(
+        [
+            {"view": "identity", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
+            {"view": "hflip", "level": "frame", "extract_s_per_clip": 0.10, "predict_s_per_clip": 0.01},
+            {"view": "feature_shift", "level": "feature", "extract_s_per_clip": 0.0, "predict_s_per_clip": 0.01},
+        ]
+    )
     assert tta_slowdown(costs, ["identity"])["slowdown_x"] == 1.0
     both = tta_slowdown(costs, ["identity", "hflip", "feature_shift"])
     assert abs(both["seconds_per_clip_with"] - 0.23) < 1e-9 and abs(both["slowdown_x"] - 0.23 / 0.11) < 1e-9
 
 
 def test_ensemble_members_are_aligned_on_common_clips_in_one_order():
-    members = [{"val": (["a", "b", "c"], [0, 1, 0], [0.1, 0.9, 0.2]), "test": (["x", "y"], [1, 0], [0.7, 0.1])},
-               {"val": (["c", "a"], [0, 0], [0.3, 0.4]), "test": (["y", "x"], [0, 1], [0.2, 0.6])}]
+    members = [
+        {"val": (["a", "b", "c"], [0, 1, 0], [0.1, 0.9, 0.2]), "test": (["x", "y"], [1, 0], [0.7, 0.1])},
+        {"val": (["c", "a"], [0, 0], [0.3, 0.4]), "test": (["y", "x"], [0, 1], [0.2, 0.6])},
+    ]
     aligned = _align(members)
     assert aligned[0]["val"].clip_ids == aligned[1]["val"].clip_ids == ("a", "c")
     np.testing.assert_allclose(aligned[1]["val"].prob, [0.4, 0.3])
@@ -60,5 +68,6 @@ def test_an_ensemble_member_with_the_runs_recipe_seed_and_clips_is_03s_model(tmp
     recipe = RunRecipe(with_copies, member_streams({}, with_copies), model, None)
     assert not _is_run_model(recipe, fingerprint(with_copies, {"model": with_copies["model"]}))
     model.unlink()
-    assert not _is_run_model(RunRecipe(params, member_streams({}, params), model, None),
-                             fingerprint(params, {"model": params["model"]}))
+    assert not _is_run_model(
+        RunRecipe(params, member_streams({}, params), model, None), fingerprint(params, {"model": params["model"]})
+    )

@@ -1,5 +1,6 @@
 """Several feature streams side by side: parsing, loading (concatenated per frame, clips in every stream),
 the run's streams to extract, and which recipe notebooks 04-06 evaluate."""
+
 import json
 
 import numpy as np
@@ -17,9 +18,18 @@ from nexara_lib.stages.data import member_streams, run_recipe, run_streams
 
 @pytest.fixture
 def params(tmp_path):
-    return resolve_params([], {"synthetic_clips": 8, "output_root": str(tmp_path), "backbone": "flow",
-                               "backbone_weights": "none", "frames_per_clip": 4,
-                               "streams": ["identity", "motion_crop"], "candidate_streams": ["identity+tiles"]})
+    return resolve_params(
+        [],
+        {
+            "synthetic_clips": 8,
+            "output_root": str(tmp_path),
+            "backbone": "flow",
+            "backbone_weights": "none",
+            "frames_per_clip": 4,
+            "streams": ["identity", "motion_crop"],
+            "candidate_streams": ["identity+tiles"],
+        },
+    )
 
 
 def test_items_name_views_and_other_backbones(params):
@@ -74,11 +84,23 @@ def test_with_a_selection_they_evaluate_the_winner_and_choose_on_out_of_fold(par
     layout = RunLayout(tmp_path)
     layout.artifacts.mkdir(parents=True)
     chosen = resolve_params([], {**params.to_dict(), "select_recipe": "cv", "cv_folds": 2})
-    layout.selection.write_text(json.dumps({
-        "winner": {"name": "pooled_linear | identity"}, "verdict": "v", "choices": {},
-        "oof": [{"clip_id": "a", "y": 0, "prob": 0.2, "group": "g"}, {"clip_id": "b", "y": 1, "prob": 0.7, "group": "g"}],
-        "carried": {"overrides": {"model": "pooled_linear", "streams": ["identity"]},
-                    "model_path": "artifacts/models/selected/model.keras"}}))
+    layout.selection.write_text(
+        json.dumps(
+            {
+                "winner": {"name": "pooled_linear | identity"},
+                "verdict": "v",
+                "choices": {},
+                "oof": [
+                    {"clip_id": "a", "y": 0, "prob": 0.2, "group": "g"},
+                    {"clip_id": "b", "y": 1, "prob": 0.7, "group": "g"},
+                ],
+                "carried": {
+                    "overrides": {"model": "pooled_linear", "streams": ["identity"]},
+                    "model_path": "artifacts/models/selected/model.keras",
+                },
+            }
+        )
+    )
     recipe = run_recipe(chosen, layout)
     assert recipe.params["model"] == "pooled_linear" and recipe.params.source("model").startswith("selection")
     assert recipe.streams.name == "identity" and recipe.model_path == layout.models / "selected" / "model.keras"

@@ -1,5 +1,6 @@
 """Summaries for people who never read code: each step's result and verdict in plain words, the summary box at
 the top of the index and of every stakeholder report, and the index page built from them."""
+
 import base64
 import csv
 
@@ -16,28 +17,51 @@ from nexara_lib.stages.headline import record_headline, record_summary
 
 EVIL = "<script>alert(1)</script>"
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 
 def _run(tmp_path, synthetic=True, summaries=True):
     run_dir = tmp_path / "demo"
     (run_dir / "artifacts" / "figures").mkdir(parents=True)
-    params = {"synthetic_clips": 320, "data_dir": []} if synthetic else {"synthetic_clips": 0,
-                                                                         "data_dir": ["/data/RWF-2000"]}
-    write_json_atomic(run_dir / "run.json", {"run_name": "demo", "status": "ok", "params": params, "notebooks": {
-        "04_per_class_diagnostics.ipynb": {"status": "ok", "duration_s": 14.2},
-        "05_tta.ipynb": {"status": "ok", "duration_s": 0.91}}})
+    params = (
+        {"synthetic_clips": 320, "data_dir": []}
+        if synthetic
+        else {"synthetic_clips": 0, "data_dir": ["/data/RWF-2000"]}
+    )
+    write_json_atomic(
+        run_dir / "run.json",
+        {
+            "run_name": "demo",
+            "status": "ok",
+            "params": params,
+            "notebooks": {
+                "04_per_class_diagnostics.ipynb": {"status": "ok", "duration_s": 14.2},
+                "05_tta.ipynb": {"status": "ok", "duration_s": 0.91},
+            },
+        },
+    )
     with (run_dir / "artifacts" / "manifest.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["clip_id", "split", "class_name", "status"])
         for i, split in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2):
             writer.writerow([f"c{i}", split, ("violent", "non-violent")[i % 2], "ok"])
     if summaries:
-        record_summary(run_dir, "04_per_class_diagnostics", "On 2 test clips the model labelled 93.8% correctly "
-                       "(95% CI 87.5% to 98.4%).", "Accurate on this data.")
+        record_summary(
+            run_dir,
+            "04_per_class_diagnostics",
+            "On 2 test clips the model labelled 93.8% correctly (95% CI 87.5% to 98.4%).",
+            "Accurate on this data.",
+        )
         record_summary(run_dir, "05_tta", f"TTA vs no TTA: {EVIL}", "Not worth it on this evidence.")
-        record_headline(run_dir, "04_per_class_diagnostics", {"test accuracy": {"value": 0.938, "ci": [0.875, 0.984]},
-                                                               "time per epoch": {"value": 0.9162, "format": "seconds"}})
+        record_headline(
+            run_dir,
+            "04_per_class_diagnostics",
+            {
+                "test accuracy": {"value": 0.938, "ci": [0.875, 0.984]},
+                "time per epoch": {"value": 0.9162, "format": "seconds"},
+            },
+        )
     (run_dir / "artifacts" / "figures" / "per_class_accuracy.png").write_bytes(PNG)
     return run_dir
 
@@ -87,8 +111,13 @@ def test_headline_numbers_never_in_scientific_notation():
 
 
 def test_test_result_in_plain_words():
-    test = {"accuracy": 0.9375, "accuracy_ci_low": 0.875, "accuracy_ci_high": 0.984, "acc_violent": 0.8,
-            "acc_nonviolent": 1.0}
+    test = {
+        "accuracy": 0.9375,
+        "accuracy_ci_low": 0.875,
+        "accuracy_ci_high": 0.984,
+        "acc_violent": 0.8,
+        "acc_nonviolent": 1.0,
+    }
     result, verdict = describe_test_result(test, 48)
     assert "On 48 test clips" in result and "93.8%" in result and "(95% CI 87.5% to 98.4%)" in result
     assert verdict.startswith("Useful, with room to improve") and "misses violent clips more often" in verdict
@@ -100,24 +129,35 @@ def test_test_result_in_plain_words():
 
 def test_decisions_differences_and_mcnemar_in_words():
     assert decision_in_words("TTA", [0.05, 0.02, 0.08], 0.01).startswith("Worth it")
-    assert decision_in_words("TTA", [-0.05, -0.08, -0.02], 0.01).startswith("Not worth it: TTA labels significantly fewer")
+    assert decision_in_words("TTA", [-0.05, -0.08, -0.02], 0.01).startswith(
+        "Not worth it: TTA labels significantly fewer"
+    )
     assert "no significant difference" in decision_in_words("TTA", [0.016, -0.016, 0.047], 0.62)
     assert "changed no prediction" in decision_in_words("TTA", [0.0, 0.0, 0.0], 1.0)
     rows = difference_rows({"accuracy_diff_ci": [0.016, -0.016, 0.047], "balanced_accuracy_diff_ci": [0, 0, 0]})
     assert rows[0] == {"metric (test)": "accuracy", "change": "+1.6 pp", "95% CI of the change": "-1.6 to +4.7 pp"}
     words = mcnemar_in_words({"b": 1, "c": 3, "p_value": 0.62}, "TTA")
-    assert words["clips TTA fixed (wrong before, right after)"] == 3 and words["clips TTA broke (right before, wrong after)"] == 1
+    assert (
+        words["clips TTA fixed (wrong before, right after)"] == 3
+        and words["clips TTA broke (right before, wrong after)"] == 1
+    )
 
 
 def test_deployment_in_plain_words():
     parity = pd.DataFrame({"within tolerance": [True, True, False]}, index=["float32", "float16", "int8"])
-    result, verdict = describe_deployment({"detected": 3, "violent_segments": 4, "false_alarms": 1,
-                                           "median_onset_to_alarm_s": 2.25}, parity, {"realtime_factor": 0.7})
+    result, verdict = describe_deployment(
+        {"detected": 3, "violent_segments": 4, "false_alarms": 1, "median_onset_to_alarm_s": 2.25},
+        parity,
+        {"realtime_factor": 0.7},
+    )
     assert "3 of 4 fights" in result and "1 false alarm" in result and "2.2 s after" in result
     assert "0.7 times real time" in result and "slower than live video" in result
     assert "missed 1 fight(s)" in verdict and "int8 export(s) do not match" in verdict
-    _, clean = describe_deployment({"detected": 4, "violent_segments": 4, "false_alarms": 0,
-                                    "median_onset_to_alarm_s": None}, parity.iloc[:2], {"realtime_factor": 2.0})
+    _, clean = describe_deployment(
+        {"detected": 4, "violent_segments": 4, "false_alarms": 0, "median_onset_to_alarm_s": None},
+        parity.iloc[:2],
+        {"realtime_factor": 2.0},
+    )
     assert clean.startswith("On these test videos the detector caught every fight") and "gives the trained" in clean
 
 
@@ -131,10 +171,13 @@ def test_record_summary_refuses_empty_sentences(tmp_path):
         record_summary(tmp_path, "05_tta", "result", " ")
 
 
-@pytest.mark.parametrize("seconds, text", [(0.0032, "3.2 ms"), (0.9162, "0.9 s"), (14.2, "14.2 s"),
-                                           (375, "6 min 15 s"), (3725, "1 h 02 min")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.0032, "3.2 ms"), (0.9162, "0.9 s"), (14.2, "14.2 s"), (375, "6 min 15 s"), (3725, "1 h 02 min")],
+)
 def test_one_format_for_seconds(seconds, text):
     from nexara_lib.stages.tables import format_seconds
+
     assert format_seconds(seconds) == text
 
 
@@ -158,8 +201,13 @@ def test_report_figures_are_described_by_their_section():
     from nexara_lib.run.reports import render_notebook_html
 
     png = base64.b64encode(PNG).decode()
-    nb = new_notebook(cells=[new_markdown_cell("# Title"), new_markdown_cell("## Confusion matrices"),
-                             new_code_cell("fig", outputs=[new_output("display_data", data={"image/png": png})])])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Title"),
+            new_markdown_cell("## Confusion matrices"),
+            new_code_cell("fig", outputs=[new_output("display_data", data={"image/png": png})]),
+        ]
+    )
     for stakeholder in (True, False):
         page = render_notebook_html(nbformat.from_dict(nb), stakeholder, "4. Per class")
         assert 'alt="Figure: Confusion matrices"' in page and "No description has been provided" not in page

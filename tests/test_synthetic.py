@@ -4,6 +4,7 @@ The last two tests pin down what the synthetic data is for: global motion
 energy alone must not tell fights from the hard negatives, while the
 structure of motion (optical-flow statistics) must.
 """
+
 import json
 import os
 from pathlib import Path
@@ -15,12 +16,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
 from video_utils import decode_all
+
 from nexara_lib.features.flow import flow_features
 from nexara_lib.video.synthetic import (
-    GENERATOR_VERSION, LISTING_COLUMNS, MARKER_NAME, NONVIOLENT_SCENARIOS, VIOLENT_SCENARIOS,
-    generate_synthetic_dataset, render_clip)
+    GENERATOR_VERSION,
+    LISTING_COLUMNS,
+    MARKER_NAME,
+    NONVIOLENT_SCENARIOS,
+    VIOLENT_SCENARIOS,
+    generate_synthetic_dataset,
+    render_clip,
+)
 
 N_SEPARABILITY_CLIPS = 100  # enough for 5-fold CV to be meaningful, small enough to stay ~20 s
 T_SAMPLES = 16  # time steps sampled per clip for the flow features
@@ -101,7 +108,8 @@ def test_same_seed_same_frames_different_seed_different(tmp_path):
         np.testing.assert_array_equal(decode_all(pa), decode_all(pb))
     differs = [
         decode_all(pa).shape != decode_all(pc).shape or not np.array_equal(decode_all(pa), decode_all(pc))
-        for pa, pc in zip(a["path"], c["path"])]
+        for pa, pc in zip(a["path"], c["path"])
+    ]
     assert all(differs)
     assert a.drop(columns="path").equals(b.drop(columns="path"))
 

@@ -1,4 +1,5 @@
 """The display layer: value formatting, friendly headers, HTML tables that fit, IPython formatters."""
+
 import re
 import subprocess
 import sys
@@ -7,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.stages.tables import (format_value, friendly_label, install_display_formatters, mapping_html,
-                                      table_html)
+from nexara_lib.stages.tables import format_value, friendly_label, install_display_formatters, mapping_html, table_html
 
 
 def _widths(html_text):
@@ -19,38 +19,92 @@ def _cells(html_text):
     return re.findall(r"<t[dh](?: [^>]*)?>(.*?)</t[dh]>", html_text)
 
 
-@pytest.mark.parametrize("name, words", [
-    ("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("acc_violent", "accuracy (violent)"),
-    ("acc_nonviolent", "accuracy (non-violent)"), ("class_gap", "gap between the classes"), ("roc_auc", "ROC AUC"),
-    ("pr_auc", "PR AUC"), ("ece", "calibration error (ECE)"), ("fpr", "false-positive rate"),
-    ("tpr", "true-positive rate"), ("f1_violent", "F1 (violent)"), ("precision_violent", "precision (violent)"),
-    ("n", "clips"), ("n_clips", "clips"), ("clips_per_s", "clips per second"),
-    ("seconds_per_epoch", "time per epoch"), ("p_value", "p-value"),
-    ("latency_s", "latency"), ("n_videos", "videos"), ("accuracy_ci_low", "accuracy 95% CI low"),
-    ("balanced_accuracy_ci_high", "balanced accuracy 95% CI high"), ("source_path", "source path"),
-    ("already friendly", "already friendly"), ("Chosen_By", "Chosen_By"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("acc_violent", "accuracy (violent)"),
+        ("acc_nonviolent", "accuracy (non-violent)"),
+        ("class_gap", "gap between the classes"),
+        ("roc_auc", "ROC AUC"),
+        ("pr_auc", "PR AUC"),
+        ("ece", "calibration error (ECE)"),
+        ("fpr", "false-positive rate"),
+        ("tpr", "true-positive rate"),
+        ("f1_violent", "F1 (violent)"),
+        ("precision_violent", "precision (violent)"),
+        ("n", "clips"),
+        ("n_clips", "clips"),
+        ("clips_per_s", "clips per second"),
+        ("seconds_per_epoch", "time per epoch"),
+        ("p_value", "p-value"),
+        ("latency_s", "latency"),
+        ("n_videos", "videos"),
+        ("accuracy_ci_low", "accuracy 95% CI low"),
+        ("balanced_accuracy_ci_high", "balanced accuracy 95% CI high"),
+        ("source_path", "source path"),
+        ("already friendly", "already friendly"),
+        ("Chosen_By", "Chosen_By"),
+    ],
+)
 def test_friendly_label(name, words):
     assert friendly_label(name) == words
 
 
-@pytest.mark.parametrize("value, column, text", [
-    (0.935, "accuracy", "93.5%"), (0.9012, "balanced_accuracy_ci_low", "90.1%"), (0.5, "acc_violent", "50.0%"),
-    (np.float32(0.25), "recall_violent", "25.0%"), (0.1, "fpr", "10.0%"), (0.875, "agreement", "87.5%"),
-    (0.016, "accuracy_delta", "+1.6 pp"), (-0.02, "diff", "-2.0 pp"), (0.03, "tta_gain", "+3.0 pp"),
-    (0.51234, "threshold", "0.512"), (0.5, "prob", "0.500"), (1.5, "temperature", "1.500"),
-    (0.3456, "val_loss", "0.346"), (0.0004, "p_value", "< 0.001"), (0.0421, "p_value", "0.042"),
-    (0.9, "latency_s", "0.9 s"), (123.4, "seconds_per_epoch", "2 min 03 s"), (0.0032, "latency_s", "3.2 ms"),
-    (2.25, "duration", "2.2 s"), (1234, "n", "1,234"), (np.int64(1234567), "frames", "1,234,567"),
-    (1234.0, "n_clips", "1,234"), (12345.4, "", "12,345"), (2.34567, "", "2.346"), (2.5, "", "2.5"),
-    (0.123456, "", "0.1235"), (0.999, "", "0.999"), (0.00001, "", "< 0.0001"), (0.0, "", "0"),
-    (float("nan"), "accuracy", "n/a"), (None, "", "n/a"), (pd.NaT, "", "n/a"), (np.nan, "", "n/a"),
-    (True, "", "yes"), (np.bool_(False), "", "no"), (1.5, "accuracy", "1.5"),
-    ([1, 2, 3], "", "1, 2, 3"), (("a", "b"), "", "a, b"), ({"b", "a"}, "", "a, b"), ([], "", "none"),
-    (np.array([0.5, 0.25]), "accuracy", "50.0%, 25.0%"), ({"accuracy": 0.9, "n_clips": 12}, "", "accuracy: 90.0%, clips: 12"),
-    (1, "label", "violent"), (np.int64(0), "y_true", "non-violent"), ("1", "predicted", "violent"),
-    (0, "pred", "non-violent"), ("violent", "label", "violent"), (2, "label", "2"),
-])
+@pytest.mark.parametrize(
+    "value, column, text",
+    [
+        (0.935, "accuracy", "93.5%"),
+        (0.9012, "balanced_accuracy_ci_low", "90.1%"),
+        (0.5, "acc_violent", "50.0%"),
+        (np.float32(0.25), "recall_violent", "25.0%"),
+        (0.1, "fpr", "10.0%"),
+        (0.875, "agreement", "87.5%"),
+        (0.016, "accuracy_delta", "+1.6 pp"),
+        (-0.02, "diff", "-2.0 pp"),
+        (0.03, "tta_gain", "+3.0 pp"),
+        (0.51234, "threshold", "0.512"),
+        (0.5, "prob", "0.500"),
+        (1.5, "temperature", "1.500"),
+        (0.3456, "val_loss", "0.346"),
+        (0.0004, "p_value", "< 0.001"),
+        (0.0421, "p_value", "0.042"),
+        (0.9, "latency_s", "0.9 s"),
+        (123.4, "seconds_per_epoch", "2 min 03 s"),
+        (0.0032, "latency_s", "3.2 ms"),
+        (2.25, "duration", "2.2 s"),
+        (1234, "n", "1,234"),
+        (np.int64(1234567), "frames", "1,234,567"),
+        (1234.0, "n_clips", "1,234"),
+        (12345.4, "", "12,345"),
+        (2.34567, "", "2.346"),
+        (2.5, "", "2.5"),
+        (0.123456, "", "0.1235"),
+        (0.999, "", "0.999"),
+        (0.00001, "", "< 0.0001"),
+        (0.0, "", "0"),
+        (float("nan"), "accuracy", "n/a"),
+        (None, "", "n/a"),
+        (pd.NaT, "", "n/a"),
+        (np.nan, "", "n/a"),
+        (True, "", "yes"),
+        (np.bool_(False), "", "no"),
+        (1.5, "accuracy", "1.5"),
+        ([1, 2, 3], "", "1, 2, 3"),
+        (("a", "b"), "", "a, b"),
+        ({"b", "a"}, "", "a, b"),
+        ([], "", "none"),
+        (np.array([0.5, 0.25]), "accuracy", "50.0%, 25.0%"),
+        ({"accuracy": 0.9, "n_clips": 12}, "", "accuracy: 90.0%, clips: 12"),
+        (1, "label", "violent"),
+        (np.int64(0), "y_true", "non-violent"),
+        ("1", "predicted", "violent"),
+        (0, "pred", "non-violent"),
+        ("violent", "label", "violent"),
+        (2, "label", "2"),
+    ],
+)
 def test_format_value(value, column, text):
     assert format_value(value, column) == text
 
@@ -110,13 +164,27 @@ def test_labels_show_class_names():
 def _metrics_frame():
     rng = np.random.default_rng(0)
     columns = {}
-    for metric in ("accuracy", "balanced_accuracy", "acc_violent", "acc_nonviolent", "roc_auc", "pr_auc",
-                   "f1_violent", "precision_violent"):
+    for metric in (
+        "accuracy",
+        "balanced_accuracy",
+        "acc_violent",
+        "acc_nonviolent",
+        "roc_auc",
+        "pr_auc",
+        "f1_violent",
+        "precision_violent",
+    ):
         value = rng.uniform(0.8, 0.95, 4)
         columns.update({metric: value, f"{metric}_ci_low": value - 0.03, f"{metric}_ci_high": value + 0.03})
-    columns.update({"class_gap": rng.uniform(0, 0.1, 4), "ece": [1.2e-4, 3e-2, 5e-2, 1e-2],
-                    "threshold": [0.5, 0.45, 0.61, 0.5], "seconds_per_epoch": [12.5, 0.05, 130.0, 9.0],
-                    "n_clips": [1200, 1200, 1200, 1200]})
+    columns.update(
+        {
+            "class_gap": rng.uniform(0, 0.1, 4),
+            "ece": [1.2e-4, 3e-2, 5e-2, 1e-2],
+            "threshold": [0.5, 0.45, 0.61, 0.5],
+            "seconds_per_epoch": [12.5, 0.05, 130.0, 9.0],
+            "n_clips": [1200, 1200, 1200, 1200],
+        }
+    )
     return pd.DataFrame(columns)
 
 
@@ -130,8 +198,10 @@ def test_a_wide_metrics_table_fits_the_page():
 
 
 def test_a_long_wide_table_is_split_into_parts_that_repeat_the_first_column():
-    df = pd.DataFrame({"clip": [f"clip_{i:03d}" for i in range(40)]}
-                      | {f"measurement_{j}": np.linspace(0, 1, 40) * 1000 + j for j in range(14)})
+    df = pd.DataFrame(
+        {"clip": [f"clip_{i:03d}" for i in range(40)]}
+        | {f"measurement_{j}": np.linspace(0, 1, 40) * 1000 + j for j in range(14)}
+    )
     html_text = table_html(df, caption="clips")
     parts = html_text.split("</table>")[:-1]
     assert len(parts) > 1 and all(w <= 1200 for w in _widths(html_text))

@@ -1,4 +1,5 @@
 """Feature augmentation, focal loss, learning-rate schedule, per-class monitor and the training loop."""
+
 import json
 import logging
 
@@ -9,15 +10,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from nexara_lib import runtime
-from nexara_lib.training import augment
-from nexara_lib.training import models
+from nexara_lib.config import SCHEMA
+from nexara_lib.training import augment, models
 from nexara_lib.training import train as training
 from nexara_lib.training.figures import plot_training_history
 from nexara_lib.training.losses import FocalLoss, alpha_from_labels
 from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.monitor import PER_CLASS_LOG_KEYS, PerClassMonitor, monitor_mode
 from nexara_lib.training.schedule import WarmupCosine
-from nexara_lib.config import SCHEMA
 from nexara_lib.transforms.registry import available_transforms
 
 # --- synthetic data ---------------------------------------------------------------------
@@ -30,16 +30,29 @@ def burst_clips(n, t=8, d=6, seed=0, violent_fraction=0.5):
     y = (np.arange(n) < int(round(n * violent_fraction))).astype(int)
     for i in np.flatnonzero(y == 1):
         start = rng.integers(0, t - 2)
-        x[i, start:start + 3, :3] += 3.0
+        x[i, start : start + 3, :3] += 3.0
     order = rng.permutation(n)
     return x[order], y[order]
 
 
 # tiny model and schedule; every other run parameter at its schema default, as the notebook passes them
-TINY_CONFIG = {**{k: p.default for k, p in SCHEMA.items()},
-               "model": "hybrid", "dense_units": 16, "lstm_units": 8, "lstm_units_last": 4, "attention_units": 8,
-               "head_units": [16, 8], "dropout": 0.1, "epochs": 25, "batch_size": 8, "warmup_epochs": 2,
-               "early_stopping_patience": 12, "augment_factor": 2, "learning_rate": 3e-3, "seed": 7}
+TINY_CONFIG = {
+    **{k: p.default for k, p in SCHEMA.items()},
+    "model": "hybrid",
+    "dense_units": 16,
+    "lstm_units": 8,
+    "lstm_units_last": 4,
+    "attention_units": 8,
+    "head_units": [16, 8],
+    "dropout": 0.1,
+    "epochs": 25,
+    "batch_size": 8,
+    "warmup_epochs": 2,
+    "early_stopping_patience": 12,
+    "augment_factor": 2,
+    "learning_rate": 3e-3,
+    "seed": 7,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +63,7 @@ def float32_policy():
 
 
 # --- augmentation ---------------------------------------------------------------------------
+
 
 def separated_classes(n=20, t=6, d=5, seed=0):
     """Class 0 values in [-2, -1], class 1 in [1, 2]: any cross-class mix leaves those ranges."""
@@ -154,6 +168,7 @@ def test_augment_rejects_bad_arguments():
 
 # --- focal loss and alpha ----------------------------------------------------------------------
 
+
 def test_focal_loss_with_gamma_zero_is_half_cross_entropy():
     y_true = np.eye(2, dtype="float32")[[0, 1, 1, 0]]
     y_pred = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], dtype="float32")
@@ -206,6 +221,7 @@ def test_alpha_from_labels():
 
 # --- learning-rate schedule ----------------------------------------------------------------------
 
+
 def test_warmup_cosine_rises_peaks_and_decays():
     schedule = WarmupCosine(peak_lr=1e-3, warmup_steps=10, total_steps=100)
     lr = np.array([float(schedule(step)) for step in range(130)])
@@ -230,6 +246,7 @@ def test_warmup_cosine_without_warmup_starts_at_the_peak_and_serializes():
 
 # --- per-class monitor --------------------------------------------------------------------------
 
+
 def sign_model(t=4, d=3):
     """Predicts violent iff the time-mean of feature 0 is positive."""
     inputs = keras.Input((t, d))
@@ -252,8 +269,7 @@ def monitor_case(wrong_nonviolent, n=10, t=4, d=3):
     return x, y
 
 
-@pytest.mark.parametrize("wrong, level, gap", [(2, logging.WARNING, 0.2), (5, logging.CRITICAL, 0.5),
-                                               (0, None, 0.0)])
+@pytest.mark.parametrize("wrong, level, gap", [(2, logging.WARNING, 0.2), (5, logging.CRITICAL, 0.5), (0, None, 0.0)])
 def test_per_class_monitor_logs_the_gap(wrong, level, gap, caplog, capsys):
     x, y = monitor_case(wrong)
     model = sign_model()
@@ -273,7 +289,9 @@ def test_per_class_monitor_logs_the_gap(wrong, level, gap, caplog, capsys):
     printed = capsys.readouterr().out
     assert ("CRITICAL" in printed) == (level == logging.CRITICAL)
     assert ("WARNING" in printed) == (level == logging.WARNING)
-    assert monitor.records[0]["gap_status"] == {logging.WARNING: "warning", logging.CRITICAL: "critical"}.get(level, "ok")
+    assert monitor.records[0]["gap_status"] == {logging.WARNING: "warning", logging.CRITICAL: "critical"}.get(
+        level, "ok"
+    )
 
 
 def test_per_class_monitor_needs_both_classes():
@@ -304,6 +322,7 @@ def test_set_seed_repeats_random_draws():
 
 # --- training loop ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     keras.mixed_precision.set_global_policy("float32")
@@ -326,8 +345,12 @@ def test_training_learns_the_burst(trained):
 def test_training_writes_its_artifacts(trained):
     results, out_dir, x_val, _ = trained
     # the checkpoint folder is gone once the run is complete
-    assert sorted(p.name for p in out_dir.iterdir()) == ["history.csv", "model.keras", "tensorboard",
-                                                         "training_results.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "history.csv",
+        "model.keras",
+        "tensorboard",
+        "training_results.json",
+    ]
     saved = json.loads((out_dir / "training_results.json").read_text())
     history = pd.read_csv(out_dir / "history.csv")
     assert len(history) == saved["epochs_run"] == results["epochs_run"] <= TINY_CONFIG["epochs"]
@@ -348,8 +371,9 @@ def test_training_writes_its_artifacts(trained):
     assert saved["timings"]["seconds_per_epoch"] > 0 and saved["timings"]["fit_seconds"] > 0
 
     reloaded = keras.models.load_model(out_dir / "model.keras", safe_mode=True)
-    np.testing.assert_allclose(training.predict_proba(reloaded, x_val), training.predict_proba(results["model"], x_val),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        training.predict_proba(reloaded, x_val), training.predict_proba(results["model"], x_val), atol=1e-6
+    )
     assert isinstance(load_sequence_model(out_dir / "model.keras").loss, FocalLoss)
 
 
@@ -379,9 +403,12 @@ def test_same_seed_same_history(tmp_path):
     x_train, y_train = burst_clips(40, seed=2)
     x_val, y_val = burst_clips(20, seed=3)
     config = {**TINY_CONFIG, "model": "conv1d_lstm", "epochs": 2, "warmup_epochs": 1}
-    runs = [training.train_sequence_model(x_train, y_train, x_val, y_val, config, tmp_path / f"run{i}", seed=seed,
-                                          verbose=0)["history"].drop(columns="epoch_seconds")
-            for i, seed in enumerate([11, 11, 12])]
+    runs = [
+        training.train_sequence_model(
+            x_train, y_train, x_val, y_val, config, tmp_path / f"run{i}", seed=seed, verbose=0
+        )["history"].drop(columns="epoch_seconds")
+        for i, seed in enumerate([11, 11, 12])
+    ]
     pd.testing.assert_frame_equal(runs[0], runs[1], check_exact=True)
     assert not runs[0].equals(runs[2]), "a different seed gave the very same history: the seed is not used"
 
@@ -390,15 +417,25 @@ def test_same_seed_same_history(tmp_path):
 def test_training_options_are_applied(tmp_path):
     x_train, y_train = burst_clips(40, seed=4, violent_fraction=0.25)
     x_val, y_val = burst_clips(20, seed=5)
-    config = {**TINY_CONFIG, "model": "bigru", "epochs": 1, "warmup_epochs": 0, "augment_factor": 1,
-              "optimizer": "adamw", "class_weights": True, "label_smoothing": 0.1,
-              "early_stopping_monitor": "val_loss", "mixed_precision": "on"}
+    config = {
+        **TINY_CONFIG,
+        "model": "bigru",
+        "epochs": 1,
+        "warmup_epochs": 0,
+        "augment_factor": 1,
+        "optimizer": "adamw",
+        "class_weights": True,
+        "label_smoothing": 0.1,
+        "early_stopping_monitor": "val_loss",
+        "mixed_precision": "on",
+    }
     results = training.train_sequence_model(x_train, y_train, x_val, y_val, config, tmp_path, verbose=0)
     assert results["precision_policy"] == "mixed_float16"
     reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
     assert reloaded.get_layer("compression").compute_dtype == "float16"
-    np.testing.assert_allclose(training.predict_proba(reloaded, x_val), training.predict_proba(results["model"], x_val),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        training.predict_proba(reloaded, x_val), training.predict_proba(results["model"], x_val), atol=1e-6
+    )
     assert results["focal_alpha_used"] == pytest.approx(0.75)  # 30 non-violent, 10 violent, no balancing
     assert results["class_weight_used"] == {"0": pytest.approx(40 / 60), "1": pytest.approx(2.0)}
     assert results["monitor_mode"] == "min"
@@ -414,8 +451,16 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
     x_train, y_train = burst_clips(32, seed=6)
     x_val, y_val = burst_clips(16, seed=7)
     # finite inputs (they are standardised first), but a learning rate this absurd blows the weights up
-    config = {**TINY_CONFIG, "model": "conv1d_lstm", "epochs": 3, "warmup_epochs": 0, "augment_factor": 1,
-              "learning_rate": 1e30, "gradient_clip_norm": 0.0, "optimizer": "sgd"}
+    config = {
+        **TINY_CONFIG,
+        "model": "conv1d_lstm",
+        "epochs": 3,
+        "warmup_epochs": 0,
+        "augment_factor": 1,
+        "learning_rate": 1e30,
+        "gradient_clip_norm": 0.0,
+        "optimizer": "sgd",
+    }
     with pytest.raises(training.TrainingDivergedError, match="NaN"):
         training.train_sequence_model(x_train, y_train, x_val, y_val, config, tmp_path, verbose=0)
     assert (tmp_path / "history.csv").exists()
@@ -423,6 +468,7 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
 
 
 # --- input checks (fail before any training) ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small_data():
@@ -434,16 +480,18 @@ def test_missing_class_in_validation_names_the_split(small_data, tmp_path):
     with pytest.raises(ValueError, match="validation split has no violent"):
         training.train_sequence_model(x_train, y_train, x_val[y_val == 0], y_val[y_val == 0], TINY_CONFIG, tmp_path)
     with pytest.raises(ValueError, match="training split has no non-violent"):
-        training.train_sequence_model(x_train[y_train == 1], y_train[y_train == 1], x_val, y_val, TINY_CONFIG,
-                                      tmp_path)
+        training.train_sequence_model(x_train[y_train == 1], y_train[y_train == 1], x_val, y_val, TINY_CONFIG, tmp_path)
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda d: d.update(y_train=d["y_train"] + 1), "labels must be 0"),
-    (lambda d: d.update(x_val=d["x_val"][:, :, :3]), "same backbone"),
-    (lambda d: d.update(x_train=d["x_train"][:, :, 0]), r"\(N, T, D\)"),
-    (lambda d: d.update(y_train=d["y_train"][:5]), "labels must have shape"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda d: d.update(y_train=d["y_train"] + 1), "labels must be 0"),
+        (lambda d: d.update(x_val=d["x_val"][:, :, :3]), "same backbone"),
+        (lambda d: d.update(x_train=d["x_train"][:, :, 0]), r"\(N, T, D\)"),
+        (lambda d: d.update(y_train=d["y_train"][:5]), "labels must have shape"),
+    ],
+)
 def test_bad_arrays_are_rejected(small_data, tmp_path, change, match):
     arrays = dict(zip(["x_train", "y_train", "x_val", "y_val"], small_data))
     change(arrays)
@@ -451,14 +499,21 @@ def test_bad_arrays_are_rejected(small_data, tmp_path, change, match):
         training.train_sequence_model(config=TINY_CONFIG, out_dir=tmp_path, **arrays)
 
 
-@pytest.mark.parametrize("key, value, match", [
-    ("dropout", "high", "dropout"), ("model", "resnet", "model"), ("early_stopping_monitor", "loss", "monitor"),
-    ("warmup_epochs", 50, "warmup_epochs"), ("optimizer", "rmsprop", "optimizer"), ("focal_alpha", 1.5, "focal_alpha"),
-    ("gap_warning", 0.5, "gap_warning"),
-    # ranges come from the schema: the message names the key, where it came from and the range
-    ("dropout", 1.0, r"'dropout' \(from training config\): must be in \[0, 1\), got 1.0"),
-    ("learning_rate", 0.0, r"'learning_rate' \(from training config\): must be > 0"),
-])
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("dropout", "high", "dropout"),
+        ("model", "resnet", "model"),
+        ("early_stopping_monitor", "loss", "monitor"),
+        ("warmup_epochs", 50, "warmup_epochs"),
+        ("optimizer", "rmsprop", "optimizer"),
+        ("focal_alpha", 1.5, "focal_alpha"),
+        ("gap_warning", 0.5, "gap_warning"),
+        # ranges come from the schema: the message names the key, where it came from and the range
+        ("dropout", 1.0, r"'dropout' \(from training config\): must be in \[0, 1\), got 1.0"),
+        ("learning_rate", 0.0, r"'learning_rate' \(from training config\): must be > 0"),
+    ],
+)
 def test_bad_config_values_are_rejected(small_data, tmp_path, key, value, match):
     with pytest.raises(ValueError, match=match):
         training.train_sequence_model(*small_data, {**TINY_CONFIG, key: value}, tmp_path)
@@ -466,8 +521,9 @@ def test_bad_config_values_are_rejected(small_data, tmp_path, key, value, match)
 
 
 def test_input_standardisation_uses_training_statistics_and_is_saved(tmp_path):
-    model = models.create_sequence_model("bilstm", (6, 5), dense_units=8, lstm_units=4, lstm_units_last=4,
-                                         attention_units=4, head_units=[4, 4])
+    model = models.create_sequence_model(
+        "bilstm", (6, 5), dense_units=8, lstm_units=4, lstm_units_last=4, attention_units=4, head_units=[4, 4]
+    )
     rng = np.random.default_rng(0)
     x_train = (rng.normal(size=(30, 6, 5)) * 40 + 200).astype(np.float32)  # raw, badly scaled features
     models.adapt_input_normalization(model, x_train)
@@ -477,5 +533,6 @@ def test_input_standardisation_uses_training_statistics_and_is_saved(tmp_path):
     np.testing.assert_allclose(standardised.std(axis=0), 1, atol=1e-3)
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_allclose(training.predict_proba(reloaded, x_train), training.predict_proba(model, x_train),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        training.predict_proba(reloaded, x_train), training.predict_proba(model, x_train), atol=1e-6
+    )

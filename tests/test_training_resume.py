@@ -1,4 +1,5 @@
 """Checkpoints, resume after kill -9, NaN handling, TensorBoard logs, gap stop and multi-device training."""
+
 import json
 import os
 import signal
@@ -12,18 +13,21 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from test_training import TINY_CONFIG, burst_clips, monitor_case, sign_model
 
 from nexara_lib import runtime
 from nexara_lib.training import run_steps
 from nexara_lib.training import train as training
 from nexara_lib.training.checkpoints import load_checkpoint, training_fingerprint
 from nexara_lib.training.monitor import EpochClock, PerClassMonitor
-from test_training import TINY_CONFIG, burst_clips, monitor_case, sign_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # the child processes import these test modules by name, as pytest does
-SUBPROCESS_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                  "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+SUBPROCESS_ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +43,14 @@ def data(seed=0):
     return x_train, y_train, x_val, y_val
 
 
-RESUME_CONFIG = {**TINY_CONFIG, "epochs": 8, "warmup_epochs": 2, "early_stopping_patience": 8, "batch_size": 16,
-                 "checkpoint_interval_s": 0.0}  # commit after every epoch
+RESUME_CONFIG = {
+    **TINY_CONFIG,
+    "epochs": 8,
+    "warmup_epochs": 2,
+    "early_stopping_patience": 8,
+    "batch_size": 16,
+    "checkpoint_interval_s": 0.0,
+}  # commit after every epoch
 
 
 @pytest.mark.slow
@@ -59,12 +69,13 @@ def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
                 time.sleep(1.0)
                 super().on_epoch_end(epoch, logs)
         run_steps.EpochClock = Slow
-        d = np.load({str(tmp_path / 'data.npz')!r})
+        d = np.load({str(tmp_path / "data.npz")!r})
         training.train_sequence_model(d['arr_0'], d['arr_1'], d['arr_2'], d['arr_3'], RESUME_CONFIG,
                                       {str(out_dir)!r}, verbose=0)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=SUBPROCESS_ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
+    )
     state_file = out_dir / "checkpoint" / "state.json"
     deadline = time.time() + 120
     try:
@@ -96,8 +107,9 @@ def test_kill_9_then_rerun_resumes_without_redoing_epochs(tmp_path):
     fresh = training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "fresh", verbose=0)
     np.testing.assert_allclose(history["learning_rate"], fresh["history"]["learning_rate"], rtol=1e-6)
     # epochs before the kill are the same numbers as an uninterrupted run (same seed)
-    pd.testing.assert_series_equal(history["loss"][:committed], fresh["history"]["loss"][:committed],
-                                   check_exact=False, rtol=1e-5)
+    pd.testing.assert_series_equal(
+        history["loss"][:committed], fresh["history"]["loss"][:committed], check_exact=False, rtol=1e-5
+    )
 
 
 class _NaNAtEpoch3(EpochClock):
@@ -117,8 +129,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(training.TrainingDivergedError, match=r"NaN/inf in epoch 3.*last good checkpoint \(epoch 2\)"):
         training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path, verbose=0)
     config = training.resolve_training_config(RESUME_CONFIG)
-    fingerprint = training_fingerprint({k: v for k, v in config.items() if k not in training.NOT_FINGERPRINTED},
-                                       arrays)
+    fingerprint = training_fingerprint({k: v for k, v in config.items() if k not in training.NOT_FINGERPRINTED}, arrays)
     state = load_checkpoint(tmp_path / "checkpoint", fingerprint)
     assert state is not None and state.epochs_done == 2
     assert [row["epoch"] for row in state.rows] == [1, 2]
@@ -202,12 +213,22 @@ print(json.dumps({"distribution": result["distribution"], "loss": result["histor
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=SUBPROCESS_ENV)
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=SUBPROCESS_ENV,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["distribution"] == {"strategy": "MirroredStrategy", "replicas": 2, "batch_size_per_replica": 8,
-                                   "global_batch_size": 16}
+    assert out["distribution"] == {
+        "strategy": "MirroredStrategy",
+        "replicas": 2,
+        "batch_size_per_replica": 8,
+        "global_batch_size": 16,
+    }
     assert all(np.isfinite(out["loss"])) and out["loss"][-1] < out["loss"][0]
     # same seed, same data, same global batch: the mirrored run starts where the one-device run starts. Each
     # replica normalises its half batch with its own BatchNorm statistics (8 clips, not 16) and draws its dropout
@@ -220,8 +241,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 @pytest.mark.slow
 def test_single_device_by_default(tmp_path):
-    result = training.train_sequence_model(*data(12), {**RESUME_CONFIG, "epochs": 1, "warmup_epochs": 0}, tmp_path,
-                                           verbose=0)
+    result = training.train_sequence_model(
+        *data(12), {**RESUME_CONFIG, "epochs": 1, "warmup_epochs": 0}, tmp_path, verbose=0
+    )
     assert result["distribution"]["replicas"] == 1 and result["distribution"]["global_batch_size"] == 16
     with pytest.raises(ValueError, match="multi_gpu"):
         runtime.distribution_strategy("always")
@@ -255,18 +277,29 @@ def test_a_finished_fit_whose_model_was_never_saved_resumes(tmp_path, monkeypatc
     monkeypatch.undo()
     resumed = training.train_sequence_model(*arrays, RESUME_CONFIG, tmp_path / "run", verbose=0)
     assert resumed["best_epoch"] == clean["best_epoch"] and resumed["epochs_run"] == clean["epochs_run"]
-    pd.testing.assert_frame_equal(resumed["history"].drop(columns=["epoch_seconds"]),
-                                  clean["history"].drop(columns=["epoch_seconds"]))
-    np.testing.assert_allclose(training.predict_proba(resumed["model"], arrays[2]),
-                               training.predict_proba(clean["model"], arrays[2]), atol=1e-6)
+    pd.testing.assert_frame_equal(
+        resumed["history"].drop(columns=["epoch_seconds"]), clean["history"].drop(columns=["epoch_seconds"])
+    )
+    np.testing.assert_allclose(
+        training.predict_proba(resumed["model"], arrays[2]),
+        training.predict_proba(clean["model"], arrays[2]),
+        atol=1e-6,
+    )
     assert (tmp_path / "run" / "model.keras").exists() and not (tmp_path / "run" / "checkpoint").exists()
-
 
 
 # the smallest registered model with dropout, augmented copies, class weights and a shuffled training set:
 # every kind of random draw an epoch makes
-RANDOM_CONFIG = {**RESUME_CONFIG, "model": "pooled_mlp", "pooled_hidden_units": 16, "dropout": 0.3, "epochs": 4,
-                 "warmup_epochs": 1, "augment_factor": 2, "class_weights": True}
+RANDOM_CONFIG = {
+    **RESUME_CONFIG,
+    "model": "pooled_mlp",
+    "pooled_hidden_units": 16,
+    "dropout": 0.3,
+    "epochs": 4,
+    "warmup_epochs": 1,
+    "augment_factor": 2,
+    "class_weights": True,
+}
 KILL_SCRIPT = """
 import os, signal, sys
 import numpy as np
@@ -309,9 +342,14 @@ def test_kill_and_resume_trains_exactly_as_an_uninterrupted_run(tmp_path, uninte
     and global random numbers as the uninterrupted run, also when the last commit is older than the kill."""
     folder, arrays, straight = uninterrupted
     out_dir = tmp_path / "killed"
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(folder / "data.npz"), str(out_dir),
-                             str(kill_after), str(last_commit)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env=SUBPROCESS_ENV)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(folder / "data.npz"), str(out_dir), str(kill_after), str(last_commit)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=SUBPROCESS_ENV,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     state = json.loads((out_dir / "checkpoint" / "state.json").read_text())
     assert state["epochs_done"] == last_commit and not (out_dir / "model.keras").exists()
@@ -339,8 +377,10 @@ def test_each_epoch_has_its_own_shuffle_order_whatever_epoch_the_pass_starts_at(
             labels = clips[:, 0, 0].astype(int) % 2
             np.testing.assert_array_equal(targets.argmax(axis=1), labels)
             np.testing.assert_array_equal(weights, np.where(labels == 1, 3.0, 1.0))
-        return [np.concatenate([b[0][:, 0, 0] for b in batches[i:i + 3]]).astype(int).tolist()
-                for i in range(0, len(batches), 3)]
+        return [
+            np.concatenate([b[0][:, 0, 0] for b in batches[i : i + 3]]).astype(int).tolist()
+            for i in range(0, len(batches), 3)
+        ]
 
     from_start = epochs(0)
     assert all(sorted(order) == list(range(10)) for order in from_start)

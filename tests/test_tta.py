@@ -1,5 +1,6 @@
 """TTA: the test-time views of the transform registry (fixed parameters, semantics), aggregation,
 view selection and the with/without comparison."""
+
 import numpy as np
 import pytest
 
@@ -37,8 +38,15 @@ def test_every_view_keeps_shape_dtype_and_is_deterministic(name):
 
 def test_expected_views_are_registered():
     levels = {name: get_transform(name).level for name in VIEWS}
-    assert levels == {"identity": "frame", "hflip": "frame", "brightness_contrast": "frame", "frame_rate": "frame",
-                      "frame_shift": "frame", "feature_shift": "feature", "feature_noise": "feature"}
+    assert levels == {
+        "identity": "frame",
+        "hflip": "frame",
+        "brightness_contrast": "frame",
+        "frame_rate": "frame",
+        "frame_shift": "frame",
+        "feature_shift": "feature",
+        "feature_noise": "feature",
+    }
     # frame_shift changes which frames are read (the sampling), not the pixels
     assert get_transform("frame_shift").acts_on == "sampling"
 
@@ -95,10 +103,12 @@ def _views(split):
     # identity is mediocre; "good" carries independent signal; "bad" is pure noise.
     rng = np.random.default_rng(7)
     y = np.repeat([0, 1], 100)
-    signal = (y - 0.5)
-    views = {"identity": np.clip(0.5 + 0.3 * signal + rng.normal(0, 0.25, 200), 0, 1),
-             "good": np.clip(0.5 + 0.6 * signal + rng.normal(0, 0.15, 200), 0, 1),
-             "bad": np.clip(0.5 + rng.normal(0, 0.01, 200) - 0.45 * signal, 0, 1)}
+    signal = y - 0.5
+    views = {
+        "identity": np.clip(0.5 + 0.3 * signal + rng.normal(0, 0.25, 200), 0, 1),
+        "good": np.clip(0.5 + 0.6 * signal + rng.normal(0, 0.15, 200), 0, 1),
+        "bad": np.clip(0.5 + rng.normal(0, 0.01, 200) - 0.45 * signal, 0, 1),
+    }
     return {name: Predictions(split, y, p) for name, p in views.items()}
 
 

@@ -1,11 +1,12 @@
 """Probing and frame reading on real (tiny) video files written with OpenCV."""
+
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
 from video_utils import decode_all
+
 from nexara_lib.video.frames import ShortVideoWarning, read_frames, sample_frame_indices
 from nexara_lib.video.probe import VIDEO_SUFFIXES, probe_video
 from nexara_lib.video.reader import VideoReadError
@@ -23,7 +24,7 @@ def write_video(path, n_frames, fourcc="MJPG", size=(64, 48), fps=10.0):
         frame = np.full((size[1], size[0], 3), (i * 9) % 200, np.uint8)
         frame[..., 2] = 255 - frame[..., 0]  # red differs from blue, so a BGR/RGB swap shows
         x = (i * 3) % (size[0] - 12)
-        frame[10:22, x:x + 12] = rng.integers(0, 255, 3)
+        frame[10:22, x : x + 12] = rng.integers(0, 255, 3)
         cv2.putText(frame, str(i), (2, size[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         writer.write(frame)
     writer.release()
@@ -52,8 +53,9 @@ def test_video_suffixes_are_lowercase_dotted():
 
 
 # FFmpeg tags mp4v streams it writes as FMP4.
-@pytest.mark.parametrize("kind, codecs, width, height, fps", [("avi", {"mjpg"}, 64, 48, 12.0),
-                                                               ("mp4", {"mp4v", "fmp4"}, 80, 60, 15.0)])
+@pytest.mark.parametrize(
+    "kind, codecs, width, height, fps", [("avi", {"mjpg"}, 64, 48, 12.0), ("mp4", {"mp4v", "fmp4"}, 80, 60, 15.0)]
+)
 def test_probe_good_clip(clips, kind, codecs, width, height, fps):
     info = probe_video(clips[kind])
     assert info["status"] == "ok" and info["reason"] == ""

@@ -1,4 +1,5 @@
 """Stream views (motion_crop, tiles): regions of every sampled frame, each cached as a stream of its own."""
+
 from pathlib import Path
 
 import cv2
@@ -17,8 +18,8 @@ from nexara_lib.transforms.registry import get_transform
 from nexara_lib.video.frames import read_frames, read_sampled_frames
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
-SIZE = (160, 120)   # (width, height) of the synthetic clips
-SQUARE = 16         # side of the moving square
+SIZE = (160, 120)  # (width, height) of the synthetic clips
+SQUARE = 16  # side of the moving square
 T = 6
 
 
@@ -54,8 +55,12 @@ def write_static(path, n_frames=12, size=(100, 70), seed=1):
 
 
 def manifest_of(paths, frames):
-    return pd.DataFrame([{"clip_id": f"clip{i}", "path": str(p), "label": i % 2, "frames": n}
-                         for i, (p, n) in enumerate(zip(paths, frames))])
+    return pd.DataFrame(
+        [
+            {"clip_id": f"clip{i}", "path": str(p), "label": i % 2, "frames": n}
+            for i, (p, n) in enumerate(zip(paths, frames))
+        ]
+    )
 
 
 @pytest.fixture
@@ -75,6 +80,7 @@ def job_for(stream: FeatureStream, path, n_frames) -> ClipJob:
 
 
 # --------------------------------------------------------------------------- motion_crop
+
 
 def test_motion_window_holds_the_moving_square_at_every_sampled_frame(moving):
     indices = sampled_indices(20, T, pairs=True)
@@ -96,7 +102,9 @@ def test_motion_crop_job_crops_at_the_window_and_records_no_fallback(moving):
     for k, (frame, following) in enumerate(pairs):
         top, left, height, width = motion_window(frame, following, 0.5)
         for j, source in enumerate((frame, following)):  # both frames of the pair: the same window
-            expected = cv2.resize(source[top:top + height, left:left + width], (48, 48), interpolation=cv2.INTER_AREA)
+            expected = cv2.resize(
+                source[top : top + height, left : left + width], (48, 48), interpolation=cv2.INTER_AREA
+            )
             np.testing.assert_array_equal(answer.frames[k, j], expected)
     # a single-frame backbone gets exactly the first frames of those pairs
     single = decode_job(job_for(FeatureStream("mobilenetv2", "none", T, 48).with_view("motion_crop"), moving, 20))
@@ -126,6 +134,7 @@ def test_motion_crop_is_deterministic_and_recorded(clips, tmp_path):
 
 
 # --------------------------------------------------------------------------- tiles
+
 
 def test_tiles_job_cuts_row_major_tiles_with_array_split_remainders(tmp_path):
     path = write_static(tmp_path / "static.avi")  # 100 x 70: 3 tiles of 34/33/33 x 24/23/23 pixels
@@ -192,13 +201,19 @@ def test_each_stream_view_applies_once_without_touching_its_input():
 
 # --------------------------------------------------------------------------- keys and parameters
 
+
 def test_cache_keys_differ_per_view_and_per_view_parameter():
     base = FeatureStream("flow", "none", 16)
     assert base.key == "flow-none-T16-S112-identity"
     assert base.with_transform("hflip").key == "flow-none-T16-S112-hflip"
-    keys = {base.key, base.with_view("motion_crop").key, base.with_view("motion_crop", fraction=0.25).key,
-            base.with_view("motion_crop", fraction=0.125).key, base.with_view("tiles").key,
-            base.with_view("tiles", grid=3).key}
+    keys = {
+        base.key,
+        base.with_view("motion_crop").key,
+        base.with_view("motion_crop", fraction=0.25).key,
+        base.with_view("motion_crop", fraction=0.125).key,
+        base.with_view("tiles").key,
+        base.with_view("tiles", grid=3).key,
+    }
     assert len(keys) == 6
     assert base.with_view("motion_crop").key == "flow-none-T16-S112-motion_crop-f0.50"
     assert base.with_view("motion_crop", fraction=0.125).key.endswith("motion_crop-f0.125")  # never rounded together
@@ -215,12 +230,14 @@ def test_view_parameters_come_from_the_run_and_are_checked():
     assert view_params_from({}, "motion_crop") == {"fraction": 0.5}  # schema defaults
     assert base.with_view("motion_crop", run).key.endswith("motion_crop-f0.30")
     assert base.with_view("tiles", run, grid=4).key.endswith("tiles-4x4")  # keywords win over the run's
-    for name, params, match in (("motion_crop", {"fraction": 0}, r"fraction must be a number in \(0, 1\]"),
-                                ("motion_crop", {"fraction": 1.5}, r"fraction must be a number in \(0, 1\]"),
-                                ("motion_crop", {"size": 2}, r"unknown parameter\(s\) \['size'\]"),
-                                ("tiles", {"grid": 1}, "grid must be an integer >= 2"),
-                                ("tiles", {"grid": 2.0}, "grid must be an integer >= 2"),
-                                ("tiles", {"pooling": "median"}, "pooling must be one of")):
+    for name, params, match in (
+        ("motion_crop", {"fraction": 0}, r"fraction must be a number in \(0, 1\]"),
+        ("motion_crop", {"fraction": 1.5}, r"fraction must be a number in \(0, 1\]"),
+        ("motion_crop", {"size": 2}, r"unknown parameter\(s\) \['size'\]"),
+        ("tiles", {"grid": 1}, "grid must be an integer >= 2"),
+        ("tiles", {"grid": 2.0}, "grid must be an integer >= 2"),
+        ("tiles", {"pooling": "median"}, "pooling must be one of"),
+    ):
         with pytest.raises(ValueError, match=match):
             base.with_view(name, **params)
     with pytest.raises(ValueError, match=r"'hflip' is not a stream view; stream views: \['motion_crop', 'tiles'\]"):
@@ -230,18 +247,27 @@ def test_view_parameters_come_from_the_run_and_are_checked():
 
 
 def test_the_schema_declares_the_view_parameters():
-    from nexara_lib.config import ParamError, SCHEMA, coerce
-    assert (SCHEMA["motion_crop_fraction"].default, SCHEMA["tiles_grid"].default, SCHEMA["tile_pooling"].default) \
-        == (0.5, 2, "max")
+    from nexara_lib.config import SCHEMA, ParamError, coerce
+
+    assert (SCHEMA["motion_crop_fraction"].default, SCHEMA["tiles_grid"].default, SCHEMA["tile_pooling"].default) == (
+        0.5,
+        2,
+        "max",
+    )
     assert all(SCHEMA[k].stage == "features" for k in ("motion_crop_fraction", "tiles_grid", "tile_pooling"))
     assert coerce("motion_crop_fraction", 1, "test") == 1.0
-    for key, bad in (("motion_crop_fraction", 0.0), ("motion_crop_fraction", 1.01), ("tiles_grid", 1),
-                     ("tile_pooling", "median")):
+    for key, bad in (
+        ("motion_crop_fraction", 0.0),
+        ("motion_crop_fraction", 1.01),
+        ("tiles_grid", 1),
+        ("tile_pooling", "median"),
+    ):
         with pytest.raises(ParamError):
             coerce(key, bad, "test")
 
 
 # --------------------------------------------------------------------------- executors
+
 
 def test_decoder_processes_ray_chunks_and_one_process_agree_for_both_views(clips, tmp_path):
     for view in ("motion_crop", "tiles"):
@@ -262,6 +288,7 @@ def test_decoder_processes_ray_chunks_and_one_process_agree_for_both_views(clips
 
 
 # --------------------------------------------------------------------------- real footage
+
 
 @pytest.mark.realdata
 def test_views_on_a_real_cctv_clip(tmp_path):

@@ -1,4 +1,5 @@
 """Reference decoding for tests: every frame of a clip by a plain sequential cap.read() loop."""
+
 import cv2
 import numpy as np
 

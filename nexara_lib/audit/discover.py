@@ -3,6 +3,7 @@ Hockey/Movies folders), ``discover_clips`` and the clip id (``make_clip_id``) la
 
 Owns the split names (``SPLITS``) and the folder-name synonyms for splits and classes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,14 +19,37 @@ from nexara_lib.video.probe import VIDEO_SUFFIXES
 
 SPLITS = ("train", "val", "test")
 # Split folder names as datasets spell them -> our split name.
-SPLIT_SYNONYMS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                  "test": "test", "testing": "test"}
+SPLIT_SYNONYMS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 # Class folder names (lower case, '-' and ' ' read as '_') -> label.
 CLASS_SYNONYMS = {
     **{name: 1 for name in ("fight", "fights", "violence", "violent")},
-    **{name: 0 for name in ("nofight", "nofights", "no_fight", "no_fights", "nonfight", "nonfights", "non_fight",
-                            "non_fights", "nonviolence", "non_violence", "no_violence", "nonviolent", "non_violent",
-                            "normal")},
+    **{
+        name: 0
+        for name in (
+            "nofight",
+            "nofights",
+            "no_fight",
+            "no_fights",
+            "nonfight",
+            "nonfights",
+            "non_fight",
+            "non_fights",
+            "nonviolence",
+            "non_violence",
+            "no_violence",
+            "nonviolent",
+            "non_violent",
+            "normal",
+        )
+    },
 }
 # Hockey/Movies fights: a flat folder, label from the file-name prefix (longest first).
 FLAT_PREFIXES = (("newfi", 1), ("newno", 0), ("fi", 1), ("no", 0))
@@ -94,9 +118,11 @@ def _walk_files(folder: Path, seen: set[str], root_real: str, notes: list[str]) 
         for sub in reversed(dirs):
             target = os.path.realpath(sub)
             if sub.is_symlink() and (_inside(target, root_real) or _inside(real, target)):
-                notes.append(f"skipped folder link {sub.relative_to(folder).as_posix()!r} in "
-                             f"{folder.name}/ -> {target!r}: it points back into the dataset (a loop or a "
-                             "second path to the same clips)")
+                notes.append(
+                    f"skipped folder link {sub.relative_to(folder).as_posix()!r} in "
+                    f"{folder.name}/ -> {target!r}: it points back into the dataset (a loop or a "
+                    "second path to the same clips)"
+                )
                 continue
             stack.append(sub)
     return sorted(files)
@@ -113,12 +139,15 @@ def _unknown_layout(root: Path, folder: Path, why: str) -> ValueError:
     where = f"{str(root)!r}" + (f" (looked inside {str(folder)!r})" if folder != root else "")
     return ValueError(
         f"could not recognise the dataset layout of {where}: {why}. Top-level entries found: "
-        f"{_describe_entries(folder)}. Supported layouts:\n  - " + "\n  - ".join(SUPPORTED_LAYOUTS)
-        + "\nRename the folders to one of these layouts, or point data_dir at the folder that holds them.")
+        f"{_describe_entries(folder)}. Supported layouts:\n  - "
+        + "\n  - ".join(SUPPORTED_LAYOUTS)
+        + "\nRename the folders to one of these layouts, or point data_dir at the folder that holds them."
+    )
 
 
-def _clip_rows(root: Path, files: list[Path], label_of, split: str,
-               dataset_split: str) -> tuple[list[dict], int, list[str]]:
+def _clip_rows(
+    root: Path, files: list[Path], label_of, split: str, dataset_split: str
+) -> tuple[list[dict], int, list[str]]:
     rows, skipped, unlabelled = [], 0, []
     for f in files:
         # README, CSV, thumbnails, and macOS "._name.mp4" resource forks that only
@@ -131,8 +160,16 @@ def _clip_rows(root: Path, files: list[Path], label_of, split: str,
         if label is None:
             unlabelled.append(rel)
             continue
-        rows.append({"path": os.path.abspath(f), "rel_path": rel, "label": int(label),
-                     "class_name": CLASS_NAMES[int(label)], "split": split, "dataset_split": dataset_split})
+        rows.append(
+            {
+                "path": os.path.abspath(f),
+                "rel_path": rel,
+                "label": int(label),
+                "class_name": CLASS_NAMES[int(label)],
+                "split": split,
+                "dataset_split": dataset_split,
+            }
+        )
     return rows, skipped, unlabelled
 
 
@@ -159,8 +196,12 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         return len(new)
 
     def add_class_folder(class_dir: Path, split="", dataset_split=""):
-        found = add(_walk_files(class_dir, seen, root_real, report["notes"]),
-                    lambda f, lab=class_label(class_dir.name): lab, split, dataset_split)
+        found = add(
+            _walk_files(class_dir, seen, root_real, report["notes"]),
+            lambda f, lab=class_label(class_dir.name): lab,
+            split,
+            dataset_split,
+        )
         if not found:
             report["notes"].append(f"class folder {class_dir.relative_to(root).as_posix()!r} holds no video files")
 
@@ -193,8 +234,10 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         is_rwf = val_is_test and class_names <= {"fight", "nonfight"}
         report["layout"] = "rwf-2000" if is_rwf else "split/class"
         if val_is_test:
-            report["notes"].append("dataset has train and val only: its val is used as the test split "
-                                   "(the benchmark's reported split); validation is carved from train")
+            report["notes"].append(
+                "dataset has train and val only: its val is used as the test split "
+                "(the benchmark's reported split); validation is carved from train"
+            )
     elif class_dirs:
         for class_dir in class_dirs:
             add_class_folder(class_dir)
@@ -204,8 +247,11 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         add(files, lambda f: _flat_label(f.name))
         report["layout"] = "hockey/movies-flat"
         if not rows:
-            raise _unknown_layout(root, folder, "a flat folder of videos, but no file name starts with "
-                                                "fi/newfi (violent) or no/newno (non-violent)")
+            raise _unknown_layout(
+                root,
+                folder,
+                "a flat folder of videos, but no file name starts with fi/newfi (violent) or no/newno (non-violent)",
+            )
     else:
         raise _unknown_layout(root, folder, "no split folders, class folders or video files found")
     if class_dirs or split_dirs:
@@ -213,8 +259,10 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         if ignored:
             report["notes"].append(f"ignored top-level folders: {ignored}")
     if report["unlabelled"]:
-        report["notes"].append(f"{len(report['unlabelled'])} video files have no class in their name and were "
-                               f"skipped, e.g. {report['unlabelled'][:3]}")
+        report["notes"].append(
+            f"{len(report['unlabelled'])} video files have no class in their name and were "
+            f"skipped, e.g. {report['unlabelled'][:3]}"
+        )
     return rows, report
 
 
@@ -276,8 +324,9 @@ def discover_clips(data_dirs, max_clips: int = 0, seed: int = 0) -> pd.DataFrame
         if not root.is_dir():
             raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder; fix data_dir")
     if len({os.path.realpath(r) for r in roots}) != len(roots):
-        raise ValueError(f"data_dirs lists the same folder twice: {[str(r) for r in roots]}; "
-                         "each clip would be counted twice")
+        raise ValueError(
+            f"data_dirs lists the same folder twice: {[str(r) for r in roots]}; each clip would be counted twice"
+        )
     frames, layouts, notes, skipped = [], {}, [], {}
     for root, source in zip(roots, _source_names(roots)):
         rows, report = _discover_root(root)
@@ -293,8 +342,9 @@ def discover_clips(data_dirs, max_clips: int = 0, seed: int = 0) -> pd.DataFrame
     clips["label"] = clips["label"].astype(int)
     clips = clips.sort_values(["source", "rel_path"], kind="stable").reset_index(drop=True)
     clips = _stratified_subsample(clips, max_clips, seed)
-    clips.attrs.update({"layouts": layouts, "notes": notes, "skipped_non_video": skipped,
-                        "data_dirs": [str(r) for r in roots]})
+    clips.attrs.update(
+        {"layouts": layouts, "notes": notes, "skipped_non_video": skipped, "data_dirs": [str(r) for r in roots]}
+    )
     return clips
 
 

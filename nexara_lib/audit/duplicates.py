@@ -1,6 +1,7 @@
 """Duplicate clusters (``find_duplicates``): clips with identical bytes, or near-identical frames
 (a re-encoded copy) by their perceptual hashes.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -43,8 +44,8 @@ def _perceptual_pairs(phashes: list[str], max_distance: float, block_bytes: int 
     pairs = []
     for lo in range(0, len(rows), step):
         # Rows lo..lo+step against columns lo..end: the upper triangle, each pair once.
-        both = masks[lo:lo + step, None, :] & masks[None, lo:, :]
-        bits = np.where(both, np.bitwise_count(values[lo:lo + step, None, :] ^ values[None, lo:, :]), 0).sum(-1)
+        both = masks[lo : lo + step, None, :] & masks[None, lo:, :]
+        bits = np.where(both, np.bitwise_count(values[lo : lo + step, None, :] ^ values[None, lo:, :]), 0).sum(-1)
         frames = both.sum(-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             distance = bits / (64.0 * frames)
@@ -58,8 +59,9 @@ def _perceptual_pairs(phashes: list[str], max_distance: float, block_bytes: int 
 MAX_PAIRS_LISTED = 50  # per cluster in audit.json; a file copied 100 times would list 4950
 
 
-def _cluster_listing(clusters: list[list[int]], keys: list[str], sha1: list[str],
-                     perceptual: list[tuple]) -> list[dict]:
+def _cluster_listing(
+    clusters: list[list[int]], keys: list[str], sha1: list[str], perceptual: list[tuple]
+) -> list[dict]:
     """Clusters as audit.json shows them: their clips and the pairs that joined them."""
     cluster_of = {r: c for c, rows in enumerate(clusters) for r in rows}
     pairs: list[list[dict]] = [[] for _ in clusters]
@@ -69,18 +71,26 @@ def _cluster_listing(clusters: list[list[int]], keys: list[str], sha1: list[str]
             if sha1[r]:
                 by_hash.setdefault(sha1[r], []).append(r)
         for same in by_hash.values():  # a chain says it all: a = b, b = c, ...
-            pairs[c].extend({"a": keys[a], "b": keys[b], "kind": "exact", "distance": 0.0}
-                            for a, b in zip(same, same[1:]))
+            pairs[c].extend(
+                {"a": keys[a], "b": keys[b], "kind": "exact", "distance": 0.0} for a, b in zip(same, same[1:])
+            )
     for i, j, distance in perceptual:
         if i in cluster_of:
-            pairs[cluster_of[i]].append({"a": keys[i], "b": keys[j], "kind": "perceptual",
-                                         "distance": round(distance, 4)})
+            pairs[cluster_of[i]].append(
+                {"a": keys[i], "b": keys[j], "kind": "perceptual", "distance": round(distance, 4)}
+            )
     listing = []
     for c, rows in enumerate(clusters):
         kinds = {p["kind"] for p in pairs[c]}
-        listing.append({"cluster": f"dup-{c + 1:04d}", "kind": "+".join(sorted(kinds)),
-                        "clips": [keys[r] for r in rows], "pairs": pairs[c][:MAX_PAIRS_LISTED],
-                        "pairs_total": len(pairs[c])})
+        listing.append(
+            {
+                "cluster": f"dup-{c + 1:04d}",
+                "kind": "+".join(sorted(kinds)),
+                "clips": [keys[r] for r in rows],
+                "pairs": pairs[c][:MAX_PAIRS_LISTED],
+                "pairs_total": len(pairs[c]),
+            }
+        )
     return listing
 
 
@@ -105,8 +115,10 @@ def find_duplicates(clips: pd.DataFrame, max_distance: float = PHASH_MAX_DISTANC
         ValueError: max_distance outside [0, 0.5).
     """
     if isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or not 0 <= max_distance < 0.5:
-        raise ValueError(f"find_duplicates: max_distance must be in [0, 0.5), got {max_distance!r}; unrelated "
-                         f"clips differ in about half their bits (default {PHASH_MAX_DISTANCE})")
+        raise ValueError(
+            f"find_duplicates: max_distance must be in [0, 0.5), got {max_distance!r}; unrelated "
+            f"clips differ in about half their bits (default {PHASH_MAX_DISTANCE})"
+        )
     out = clips.copy()
     if "sha1" not in out:
         out["sha1"] = [file_sha1(p) for p in out["path"]]
@@ -125,8 +137,10 @@ def find_duplicates(clips: pd.DataFrame, max_distance: float = PHASH_MAX_DISTANC
     # pixels, then most bytes (least compressed), then name.
     pixels = (out["width"] * out["height"]).tolist() if {"width", "height"} <= set(out) else [0] * len(out)
     size = out["bytes"].tolist() if "bytes" in out else [0] * len(out)
-    clusters = sorted((sorted(rows, key=lambda r: (-pixels[r], -size[r], keys[r]))
-                       for rows in members.values() if len(rows) > 1), key=lambda rows: min(keys[r] for r in rows))
+    clusters = sorted(
+        (sorted(rows, key=lambda r: (-pixels[r], -size[r], keys[r])) for rows in members.values() if len(rows) > 1),
+        key=lambda rows: min(keys[r] for r in rows),
+    )
     copies = Counter(h for h in sha1 if h)
     cluster_id, kind, first_of = [""] * len(out), [""] * len(out), [""] * len(out)
     for number, rows in enumerate(clusters, start=1):
@@ -141,7 +155,8 @@ def find_duplicates(clips: pd.DataFrame, max_distance: float = PHASH_MAX_DISTANC
     out.attrs["duplicate_method"] = {
         "exact": "SHA-1 of the file bytes",
         "perceptual": f"64-bit dHash of {len(PHASH_POSITIONS)} frames at "
-                      f"{'/'.join(f'{p:.0%}' for p in PHASH_POSITIONS)} of the clip; near-duplicates differ in at "
-                      f"most {max_distance:.0%} of the bits of the frames both hashed (flat frames are not hashed)",
-        "max_distance": max_distance}
+        f"{'/'.join(f'{p:.0%}' for p in PHASH_POSITIONS)} of the clip; near-duplicates differ in at "
+        f"most {max_distance:.0%} of the bits of the frames both hashed (flat frames are not hashed)",
+        "max_distance": max_distance,
+    }
     return out

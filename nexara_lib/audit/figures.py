@@ -1,6 +1,7 @@
 """Figures of notebook 01: clips per class (``class_balance_figure``), duration, frame rate and
 resolution (``duration_figure``) and sample frames per class (``frame_grid_figure``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def _plain(text: str, limit: int = 48) -> str:
     """Title text shown literally: '$' would start matplotlib mathtext."""
     text = str(text)
     if len(text) > limit:
-        text = "..." + text[-(limit - 3):]
+        text = "..." + text[-(limit - 3) :]
     return text.replace("$", r"\$")
 
 

@@ -1,6 +1,7 @@
 """The ``group`` of every clip (``attach_groups``): its source recording from a groups CSV, or its
 duplicate cluster when there is no CSV. Clips of one group never span two splits.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,12 +40,15 @@ def read_groups_csv(groups_csv: str | os.PathLike) -> pd.DataFrame:
     try:
         table = pd.read_csv(groups_csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"groups CSV {str(groups_csv)!r} is not a readable CSV ({err}); expected columns clip, "
-                         "label, source_group") from None
+        raise ValueError(
+            f"groups CSV {str(groups_csv)!r} is not a readable CSV ({err}); expected columns clip, label, source_group"
+        ) from None
     missing_cols = {"clip", "source_group"} - set(table.columns)
     if missing_cols:
-        raise ValueError(f"groups CSV {str(groups_csv)!r} lacks columns {sorted(missing_cols)}; it has "
-                         f"{list(table.columns)}; expected clip, label, source_group")
+        raise ValueError(
+            f"groups CSV {str(groups_csv)!r} lacks columns {sorted(missing_cols)}; it has "
+            f"{list(table.columns)}; expected clip, label, source_group"
+        )
     table["clip"] = table["clip"].str.strip().str.replace("\\", "/", regex=False).str.lstrip("./")
     if table["clip"].duplicated().any():
         dup = table.loc[table["clip"].duplicated(), "clip"].tolist()[:5]
@@ -72,10 +76,14 @@ def attach_groups(clips: pd.DataFrame, groups_csv: str | os.PathLike | None = No
         if "dup_cluster" not in out:
             out = find_duplicates(out)
         # An unreadable file hashes to "": give it its own group, not a shared one.
-        out["group"] = ["dup:" + c if c else "sha1:" + h if h else f"clip:{s}/{r}" for c, h, s, r in
-                        zip(out["dup_cluster"], out["sha1"], out["source"], out["rel_path"])]
-        out.attrs["groups_report"] = {"groups_csv": None, "method": "duplicate clusters (identical bytes or "
-                                                                    "look-alike frames); other clips alone"}
+        out["group"] = [
+            "dup:" + c if c else "sha1:" + h if h else f"clip:{s}/{r}"
+            for c, h, s, r in zip(out["dup_cluster"], out["sha1"], out["source"], out["rel_path"])
+        ]
+        out.attrs["groups_report"] = {
+            "groups_csv": None,
+            "method": "duplicate clusters (identical bytes or look-alike frames); other clips alone",
+        }
         return out
     groups_csv = Path(groups_csv)
     table = read_groups_csv(groups_csv)
@@ -94,18 +102,33 @@ def attach_groups(clips: pd.DataFrame, groups_csv: str | os.PathLike | None = No
             unmatched.append(f"{source}/{rel}")
     out["group"] = groups
     if unmatched:
-        warnings.warn(f"{len(unmatched)} of {len(out)} clips are not in groups CSV {str(groups_csv)!r} and each "
-                      f"get a group of their own (they may leak if they share a recording with another clip): "
-                      f"{unmatched[:5]}{' ...' if len(unmatched) > 5 else ''}", stacklevel=2)
+        warnings.warn(
+            f"{len(unmatched)} of {len(out)} clips are not in groups CSV {str(groups_csv)!r} and each "
+            f"get a group of their own (they may leak if they share a recording with another clip): "
+            f"{unmatched[:5]}{' ...' if len(unmatched) > 5 else ''}",
+            stacklevel=2,
+        )
     unused = [clip for clip in table["clip"] if clip not in used]
     if unused:
-        warnings.warn(f"{len(unused)} of {len(table)} rows of groups CSV {str(groups_csv)!r} name clips that were not "
-                      f"found in the data folders (a typo, another layout, or a clip left out): "
-                      f"{unused[:5]}{' ...' if len(unused) > 5 else ''}", stacklevel=2)
+        warnings.warn(
+            f"{len(unused)} of {len(table)} rows of groups CSV {str(groups_csv)!r} name clips that were not "
+            f"found in the data folders (a typo, another layout, or a clip left out): "
+            f"{unused[:5]}{' ...' if len(unused) > 5 else ''}",
+            stacklevel=2,
+        )
     if labels_off:
-        warnings.warn(f"{len(labels_off)} clips have a different label in groups CSV {str(groups_csv)!r} than "
-                      f"their folder says (the folder label is kept): {labels_off[:5]}", stacklevel=2)
-    out.attrs["groups_report"] = {"groups_csv": str(groups_csv), "method": "source_group from CSV",
-                                  "matched": len(out) - len(unmatched), "not_in_csv": unmatched,
-                                  "csv_rows": len(table), "csv_rows_not_found": unused, "label_disagreements": labels_off}
+        warnings.warn(
+            f"{len(labels_off)} clips have a different label in groups CSV {str(groups_csv)!r} than "
+            f"their folder says (the folder label is kept): {labels_off[:5]}",
+            stacklevel=2,
+        )
+    out.attrs["groups_report"] = {
+        "groups_csv": str(groups_csv),
+        "method": "source_group from CSV",
+        "matched": len(out) - len(unmatched),
+        "not_in_csv": unmatched,
+        "csv_rows": len(table),
+        "csv_rows_not_found": unused,
+        "label_disagreements": labels_off,
+    }
     return out

@@ -1,6 +1,7 @@
 """What ties clips together: identical bytes (``file_sha1``) and rows joined into units by a
 shared key or a listed pair (``linked_units``), used by the duplicate search and the splits.
 """
+
 from __future__ import annotations
 
 import hashlib

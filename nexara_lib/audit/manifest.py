@@ -11,6 +11,7 @@ facts. Notebook 01 calls, in order::
 
 (the figures live in ``nexara_lib.audit.figures``).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,25 @@ from nexara_lib.audit.splits import assign_splits, check_fractions
 from nexara_lib.io import to_jsonable, write_atomic
 from nexara_lib.labels import CLASS_NAMES
 
-MANIFEST_COLUMNS = ("clip_id", "path", "rel_path", "source", "label", "class_name", "split", "dataset_split",
-                    "split_origin", "group", "sha1", "duplicate", "duplicate_kind", "duplicate_of", "dup_cluster",
-                    "leakage", *PROBE_COLUMNS)
+MANIFEST_COLUMNS = (
+    "clip_id",
+    "path",
+    "rel_path",
+    "source",
+    "label",
+    "class_name",
+    "split",
+    "dataset_split",
+    "split_origin",
+    "group",
+    "sha1",
+    "duplicate",
+    "duplicate_kind",
+    "duplicate_of",
+    "dup_cluster",
+    "leakage",
+    *PROBE_COLUMNS,
+)
 
 
 def _counts(df: pd.DataFrame, by: str) -> dict:
@@ -54,10 +71,17 @@ MAX_LISTED = 200
 def _clip_facts(manifest: pd.DataFrame) -> dict[str, dict]:
     """Per "source/rel_path": what a reader of audit.json needs to find and judge the clip."""
     keys = manifest["source"].astype(str) + "/" + manifest["rel_path"].astype(str)
-    return {k: {"clip": k, "path": p, "split": s, "dataset_split": d, "label": int(lab),
-                "kind": kind or None}
-            for k, p, s, d, lab, kind in zip(keys, manifest["path"], manifest["split"], manifest["dataset_split"],
-                                             manifest["label"], manifest["duplicate_kind"])}
+    return {
+        k: {"clip": k, "path": p, "split": s, "dataset_split": d, "label": int(lab), "kind": kind or None}
+        for k, p, s, d, lab, kind in zip(
+            keys,
+            manifest["path"],
+            manifest["split"],
+            manifest["dataset_split"],
+            manifest["label"],
+            manifest["duplicate_kind"],
+        )
+    }
 
 
 def _duplicate_report(manifest: pd.DataFrame, clusters: list[dict], method: dict) -> dict:
@@ -67,17 +91,32 @@ def _duplicate_report(manifest: pd.DataFrame, clusters: list[dict], method: dict
     for cluster in clusters:
         clips = [facts[k] for k in cluster["clips"] if k in facts]
         splits = sorted({c["split"] for c in clips})
-        listed.append({"cluster": cluster["cluster"], "kind": cluster["kind"], "splits": splits,
-                       "same_split": len(splits) == 1, "labels_disagree": len({c["label"] for c in clips}) > 1,
-                       "clips": clips, "pairs": cluster["pairs"], "pairs_total": cluster["pairs_total"]})
+        listed.append(
+            {
+                "cluster": cluster["cluster"],
+                "kind": cluster["kind"],
+                "splits": splits,
+                "same_split": len(splits) == 1,
+                "labels_disagree": len({c["label"] for c in clips}) > 1,
+                "clips": clips,
+                "pairs": cluster["pairs"],
+                "pairs_total": cluster["pairs_total"],
+            }
+        )
     kinds = Counter(c["kind"] for c in listed)
-    return {"method": method, "clusters": len(listed), "sets": len(listed), "clips": int(manifest["duplicate"].sum()),
-            "exact_clusters": kinds["exact"], "perceptual_clusters": kinds["perceptual"],
-            "mixed_clusters": kinds["exact+perceptual"],
-            "within_one_split": sum(c["same_split"] for c in listed),
-            "across_splits": sum(not c["same_split"] for c in listed),
-            "label_conflicts": [c["cluster"] for c in listed if c["labels_disagree"]],
-            "list": listed[:MAX_LISTED]}
+    return {
+        "method": method,
+        "clusters": len(listed),
+        "sets": len(listed),
+        "clips": int(manifest["duplicate"].sum()),
+        "exact_clusters": kinds["exact"],
+        "perceptual_clusters": kinds["perceptual"],
+        "mixed_clusters": kinds["exact+perceptual"],
+        "within_one_split": sum(c["same_split"] for c in listed),
+        "across_splits": sum(not c["same_split"] for c in listed),
+        "label_conflicts": [c["cluster"] for c in listed if c["labels_disagree"]],
+        "list": listed[:MAX_LISTED],
+    }
 
 
 def _leakage_report(manifest: pd.DataFrame, duplicates: dict) -> dict:
@@ -86,8 +125,14 @@ def _leakage_report(manifest: pd.DataFrame, duplicates: dict) -> dict:
     items, covered = [], set()
     for cluster in duplicates["list"]:
         if not cluster["same_split"]:
-            items.append({"kind": cluster["kind"], "cluster": cluster["cluster"], "splits": cluster["splits"],
-                          "clips": [{k: c[k] for k in ("clip", "split", "dataset_split")} for c in cluster["clips"]]})
+            items.append(
+                {
+                    "kind": cluster["kind"],
+                    "cluster": cluster["cluster"],
+                    "splits": cluster["splits"],
+                    "clips": [{k: c[k] for k in ("clip", "split", "dataset_split")} for c in cluster["clips"]],
+                }
+            )
             covered.update(c["clip"] for c in cluster["clips"])
     leaked = manifest[manifest["leakage"]]
     keys = leaked["source"].astype(str) + "/" + leaked["rel_path"].astype(str)
@@ -95,20 +140,38 @@ def _leakage_report(manifest: pd.DataFrame, duplicates: dict) -> dict:
         members = keys[index].tolist()
         splits = sorted({facts[k]["split"] for k in members})
         if len(splits) > 1 and not set(members) <= covered:
-            items.append({"kind": "same group", "group": str(group), "splits": splits,
-                          "clips": [{k: facts[m][k] for k in ("clip", "split", "dataset_split")} for m in members]})
-    return {"clips": int(len(leaked)), "groups": sorted(leaked["group"].astype(str).unique().tolist())[:50],
-            "items_total": len(items), "items": items[:MAX_LISTED]}
+            items.append(
+                {
+                    "kind": "same group",
+                    "group": str(group),
+                    "splits": splits,
+                    "clips": [{k: facts[m][k] for k in ("clip", "split", "dataset_split")} for m in members],
+                }
+            )
+    return {
+        "clips": int(len(leaked)),
+        "groups": sorted(leaked["group"].astype(str).unique().tolist())[:50],
+        "items_total": len(items),
+        "items": items[:MAX_LISTED],
+    }
 
 
 def _warning_report(manifest: pd.DataFrame) -> dict:
     """Non-fatal probe findings: counted by kind (numbers removed) and listed per clip."""
     with_warnings = manifest[manifest["warnings"].astype(str) != ""]
-    kinds = Counter(re.sub(r"\d+(\.\d+)?", "N", w.split(":")[0])
-                    for text in with_warnings["warnings"] for w in str(text).split("; "))
-    return {"clips": int(len(with_warnings)), "by_kind": dict(kinds.most_common()),
-            "list": [{"clip": f"{s}/{r}", "warnings": w} for s, r, w in
-                     zip(with_warnings["source"], with_warnings["rel_path"], with_warnings["warnings"])][:MAX_LISTED]}
+    kinds = Counter(
+        re.sub(r"\d+(\.\d+)?", "N", w.split(":")[0])
+        for text in with_warnings["warnings"]
+        for w in str(text).split("; ")
+    )
+    return {
+        "clips": int(len(with_warnings)),
+        "by_kind": dict(kinds.most_common()),
+        "list": [
+            {"clip": f"{s}/{r}", "warnings": w}
+            for s, r, w in zip(with_warnings["source"], with_warnings["rel_path"], with_warnings["warnings"])
+        ][:MAX_LISTED],
+    }
 
 
 def _data_notes(manifest: pd.DataFrame, duplicates: dict) -> list[str]:
@@ -118,17 +181,28 @@ def _data_notes(manifest: pd.DataFrame, duplicates: dict) -> list[str]:
     if missing:
         notes.append(f"only one class is usable: no {CLASS_NAMES[missing[0]]} clips; a classifier needs both")
     if duplicates["label_conflicts"]:
-        notes.append(f"duplicate clusters whose clips have different labels (the same content labelled both "
-                     f"ways; fix the labels): {duplicates['label_conflicts'][:20]}")
+        notes.append(
+            f"duplicate clusters whose clips have different labels (the same content labelled both "
+            f"ways; fix the labels): {duplicates['label_conflicts'][:20]}"
+        )
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return notes
 
 
-def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), seed: int = 0, workers: int = 2,
-                   max_clips: int = 0, progress: bool = True, *, probe_timeout_s: float | None = 30.0,
-                   probe_fn=None, max_phash_distance: float = PHASH_MAX_DISTANCE
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def build_manifest(
+    data_dirs,
+    groups_csv=None,
+    fractions=(0.70, 0.15, 0.15),
+    seed: int = 0,
+    workers: int = 2,
+    max_clips: int = 0,
+    progress: bool = True,
+    *,
+    probe_timeout_s: float | None = 30.0,
+    probe_fn=None,
+    max_phash_distance: float = PHASH_MAX_DISTANCE,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Discover, probe, find duplicates, group and split: the whole audit in one call.
 
     Args:
@@ -158,16 +232,17 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
     found = dict(clips.attrs)
     # Probe before grouping: the probe pool hashes files in parallel, and the
     # hashes are what groups clips when there is no groups CSV.
-    probed = probe_clips(clips, workers=workers, progress=progress, probe_timeout_s=probe_timeout_s,
-                         probe_fn=probe_fn)
+    probed = probe_clips(clips, workers=workers, progress=progress, probe_timeout_s=probe_timeout_s, probe_fn=probe_fn)
     deduped = find_duplicates(probed, max_distance=max_phash_distance)
     grouped = attach_groups(deduped, groups_csv)
     usable = grouped["status"] == "ok"
     unusable = grouped.loc[~usable, ["path", "rel_path", "source", "label", "reason"]].reset_index(drop=True)
     if not usable.any():
         reasons = Counter(unusable["reason"]).most_common(5)
-        raise ValueError(f"none of the {len(grouped)} clips found under {found['data_dirs']} is usable; "
-                         f"most common reasons: {reasons}. See the files with probe_video(path)")
+        raise ValueError(
+            f"none of the {len(grouped)} clips found under {found['data_dirs']} is usable; "
+            f"most common reasons: {reasons}. See the files with probe_video(path)"
+        )
     manifest = assign_splits(grouped[usable], fractions=fractions, seed=seed)
     manifest["clip_id"] = [make_clip_id(s, r) for s, r in zip(manifest["source"], manifest["rel_path"])]
     split_notes = manifest.attrs.get("split_notes", [])
@@ -194,8 +269,10 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
         "duplicates": duplicates,
         "leakage": _leakage_report(manifest, duplicates),
         "probe_warnings": _warning_report(manifest),
-        "duration_s": {"total": float(manifest["duration_s"].sum(skipna=True)),
-                       "median": float(manifest["duration_s"].median(skipna=True))},
+        "duration_s": {
+            "total": float(manifest["duration_s"].sum(skipna=True)),
+            "median": float(manifest["duration_s"].median(skipna=True)),
+        },
         "probe_seconds": float(seconds),
         "probe_clips_per_s": float(len(grouped) / seconds) if seconds > 0 else None,
         "probe_workers": workers,
@@ -209,8 +286,9 @@ def build_manifest(data_dirs, groups_csv=None, fractions=(0.70, 0.15, 0.15), see
     return manifest, unusable, summary
 
 
-def write_audit(manifest: pd.DataFrame, unusable: pd.DataFrame, summary: dict,
-                artifacts_dir: str | os.PathLike) -> dict[str, str]:
+def write_audit(
+    manifest: pd.DataFrame, unusable: pd.DataFrame, summary: dict, artifacts_dir: str | os.PathLike
+) -> dict[str, str]:
     """Write manifest.csv, unusable.csv and audit.json atomically.
 
     Args:

@@ -5,6 +5,7 @@ Probing runs in worker processes with a per-clip timeout, so a file that hangs
 or crashes the decoder costs only itself; every file found ends up either in
 the manifest or in the unusable list with a reason.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,8 +78,9 @@ class _WorkersCannotStart(RuntimeError):
 
 def _start_worker(context, probe_fn, want_hash: bool) -> _Worker:
     parent_end, child_end = context.Pipe()
-    process = context.Process(target=_probe_worker, args=(child_end, probe_fn, want_hash, os.getpid()), daemon=True,
-                              name="nexara-probe")
+    process = context.Process(
+        target=_probe_worker, args=(child_end, probe_fn, want_hash, os.getpid()), daemon=True, name="nexara-probe"
+    )
     process.start()
     child_end.close()
     return _Worker(process, parent_end, time.monotonic())
@@ -138,8 +140,11 @@ def _hand_out(pool: list[_Worker], pending: deque, paths: list[str]) -> None:
 
 def _wait_for_news(pool: list[_Worker], timeout_s: float | None) -> None:
     """Block until a worker sends something or dies, or until the next deadline passes."""
-    limits = [w.since + (timeout_s if w.ready else WORKER_START_S) for w in pool
-              if not w.ready or (w.task is not None and timeout_s is not None)]
+    limits = [
+        w.since + (timeout_s if w.ready else WORKER_START_S)
+        for w in pool
+        if not w.ready or (w.task is not None and timeout_s is not None)
+    ]
     wait_s = max(0.0, min(limits) - time.monotonic()) if limits else None
     multiprocessing.connection.wait([w.conn for w in pool] + [w.process.sentinel for w in pool], wait_s)
 
@@ -150,19 +155,25 @@ def _failure(worker: _Worker, alive: bool, timeout_s: float | None) -> str:
     if not alive:
         worker.process.join(timeout=2)  # its pipe closes a moment before its exit code is known
     if not worker.ready and (not alive or overdue > WORKER_START_S):
-        raise _WorkersCannotStart(f"a probe worker {'hung' if alive else 'died'} while starting "
-                                  f"({_exit_text(worker.process.exitcode)})")
+        raise _WorkersCannotStart(
+            f"a probe worker {'hung' if alive else 'died'} while starting ({_exit_text(worker.process.exitcode)})"
+        )
     if not alive:
-        return (f"the decoder crashed on this file (probe worker {_exit_text(worker.process.exitcode)}); "
-                "it is likely corrupt")
+        return (
+            f"the decoder crashed on this file (probe worker {_exit_text(worker.process.exitcode)}); "
+            "it is likely corrupt"
+        )
     if worker.task is not None and timeout_s is not None and overdue > timeout_s:
-        return (f"probe timed out after {timeout_s:g} s (the decoder hangs on this file; its worker was "
-                "stopped); check the file, or raise probe_timeout_s if it is just very large")
+        return (
+            f"probe timed out after {timeout_s:g} s (the decoder hangs on this file; its worker was "
+            "stopped); check the file, or raise probe_timeout_s if it is just very large"
+        )
     return ""
 
 
-def _probe_in_processes(paths: list[str], workers: int, timeout_s: float | None, probe_fn, want_hash: bool,
-                        results: list, on_done) -> None:
+def _probe_in_processes(
+    paths: list[str], workers: int, timeout_s: float | None, probe_fn, want_hash: bool, results: list, on_done
+) -> None:
     """Probe ``paths`` in worker processes, filling ``results`` by index.
 
     A worker stuck on one clip longer than ``timeout_s`` is killed, the clip is
@@ -203,13 +214,15 @@ def _probe_in_processes(paths: list[str], workers: int, timeout_s: float | None,
 
 def _check_probe_options(workers, probe_timeout_s, probe_fn) -> None:
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"probe workers must be an integer >= 0 (0 = probe in this process, no timeout), "
-                         f"got {workers!r}")
-    if probe_timeout_s is not None and (isinstance(probe_timeout_s, bool)
-                                        or not isinstance(probe_timeout_s, (int, float))
-                                        or not probe_timeout_s > 0):
-        raise ValueError(f"probe_timeout_s must be a positive number of seconds or None (no limit), "
-                         f"got {probe_timeout_s!r}")
+        raise ValueError(
+            f"probe workers must be an integer >= 0 (0 = probe in this process, no timeout), got {workers!r}"
+        )
+    if probe_timeout_s is not None and (
+        isinstance(probe_timeout_s, bool) or not isinstance(probe_timeout_s, (int, float)) or not probe_timeout_s > 0
+    ):
+        raise ValueError(
+            f"probe_timeout_s must be a positive number of seconds or None (no limit), got {probe_timeout_s!r}"
+        )
     if probe_fn is not None:
         if not callable(probe_fn):
             raise ValueError(f"probe_fn must be a function path -> probe dict, got {probe_fn!r}")
@@ -217,8 +230,10 @@ def _check_probe_options(workers, probe_timeout_s, probe_fn) -> None:
             try:
                 pickle.dumps(probe_fn)
             except Exception as err:
-                raise ValueError(f"probe_fn {probe_fn!r} cannot be sent to worker processes ({err}); use a "
-                                 "function defined at module level, or workers=0") from None
+                raise ValueError(
+                    f"probe_fn {probe_fn!r} cannot be sent to worker processes ({err}); use a "
+                    "function defined at module level, or workers=0"
+                ) from None
 
 
 def _probe_frame(clips: pd.DataFrame, results: list[dict], want_hash: bool) -> pd.DataFrame:
@@ -238,8 +253,9 @@ def _probe_frame(clips: pd.DataFrame, results: list[dict], want_hash: bool) -> p
     return out
 
 
-def probe_clips(clips: pd.DataFrame, workers: int = 2, progress: bool = True, *,
-                probe_timeout_s: float | None = 30.0, probe_fn=None) -> pd.DataFrame:
+def probe_clips(
+    clips: pd.DataFrame, workers: int = 2, progress: bool = True, *, probe_timeout_s: float | None = 30.0, probe_fn=None
+) -> pd.DataFrame:
     """Probe every clip (opens? frames, fps, duration, size, codec, first/last frame, phash) and hash it.
 
     Args:
@@ -271,13 +287,17 @@ def probe_clips(clips: pd.DataFrame, workers: int = 2, progress: bool = True, *,
     try:
         if workers > 0 and paths:
             try:
-                _probe_in_processes(paths, workers, probe_timeout_s, probe_fn, want_hash, results,
-                                    lambda _: bar.update(1))
+                _probe_in_processes(
+                    paths, workers, probe_timeout_s, probe_fn, want_hash, results, lambda _: bar.update(1)
+                )
             except _WorkersCannotStart as err:
                 left = sum(r is None for r in results)
-                warnings.warn(f"{err}: probing the remaining {left} clips in this process, without a timeout "
-                              "(run the audit from a file with an `if __name__ == '__main__':` guard, or use "
-                              "workers=0)", stacklevel=2)
+                warnings.warn(
+                    f"{err}: probing the remaining {left} clips in this process, without a timeout "
+                    "(run the audit from a file with an `if __name__ == '__main__':` guard, or use "
+                    "workers=0)",
+                    stacklevel=2,
+                )
         for index, path in enumerate(paths):
             if results[index] is None:
                 results[index] = _probe_task(path, probe_fn, want_hash)
@@ -287,13 +307,22 @@ def probe_clips(clips: pd.DataFrame, workers: int = 2, progress: bool = True, *,
     seconds = time.perf_counter() - start
     out = _probe_frame(clips, results, want_hash)
     reasons = out["reason"].astype(str)
-    names = (out["source"].astype(str) + "/" + out["rel_path"].astype(str)) if {"source", "rel_path"} <= set(out) \
+    names = (
+        (out["source"].astype(str) + "/" + out["rel_path"].astype(str))
+        if {"source", "rel_path"} <= set(out)
         else out["path"]
+    )
     slowest = sorted(zip((r.get("probe_s", 0.0) for r in results), names), key=lambda t: -t[0])[:5]
     out.attrs.update(clips.attrs)
-    out.attrs.update({"probe_seconds": seconds, "probe_clips_per_s": len(paths) / seconds if seconds > 0 else None,
-                      "probe_workers": workers, "probe_timeout_s": probe_timeout_s,
-                      "probe_timeouts": int(reasons.str.startswith("probe timed out").sum()),
-                      "probe_crashes": int(reasons.str.startswith("the decoder crashed").sum()),
-                      "slowest_probes": [{"clip": str(c), "seconds": round(float(s), 3)} for s, c in slowest]})
+    out.attrs.update(
+        {
+            "probe_seconds": seconds,
+            "probe_clips_per_s": len(paths) / seconds if seconds > 0 else None,
+            "probe_workers": workers,
+            "probe_timeout_s": probe_timeout_s,
+            "probe_timeouts": int(reasons.str.startswith("probe timed out").sum()),
+            "probe_crashes": int(reasons.str.startswith("the decoder crashed").sum()),
+            "slowest_probes": [{"clip": str(c), "seconds": round(float(s), 3)} for s, c in slowest],
+        }
+    )
     return out

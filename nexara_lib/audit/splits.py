@@ -5,6 +5,7 @@ groups CSV) or a duplicate cluster (identical bytes, or look-alike frames such
 as a re-encoded copy) never land in two splits, because a model that saw a
 near-copy of a test clip in training reports inflated accuracy.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -24,8 +25,10 @@ def check_fractions(fractions) -> tuple[float, float, float]:
     except (TypeError, ValueError):
         values = ()
     if len(values) != 3 or any(not f > 0 for f in values) or abs(sum(values) - 1) > 1e-6:
-        raise ValueError(f"split fractions must be three positive numbers (train, val, test) summing to 1, "
-                         f"got {fractions!r}; e.g. (0.7, 0.15, 0.15)")
+        raise ValueError(
+            f"split fractions must be three positive numbers (train, val, test) summing to 1, "
+            f"got {fractions!r}; e.g. (0.7, 0.15, 0.15)"
+        )
     return values
 
 
@@ -70,8 +73,9 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     fractions = dict(zip(SPLITS, check_fractions(fractions)))
     for column in ("label", "group"):
         if column not in clips:
-            raise ValueError(f"assign_splits: clips has no {column!r} column; "
-                             "run discover_clips and attach_groups first")
+            raise ValueError(
+                f"assign_splits: clips has no {column!r} column; run discover_clips and attach_groups first"
+            )
     df = clips.copy().reset_index(drop=True)
     split = _dataset_splits(df)
     if "dataset_split" not in df:
@@ -97,9 +101,11 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     df["split_origin"] = origin
     empty = [s for s in SPLITS if not (df["split"] == s).any()]
     if empty:
-        raise ValueError(f"assign_splits: split(s) {empty} are empty: only {len(set(units))} groups of clips "
-                         f"({len(df)} clips) and a group cannot be divided; add clips or groups, or check that "
-                         "the groups CSV does not put everything in one group")
+        raise ValueError(
+            f"assign_splits: split(s) {empty} are empty: only {len(set(units))} groups of clips "
+            f"({len(df)} clips) and a group cannot be divided; add clips or groups, or check that "
+            "the groups CSV does not put everything in one group"
+        )
     for src in sorted(set(source)):
         in_source = df[source == src]
         lacking = [s for s in SPLITS if not (in_source["split"] == s).any()]
@@ -108,9 +114,12 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     df["leakage"] = _leakage_flags(df)
     if df["leakage"].any():
         leaked = sorted(df.loc[df["leakage"], "group"].unique())
-        warnings.warn(f"leakage: {int(df['leakage'].sum())} clips in {len(leaked)} groups (or duplicate clusters) "
-                      f"appear in more than one of the dataset's own splits, e.g. {leaked[:5]}; results on "
-                      "these splits are optimistic", stacklevel=2)
+        warnings.warn(
+            f"leakage: {int(df['leakage'].sum())} clips in {len(leaked)} groups (or duplicate clusters) "
+            f"appear in more than one of the dataset's own splits, e.g. {leaked[:5]}; results on "
+            "these splits are optimistic",
+            stacklevel=2,
+        )
         notes.append(f"leakage in the dataset's own splits: {int(df['leakage'].sum())} clips, groups {leaked[:20]}")
     df.attrs.update(clips.attrs)
     df.attrs["split_notes"] = notes
@@ -126,8 +135,9 @@ def _dataset_splits(df: pd.DataFrame) -> pd.Series:
     return raw.map(lambda s: SPLIT_SYNONYMS.get(s, ""))
 
 
-def _split_choices(split: pd.Series, source: pd.Series,
-                   fractions: dict[str, float]) -> tuple[list[tuple[str, ...] | None], pd.Series, list[str]]:
+def _split_choices(
+    split: pd.Series, source: pd.Series, fractions: dict[str, float]
+) -> tuple[list[tuple[str, ...] | None], pd.Series, list[str]]:
     """Per row, the splits it may take (None: it keeps its dataset split) and its split origin; notes per source.
 
     A row without a split may take any; a dataset train row may also take the
@@ -139,8 +149,10 @@ def _split_choices(split: pd.Series, source: pd.Series,
     for src, index in source.groupby(source, sort=True).groups.items():
         present = set(split[index]) - {""}
         if present and "train" not in present:
-            raise ValueError(f"assign_splits: source {src!r} has splits {sorted(present)} but no train split; "
-                             "add its train clips, or clear its split column to make new splits")
+            raise ValueError(
+                f"assign_splits: source {src!r} has splits {sorted(present)} but no train split; "
+                "add its train clips, or clear its split column to make new splits"
+            )
         missing = tuple(s for s in SPLITS if s not in present)
         for i in index:
             if split[i] == "":
@@ -148,8 +160,10 @@ def _split_choices(split: pd.Series, source: pd.Series,
             elif split[i] == "train" and missing:
                 allowed[i] = ("train", *missing)
         if not present:
-            notes.append(f"{src}: no splits of its own; made grouped, stratified "
-                         f"{'/'.join(f'{fractions[s]:.0%}' for s in SPLITS)} splits")
+            notes.append(
+                f"{src}: no splits of its own; made grouped, stratified "
+                f"{'/'.join(f'{fractions[s]:.0%}' for s in SPLITS)} splits"
+            )
         elif missing:
             notes.append(f"{src}: {'/'.join(missing)} carved from its train clips (grouped, stratified)")
     return allowed, origin, notes
@@ -170,8 +184,9 @@ def _split_targets(allowed: list, strata: list[tuple], fractions: dict[str, floa
     return target, stratum_total
 
 
-def _units_to_place(df: pd.DataFrame, units: np.ndarray, allowed: list,
-                    split: pd.Series) -> tuple[dict[int, str], list[tuple]]:
+def _units_to_place(
+    df: pd.DataFrame, units: np.ndarray, allowed: list, split: pd.Series
+) -> tuple[dict[int, str], list[tuple]]:
     """The free rows of each unit: pinned, or in a unit still to place.
 
     Returns:
@@ -202,8 +217,9 @@ def _units_to_place(df: pd.DataFrame, units: np.ndarray, allowed: list,
     return pinned, pool_units
 
 
-def _place_units(pool_units: list[tuple], strata: list[tuple], target: Counter, stratum_total: Counter,
-                 assigned: Counter, seed: int) -> dict:
+def _place_units(
+    pool_units: list[tuple], strata: list[tuple], target: Counter, stratum_total: Counter, assigned: Counter, seed: int
+) -> dict:
     """Split per unit (by its index in ``pool_units``), greedily: each unit goes where its strata stay
     closest to their targets, given the clips ``assigned`` so far."""
     assigned = Counter(assigned)
@@ -217,8 +233,11 @@ def _place_units(pool_units: list[tuple], strata: list[tuple], target: Counter, 
         counts = Counter(strata[i] for i in pool)
 
         def cost(s):
-            delta = sum(((assigned[(s, st)] + c - target[(s, st)]) ** 2 - (assigned[(s, st)] - target[(s, st)]) ** 2)
-                        / max(stratum_total[st], 1) for st, c in counts.items())
+            delta = sum(
+                ((assigned[(s, st)] + c - target[(s, st)]) ** 2 - (assigned[(s, st)] - target[(s, st)]) ** 2)
+                / max(stratum_total[st], 1)
+                for st, c in counts.items()
+            )
             deficit = sum(target[(s, st)] - assigned[(s, st)] for st in counts)
             return delta, -deficit, SPLITS.index(s)
 

@@ -1,12 +1,13 @@
 """Alerts measured against ground truth: violent segments detected or missed, time from a fight's onset to
 its alarm, false alarms (per hour), and the same windows replayed through several policies
 (``compare_policies``: k-of-n confirmation against alarming on every window)."""
+
 from __future__ import annotations
 
 import collections
 import math
 import numbers
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,8 +47,9 @@ def violent_segments(truth: Sequence[Mapping]) -> list[tuple[float, float]]:
     return merged
 
 
-def score_alerts(episodes: Sequence[Episode], truth: Sequence[Mapping], duration_s: float,
-                 tolerance_s: float = 0.0) -> dict:
+def score_alerts(
+    episodes: Sequence[Episode], truth: Sequence[Mapping], duration_s: float, tolerance_s: float = 0.0
+) -> dict:
     """Alerts of one source/cell against its labelled violent segments.
 
     Give the alarm periods (``Confirmation.periods``) to count every false alarm, also one that a fight
@@ -69,8 +71,10 @@ def score_alerts(episodes: Sequence[Episode], truth: Sequence[Mapping], duration
     if len(tracks) > 1:
         raise ValueError(f"score_alerts scores one source/cell at a time; episodes come from {sorted(tracks)}")
     segments = violent_segments(truth)
-    spans = [(e, e.start_t, e.end_t if e.end_t is not None else max(duration_s, e.alarm_t))
-             for e in sorted(episodes, key=lambda e: e.alarm_t)]
+    spans = [
+        (e, e.start_t, e.end_t if e.end_t is not None else max(duration_s, e.alarm_t))
+        for e in sorted(episodes, key=lambda e: e.alarm_t)
+    ]
 
     def overlaps(a0, a1, b0, b1):
         return a0 <= b1 + tolerance_s and b0 - tolerance_s <= a1
@@ -82,10 +86,17 @@ def score_alerts(episodes: Sequence[Episode], truth: Sequence[Mapping], duration
             onsets.append(max(0.0, hits[0].alarm_t - s0))
     false_alarms = sum(not any(overlaps(e0, e1, s0, s1) for s0, s1 in segments) for _, e0, e1 in spans)
     hours = duration_s / 3600.0
-    return {"alerts": len(spans), "violent_segments": len(segments), "detected": len(onsets),
-            "missed": len(segments) - len(onsets), "onset_to_alarm_s": onsets,
-            "median_onset_to_alarm_s": float(np.median(onsets)) if onsets else None,
-            "false_alarms": int(false_alarms), "false_alarms_per_hour": false_alarms / hours, "hours": hours}
+    return {
+        "alerts": len(spans),
+        "violent_segments": len(segments),
+        "detected": len(onsets),
+        "missed": len(segments) - len(onsets),
+        "onset_to_alarm_s": onsets,
+        "median_onset_to_alarm_s": float(np.median(onsets)) if onsets else None,
+        "false_alarms": int(false_alarms),
+        "false_alarms_per_hour": false_alarms / hours,
+        "hours": hours,
+    }
 
 
 def track_lookup(table, source: str, cell: str):
@@ -99,8 +110,9 @@ def track_lookup(table, source: str, cell: str):
     return None
 
 
-def compare_policies(windows: Sequence[WindowScore], policies: Mapping[str, AlarmPolicy], truth,
-                     duration_s) -> pd.DataFrame:
+def compare_policies(
+    windows: Sequence[WindowScore], policies: Mapping[str, AlarmPolicy], truth, duration_s
+) -> pd.DataFrame:
     """Replay the same windows through each policy and score the alerts against truth.
 
     Args:
@@ -117,8 +129,10 @@ def compare_policies(windows: Sequence[WindowScore], policies: Mapping[str, Alar
         raise ValueError("compare_policies needs at least one policy and some windows to replay")
     tracks = {(w.source, w.cell) for w in windows}
     if not isinstance(truth, Mapping) and len(tracks) > 1:
-        raise ValueError(f"compare_policies: the windows come from {len(tracks)} tracks; give truth as "
-                         "{'source/cell': [segments]} rather than one list")
+        raise ValueError(
+            f"compare_policies: the windows come from {len(tracks)} tracks; give truth as "
+            "{'source/cell': [segments]} rather than one list"
+        )
     rows = []
     for name, policy in policies.items():
         totals = collections.Counter()
@@ -126,8 +140,10 @@ def compare_policies(windows: Sequence[WindowScore], policies: Mapping[str, Alar
         for (source, cell), confirmation in replay(windows, policy).items():
             segments = track_lookup(truth, source, cell)
             if segments is None:
-                raise ValueError(f"compare_policies: no truth for {source!r}/{cell!r} "
-                                 f"(keys tried: '{source}/{cell}', ({source!r}, {cell!r}), {source!r}, {cell!r})")
+                raise ValueError(
+                    f"compare_policies: no truth for {source!r}/{cell!r} "
+                    f"(keys tried: '{source}/{cell}', ({source!r}, {cell!r}), {source!r}, {cell!r})"
+                )
             duration = track_lookup(duration_s, source, cell)
             if duration is None:
                 duration = max(w.end_t for w in windows if (w.source, w.cell) == (source, cell))
@@ -137,8 +153,16 @@ def compare_policies(windows: Sequence[WindowScore], policies: Mapping[str, Alar
             totals["alerts"] += len(confirmation.episodes)
             onsets += scored["onset_to_alarm_s"]
             hours += scored["hours"]
-        rows.append({"policy": name, "alerts": totals["alerts"], "detected": totals["detected"],
-                     "violent segments": totals["violent_segments"], "missed": totals["missed"],
-                     "false alarms": totals["false_alarms"], "false alarms per hour": totals["false_alarms"] / hours,
-                     "median onset-to-alarm (s)": float(np.median(onsets)) if onsets else float("nan")})
+        rows.append(
+            {
+                "policy": name,
+                "alerts": totals["alerts"],
+                "detected": totals["detected"],
+                "violent segments": totals["violent_segments"],
+                "missed": totals["missed"],
+                "false alarms": totals["false_alarms"],
+                "false alarms per hour": totals["false_alarms"] / hours,
+                "median onset-to-alarm (s)": float(np.median(onsets)) if onsets else float("nan"),
+            }
+        )
     return pd.DataFrame(rows).set_index("policy")

@@ -7,6 +7,7 @@ below the off-threshold. Unscored windows (gap, no signal, model error) count as
 dropped stream neither raises nor clears an alarm; an alarm soon after an episode ended reopens
 it instead of paging again. ``deploy.alert_scoring`` measures alerts against truth.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,8 +16,8 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -27,16 +28,29 @@ STATES = ("scored", "gap", "no_signal", "error")
 UNKNOWN_STATES = ("gap", "no_signal", "error")
 # Times closer than this (s) are equal: truth segments that touch are one violent event.
 TIME_EPS = 1e-6
-SUMMARY_COLUMNS = ("source", "cell", "windows", "scored", "unknown", "gap", "no_signal", "error", "alerts",
-                   "alarm_on", "status")
+SUMMARY_COLUMNS = (
+    "source",
+    "cell",
+    "windows",
+    "scored",
+    "unknown",
+    "gap",
+    "no_signal",
+    "error",
+    "alerts",
+    "alarm_on",
+    "status",
+)
 
 
 # --------------------------------------------------------------------------- windows and policies
+
 
 @dataclasses.dataclass(frozen=True)
 class WindowScore:
     """The model's verdict on one window of a source or grid cell: ``score`` in [0, 1] when ``state`` is
     "scored", else None ("gap": frames missing, "no_signal": black/frozen picture, "error": model failed)."""
+
     source: str
     cell: str
     start_t: float
@@ -58,8 +72,9 @@ class WindowScore:
         if self.state == "scored" and (self.score is None or not 0 <= self.score <= 1):  # NaN fails too
             raise ValueError(f"{where}: a scored window needs a score in [0, 1], got {self.score!r}")
         if self.state != "scored" and self.score is not None:
-            raise ValueError(f"{where}: a {self.state!r} window has no score (got {self.score!r}); "
-                             "only 'scored' windows carry one")
+            raise ValueError(
+                f"{where}: a {self.state!r} window has no score (got {self.score!r}); only 'scored' windows carry one"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +82,10 @@ class AlarmPolicy:
     """When scores raise and clear an alarm: on when >= k of the last n scores reach ``on_threshold``, off
     when >= k of the last n are below ``off_threshold``; an alarm within ``cooldown_s`` of an episode's
     end reopens it (no second alert)."""
+
     on_threshold: float
     off_threshold: float
-    k: int = SCHEMA["detect_confirm_k"].default    # the parameter schema owns every default
+    k: int = SCHEMA["detect_confirm_k"].default  # the parameter schema owns every default
     n: int = SCHEMA["detect_confirm_n"].default
     cooldown_s: float = SCHEMA["detect_cooldown_s"].default
 
@@ -83,15 +99,20 @@ class AlarmPolicy:
             raise ValueError(f"AlarmPolicy needs cooldown_s >= 0, got {self.cooldown_s!r}")
 
     @classmethod
-    def from_params(cls, params: Mapping, on_threshold: float) -> "AlarmPolicy":
+    def from_params(cls, params: Mapping, on_threshold: float) -> AlarmPolicy:
         """The policy of a run's parameters (detect_confirm_k, detect_confirm_n, detect_hysteresis,
         detect_cooldown_s; missing keys take the schema's defaults, every value checked by the schema);
         off = max(0, on - hysteresis)."""
         cfg = stage_config(params, "deploy")
-        return cls(on_threshold=float(on_threshold), off_threshold=max(0.0, float(on_threshold) - cfg.detect_hysteresis),
-                   k=int(cfg.detect_confirm_k), n=int(cfg.detect_confirm_n), cooldown_s=float(cfg.detect_cooldown_s))
+        return cls(
+            on_threshold=float(on_threshold),
+            off_threshold=max(0.0, float(on_threshold) - cfg.detect_hysteresis),
+            k=int(cfg.detect_confirm_k),
+            n=int(cfg.detect_confirm_n),
+            cooldown_s=float(cfg.detect_cooldown_s),
+        )
 
-    def unconfirmed(self) -> "AlarmPolicy":
+    def unconfirmed(self) -> AlarmPolicy:
         """The baseline: every window at or above the threshold alarms (k = n = 1, off = on)."""
         return dataclasses.replace(self, off_threshold=self.on_threshold, k=1, n=1)
 
@@ -100,6 +121,7 @@ class AlarmPolicy:
 class Episode:
     """One alert, from the earliest confirming window's start to the end of the window that turned it
     off (``end_t``, None while on); ``alarm_t``: end of the confirming window (when a guard is paged)."""
+
     source: str
     cell: str
     start_t: float
@@ -112,6 +134,7 @@ class Episode:
 
 
 # --------------------------------------------------------------------------- confirmation
+
 
 class Confirmation:
     """k-of-n confirmation of one (source, cell)'s window stream into alert episodes and events.
@@ -155,16 +178,38 @@ class Confirmation:
         peak = max(w.score for _, w in hits)
         last = self.episodes[-1] if self.episodes else None
         self.alarm_on = True
-        self.periods.append(Episode(self.source, self.cell, first.start_t, window.end_t, None, peak,
-                                    first.first_frame, window.last_frame, self._seq - first_seq + 1))
+        self.periods.append(
+            Episode(
+                self.source,
+                self.cell,
+                first.start_t,
+                window.end_t,
+                None,
+                peak,
+                first.first_frame,
+                window.last_frame,
+                self._seq - first_seq + 1,
+            )
+        )
         if last is not None and last.end_t is not None and window.end_t - last.end_t <= self.policy.cooldown_s:
             last.end_t, last.peak = None, max(last.peak, peak)
             last.last_frame = window.last_frame
             last.windows = self._seq - self._first_seq + 1
             return self._event("reopen", window.end_t)
         self._first_seq = first_seq
-        self.episodes.append(Episode(self.source, self.cell, first.start_t, window.end_t, None, peak,
-                                     first.first_frame, window.last_frame, self._seq - first_seq + 1))
+        self.episodes.append(
+            Episode(
+                self.source,
+                self.cell,
+                first.start_t,
+                window.end_t,
+                None,
+                peak,
+                first.first_frame,
+                window.last_frame,
+                self._seq - first_seq + 1,
+            )
+        )
         return self._event("alert", window.end_t)
 
     def _close(self, window: WindowScore, reason: str) -> dict:
@@ -184,13 +229,16 @@ class Confirmation:
             episode fields...} ("reopen": a new alarm within the cooldown continued the last episode).
         """
         if (window.source, window.cell) != (self.source, self.cell):
-            raise ValueError(f"Confirmation for {self.source!r}/{self.cell!r} got a window of "
-                             f"{window.source!r}/{window.cell!r}")
+            raise ValueError(
+                f"Confirmation for {self.source!r}/{self.cell!r} got a window of {window.source!r}/{window.cell!r}"
+            )
         if self._finished:
             raise ValueError(f"Confirmation for {self.source!r}/{self.cell!r} is finished; it takes no more windows")
         if self._last is not None and window.start_t <= self._last.start_t:
-            raise ValueError(f"{self.source!r}/{self.cell!r}: window at {window.start_t} s arrived after the "
-                             f"window at {self._last.start_t} s (windows must arrive in start_t order, once each)")
+            raise ValueError(
+                f"{self.source!r}/{self.cell!r}: window at {window.start_t} s arrived after the "
+                f"window at {self._last.start_t} s (windows must arrive in start_t order, once each)"
+            )
         self._seq += 1
         self._last = window
         self._counts[window.state] += 1
@@ -230,11 +278,30 @@ class Confirmation:
         counts = {state: int(self._counts[state]) for state in STATES}
         total = sum(counts.values())
         unknown = sum(counts[s] for s in UNKNOWN_STATES)
-        status = ("no windows" if total == 0 else "no signal" if counts["no_signal"] > total / 2
-                  else "error" if counts["error"] > total / 2 else "stale" if unknown > total / 2 else "ok")
-        return {"source": self.source, "cell": self.cell, "windows": total, "scored": counts["scored"],
-                "unknown": unknown, "gap": counts["gap"], "no_signal": counts["no_signal"],
-                "error": counts["error"], "alerts": len(self.episodes), "alarm_on": self.alarm_on, "status": status}
+        status = (
+            "no windows"
+            if total == 0
+            else "no signal"
+            if counts["no_signal"] > total / 2
+            else "error"
+            if counts["error"] > total / 2
+            else "stale"
+            if unknown > total / 2
+            else "ok"
+        )
+        return {
+            "source": self.source,
+            "cell": self.cell,
+            "windows": total,
+            "scored": counts["scored"],
+            "unknown": unknown,
+            "gap": counts["gap"],
+            "no_signal": counts["no_signal"],
+            "error": counts["error"],
+            "alerts": len(self.episodes),
+            "alarm_on": self.alarm_on,
+            "status": status,
+        }
 
 
 def replay(windows: Sequence[WindowScore], policy: AlarmPolicy) -> dict[tuple[str, str], Confirmation]:
@@ -259,6 +326,7 @@ def status_table(confirmations: Mapping | Sequence[Confirmation]) -> pd.DataFram
 
 
 # --------------------------------------------------------------------------- event log
+
 
 class EventLog(contextlib.AbstractContextManager):
     """A JSON-lines event file: one ASCII JSON object per line, flushed (and fsynced) after each.

@@ -1,5 +1,6 @@
 """The optional annotated video of a detection run: every source's pictures with each camera cell outlined,
 its latest window score or state written in, and a red frame while its alarm is on."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ALARM = (255, 40, 40)     # RGB
+ALARM = (255, 40, 40)  # RGB
 CALM = (60, 200, 90)
 UNKNOWN = (170, 170, 170)
 

@@ -9,23 +9,23 @@ A window whose picture is black or frozen is ``no_signal``; one cut by a gap (a 
 timestamp jump, a resolution change) is ``gap``; a head failure is ``error`` — none of them is a
 probability. Memory holds the frames of open windows only, whatever the length of the source.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from nexara_lib.config import SCHEMA
-from nexara_lib.deploy.annotate import Annotator
 from nexara_lib.deploy.alerts import AlarmPolicy, Confirmation, EventLog, WindowScore
+from nexara_lib.deploy.annotate import Annotator
 from nexara_lib.deploy.grid import GridError, grid_layout, signal_problem, split_cells, thumbnail
 from nexara_lib.deploy.head import HeadError
 from nexara_lib.deploy.sources import FrameSource, SourceError, SourceSpec
 from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.deploy.windows import WindowPlan, WindowSampler
-
 
 # With several sources, a live one that has no new frame yields after this long (s), so the others go on.
 LIVE_POLL_S = 0.02
@@ -34,18 +34,19 @@ LIVE_POLL_S = 0.02
 @dataclasses.dataclass(frozen=True)
 class DetectorSettings:
     """How the detector cuts, samples and confirms (from the run's ``detect_*`` parameters and the export)."""
+
     window_s: float
     stride: float
     frames_per_window: int
     policy: AlarmPolicy
     grid: tuple[int, int] = (1, 1)
-    margin: int = SCHEMA["detect_grid_margin"].default    # the parameter schema owns every default
+    margin: int = SCHEMA["detect_grid_margin"].default  # the parameter schema owns every default
     min_cell: int = SCHEMA["detect_min_cell"].default
     max_gap_s: float = SCHEMA["detect_max_gap_s"].default
     stall_s: float = SCHEMA["detect_stall_s"].default
     reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default
-    fps: float | None = None          # override the sources' frame rate
-    realtime: bool = False            # pace file sources at their frame rate (a camera's pace), for lag measurements
+    fps: float | None = None  # override the sources' frame rate
+    realtime: bool = False  # pace file sources at their frame rate (a camera's pace), for lag measurements
 
 
 @dataclasses.dataclass
@@ -53,9 +54,9 @@ class _Cell:
     name: str
     confirmation: Confirmation
     features: dict = dataclasses.field(default_factory=dict)  # (stream, g) -> (D,)
-    thumbs: dict = dataclasses.field(default_factory=dict)    # g -> thumbnail
+    thumbs: dict = dataclasses.field(default_factory=dict)  # g -> thumbnail
     windows: int = 0
-    last: WindowScore | None = None   # the latest window (annotated video)
+    last: WindowScore | None = None  # the latest window (annotated video)
 
 
 class _SourceState:
@@ -69,10 +70,10 @@ class _SourceState:
         self.plan: WindowPlan | None = None
         self.segment = None
         self.shape = None
-        self.awaiting_next = []   # picked frames whose per-frame features wait for their next frame
+        self.awaiting_next = []  # picked frames whose per-frame features wait for their next frame
         self.last_t = None
         self.first_t = None
-        self.wall0 = 0.0   # wall clock when the source started
+        self.wall0 = 0.0  # wall clock when the source started
         self.status, self.message = "ok", ""
 
 
@@ -87,17 +88,25 @@ class Detector:
         annotator: optional ``Annotator`` writing every picture with its cells' scores and alarms.
     """
 
-    def __init__(self, head, features: WindowFeatures, settings: DetectorSettings, log: EventLog | None = None,
-                 annotator: Annotator | None = None):
+    def __init__(
+        self,
+        head,
+        features: WindowFeatures,
+        settings: DetectorSettings,
+        log: EventLog | None = None,
+        annotator: Annotator | None = None,
+    ):
         if head.T != settings.frames_per_window or head.D != features.feature_dim:
-            raise ValueError(f"the model reads (T={head.T}, D={head.D}) but the detector's streams give "
-                             f"(T={settings.frames_per_window}, D={features.feature_dim}); export and run do not match: "
-                             "re-run `nexara export RUN_DIR`")
+            raise ValueError(
+                f"the model reads (T={head.T}, D={head.D}) but the detector's streams give "
+                f"(T={settings.frames_per_window}, D={features.feature_dim}); export and run do not match: "
+                "re-run `nexara export RUN_DIR`"
+            )
         self.head, self.features, self.settings, self.log = head, features, settings, log
         self.annotator = annotator
         self.windows: list[WindowScore] = []
         self.head_s, self.head_calls = 0.0, 0
-        self.lags: list[float] = []   # seconds from the frame that completed windows to their scores
+        self.lags: list[float] = []  # seconds from the frame that completed windows to their scores
         self.behind_s: list[float] = []  # realtime: seconds from a window's end (on the source's clock) to its score
         self.states: list[_SourceState] = []
         self.wall0 = 0.0
@@ -110,9 +119,21 @@ class Detector:
         another beside them, so a folder of a thousand recordings never holds a thousand open decoders.
         ``source_options`` go to every ``FrameSource`` (tests inject ``opener``, ``sleep``, ``clock``).
         """
-        self.states = [_SourceState(spec, FrameSource(
-            spec, fps=self.settings.fps, max_gap_s=self.settings.max_gap_s, stall_s=self.settings.stall_s,
-            reconnect_attempts=self.settings.reconnect_attempts, **source_options), self.settings) for spec in specs]
+        self.states = [
+            _SourceState(
+                spec,
+                FrameSource(
+                    spec,
+                    fps=self.settings.fps,
+                    max_gap_s=self.settings.max_gap_s,
+                    stall_s=self.settings.stall_s,
+                    reconnect_attempts=self.settings.reconnect_attempts,
+                    **source_options,
+                ),
+                self.settings,
+            )
+            for spec in specs
+        ]
         files = [s for s in self.states if not s.spec.live]
         if sum(s.spec.live for s in self.states) + bool(files) > 1:
             for state in self.states:  # a camera in back-off must not hold up the others
@@ -178,16 +199,22 @@ class Detector:
             state.first_t = frame.t
         shape = frame.image.shape[:2]
         if state.shape is not None and shape != state.shape:
-            self._end_segment(state, f"picture size changed from {state.shape[1]}x{state.shape[0]} to "
-                                     f"{shape[1]}x{shape[0]}", frame.t)
+            self._end_segment(
+                state, f"picture size changed from {state.shape[1]}x{state.shape[0]} to {shape[1]}x{shape[0]}", frame.t
+            )
         if state.shape != shape:
             if not self._lay_out(state, shape):
                 return
         if state.segment is not None and frame.segment != state.segment:
             self._end_segment(state, "gap in the source", frame.t)
         if state.sampler is None:
-            state.plan = state.plan or WindowPlan.build(state.reader.fps, self.settings.window_s, self.settings.stride,
-                                                         self.settings.frames_per_window, self.features.reads_next)
+            state.plan = state.plan or WindowPlan.build(
+                state.reader.fps,
+                self.settings.window_s,
+                self.settings.stride,
+                self.settings.frames_per_window,
+                self.features.reads_next,
+            )
             state.sampler = WindowSampler(state.plan, frame.t)
             state.segment = frame.segment
         state.last_t = frame.t
@@ -196,9 +223,14 @@ class Detector:
         self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
 
     def _annotate(self, state: _SourceState, frame) -> None:
-        cells = [{"score": c.last.score if c.last is not None else None,
-                  "state": c.last.state if c.last is not None else None,
-                  "alarm": bool(c.confirmation.alarm_on)} for c in state.cells]
+        cells = [
+            {
+                "score": c.last.score if c.last is not None else None,
+                "state": c.last.state if c.last is not None else None,
+                "alarm": bool(c.confirmation.alarm_on),
+            }
+            for c in state.cells
+        ]
         self.annotator.frame(state.spec.name, frame.image, state.reader.fps, state.layout, cells)
 
     def _lay_out(self, state: _SourceState, shape) -> bool:
@@ -211,8 +243,10 @@ class Detector:
             return False
         state.shape = shape
         if not state.cells:
-            state.cells = [_Cell(cell.name, Confirmation(self.settings.policy, state.spec.name, cell.name))
-                           for cell in state.layout.cells]
+            state.cells = [
+                _Cell(cell.name, Confirmation(self.settings.policy, state.spec.name, cell.name))
+                for cell in state.layout.cells
+            ]
         return True
 
     def _frames_picked(self, state: _SourceState, picked) -> None:
@@ -249,12 +283,24 @@ class Detector:
             positions = sorted(picked)
             first, last = picked[positions[0]].index, picked[positions[-1]].index
             # window-level streams read native cells: cut each picked frame (and its next) once, not per cell
-            cells_of = ({g: (split_cells(p.image, state.layout), split_cells(p.next_image, state.layout))
-                         for g, p in picked.items()} if self.features.needs_native_frames else {})
+            cells_of = (
+                {
+                    g: (split_cells(p.image, state.layout), split_cells(p.next_image, state.layout))
+                    for g, p in picked.items()
+                }
+                if self.features.needs_native_frames
+                else {}
+            )
             for c, cell in enumerate(state.cells):
                 problem = signal_problem([cell.thumbs[g] for g in sorted(set(targets[0]))])
-                base = dict(source=state.spec.name, cell=cell.name, start_t=start_t, end_t=end_t,
-                            first_frame=first, last_frame=last)
+                base = dict(
+                    source=state.spec.name,
+                    cell=cell.name,
+                    start_t=start_t,
+                    end_t=end_t,
+                    first_frame=first,
+                    last_frame=last,
+                )
                 if problem:
                     meta.append((c, base, "no_signal", f"picture {problem}"))
                     continue
@@ -336,8 +382,16 @@ class Detector:
         self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
         cut = state.sampler.unfinished_windows()
         gap_start = state.last_t if state.last_t is not None else resume_t
-        self._emit({"type": "gap", "source": state.spec.name, "start_t": gap_start, "end_t": resume_t,
-                    "reason": reason, "windows_cut": len(cut)})
+        self._emit(
+            {
+                "type": "gap",
+                "source": state.spec.name,
+                "start_t": gap_start,
+                "end_t": resume_t,
+                "reason": reason,
+                "windows_cut": len(cut),
+            }
+        )
         stride_s = state.plan.stride_s
         starts = [state.sampler.window_span(m)[0] for m in cut]
         fill = gap_start + stride_s
@@ -346,8 +400,21 @@ class Detector:
             fill += stride_s
         for start in starts:
             for c in range(len(state.cells)):
-                self._record(state, c, WindowScore(state.spec.name, state.cells[c].name, start,
-                                                   start + state.plan.window_s, None, "gap", -1, -1, reason))
+                self._record(
+                    state,
+                    c,
+                    WindowScore(
+                        state.spec.name,
+                        state.cells[c].name,
+                        start,
+                        start + state.plan.window_s,
+                        None,
+                        "gap",
+                        -1,
+                        -1,
+                        reason,
+                    ),
+                )
         for cell in state.cells:
             cell.features.clear()
             cell.thumbs.clear()
@@ -367,8 +434,10 @@ class Detector:
         if state.status == "ok" and not any(c.windows for c in state.cells):
             duration = (state.last_t - state.first_t) if state.last_t is not None else 0.0
             state.status = "too short"
-            state.message = (f"{state.spec.name} is {duration:.1f} s long, shorter than the {self.settings.window_s:.1f} s "
-                             "window: nothing was scored")
+            state.message = (
+                f"{state.spec.name} is {duration:.1f} s long, shorter than the {self.settings.window_s:.1f} s "
+                "window: nothing was scored"
+            )
         self._emit({"type": "status", "source": state.spec.name, "status": state.status, "message": state.message})
 
     def _emit(self, event: dict) -> None:
@@ -382,17 +451,35 @@ class Detector:
             reader = state.reader
             duration = (state.last_t - state.first_t) if state.last_t is not None else 0.0
             cells = [{"cell": cell.name, **cell.confirmation.summary()} for cell in state.cells]
-            sources.append({"source": state.spec.name, "status": state.status, "message": state.message,
-                            "fps": getattr(reader, "fps", None), "fps_source": getattr(reader, "fps_source", None),
-                            "duration_s": duration, "stats": dict(getattr(reader, "stats", {})),
-                            "gaps": [dataclasses.asdict(g) for g in getattr(reader, "gaps", [])],
-                            "events": list(getattr(reader, "events", [])), "cells": cells})
+            sources.append(
+                {
+                    "source": state.spec.name,
+                    "status": state.status,
+                    "message": state.message,
+                    "fps": getattr(reader, "fps", None),
+                    "fps_source": getattr(reader, "fps_source", None),
+                    "duration_s": duration,
+                    "stats": dict(getattr(reader, "stats", {})),
+                    "gaps": [dataclasses.asdict(g) for g in getattr(reader, "gaps", [])],
+                    "events": list(getattr(reader, "events", [])),
+                    "cells": cells,
+                }
+            )
         source_s = sum(s["duration_s"] for s in sources)
-        return {"sources": sources, "windows": len(self.windows), "wall_s": wall_s,
-                "realtime_factor": source_s / wall_s if wall_s > 0 else None,
-                "backbone": {"calls": self.features.calls, "frames": self.features.frames, "seconds": self.features.model_s},
-                "head": {"calls": self.head_calls, "seconds": self.head_s},
-                "lag_s": _spread(self.lags), "behind_live_s": _spread(self.behind_s)}
+        return {
+            "sources": sources,
+            "windows": len(self.windows),
+            "wall_s": wall_s,
+            "realtime_factor": source_s / wall_s if wall_s > 0 else None,
+            "backbone": {
+                "calls": self.features.calls,
+                "frames": self.features.frames,
+                "seconds": self.features.model_s,
+            },
+            "head": {"calls": self.head_calls, "seconds": self.head_s},
+            "lag_s": _spread(self.lags),
+            "behind_live_s": _spread(self.behind_s),
+        }
 
     @property
     def episodes(self) -> list:

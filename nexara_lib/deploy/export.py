@@ -21,6 +21,7 @@ refused. Every file is written atomically; a re-export first removes ``export.js
 "no export", never a mix), then replaces the files. ``load_export`` checks each file against its
 sha256 before running it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,12 +81,15 @@ def check_variants(variants) -> tuple[str, ...]:
     chosen = [variants] if isinstance(variants, str) else list(variants or ())
     unknown = [v for v in chosen if v not in VARIANTS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
-        raise ExportError(f"export variants must be a non-empty list without repeats of {list(VARIANTS)}, "
-                          f"got {variants!r}; set export_variants accordingly")
+        raise ExportError(
+            f"export variants must be a non-empty list without repeats of {list(VARIANTS)}, "
+            f"got {variants!r}; set export_variants accordingly"
+        )
     return tuple(v for v in VARIANTS if v in chosen)
 
 
 # --- quiet TensorFlow ------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet():
@@ -104,18 +108,22 @@ def _quiet():
 
 # --- the model -------------------------------------------------------------------------
 
+
 def _load_model(model_path: Path):
     from nexara_lib.training.model_files import load_sequence_model
 
     if not model_path.is_file():
-        raise ExportError(f"model file {model_path} does not exist; train the run first (or give the .keras "
-                          "file of the carried-forward model)")
+        raise ExportError(
+            f"model file {model_path} does not exist; train the run first (or give the .keras "
+            "file of the carried-forward model)"
+        )
     try:
         with _quiet():
             return load_sequence_model(model_path)
     except Exception as err:
-        raise ExportError(f"cannot load model {model_path} ({_first_line(err)}); "
-                          "it must be a .keras file saved by this library") from None
+        raise ExportError(
+            f"cannot load model {model_path} ({_first_line(err)}); it must be a .keras file saved by this library"
+        ) from None
 
 
 def _unroll_config(node) -> int:
@@ -152,14 +160,17 @@ def builtin_ops_model(model, where: str = "model"):
                 model.save_weights(weights)
                 clone.load_weights(weights)
     except Exception as err:
-        raise ExportError(f"{where}: cannot unroll its recurrent layers for a builtin-ops TFLite export "
-                          f"({_first_line(err)}); recurrent layers need a fixed number of time steps T") from None
+        raise ExportError(
+            f"{where}: cannot unroll its recurrent layers for a builtin-ops TFLite export "
+            f"({_first_line(err)}); recurrent layers need a fixed number of time steps T"
+        ) from None
     if not isinstance(clone, keras.Model):
         raise ExportError(f"{where}: rebuilding it from its config gave a {type(clone).__name__}, not a model")
     return clone
 
 
 # --- writing -----------------------------------------------------------------------------
+
 
 def _write_saved_model(model, T: int, D: int, final: Path, where: str) -> None:
     """Write a SavedModel serving ``(None, T, D)`` to a temporary folder, then swap it in."""
@@ -173,9 +184,11 @@ def _write_saved_model(model, T: int, D: int, final: Path, where: str) -> None:
         with _quiet():
             archive = keras.export.ExportArchive()
             archive.track(model)
-            archive.add_endpoint("serve", fn=lambda x: model(x, training=False),
-                                 input_signature=[keras.InputSpec(shape=(None, T, D), dtype="float32",
-                                                                  name="features")])
+            archive.add_endpoint(
+                "serve",
+                fn=lambda x: model(x, training=False),
+                input_signature=[keras.InputSpec(shape=(None, T, D), dtype="float32", name="features")],
+            )
             archive.write_out(str(tmp), verbose=False)
     except Exception as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -188,8 +201,11 @@ def _write_saved_model(model, T: int, D: int, final: Path, where: str) -> None:
 
 def _missing_ops(err: BaseException) -> list[str]:
     """The TF ops a converter error says builtin TFLite lacks (from its structured errors, else its text)."""
-    ops = {e.operator.name for e in getattr(err, "errors", None) or ()
-           if "ERROR_NEEDS_" in str(e) and getattr(getattr(e, "operator", None), "name", "")}
+    ops = {
+        e.operator.name
+        for e in getattr(err, "errors", None) or ()
+        if "ERROR_NEEDS_" in str(e) and getattr(getattr(e, "operator", None), "name", "")
+    }
     ops |= set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", str(err)))
     return sorted(ops)
 
@@ -209,13 +225,18 @@ def _convert(saved_model: Path, variant: str, where: str) -> bytes:
     except Exception as err:
         ops = _missing_ops(err)
         if ops:
-            raise ExportError(f"{where} cannot be exported with TFLite builtin ops only: it uses {', '.join(ops)}, "
-                              "which LiteRT's builtin kernels lack (Select TF ops are not used: edge runtimes do "
-                              "not ship them). Replace the layer that uses them with builtin-friendly ops "
-                              "(keras.ops matmul/add/tanh/sigmoid/softmax/mean...) and retrain, or export another "
-                              "model from available_models()") from None
-        details = [str(e.error_message).strip().splitlines()[0] for e in getattr(err, "errors", None) or ()
-                   if str(getattr(e, "error_message", "")).strip()]
+            raise ExportError(
+                f"{where} cannot be exported with TFLite builtin ops only: it uses {', '.join(ops)}, "
+                "which LiteRT's builtin kernels lack (Select TF ops are not used: edge runtimes do "
+                "not ship them). Replace the layer that uses them with builtin-friendly ops "
+                "(keras.ops matmul/add/tanh/sigmoid/softmax/mean...) and retrain, or export another "
+                "model from available_models()"
+            ) from None
+        details = [
+            str(e.error_message).strip().splitlines()[0]
+            for e in getattr(err, "errors", None) or ()
+            if str(getattr(e, "error_message", "")).strip()
+        ]
         cause = "; ".join(dict.fromkeys(details))[:400] if details else _first_line(err)
         raise ExportError(f"{where}: TFLite conversion ({variant}) failed: {cause}") from None
 
@@ -231,8 +252,10 @@ def _probe(reference: KerasHead, path: Path, variant: str) -> float:
         raise ExportError(f"the {variant} export does not run: {err}") from None
     delta = np.abs(got.astype(np.float64) - np.concatenate([want[:1], want]))
     if not np.all(np.isfinite(delta)):
-        raise ExportError(f"{path}: the {variant} export gives non-finite probabilities on the probe batch; "
-                          "the conversion is broken, do not deploy it")
+        raise ExportError(
+            f"{path}: the {variant} export gives non-finite probabilities on the probe batch; "
+            "the conversion is broken, do not deploy it"
+        )
     return float(delta.max())
 
 
@@ -246,8 +269,13 @@ def _versions() -> dict:
         litert = metadata.version("ai-edge-litert")
     except metadata.PackageNotFoundError:
         litert = None
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "ai_edge_litert": litert, "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "ai_edge_litert": litert,
+        "numpy": np.__version__,
+    }
 
 
 def export_head(model_path, out_dir, *, variants=VARIANTS, facts: dict | None = None) -> dict:
@@ -286,8 +314,9 @@ def export_head(model_path, out_dir, *, variants=VARIANTS, facts: dict | None = 
     except ValueError as err:
         raise ExportError(str(err)) from None
     if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (2,):
-        raise ExportError(f"{where}: a head outputs one (N, 2) softmax, the model outputs "
-                          f"{[tuple(o.shape) for o in model.outputs]}")
+        raise ExportError(
+            f"{where}: a head outputs one (N, 2) softmax, the model outputs {[tuple(o.shape) for o in model.outputs]}"
+        )
     reference = KerasHead(model)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,30 +328,46 @@ def export_head(model_path, out_dir, *, variants=VARIANTS, facts: dict | None = 
         path = write_atomic(out_dir / head_file(variant), lambda handle: handle.write(blob), binary=True)
         delta = _probe(reference, path, variant)
         if variant == "float32" and delta > TOLERANCES["float32"]:
-            raise ExportError(f"{path}: the float32 export differs from the Keras model by {delta:.2e} in p(violent) "
-                              f"on the probe batch (allowed {TOLERANCES['float32']:.0e}); the conversion is wrong, "
-                              "do not deploy it (report it with the model file)")
+            raise ExportError(
+                f"{path}: the float32 export differs from the Keras model by {delta:.2e} in p(violent) "
+                f"on the probe batch (allowed {TOLERANCES['float32']:.0e}); the conversion is wrong, "
+                "do not deploy it (report it with the model file)"
+            )
         if delta > TOLERANCES[variant]:
-            logger.warning("%s: probe max |dp| %.2e exceeds the %s tolerance %.0e; check head_parity on real "
-                           "clips before deploying it", path, delta, variant, TOLERANCES[variant])
-        entries[variant] = {"file": path.name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
-                            "probe_max_abs_delta": delta}
+            logger.warning(
+                "%s: probe max |dp| %.2e exceeds the %s tolerance %.0e; check head_parity on real "
+                "clips before deploying it",
+                path,
+                delta,
+                variant,
+                TOLERANCES[variant],
+            )
+        entries[variant] = {
+            "file": path.name,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "bytes": len(blob),
+            "probe_max_abs_delta": delta,
+        }
         logger.info("exported %s (%d bytes, probe max |dp| %.2e)", path, len(blob), delta)
     for variant in set(VARIANTS) - set(chosen):  # a variant not re-exported must not linger
         (out_dir / head_file(variant)).unlink(missing_ok=True)
-    manifest = to_jsonable({
-        "format": FORMAT,
-        "model": {"file": model_path.name, "sha256": sha256_file(model_path), "name": model.name},
-        "input": {"T": T, "D": D},
-        "saved_model": SAVED_MODEL_DIR,
-        "variants": entries,
-        "versions": _versions(),
-        **facts})
+    manifest = to_jsonable(
+        {
+            "format": FORMAT,
+            "model": {"file": model_path.name, "sha256": sha256_file(model_path), "name": model.name},
+            "input": {"T": T, "D": D},
+            "saved_model": SAVED_MODEL_DIR,
+            "variants": entries,
+            "versions": _versions(),
+            **facts,
+        }
+    )
     write_json_atomic(out_dir / EXPORT_FILE, manifest)
     return manifest
 
 
 # --- reading -----------------------------------------------------------------------------
+
 
 def read_export(out_dir) -> dict:
     """The manifest of the export in ``out_dir``; ``ExportError`` when there is none or it is unreadable."""
@@ -334,8 +379,12 @@ def read_export(out_dir) -> dict:
         raise ExportError(f"{err}; or {REEXPORT}") from None
     if manifest is None:
         raise ExportError(f"no export in {out_dir} ({EXPORT_FILE} is missing): run `nexara export RUN_DIR`")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(
-            manifest.get("variants"), dict) or not isinstance(manifest.get("input"), dict):
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("variants"), dict)
+        or not isinstance(manifest.get("input"), dict)
+    ):
         raise ExportError(f"{path} is not an export manifest of format {FORMAT}; {REEXPORT}")
     return manifest
 
@@ -351,18 +400,22 @@ def load_export(out_dir, variant: str = "float32", num_threads: int = 2) -> tupl
     manifest = read_export(out_dir)
     variants = manifest["variants"]
     if variant not in variants:
-        raise ExportError(f"the export in {out_dir} has no {variant!r} variant; exported: {sorted(variants)}. "
-                          f"Choose one of those, or add it to export_variants and {REEXPORT}")
+        raise ExportError(
+            f"the export in {out_dir} has no {variant!r} variant; exported: {sorted(variants)}. "
+            f"Choose one of those, or add it to export_variants and {REEXPORT}"
+        )
     entry = variants[variant]
     path = out_dir / str(entry.get("file", ""))
     if not path.is_file():
         raise ExportError(f"{path} is missing though {out_dir / EXPORT_FILE} lists it; {REEXPORT}")
     size, digest = path.stat().st_size, sha256_file(path)
     if digest != entry.get("sha256"):
-        raise ExportError(f"{path} does not match {out_dir / EXPORT_FILE}: it has {size} bytes "
-                          f"(sha256 {digest[:12]}…), the export wrote {entry.get('bytes')} bytes "
-                          f"(sha256 {str(entry.get('sha256'))[:12]}…); "
-                          f"the file is truncated, corrupt or replaced: re-export ({REEXPORT})")
+        raise ExportError(
+            f"{path} does not match {out_dir / EXPORT_FILE}: it has {size} bytes "
+            f"(sha256 {digest[:12]}…), the export wrote {entry.get('bytes')} bytes "
+            f"(sha256 {str(entry.get('sha256'))[:12]}…); "
+            f"the file is truncated, corrupt or replaced: re-export ({REEXPORT})"
+        )
     try:
         head = TFLiteHead(path, num_threads=num_threads, variant=variant)
     except ValueError as err:
@@ -394,9 +447,15 @@ def check_export_matches(manifest: dict, expected: dict, where: str | None = Non
     """
     have = to_jsonable(_facts(manifest))
     want = to_jsonable(dict(expected))
-    mismatches = [f"{key}: export has {have[key]!r}, the run has {want[key]!r}"
-                  for key in sorted(set(have) & set(want)) if have[key] != want[key]]
+    mismatches = [
+        f"{key}: export has {have[key]!r}, the run has {want[key]!r}"
+        for key in sorted(set(have) & set(want))
+        if have[key] != want[key]
+    ]
     if mismatches:
         place = f" in {where}" if where else ""
-        raise ExportError(f"the export{place} was made for a different run:\n  " + "\n  ".join(mismatches)
-                          + f"\n{REEXPORT} to export this run's model")
+        raise ExportError(
+            f"the export{place} was made for a different run:\n  "
+            + "\n  ".join(mismatches)
+            + f"\n{REEXPORT} to export this run's model"
+        )

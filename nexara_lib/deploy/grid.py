@@ -6,6 +6,7 @@ a ``margin`` cut from every side of a cell (borders, captions). Cells are views 
 splitting copies nothing. ``thumbnail`` and ``signal_problem`` tell a black or frozen camera (a cell
 that shows nothing worth scoring) from a live one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ import numpy as np
 from nexara_lib.config import SCHEMA
 from nexara_lib.transforms.frame_views import tile_bounds
 
-BLACK_MAX_STD = 3.0   # a black picture's thumbnail has a mean below black_level and a std below this
+BLACK_MAX_STD = 3.0  # a black picture's thumbnail has a mean below black_level and a std below this
 
 
 class GridError(ValueError):
@@ -27,6 +28,7 @@ class GridError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One camera of a grid: name ("r1c2", 1-based; "full" for a 1x1 grid), 0-based row/col, pixel bounds."""
+
     name: str
     row: int
     col: int
@@ -39,6 +41,7 @@ class Cell:
 @dataclasses.dataclass(frozen=True)
 class GridLayout:
     """Cells of a rows x cols grid on a height x width picture, row-major."""
+
     rows: int
     cols: int
     margin: int
@@ -59,8 +62,9 @@ def parse_grid(text: str) -> tuple[int, int]:
     """
     match = re.fullmatch(r"\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*", text) if isinstance(text, str) else None
     if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise GridError(f"grid {text!r} is not ROWSxCOLS with both at least 1; write it like 2x2, 3x3 or 1x4 "
-                        "(1x1 for one camera)")
+        raise GridError(
+            f"grid {text!r} is not ROWSxCOLS with both at least 1; write it like 2x2, 3x3 or 1x4 (1x1 for one camera)"
+        )
     return int(match.group(1)), int(match.group(2))
 
 
@@ -70,9 +74,14 @@ def _positive_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def grid_layout(height: int, width: int, rows: int = 1, cols: int = 1,
-                margin: int = SCHEMA["detect_grid_margin"].default,
-                min_cell: int = SCHEMA["detect_min_cell"].default) -> GridLayout:
+def grid_layout(
+    height: int,
+    width: int,
+    rows: int = 1,
+    cols: int = 1,
+    margin: int = SCHEMA["detect_grid_margin"].default,
+    min_cell: int = SCHEMA["detect_min_cell"].default,
+) -> GridLayout:
     """Cell bounds of a rows x cols grid on a picture.
 
     Args:
@@ -97,9 +106,11 @@ def grid_layout(height: int, width: int, rows: int = 1, cols: int = 1,
     cell_w = min(c.x1 - c.x0 for c in cells)
     if min(cell_h, cell_w) < min_cell:
         after = f" after a {margin} px margin" if margin else ""
-        raise GridError(f"a {rows}x{cols} grid of a {width}x{height} picture gives cells of "
-                        f"{max(cell_w, 0)}x{max(cell_h, 0)} px{after}, smaller than the {min_cell} px minimum "
-                        "(detect_min_cell); use a smaller grid, a larger picture or lower detect_min_cell")
+        raise GridError(
+            f"a {rows}x{cols} grid of a {width}x{height} picture gives cells of "
+            f"{max(cell_w, 0)}x{max(cell_h, 0)} px{after}, smaller than the {min_cell} px minimum "
+            "(detect_min_cell); use a smaller grid, a larger picture or lower detect_min_cell"
+        )
     return GridLayout(rows, cols, margin, height, width, tuple(cells))
 
 
@@ -116,9 +127,11 @@ def split_cells(image: np.ndarray, layout: GridLayout) -> list[np.ndarray]:
     """
     if image.ndim < 2 or image.shape[:2] != (layout.height, layout.width):
         got = f"{image.shape[1]}x{image.shape[0]}" if image.ndim >= 2 else f"shape {image.shape}"
-        raise GridError(f"picture is {got} but the {layout.rows}x{layout.cols} grid was laid out for "
-                        f"{layout.width}x{layout.height}; lay the grid out again for the new size")
-    return [image[c.y0:c.y1, c.x0:c.x1] for c in layout.cells]
+        raise GridError(
+            f"picture is {got} but the {layout.rows}x{layout.cols} grid was laid out for "
+            f"{layout.width}x{layout.height}; lay the grid out again for the new size"
+        )
+    return [image[c.y0 : c.y1, c.x0 : c.x1] for c in layout.cells]
 
 
 def thumbnail(image: np.ndarray, side: int = 32) -> np.ndarray:
@@ -151,7 +164,8 @@ def signal_problem(thumbs: list[np.ndarray], black_level: float = 12.0, frozen_d
         return None
     if all(float(t.mean()) < black_level and float(t.std()) < BLACK_MAX_STD for t in thumbs):
         return "black"
-    if len(thumbs) >= 2 and all(float(np.abs(a.astype(np.float32) - b).mean()) < frozen_diff
-                                for a, b in zip(thumbs, thumbs[1:])):
+    if len(thumbs) >= 2 and all(
+        float(np.abs(a.astype(np.float32) - b).mean()) < frozen_diff for a, b in zip(thumbs, thumbs[1:])
+    ):
         return "frozen"
     return None

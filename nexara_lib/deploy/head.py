@@ -12,6 +12,7 @@ Input checks raise ``ValueError`` saying the expected ``(T, D)`` and what came. 
 raises ``HeadError`` (file and cause): the caller records an error state for those windows, never a
 probability. p(violent) is column 1 of the model's 2-way softmax (``nexara_lib.labels``: 1 = violent).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,10 @@ def head_input_shape(shape, where: str) -> tuple[int, int]:
     """``(T, D)`` from a model input shape ``(None, T, D)``; ``ValueError`` naming ``where`` otherwise."""
     dims = tuple(shape)
     if len(dims) != 3 or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims[1:]):
-        raise ValueError(f"{where}: a head takes one input of shape (N, T, D) with fixed T and D, "
-                         f"got input shape {dims}; export a model from create_sequence_model")
+        raise ValueError(
+            f"{where}: a head takes one input of shape (N, T, D) with fixed T and D, "
+            f"got input shape {dims}; export a model from create_sequence_model"
+        )
     return int(dims[1]), int(dims[2])
 
 
@@ -73,11 +76,15 @@ def check_windows(x, T: int, D: int, where: str) -> np.ndarray:
     try:
         arr = np.ascontiguousarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: windows must be a numeric (N, T, D) = (N, {T}, {D}) array, "
-                         f"could not read them as float32 ({err})") from None
+        raise ValueError(
+            f"{where}: windows must be a numeric (N, T, D) = (N, {T}, {D}) array, "
+            f"could not read them as float32 ({err})"
+        ) from None
     if arr.ndim != 3 or arr.shape[1:] != (T, D):
-        raise ValueError(f"{where}: expected windows of shape (N, T, D) = (N, {T}, {D}), got shape {arr.shape}; "
-                         "the features must come from the run's backbone and window length")
+        raise ValueError(
+            f"{where}: expected windows of shape (N, T, D) = (N, {T}, {D}), got shape {arr.shape}; "
+            "the features must come from the run's backbone and window length"
+        )
     return arr
 
 
@@ -114,16 +121,19 @@ class KerasHead:
             try:
                 self.model = load_sequence_model(self.path)
             except Exception as err:
-                raise ValueError(f"Keras head: cannot load {self.path} ({type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else ''}); is it a .keras file "
-                                 "saved by this library?") from None
+                raise ValueError(
+                    f"Keras head: cannot load {self.path} ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else ''}); is it a .keras file "
+                    "saved by this library?"
+                ) from None
         self.where = f"Keras head {self.path or self.model.name}"
         if len(self.model.inputs) != 1:
             raise ValueError(f"{self.where}: a head takes exactly one input, the model has {len(self.model.inputs)}")
         self.T, self.D = head_input_shape(self.model.inputs[0].shape, self.where)
         model = self.model
-        self._call = tf.function(lambda x: model(x, training=False),
-                                 input_signature=[tf.TensorSpec([None, self.T, self.D], tf.float32)])
+        self._call = tf.function(
+            lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, self.T, self.D], tf.float32)]
+        )
         # Trace once now, with TensorFlow's Python logger quiet: every head wraps the same lambda, so a few heads in
         # a row would otherwise print TensorFlow's "retracing" warning into the reports (the signature is fixed).
         logger = tf.get_logger()
@@ -142,8 +152,10 @@ class KerasHead:
         try:
             out = self._call(arr).numpy()
         except Exception as err:
-            raise HeadError(f"{self.where} failed on {len(arr)} windows: {type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}") from err
+            raise HeadError(
+                f"{self.where} failed on {len(arr)} windows: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
         return _probabilities(out, self.where)
 
 
@@ -175,17 +187,21 @@ class TFLiteHead:
                 self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
                 self._interpreter.allocate_tensors()
         except Exception as err:
-            raise ValueError(f"{self.where}: LiteRT cannot load it ({type(err).__name__}: "
-                             f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
-                             "the file is damaged or not a TFLite model: re-export it") from None
+            raise ValueError(
+                f"{self.where}: LiteRT cannot load it ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
+                "the file is damaged or not a TFLite model: re-export it"
+            ) from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{self.where}: a head has one input and one output, the file has "
-                             f"{len(inputs)} and {len(outputs)}")
+            raise ValueError(
+                f"{self.where}: a head has one input and one output, the file has {len(inputs)} and {len(outputs)}"
+            )
         self._input, self._output = inputs[0], outputs[0]
         if self._input["dtype"] != np.float32:
-            raise ValueError(f"{self.where}: a head takes float32 windows, the file's input is "
-                             f"{np.dtype(self._input['dtype']).name}")
+            raise ValueError(
+                f"{self.where}: a head takes float32 windows, the file's input is {np.dtype(self._input['dtype']).name}"
+            )
         signature = [None if int(d) < 0 else int(d) for d in self._input.get("shape_signature", self._input["shape"])]
         self.T, self.D = head_input_shape(signature, self.where)
         self._batch = int(self._input["shape"][0])

@@ -7,13 +7,14 @@ nearest t (ties to the earlier one), so a clip keeps its duration whatever its f
 Frames are resized with INTER_AREA; videos are written atomically with OpenCV (mp4v for .mp4,
 MJPG for .avi). Clips are read sequentially, one frame held at a time per input.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -73,14 +74,18 @@ class _Clip:
     def frame(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """Frame ``index`` (not before the last one asked for) as BGR of ``size``."""
         if index < self._index:
-            raise ValueError(f"{self.path.name}: frame {index} asked after frame {self._index} (reading is forward only)")
+            raise ValueError(
+                f"{self.path.name}: frame {index} asked after frame {self._index} (reading is forward only)"
+            )
         if index == self._index:
             return self._frame
         if self._cap is None:
             self._cap = cv2.VideoCapture(str(self.path))
         while self._index < index - 1:
             if not self._cap.grab():
-                raise ValueError(f"{self.what} {self.path.name}: frame {self._index + 1} of {self.frames} does not decode")
+                raise ValueError(
+                    f"{self.what} {self.path.name}: frame {self._index + 1} of {self.frames} does not decode"
+                )
             self._index += 1
         ok, frame = self._cap.read()
         if not ok or frame is None:
@@ -109,7 +114,9 @@ def _video_writer(out: Path, fps: float, size: tuple[int, int]) -> Iterator[cv2.
         writer = cv2.VideoWriter(str(tmp), fourcc, float(fps), size)
         try:
             if not writer.isOpened():
-                raise ValueError(f"OpenCV cannot write {out.suffix} video of {size[0]}x{size[1]} at {fps:g} fps to {out}")
+                raise ValueError(
+                    f"OpenCV cannot write {out.suffix} video of {size[0]}x{size[1]} at {fps:g} fps to {out}"
+                )
             yield writer
         finally:
             writer.release()
@@ -118,11 +125,17 @@ def _video_writer(out: Path, fps: float, size: tuple[int, int]) -> Iterator[cv2.
 def _label(label, path) -> int:
     if isinstance(label, (bool, int, np.integer)) and int(label) in (0, 1):
         return int(label)
-    raise ValueError(f"clip {Path(path).name}: label must be 0 ({CLASS_NAMES[0]}) or 1 ({CLASS_NAMES[1]}), got {label!r}")
+    raise ValueError(
+        f"clip {Path(path).name}: label must be 0 ({CLASS_NAMES[0]}) or 1 ({CLASS_NAMES[1]}), got {label!r}"
+    )
 
 
-def assemble_long_video(clips: Sequence[tuple[str, int]], out_path: str | os.PathLike, fps: float | None = None,
-                        size: tuple[int, int] | None = None) -> list[dict]:
+def assemble_long_video(
+    clips: Sequence[tuple[str, int]],
+    out_path: str | os.PathLike,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> list[dict]:
     """Concatenate labelled clips into one video whose truth segments are known.
 
     Clip c occupies output frames [round(T_c * fps), round(T_(c+1) * fps)), T_c being the summed
@@ -163,18 +176,28 @@ def assemble_long_video(clips: Sequence[tuple[str, int]], out_path: str | os.Pat
                 for j in range(bounds[c], bounds[c + 1]):
                     writer.write(clip.frame(nearest_index((j - bounds[c]) / fps, clip.fps, clip.frames), size))
                 clip.release()
-                segments.append({"start_t": bounds[c] / fps, "end_t": bounds[c + 1] / fps, "label": labels[c],
-                                 "class_name": CLASS_NAMES[labels[c]], "clip": clip.path.name,
-                                 "first_frame": bounds[c], "last_frame": bounds[c + 1] - 1,
-                                 "source_fps": clip.fps, "source_frames": clip.frames})
+                segments.append(
+                    {
+                        "start_t": bounds[c] / fps,
+                        "end_t": bounds[c + 1] / fps,
+                        "label": labels[c],
+                        "class_name": CLASS_NAMES[labels[c]],
+                        "clip": clip.path.name,
+                        "first_frame": bounds[c],
+                        "last_frame": bounds[c + 1] - 1,
+                        "source_fps": clip.fps,
+                        "source_frames": clip.frames,
+                    }
+                )
     finally:
         for clip in sources:
             clip.release()
     return segments
 
 
-def assemble_grid_video(videos: Sequence[str | os.PathLike], rows: int, cols: int, out_path: str | os.PathLike,
-                        cell_size: tuple[int, int]) -> None:
+def assemble_grid_video(
+    videos: Sequence[str | os.PathLike], rows: int, cols: int, out_path: str | os.PathLike, cell_size: tuple[int, int]
+) -> None:
     """A rows x cols mosaic of videos, row-major (video i in row i // cols, column i % cols).
 
     The output runs at the first video's frame rate for as long as the longest video; each output
@@ -192,7 +215,9 @@ def assemble_grid_video(videos: Sequence[str | os.PathLike], rows: int, cols: in
     if int(rows) != rows or int(cols) != cols or rows < 1 or cols < 1:
         raise ValueError(f"assemble_grid_video: rows and cols must be whole numbers >= 1, got {rows!r}, {cols!r}")
     if not 1 <= len(videos) <= rows * cols:
-        raise ValueError(f"assemble_grid_video: a {rows}x{cols} grid takes 1 to {rows * cols} videos, got {len(videos)}")
+        raise ValueError(
+            f"assemble_grid_video: a {rows}x{cols} grid takes 1 to {rows * cols} videos, got {len(videos)}"
+        )
     w, h = _check_size(cell_size, "cell_size")
     inputs = [_Clip(path, "video") for path in videos]
     fps = inputs[0].fps
@@ -205,8 +230,9 @@ def assemble_grid_video(videos: Sequence[str | os.PathLike], rows: int, cols: in
                 for k, video in enumerate(inputs):
                     if t * video.fps < video.frames - FRAME_EPS:  # before the input's end
                         r, c = divmod(k, cols)
-                        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = video.frame(
-                            nearest_index(t, video.fps, video.frames), (w, h))
+                        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = video.frame(
+                            nearest_index(t, video.fps, video.frames), (w, h)
+                        )
                     else:
                         video.release()
                 writer.write(canvas)

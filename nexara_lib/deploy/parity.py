@@ -7,6 +7,7 @@ and mean |delta p(violent)|, how often the labels agree at the run's threshold (
 at a few batch sizes (median over repeats after warm-up). ``probe_windows`` makes the small seeded batch
 that ``export_head`` checks every fresh export on.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,17 @@ from nexara_lib.training.layers import INPUT_NORMALIZATION_NAME
 # max |delta p(violent)| allowed vs the Keras model, per exported variant
 TOLERANCES = {"float32": 1e-4, "float16": 1e-2, "int8": 2e-2}
 
-PARITY_COLUMNS = ("variant", "max |Δp|", "mean |Δp|", "label agreement", "AUC Keras", "AUC variant",
-                  "AUC change", "tolerance", "within tolerance")
+PARITY_COLUMNS = (
+    "variant",
+    "max |Δp|",
+    "mean |Δp|",
+    "label agreement",
+    "AUC Keras",
+    "AUC variant",
+    "AUC change",
+    "tolerance",
+    "within tolerance",
+)
 LATENCY_COLUMNS = ("variant", "batch", "ms per call", "ms per window", "repeats")
 
 
@@ -31,8 +41,10 @@ def _tolerance(key: str, head) -> float:
     for name in (key, getattr(head, "variant", "")):
         if name in TOLERANCES:
             return TOLERANCES[name]
-    raise ValueError(f"head {key!r} (variant {getattr(head, 'variant', '?')!r}) has no parity tolerance; "
-                     f"name it by one of {sorted(TOLERANCES)}")
+    raise ValueError(
+        f"head {key!r} (variant {getattr(head, 'variant', '?')!r}) has no parity tolerance; "
+        f"name it by one of {sorted(TOLERANCES)}"
+    )
 
 
 def head_parity(reference, heads: dict, x, y, threshold: float) -> pd.DataFrame:
@@ -52,13 +64,17 @@ def head_parity(reference, heads: dict, x, y, threshold: float) -> pd.DataFrame:
     x = check_windows(x, reference.T, reference.D, where)
     y = np.asarray(y).ravel()
     if len(x) == 0 or len(y) != len(x) or not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{where}: needs N >= 1 windows and N labels in {{0, 1}}, got {len(x)} windows and "
-                         f"labels {np.unique(y).tolist()[:5]} ({len(y)})")
+        raise ValueError(
+            f"{where}: needs N >= 1 windows and N labels in {{0, 1}}, got {len(x)} windows and "
+            f"labels {np.unique(y).tolist()[:5]} ({len(y)})"
+        )
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
     base = reference.predict(x)
-    rows = [probability_parity(key, base, head.predict(x), y, threshold, _tolerance(key, head))
-            for key, head in heads.items()]
+    rows = [
+        probability_parity(key, base, head.predict(x), y, threshold, _tolerance(key, head))
+        for key, head in heads.items()
+    ]
     return pd.DataFrame(rows, columns=list(PARITY_COLUMNS))
 
 
@@ -72,10 +88,17 @@ def probability_parity(name: str, reference, candidate, y, threshold: float, tol
     delta = np.abs(p - base)
     base_auc, auc = roc_auc(y, base), roc_auc(y, p)
     max_delta = float(delta.max())
-    return {"variant": name, "max |Δp|": max_delta, "mean |Δp|": float(delta.mean()),
-            "label agreement": float(np.mean(predict_labels(p, threshold) == predict_labels(base, threshold))),
-            "AUC Keras": base_auc, "AUC variant": auc, "AUC change": auc - base_auc,
-            "tolerance": tolerance, "within tolerance": bool(max_delta <= tolerance)}
+    return {
+        "variant": name,
+        "max |Δp|": max_delta,
+        "mean |Δp|": float(delta.mean()),
+        "label agreement": float(np.mean(predict_labels(p, threshold) == predict_labels(base, threshold))),
+        "AUC Keras": base_auc,
+        "AUC variant": auc,
+        "AUC change": auc - base_auc,
+        "tolerance": tolerance,
+        "within tolerance": bool(max_delta <= tolerance),
+    }
 
 
 def head_latency(heads: dict, batches=(1, 9), repeats: int = 20, warmup: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -110,8 +133,15 @@ def head_latency(heads: dict, batches=(1, 9), repeats: int = 20, warmup: int = 3
                 head.predict(x)
                 times.append(time.perf_counter() - start)
             ms = 1000.0 * float(np.median(times))
-            rows.append({"variant": key, "batch": int(batch), "ms per call": ms, "ms per window": ms / batch,
-                         "repeats": repeats})
+            rows.append(
+                {
+                    "variant": key,
+                    "batch": int(batch),
+                    "ms per call": ms,
+                    "ms per window": ms / batch,
+                    "repeats": repeats,
+                }
+            )
     return pd.DataFrame(rows, columns=list(LATENCY_COLUMNS))
 
 

@@ -1,5 +1,6 @@
 """What the detector watches: files, folders, camera indices and stream URLs as ``SourceSpec``s, with a URL's
 credentials masked in every name, message and repr (``mask_credentials``)."""
+
 from __future__ import annotations
 
 import collections
@@ -31,6 +32,7 @@ def mask_credentials(text) -> str:
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
     """One source: display name (credentials masked), what ``cv2.VideoCapture`` opens, live or file."""
+
     name: str
     uri: str | int = dataclasses.field(repr=False)
     live: bool

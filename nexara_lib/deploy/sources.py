@@ -9,6 +9,7 @@ Frames are converted as training decoded them (``video.reader.to_rgb``); odd one
 skipped and counted, never raised. Every gap (timestamp jump over ``max_gap_s``, backwards timestamp,
 reconnect) starts a new segment, so windows never span two. Only counters grow per frame.
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,26 +18,30 @@ import math
 import statistics
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
 from nexara_lib.config import SCHEMA
-from nexara_lib.deploy.source_specs import (LIVE_SCHEMES, VIDEO_EXTENSIONS, SourceError, SourceSpec,  # noqa: F401
-                                            expand_sources, mask_credentials)
+from nexara_lib.deploy.source_specs import (
+    SourceError,
+    SourceSpec,  # noqa: F401
+    mask_credentials,
+)
 from nexara_lib.video.reader import to_rgb
 
-MAX_FPS = 240.0            # a container frame rate above this (or <= 0) is not believed
-FPS_PROBE_FRAMES = 8       # frames read on opening to estimate a missing frame rate
-MAX_BAD_IN_ROW = 1000      # a file yielding this many unusable frames in a row is broken
-MAX_RECORDS = 500          # gaps and events kept (each); later ones are only counted
-JOIN_TIMEOUT_S = 5.0       # close() waits this long for the reader thread (a daemon)
+MAX_FPS = 240.0  # a container frame rate above this (or <= 0) is not believed
+FPS_PROBE_FRAMES = 8  # frames read on opening to estimate a missing frame rate
+MAX_BAD_IN_ROW = 1000  # a file yielding this many unusable frames in a row is broken
+MAX_RECORDS = 500  # gaps and events kept (each); later ones are only counted
+JOIN_TIMEOUT_S = 5.0  # close() waits this long for the reader thread (a daemon)
 
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
     """A delivered frame: arrival index, seconds, (H, W, 3) uint8 RGB image, segment number."""
+
     index: int
     t: float
     image: np.ndarray = dataclasses.field(repr=False, compare=False)
@@ -46,6 +51,7 @@ class Frame:
 @dataclasses.dataclass(frozen=True)
 class Gap:
     """A hole between two delivered frames (the later one starts a new segment)."""
+
     start_t: float
     end_t: float
     reason: str
@@ -55,40 +61,56 @@ def _default_opener(uri: str | int, live: bool, timeout_s: float):
     """``cv2.VideoCapture``; a stream URL gets FFmpeg open/read timeouts, so a hung stream fails a read."""
     if live and isinstance(uri, str):
         ms = max(1, int(timeout_s * 1000))
-        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        return cv2.VideoCapture(
+            uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        )
     return cv2.VideoCapture(uri)
 
 
 class FrameSource:
     """One source read as ``Frame``s (see the module docstring); also a context manager."""
 
-    def __init__(self, spec: SourceSpec, *, fps: float | None = None,
-                 max_gap_s: float = SCHEMA["detect_max_gap_s"].default, stall_s: float = SCHEMA["detect_stall_s"].default,
-                 reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default, opener=None, sleep=time.sleep, clock=time.monotonic,
-                 queue_frames: int = 64):
-        if not ((fps is None or 0 < fps < math.inf) and min(max_gap_s, stall_s) > 0 and reconnect_attempts >= 0
-                and queue_frames >= 1):
-            raise SourceError(f"{spec.name}: fps={fps} (or None), max_gap_s={max_gap_s}, stall_s={stall_s} must be "
-                              f"> 0, reconnect_attempts={reconnect_attempts} >= 0, queue_frames={queue_frames} >= 1")
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        fps: float | None = None,
+        max_gap_s: float = SCHEMA["detect_max_gap_s"].default,
+        stall_s: float = SCHEMA["detect_stall_s"].default,
+        reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default,
+        opener=None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        queue_frames: int = 64,
+    ):
+        if not (
+            (fps is None or 0 < fps < math.inf)
+            and min(max_gap_s, stall_s) > 0
+            and reconnect_attempts >= 0
+            and queue_frames >= 1
+        ):
+            raise SourceError(
+                f"{spec.name}: fps={fps} (or None), max_gap_s={max_gap_s}, stall_s={stall_s} must be "
+                f"> 0, reconnect_attempts={reconnect_attempts} >= 0, queue_frames={queue_frames} >= 1"
+            )
         self.spec, self.name, self.max_gap_s, self.stall_s = spec, spec.name, float(max_gap_s), float(stall_s)
         self.reconnect_attempts, self.queue_frames = int(reconnect_attempts), int(queue_frames)
         self._opener = opener or (lambda uri: _default_opener(uri, spec.live, stall_s))
         self._sleep, self._clock = sleep, clock
         self.fps, self.fps_source = (float(fps), "given") if fps is not None else (float("nan"), "")
-        self.gaps, self.events = [], []   # Gap; dicts {"t", "event", ...}
+        self.gaps, self.events = [], []  # Gap; dicts {"t", "event", ...}
         self.stats = {"frames": 0, "bad_frames": 0, "converted": 0, "dropped": 0, "reconnects": 0, "unrecorded": 0}
         self.status, self.message = "ok", ""
         self.poll_s: float | None = None  # live: yield None after this long without a frame (None = wait)
         self._cap, self._t0, self._thread = None, 0.0, None
         self._opened = self._started = self._closed = self._reader_done = False
-        self._pending: collections.deque = collections.deque()   # (ok, raw, pos_ms, arrival) read on opening
-        self._queue: collections.deque = collections.deque()     # live: (t, image, gap reason) for the consumer
+        self._pending: collections.deque = collections.deque()  # (ok, raw, pos_ms, arrival) read on opening
+        self._queue: collections.deque = collections.deque()  # live: (t, image, gap reason) for the consumer
         self._cond, self._stop = threading.Condition(), threading.Event()
-        self._size: tuple[int, int] | None = None                 # (w, h) of the last usable frame
-        self._read_count = self._stamp_reads = 0                  # file timing: successful reads (usable or not),
-        self._prev_raw = self._prev_t = None                      # the last container stamp and t
-        self._last_t: float | None = None                         # delivery side: last delivered t, segment
+        self._size: tuple[int, int] | None = None  # (w, h) of the last usable frame
+        self._read_count = self._stamp_reads = 0  # file timing: successful reads (usable or not),
+        self._prev_raw = self._prev_t = None  # the last container stamp and t
+        self._last_t: float | None = None  # delivery side: last delivered t, segment
         self._segment = self._dropped_at_last = 0
 
     def open(self) -> None:
@@ -99,16 +121,19 @@ class FrameSource:
             return
         self._cap = self._try_open()
         if self._cap is None:
-            why = (f"no camera at index {self.spec.uri}, or it is busy in another program"
-                   if isinstance(self.spec.uri, int) else
-                   "URL unreachable, credentials refused or not a video stream; try it in a player (VLC, ffplay)"
-                   if self.spec.live else "the file is missing, empty, corrupt or not a video")
+            why = (
+                f"no camera at index {self.spec.uri}, or it is busy in another program"
+                if isinstance(self.spec.uri, int)
+                else "URL unreachable, credentials refused or not a video stream; try it in a player (VLC, ffplay)"
+                if self.spec.live
+                else "the file is missing, empty, corrupt or not a video"
+            )
             raise SourceError(f"cannot open {self.name}: {why}")
         self._t0 = self._clock()
         try:
             self._settle_fps()
         except SourceError:
-            self._release()   # and the frames read to measure the rate; open() may be tried again
+            self._release()  # and the frames read to measure the rate; open() may be tried again
             raise
         self._opened = True
 
@@ -137,11 +162,22 @@ class FrameSource:
         if estimate is None and self.spec.live:
             estimate = _median_fps([p[3] for p in self._pending if p[0]])
         if estimate is None:
-            raise SourceError(f"{self.name} has no frame rate (the container says {stored:g} and the first "
-                              f"{len(self._pending)} frame(s) carry no increasing timestamps); pass --fps")
+            raise SourceError(
+                f"{self.name} has no frame rate (the container says {stored:g} and the first "
+                f"{len(self._pending)} frame(s) carry no increasing timestamps); pass --fps"
+            )
         self.fps, self.fps_source = estimate, "timestamps"
-        self._record(self.events, {"t": 0.0, "event": "fps", "fps": round(estimate, 3), "source": "timestamps",
-                                   "container_fps": stored, "frames": len(self._pending)})
+        self._record(
+            self.events,
+            {
+                "t": 0.0,
+                "event": "fps",
+                "fps": round(estimate, 3),
+                "source": "timestamps",
+                "container_fps": stored,
+                "frames": len(self._pending),
+            },
+        )
 
     def frames(self) -> Iterator[Frame]:
         """The source's frames in order; opens the source, and a live source's reader thread starts now.
@@ -168,7 +204,7 @@ class FrameSource:
         except cv2.error:
             if not self.spec.live:
                 raise
-            ok, raw = False, None   # a live decoder error is a dropped stream: reconnect
+            ok, raw = False, None  # a live decoder error is a dropped stream: reconnect
         return bool(ok), raw, (float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) if ok else float("nan"))
 
     def _reads(self):
@@ -189,8 +225,13 @@ class FrameSource:
                 image = self._usable(raw)
                 bad_in_row = bad_in_row + 1 if image is None else 0
                 if bad_in_row >= MAX_BAD_IN_ROW:
-                    self.status, self.message = "error", (f"{self.name}: {MAX_BAD_IN_ROW} unusable frames in a row "
-                                                          f"after frame {self.stats['frames']}; the file looks broken")
+                    self.status, self.message = (
+                        "error",
+                        (
+                            f"{self.name}: {MAX_BAD_IN_ROW} unusable frames in a row "
+                            f"after frame {self.stats['frames']}; the file looks broken"
+                        ),
+                    )
                     return
                 if image is not None:
                     t = self._file_t(pos_ms)
@@ -228,8 +269,9 @@ class FrameSource:
     def _note_size(self, image: np.ndarray, t: float) -> None:
         size = (int(image.shape[1]), int(image.shape[0]))
         if self._size is not None and size != self._size:
-            self._record(self.events, {"t": round(t, 3), "event": "resolution", "from": list(self._size),
-                                       "to": list(size)})
+            self._record(
+                self.events, {"t": round(t, 3), "event": "resolution", "from": list(self._size), "to": list(size)}
+            )
         self._size = size
 
     def _emit(self, t: float, image: np.ndarray, reason: str | None) -> Frame:
@@ -240,7 +282,8 @@ class FrameSource:
             elif reason is None and t - self._last_t > self.max_gap_s:
                 lost = self.stats["dropped"] - self._dropped_at_last
                 reason = f"timestamp jump of {t - self._last_t:.1f} s" + (
-                    f" ({lost} frame{'s' * (lost != 1)} dropped while the detector lagged)" if lost else "")
+                    f" ({lost} frame{'s' * (lost != 1)} dropped while the detector lagged)" if lost else ""
+                )
             if reason is not None:
                 self._segment += 1
                 self._record(self.gaps, Gap(round(self._last_t, 3), round(t, 3), reason))
@@ -252,9 +295,9 @@ class FrameSource:
         return round(self._clock() - self._t0, 3) if self._opened else 0.0
 
     def _read_live(self) -> None:
-        reason, last_good = None, self._clock()   # reason: the gap to report with the next usable frame
+        reason, last_good = None, self._clock()  # reason: the gap to report with the next usable frame
         try:
-            for ok, raw, _, arrival in self._reads():   # reads whichever capture is current
+            for ok, raw, _, arrival in self._reads():  # reads whichever capture is current
                 image = self._usable(raw) if ok else None
                 if image is not None:
                     t, last_good = arrival - self._t0, arrival
@@ -280,7 +323,7 @@ class FrameSource:
         """Re-open with back-off; the attempts it took, or None (status set unless closed) when it gave up."""
         self._release()
         for k in range(self.reconnect_attempts):
-            (self._stop.wait if self._sleep is time.sleep else self._sleep)(0.5 * 2 ** k)   # close() cuts it short
+            (self._stop.wait if self._sleep is time.sleep else self._sleep)(0.5 * 2**k)  # close() cuts it short
             if self._stop.is_set():
                 return None
             self._cap = self._try_open()
@@ -289,19 +332,23 @@ class FrameSource:
                 self._record(self.events, {"t": self._now(), "event": "reconnect", "attempts": k + 1, "cause": cause})
                 return k + 1
         if not self._stop.is_set():
-            self.status, self.message = "dropped", (
-                f"{self.name}: stream {cause} and did not come back after {self.reconnect_attempts} reconnect "
-                f"attempt(s) over {0.5 * (2 ** self.reconnect_attempts - 1):g} s; check the camera, network and URL")
+            self.status, self.message = (
+                "dropped",
+                (
+                    f"{self.name}: stream {cause} and did not come back after {self.reconnect_attempts} reconnect "
+                    f"attempt(s) over {0.5 * (2**self.reconnect_attempts - 1):g} s; check the camera, network and URL"
+                ),
+            )
             self._record(self.events, {"t": self._now(), "event": "dropped", "cause": cause})
         return None
 
     def _put(self, item: tuple) -> None:
         with self._cond:
             self._queue.append(item)
-            if len(self._queue) > self.queue_frames:   # the consumer lags: drop the oldest frame
+            if len(self._queue) > self.queue_frames:  # the consumer lags: drop the oldest frame
                 oldest = self._queue.popleft()
                 self.stats["dropped"] += 1
-                if oldest[2] is not None:   # a reconnect's gap still separates what follows
+                if oldest[2] is not None:  # a reconnect's gap still separates what follows
                     t, image, reason = self._queue[0]
                     self._queue[0] = (t, image, reason or oldest[2])
             self._cond.notify_all()
@@ -318,7 +365,7 @@ class FrameSource:
                     if not self._queue:
                         if self._reader_done or self._stop.is_set():
                             return
-                        item = None   # nothing yet (poll_s passed): the caller serves its other sources
+                        item = None  # nothing yet (poll_s passed): the caller serves its other sources
                     else:
                         item = self._queue.popleft()
                 yield None if item is None else self._emit(*item)
@@ -347,10 +394,10 @@ class FrameSource:
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT_S)
         if thread is None or not thread.is_alive():
-            self._release()   # a reader still blocked in read() releases it itself when the read returns
+            self._release()  # a reader still blocked in read() releases it itself when the read returns
         self._queue.clear()
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc) -> None:

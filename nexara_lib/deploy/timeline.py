@@ -3,14 +3,15 @@ alarm thresholds, alert episodes, windows without a score, and ground-truth viol
 
 Built as a ``matplotlib.figure.Figure`` (no pyplot state) and returned, never shown or saved.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from nexara_lib.deploy.alert_scoring import track_lookup, violent_segments
 from nexara_lib.deploy.alerts import AlarmPolicy, Episode, WindowScore
@@ -22,8 +23,16 @@ ROW_HEIGHT_IN = 1.9
 TRUTH_BAND = (-0.17, -0.07)
 HATCHES = {"gap": "///", "no_signal": "...", "error": "xxx"}
 STATE_LABELS = {"gap": "gap (frames missing)", "no_signal": "no signal", "error": "model error"}
-COLORS = {"hit": "#c0392b", "score": "#1f5fa8", "on": "#c0392b", "off": "#7f8c8d",
-          "alarm": "#f39c12", "truth": "#8e1b1b", "band": "#ecf0f1", "unknown": "#7f8c8d"}
+COLORS = {
+    "hit": "#c0392b",
+    "score": "#1f5fa8",
+    "on": "#c0392b",
+    "off": "#7f8c8d",
+    "alarm": "#f39c12",
+    "truth": "#8e1b1b",
+    "band": "#ecf0f1",
+    "unknown": "#7f8c8d",
+}
 
 
 def _tracks(windows: Sequence[WindowScore], episodes: Sequence[Episode]) -> list[tuple[str, str]]:
@@ -63,8 +72,17 @@ def _draw_scores(ax, windows: list[WindowScore], policy: AlarmPolicy, scale: flo
 
 def _draw_unknown(ax, windows: list[WindowScore], scale: float) -> None:
     for state, start, end in _runs(windows):
-        ax.axvspan(start / scale, end / scale, ymin=0.2, ymax=1.0, facecolor="none", edgecolor=COLORS["unknown"],
-                   hatch=HATCHES[state], lw=0, alpha=0.6)
+        ax.axvspan(
+            start / scale,
+            end / scale,
+            ymin=0.2,
+            ymax=1.0,
+            facecolor="none",
+            edgecolor=COLORS["unknown"],
+            hatch=HATCHES[state],
+            lw=0,
+            alpha=0.6,
+        )
 
 
 def _draw_episodes(ax, episodes: list[Episode], t_end: float, scale: float) -> None:
@@ -82,26 +100,35 @@ def _draw_truth(ax, segments: list[dict] | None, t_end: float, scale: float) -> 
     spans = [(a / scale, (b - a) / scale) for a, b in violent_segments(segments or [])]
     if spans:
         ax.broken_barh(spans, (low, high - low), facecolors=COLORS["truth"])
-    ax.text(0, (low + high) / 2, "truth ", ha="right", va="center", fontsize=7,
-            transform=ax.get_yaxis_transform())
+    ax.text(0, (low + high) / 2, "truth ", ha="right", va="center", fontsize=7, transform=ax.get_yaxis_transform())
 
 
 def _legend_handles(policy: AlarmPolicy, states: set[str], with_truth: bool) -> list:
-    handles = [Line2D([], [], color=COLORS["score"], lw=2.2, label="window score"),
-               Line2D([], [], color=COLORS["hit"], lw=2.2, label="score >= on-threshold"),
-               Line2D([], [], color=COLORS["on"], ls="--", label=f"on-threshold {policy.on_threshold:.2f}")]
+    handles = [
+        Line2D([], [], color=COLORS["score"], lw=2.2, label="window score"),
+        Line2D([], [], color=COLORS["hit"], lw=2.2, label="score >= on-threshold"),
+        Line2D([], [], color=COLORS["on"], ls="--", label=f"on-threshold {policy.on_threshold:.2f}"),
+    ]
     if policy.off_threshold != policy.on_threshold:
         handles.append(Line2D([], [], color=COLORS["off"], ls=":", label=f"off-threshold {policy.off_threshold:.2f}"))
     handles.append(Patch(facecolor=COLORS["alarm"], alpha=0.28, label="alarm (alarm_t to end)"))
-    handles += [Patch(facecolor="none", edgecolor=COLORS["unknown"], hatch=HATCHES[s], label=STATE_LABELS[s])
-                for s in HATCHES if s in states]
+    handles += [
+        Patch(facecolor="none", edgecolor=COLORS["unknown"], hatch=HATCHES[s], label=STATE_LABELS[s])
+        for s in HATCHES
+        if s in states
+    ]
     if with_truth:
         handles.append(Patch(facecolor=COLORS["truth"], label="violent (truth)"))
     return handles
 
 
-def timeline_figure(windows: Sequence[WindowScore], episodes: Sequence[Episode], policy: AlarmPolicy,
-                    truth: Mapping[str, list[dict]] | None = None, title: str = "") -> Figure:
+def timeline_figure(
+    windows: Sequence[WindowScore],
+    episodes: Sequence[Episode],
+    policy: AlarmPolicy,
+    truth: Mapping[str, list[dict]] | None = None,
+    title: str = "",
+) -> Figure:
     """Scores, alarms and truth over time, one row per (source, cell).
 
     Args:
@@ -117,8 +144,11 @@ def timeline_figure(windows: Sequence[WindowScore], episodes: Sequence[Episode],
     tracks = _tracks(windows, episodes)
     fig = Figure(figsize=(11, 1.1 + ROW_HEIGHT_IN * max(1, len(tracks))), layout="constrained")
     k_of_n = "every window above the threshold" if policy.n == 1 else f"{policy.k} of {policy.n} windows"
-    fig.suptitle(f"{title + chr(10) if title else ''}alarm when {k_of_n} >= {policy.on_threshold:.2f}, "
-                 f"cooldown {policy.cooldown_s:g} s", fontsize=10)
+    fig.suptitle(
+        f"{title + chr(10) if title else ''}alarm when {k_of_n} >= {policy.on_threshold:.2f}, "
+        f"cooldown {policy.cooldown_s:g} s",
+        fontsize=10,
+    )
     if not tracks:
         ax = fig.subplots()
         ax.text(0.5, 0.5, "no windows to show", ha="center", va="center", transform=ax.transAxes)
@@ -148,6 +178,11 @@ def timeline_figure(windows: Sequence[WindowScore], episodes: Sequence[Episode],
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlim(0, t_end / scale)
     axes[-1].set_xlabel(f"time ({unit})")
-    fig.legend(handles=_legend_handles(policy, states, any_truth), loc="outside lower center", ncol=5,
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles=_legend_handles(policy, states, any_truth),
+        loc="outside lower center",
+        ncol=5,
+        fontsize=8,
+        frameon=False,
+    )
     return fig

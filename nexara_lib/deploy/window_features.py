@@ -11,10 +11,11 @@ sampled frame when nothing moves) runs on the whole window when it completes.
 
 Inputs of many cells (and windows) are batched into one backbone call per encoder.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import cv2
 import numpy as np
@@ -121,7 +122,7 @@ class WindowFeatures:
             feats = as_cached(feats)
             start = 0
             for key, inputs in items:
-                out[key] = feats[start:start + len(inputs)]
+                out[key] = feats[start : start + len(inputs)]
                 start += len(inputs)
         return out
 

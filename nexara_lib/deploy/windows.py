@@ -12,11 +12,13 @@ variable frame rate, the frames nearest the evenly spread times are taken (sprea
 ``WindowSampler`` decides grid positions as frames arrive: only the previous frame and the frames of
 undecided positions are held, so memory does not grow with the length of the source.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from nexara_lib.features.clip_jobs import sampled_indices
 
@@ -34,14 +36,16 @@ class WindowPlan:
         stride_frames: grid positions between window starts.
         offsets: per stream, the T sampled positions inside a window (``sampled_indices``).
     """
+
     fps: float
     window_frames: int
     stride_frames: int
     offsets: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def build(cls, fps: float, window_s: float, stride: float, frames_per_window: int,
-              reads_next: Sequence[bool]) -> "WindowPlan":
+    def build(
+        cls, fps: float, window_s: float, stride: float, frames_per_window: int, reads_next: Sequence[bool]
+    ) -> WindowPlan:
         """The plan of windows of ``window_s`` seconds every ``stride`` windows at ``fps``.
 
         Args:
@@ -61,8 +65,10 @@ class WindowPlan:
             raise ValueError(f"detect_stride must be in (0, 1] (a fraction of the window), got {stride!r}")
         n = int(round(window_s * fps))
         if n < 2:
-            raise ValueError(f"a window of {window_s:g} s at {fps:g} fps holds {n} frame(s); windows need at least 2 "
-                             "frames: raise detect_window_s")
+            raise ValueError(
+                f"a window of {window_s:g} s at {fps:g} fps holds {n} frame(s); windows need at least 2 "
+                "frames: raise detect_window_s"
+            )
         if not reads_next:
             raise ValueError("a window plan needs at least one stream")
         offsets = tuple(tuple(int(i) for i in sampled_indices(n, frames_per_window, bool(r))) for r in reads_next)
@@ -93,12 +99,13 @@ class WindowPlan:
 @dataclasses.dataclass
 class Picked:
     """A source frame chosen for grid position ``g`` (and, once seen, the frame after it)."""
+
     g: int
     index: int
     t: float
     image: Any
     next_image: Any = None
-    next_known: bool = False   # the frame after it arrived (or the segment ended: then it is the frame itself)
+    next_known: bool = False  # the frame after it arrived (or the segment ended: then it is the frame itself)
 
 
 @dataclasses.dataclass
@@ -119,9 +126,9 @@ class WindowSampler:
 
     def __init__(self, plan: WindowPlan, t0: float):
         self.plan, self.t0 = plan, float(t0)
-        self.next_window = 0             # the next window to open
-        self.open: dict[int, set[int]] = {}   # window -> positions it still waits for (decided or not)
-        self.pending: set[int] = set()   # positions needed but not decided
+        self.next_window = 0  # the next window to open
+        self.open: dict[int, set[int]] = {}  # window -> positions it still waits for (decided or not)
+        self.pending: set[int] = set()  # positions needed but not decided
         self.decided: dict[int, Picked] = {}
         self.waiting_next: list[Picked] = []  # picked frames whose next frame has not arrived
         self.previous: _Seen | None = None
@@ -190,8 +197,11 @@ class WindowSampler:
     def complete_windows(self) -> list[tuple[int, dict[int, Picked]]]:
         """Open windows whose every position is decided and whose frames know their next frame, oldest first,
         each with its picked frames by position; each is reported once (it is closed)."""
-        done = [m for m, positions in sorted(self.open.items())
-                if all(g in self.decided and self.decided[g].next_known for g in positions)]
+        done = [
+            m
+            for m, positions in sorted(self.open.items())
+            if all(g in self.decided and self.decided[g].next_known for g in positions)
+        ]
         out = [(m, {g: self.decided[g] for g in self.open.pop(m)}) for m in done]
         self._forget()
         return out

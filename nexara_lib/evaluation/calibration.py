@@ -1,12 +1,19 @@
 """Calibration: reliability bins, expected calibration error, and temperature scaling fit on validation only."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import optimize
 
 from nexara_lib.evaluation.metrics import log_loss
-from nexara_lib.evaluation.predictions import (Predictions, check_pair, check_probabilities, logit,
-                                               require_validation, sigmoid)
+from nexara_lib.evaluation.predictions import (
+    Predictions,
+    check_pair,
+    check_probabilities,
+    logit,
+    require_validation,
+    sigmoid,
+)
 
 
 def reliability_curve(y_true, prob, n_bins: int = 10) -> dict:
@@ -25,8 +32,13 @@ def reliability_curve(y_true, prob, n_bins: int = 10) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_prob = np.bincount(which, weights=p, minlength=n_bins) / count
         frac = np.bincount(which, weights=y, minlength=n_bins) / count
-    return {"bin_lower": edges[:-1], "bin_upper": edges[1:], "mean_prob": mean_prob,
-            "frac_violent": frac, "count": count}
+    return {
+        "bin_lower": edges[:-1],
+        "bin_upper": edges[1:],
+        "mean_prob": mean_prob,
+        "frac_violent": frac,
+        "count": count,
+    }
 
 
 def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
@@ -63,6 +75,7 @@ def fit_temperature(val_preds: Predictions, bounds: tuple[float, float] = (0.05,
         return log_loss(y, sigmoid(z / np.exp(log_t)))
 
     # Search log T: the loss is much better conditioned there than in T.
-    result = optimize.minimize_scalar(loss, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
-                                      options={"xatol": 1e-6})
+    result = optimize.minimize_scalar(
+        loss, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded", options={"xatol": 1e-6}
+    )
     return float(np.exp(result.x))

@@ -4,24 +4,33 @@ Members are combined from their predicted probabilities of the violent class
 (K, N); nothing here loads a model. Weights, the stacking model and the best
 single member are chosen on validation predictions only.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from nexara_lib.io import write_text_atomic
 from nexara_lib.evaluation.metrics import LOWER_IS_BETTER, binary_metrics, metric_function
-from nexara_lib.evaluation.predictions import (PROB_EPS, Predictions, check_labels, check_probabilities, logit,
-                                               require_same_clips, require_validation, sigmoid)
+from nexara_lib.evaluation.predictions import (
+    PROB_EPS,
+    Predictions,
+    check_labels,
+    check_probabilities,
+    logit,
+    require_same_clips,
+    require_validation,
+    sigmoid,
+)
 from nexara_lib.evaluation.stats import compare_paired
+from nexara_lib.io import write_text_atomic
 from nexara_lib.labels import predict_labels
 
 METHODS = ("weighted", "stacking")
@@ -86,10 +95,15 @@ def fit_ensemble_weights(val_member_preds: Sequence[Predictions]) -> np.ndarray:
         return loss, grad
 
     # SLSQP handles the simplex (bounds + sum = 1) directly and can reach exact zeros.
-    result = optimize.minimize(loss_and_grad, uniform, jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * k,
-                               constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0,
-                                             "jac": lambda w: np.ones_like(w)}],
-                               options={"maxiter": 500, "ftol": 1e-10})
+    result = optimize.minimize(
+        loss_and_grad,
+        uniform,
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * k,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        options={"maxiter": 500, "ftol": 1e-10},
+    )
     w = np.clip(np.nan_to_num(result.x, nan=0.0), 0.0, None)
     w = w / w.sum() if w.sum() > 0 else uniform
     return w if loss_and_grad(w)[0] <= loss_and_grad(uniform)[0] else uniform
@@ -104,8 +118,9 @@ class StackingResult:
     oof_metrics: dict  # binary_metrics of oof_prob at 0.5
 
 
-def fit_stacking(val_member_preds: Sequence[Predictions], n_splits: int = 5, seed: int = 0,
-                 C: float = 1.0) -> StackingResult:
+def fit_stacking(
+    val_member_preds: Sequence[Predictions], n_splits: int = 5, seed: int = 0, C: float = 1.0
+) -> StackingResult:
     """Logistic regression on member logits, fit on validation.
 
     The stacker is fit on all validation clips; its validation quality is
@@ -124,8 +139,10 @@ def fit_stacking(val_member_preds: Sequence[Predictions], n_splits: int = 5, see
     p, y = _member_matrix(val_member_preds, "the stacking model")
     smallest = int(min((y == 0).sum(), (y == 1).sum()))
     if n_splits < 2 or smallest < n_splits:
-        raise ValueError(f"fit_stacking: n_splits={n_splits} needs >= 2 and at least n_splits clips of each class; "
-                         f"the smallest validation class has {smallest}. Lower n_splits or use weighted voting")
+        raise ValueError(
+            f"fit_stacking: n_splits={n_splits} needs >= 2 and at least n_splits clips of each class; "
+            f"the smallest validation class has {smallest}. Lower n_splits or use weighted voting"
+        )
     x = logit(p).T
     oof = np.empty(len(y))
     for train_idx, test_idx in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, y):
@@ -143,8 +160,9 @@ def stacking_predict(model: LogisticRegression, member_probs) -> np.ndarray:
     return model.predict_proba(logit(p).T)[:, 1]
 
 
-def choose_best_member(val_member_preds: Sequence[Predictions], metric: str = "balanced_accuracy",
-                       threshold: float = 0.5) -> int:
+def choose_best_member(
+    val_member_preds: Sequence[Predictions], metric: str = "balanced_accuracy", threshold: float = 0.5
+) -> int:
     """Index of the member with the best validation ``metric`` (ties: the lowest index)."""
     p, y = _member_matrix(val_member_preds, "the best single member")
     fn = metric_function(metric, threshold)
@@ -178,23 +196,39 @@ def error_correlation(y_true, member_preds) -> np.ndarray:
         raise ValueError(f"member_preds has {m.shape[1]} clips but y_true has {len(y)}")
     errors = (m != y).astype(np.float64)
     centered = errors - errors.mean(axis=1, keepdims=True)
-    norm = np.sqrt((centered ** 2).sum(axis=1))
+    norm = np.sqrt((centered**2).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = (centered @ centered.T) / np.outer(norm, norm)
     np.fill_diagonal(corr, 1.0)
     return corr
 
 
-def compare_with_best_member(y_true, prob_best_member, prob_ensemble, threshold: float = 0.5,
-                             n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05,
-                             threshold_ensemble: float | None = None) -> dict:
+def compare_with_best_member(
+    y_true,
+    prob_best_member,
+    prob_ensemble,
+    threshold: float = 0.5,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    threshold_ensemble: float | None = None,
+) -> dict:
     """Per-class comparison of the ensemble against the best single member (see ``evaluation.compare_paired``).
 
     ``threshold`` is the member's operating threshold and ``threshold_ensemble`` the ensemble's
     (each chosen on validation); the ensemble uses ``threshold`` when it is not given.
     """
-    return compare_paired(y_true, prob_best_member, prob_ensemble, threshold, n_bootstrap, seed, alpha,
-                          names=("best_member", "ensemble"), threshold_b=threshold_ensemble)
+    return compare_paired(
+        y_true,
+        prob_best_member,
+        prob_ensemble,
+        threshold,
+        n_bootstrap,
+        seed,
+        alpha,
+        names=("best_member", "ensemble"),
+        threshold_b=threshold_ensemble,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -240,11 +274,18 @@ class EnsembleArtifact:
             object.__setattr__(self, "stacking_intercept", float(self.stacking_intercept))
 
     @classmethod
-    def from_stacking(cls, member_paths, model: LogisticRegression, threshold: float,
-                      metadata: dict | None = None) -> "EnsembleArtifact":
+    def from_stacking(
+        cls, member_paths, model: LogisticRegression, threshold: float, metadata: dict | None = None
+    ) -> EnsembleArtifact:
         """An artifact from a fitted stacking ``LogisticRegression`` (see ``fit_stacking``)."""
-        return cls(tuple(member_paths), threshold, "stacking", stacking_coef=tuple(model.coef_[0]),
-                   stacking_intercept=float(model.intercept_[0]), metadata=dict(metadata or {}))
+        return cls(
+            tuple(member_paths),
+            threshold,
+            "stacking",
+            stacking_coef=tuple(model.coef_[0]),
+            stacking_intercept=float(model.intercept_[0]),
+            metadata=dict(metadata or {}),
+        )
 
     def combine(self, member_probs) -> np.ndarray:
         """(N,) ensemble probabilities from (K, N) member probabilities."""
@@ -255,8 +296,9 @@ class EnsembleArtifact:
             return ensemble_predict(p, self.weights)
         return sigmoid(self.stacking_intercept + np.asarray(self.stacking_coef) @ logit(p))
 
-    def predict(self, features_by_member: Sequence[np.ndarray],
-                member_predict: Callable[[str, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features_by_member: Sequence[np.ndarray], member_predict: Callable[[str, np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Score clips with every member and combine.
 
         Args:
@@ -268,10 +310,16 @@ class EnsembleArtifact:
             (probabilities (N,), 0/1 predictions at the stored threshold).
         """
         if len(features_by_member) != len(self.member_paths):
-            raise ValueError(f"features_by_member has {len(features_by_member)} entries but the artifact has "
-                             f"{len(self.member_paths)} members; pass one feature array per member, in order")
-        probs = np.stack([np.asarray(member_predict(path, x), dtype=np.float64).reshape(-1)
-                          for path, x in zip(self.member_paths, features_by_member)])
+            raise ValueError(
+                f"features_by_member has {len(features_by_member)} entries but the artifact has "
+                f"{len(self.member_paths)} members; pass one feature array per member, in order"
+            )
+        probs = np.stack(
+            [
+                np.asarray(member_predict(path, x), dtype=np.float64).reshape(-1)
+                for path, x in zip(self.member_paths, features_by_member)
+            ]
+        )
         prob = self.combine(probs)
         return prob, predict_labels(prob, self.threshold)
 
@@ -289,7 +337,7 @@ class EnsembleArtifact:
         write_text_atomic(path, json.dumps(data, indent=2))
 
     @classmethod
-    def load(cls, path) -> "EnsembleArtifact":
+    def load(cls, path) -> EnsembleArtifact:
         """Read an artifact written by ``save``; relative member paths resolve against its folder."""
         path = Path(path)
         try:
@@ -298,8 +346,10 @@ class EnsembleArtifact:
             raise ValueError(f"cannot read ensemble artifact {str(path)!r}: {err}") from None
         known = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(data, dict) or set(data) - known:
-            raise ValueError(f"{str(path)!r} is not an ensemble artifact (unexpected keys "
-                             f"{sorted(set(data) - known) if isinstance(data, dict) else type(data).__name__})")
+            raise ValueError(
+                f"{str(path)!r} is not an ensemble artifact (unexpected keys "
+                f"{sorted(set(data) - known) if isinstance(data, dict) else type(data).__name__})"
+            )
         folder = path.resolve().parent
         data["member_paths"] = tuple(str(p) if Path(p).is_absolute() else str(folder / p) for p in data["member_paths"])
         for key in ("weights", "stacking_coef"):

@@ -5,9 +5,10 @@ Figures are built as ``matplotlib.figure.Figure`` objects (not through pyplot),
 returned and never shown: the notebook displays them once, scripts save them,
 and no global pyplot state piles up in long runs.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,8 +45,15 @@ def confusion_matrix_figure(y_true, pred, title: str | None = None) -> Figure:
         for t in (0, 1):
             for q in (0, 1):
                 text = f"{values[t, q]:d}" if values is counts else f"{values[t, q]:.1%}"
-                ax.text(q, t, text, ha="center", va="center",
-                        color="white" if np.nan_to_num(rates[t, q]) > 0.5 else "black", fontsize=12)
+                ax.text(
+                    q,
+                    t,
+                    text,
+                    ha="center",
+                    va="center",
+                    color="white" if np.nan_to_num(rates[t, q]) > 0.5 else "black",
+                    fontsize=12,
+                )
         ax.set_xticks([0, 1], [f"pred {n}" for n in CLASS_NAMES])
         ax.set_yticks([0, 1], [f"true {n}" for n in CLASS_NAMES])
         ax.set_title(name)
@@ -82,7 +90,9 @@ def per_class_accuracy_figure(rows: Sequence[tuple[str, float, float, float]], t
     return fig
 
 
-def roc_pr_figure(preds_by_split: Mapping[str, Predictions], operating_points: Mapping[str, float] | None = None) -> Figure:
+def roc_pr_figure(
+    preds_by_split: Mapping[str, Predictions], operating_points: Mapping[str, float] | None = None
+) -> Figure:
     """ROC (left) and precision-recall (right) curves per split, AUCs in the legends.
 
     Args:
@@ -102,28 +112,40 @@ def roc_pr_figure(preds_by_split: Mapping[str, Predictions], operating_points: M
             raise ValueError(f"roc_pr_figure: split {split!r} has only one class; ROC/PR curves need both")
         m = binary_metrics(y, p)
         fpr, tpr, _ = roc_curve(y, p)
-        line, = ax_roc.plot(fpr, tpr, label=f"{split} (ROC AUC {m['roc_auc']:.3f})")
+        (line,) = ax_roc.plot(fpr, tpr, label=f"{split} (ROC AUC {m['roc_auc']:.3f})")
         precision, recall, _ = precision_recall_curve(y, p)
         ax_pr.plot(recall, precision, color=line.get_color(), label=f"{split} (PR AUC {m['pr_auc']:.3f})")
         ax_pr.axhline(y.mean(), color=line.get_color(), lw=0.8, ls=":")  # chance level = prevalence
         for (name, t), marker in zip((operating_points or {}).items(), markers):
             mt = binary_metrics(y, p, t)
-            ax_roc.plot(mt["fpr"], mt["recall_violent"], marker, color=line.get_color(),
-                        label=f"{split} @ {name} ({t:.2f})")
+            ax_roc.plot(
+                mt["fpr"], mt["recall_violent"], marker, color=line.get_color(), label=f"{split} @ {name} ({t:.2f})"
+            )
             if not np.isnan(mt["precision_violent"]):
                 ax_pr.plot(mt["recall_violent"], mt["precision_violent"], marker, color=line.get_color())
     ax_roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate (violent recall)", title="ROC",
-               xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
-    ax_pr.set(xlabel="recall (violent)", ylabel="precision (violent)", title="Precision-recall",
-              xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax_roc.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate (violent recall)",
+        title="ROC",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
+    ax_pr.set(
+        xlabel="recall (violent)",
+        ylabel="precision (violent)",
+        title="Precision-recall",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
     ax_roc.legend(loc="lower right", fontsize=8)
     ax_pr.legend(loc="lower left", fontsize=8)
     return fig
 
 
-def threshold_sweep_figure(sweep: pd.DataFrame, chosen: Mapping[str, float] | None = None,
-                           title: str | None = None) -> Figure:
+def threshold_sweep_figure(
+    sweep: pd.DataFrame, chosen: Mapping[str, float] | None = None, title: str | None = None
+) -> Figure:
     """Per-class accuracy, balanced accuracy and FPR against the threshold, chosen thresholds marked.
 
     Args:
@@ -136,7 +158,9 @@ def threshold_sweep_figure(sweep: pd.DataFrame, chosen: Mapping[str, float] | No
     """
     needed = {"threshold", "balanced_accuracy", "acc_nonviolent", "acc_violent", "fpr"}
     if not needed <= set(sweep.columns):
-        raise ValueError(f"threshold_sweep_figure needs the output of threshold_sweep; missing {sorted(needed - set(sweep.columns))}")
+        raise ValueError(
+            f"threshold_sweep_figure needs the output of threshold_sweep; missing {sorted(needed - set(sweep.columns))}"
+        )
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     t = sweep["threshold"]
@@ -146,8 +170,12 @@ def threshold_sweep_figure(sweep: pd.DataFrame, chosen: Mapping[str, float] | No
     ax.plot(t, sweep["fpr"], ls=":", label="false positive rate")
     for (name, value), color in zip((chosen or {}).items(), ("black", "tab:red", "tab:purple", "tab:brown")):
         ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{name}: {value:.3f}")
-    ax.set(xlabel="threshold (violent if prob >= threshold)", ylabel="rate", ylim=(-0.02, 1.02),
-           title=title or "Threshold sweep")
+    ax.set(
+        xlabel="threshold (violent if prob >= threshold)",
+        ylabel="rate",
+        ylim=(-0.02, 1.02),
+        title=title or "Threshold sweep",
+    )
     ax.legend(fontsize=8, loc="best")
     return fig
 
@@ -167,9 +195,15 @@ def reliability_figure(preds_by_split: Mapping[str, Predictions], n_bins: int = 
         curve = reliability_curve(preds.y_true, preds.prob, n_bins)
         ece = expected_calibration_error(preds.y_true, preds.prob, n_bins)
         used = curve["count"] > 0
-        line, = ax.plot(curve["mean_prob"][used], curve["frac_violent"][used], "o-", label=f"{split} (ECE {ece:.3f})")
-        ax_hist.bar(curve["bin_lower"] + (i + 0.5) * width, curve["count"], width=width, align="edge",
-                    color=line.get_color(), label=split)
+        (line,) = ax.plot(curve["mean_prob"][used], curve["frac_violent"][used], "o-", label=f"{split} (ECE {ece:.3f})")
+        ax_hist.bar(
+            curve["bin_lower"] + (i + 0.5) * width,
+            curve["count"],
+            width=width,
+            align="edge",
+            color=line.get_color(),
+            label=split,
+        )
     ax.set(ylabel="observed fraction violent", title="Reliability", xlim=(0, 1), ylim=(-0.02, 1.02))
     ax.legend(fontsize=8, loc="upper left")
     ax_hist.set(xlabel="predicted probability of violent", ylabel="clips")
@@ -183,8 +217,12 @@ def _thumbnail_strip(frames: np.ndarray, thumb_height: int) -> np.ndarray:
     return np.concatenate(list(small), axis=1)
 
 
-def attention_gallery_figure(frames_list: Sequence[np.ndarray], attention_list: Sequence[np.ndarray],
-                             titles: Sequence[str] | None = None, thumb_height: int = 64) -> Figure:
+def attention_gallery_figure(
+    frames_list: Sequence[np.ndarray],
+    attention_list: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    thumb_height: int = 64,
+) -> Figure:
     """A strip of frame thumbnails per clip with its temporal attention as bars underneath.
 
     Args:
@@ -199,17 +237,23 @@ def attention_gallery_figure(frames_list: Sequence[np.ndarray], attention_list: 
     if len(frames_list) == 0:
         raise ValueError("attention_gallery_figure: frames_list is empty; pass at least one clip")
     if len(attention_list) != len(frames_list):
-        raise ValueError(f"attention_gallery_figure: {len(frames_list)} clips but {len(attention_list)} attention arrays")
+        raise ValueError(
+            f"attention_gallery_figure: {len(frames_list)} clips but {len(attention_list)} attention arrays"
+        )
     if titles is not None and len(titles) != len(frames_list):
         raise ValueError(f"attention_gallery_figure: {len(frames_list)} clips but {len(titles)} titles")
     for i, (frames, att) in enumerate(zip(frames_list, attention_list)):
         frames, att = np.asarray(frames), np.asarray(att)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"attention_gallery_figure: clip {i} frames must be (T, H, W, 3) uint8 RGB, "
-                             f"got shape {frames.shape} dtype {frames.dtype}")
+            raise ValueError(
+                f"attention_gallery_figure: clip {i} frames must be (T, H, W, 3) uint8 RGB, "
+                f"got shape {frames.shape} dtype {frames.dtype}"
+            )
         if att.shape != (frames.shape[0],) or not np.isfinite(att).all():
-            raise ValueError(f"attention_gallery_figure: clip {i} attention must be ({frames.shape[0]},) finite "
-                             f"weights, one per frame; got shape {att.shape}")
+            raise ValueError(
+                f"attention_gallery_figure: clip {i} attention must be ({frames.shape[0]},) finite "
+                f"weights, one per frame; got shape {att.shape}"
+            )
     n = len(frames_list)
     t_max = max(np.asarray(f).shape[0] for f in frames_list)
     fig = Figure(figsize=(min(18.0, max(6.0, 0.75 * t_max)), 2.3 * n), layout="constrained")

@@ -4,10 +4,11 @@ A clip is predicted violent when ``prob >= threshold`` (``labels.predict_labels`
 ``metric_function`` turns any metric name into a ``fn(y_true, prob)`` for bootstraps
 and choosers.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -102,16 +103,38 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     tn, fp, fn, tp = _confusion(y, predict_labels(p, threshold))
-    out = {"n": len(y), "n_nonviolent": int((y == 0).sum()), "n_violent": int((y == 1).sum()),
-           "threshold": float(threshold)}
+    out = {
+        "n": len(y),
+        "n_nonviolent": int((y == 0).sum()),
+        "n_violent": int((y == 1).sum()),
+        "threshold": float(threshold),
+    }
     out.update(_threshold_metrics(tn, fp, fn, tp))
-    out.update({"tn": tn, "fp": fp, "fn": fn, "tp": tp,
-                "roc_auc": roc_auc(y, p), "pr_auc": pr_auc(y, p), "log_loss": log_loss(y, p)})
+    out.update(
+        {
+            "tn": tn,
+            "fp": fp,
+            "fn": fn,
+            "tp": tp,
+            "roc_auc": roc_auc(y, p),
+            "pr_auc": pr_auc(y, p),
+            "log_loss": log_loss(y, p),
+        }
+    )
     return out
 
 
-_THRESHOLD_METRICS = ("accuracy", "balanced_accuracy", "acc_nonviolent", "acc_violent", "class_gap",
-                      "f1_violent", "f1_nonviolent", "precision_violent", "fpr")
+_THRESHOLD_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "acc_nonviolent",
+    "acc_violent",
+    "class_gap",
+    "f1_violent",
+    "f1_nonviolent",
+    "precision_violent",
+    "fpr",
+)
 _SCORE_METRICS = {"roc_auc": roc_auc, "pr_auc": pr_auc, "log_loss": log_loss}
 LOWER_IS_BETTER = frozenset({"class_gap", "fpr", "log_loss"})
 METRIC_NAMES = _THRESHOLD_METRICS + tuple(_SCORE_METRICS)

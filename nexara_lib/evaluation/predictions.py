@@ -6,10 +6,11 @@ probabilities of the violent class (label 1). Honesty by API: every function tha
 a ``Predictions`` object and calls ``require_validation``, so choosing on test data
 is an error instead of a silent leak.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -41,8 +42,9 @@ class Predictions:
         y = check_labels(self.y_true, "Predictions.y_true")
         p = check_probabilities(self.prob, "Predictions.prob")
         if len(y) != len(p):
-            raise ValueError(f"Predictions: y_true has {len(y)} rows but prob has {len(p)}; "
-                             "pass one probability per labelled clip")
+            raise ValueError(
+                f"Predictions: y_true has {len(y)} rows but prob has {len(p)}; pass one probability per labelled clip"
+            )
         ids = self.clip_ids
         if ids is not None:
             ids = tuple(i.item() if isinstance(i, np.generic) else i for i in ids)
@@ -63,7 +65,7 @@ class Predictions:
         """Hard labels: 1 where ``prob >= threshold``."""
         return predict_labels(self.prob, threshold)
 
-    def with_prob(self, prob) -> "Predictions":
+    def with_prob(self, prob) -> Predictions:
         """The same clips and split with new probabilities (e.g. after TTA or scaling)."""
         return dataclasses.replace(self, prob=np.asarray(prob, dtype=np.float64))
 
@@ -83,12 +85,16 @@ def require_validation(preds, what: str) -> None:
         raise ValueError(f"{what}: got no predictions; pass validation Predictions(split='val', ...)")
     for item in items:
         if not isinstance(item, Predictions):
-            raise ValueError(f"{what} needs Predictions(split='val', y_true=..., prob=...), got "
-                             f"{type(item).__name__}; wrap validation arrays in Predictions so the split is explicit")
+            raise ValueError(
+                f"{what} needs Predictions(split='val', y_true=..., prob=...), got "
+                f"{type(item).__name__}; wrap validation arrays in Predictions so the split is explicit"
+            )
         if item.split != "val":
-            raise ValueError(f"{what} must be chosen on the validation split, got {item.split!r}: choosing it on "
-                             f"{item.split} data leaks those labels into the result and inflates reported metrics; "
-                             "pass Predictions(split='val', ...) made on the validation clips")
+            raise ValueError(
+                f"{what} must be chosen on the validation split, got {item.split!r}: choosing it on "
+                f"{item.split} data leaks those labels into the result and inflates reported metrics; "
+                "pass Predictions(split='val', ...) made on the validation clips"
+            )
 
 
 def require_same_clips(preds_list: Sequence[Predictions], what: str) -> np.ndarray:
@@ -96,8 +102,10 @@ def require_same_clips(preds_list: Sequence[Predictions], what: str) -> np.ndarr
     first = preds_list[0]
     for i, other in enumerate(preds_list[1:], start=1):
         if len(other) != len(first) or not np.array_equal(other.y_true, first.y_true):
-            raise ValueError(f"{what}: predictions #{i} have different labels/length than #0; every member/view "
-                             "must be evaluated on the same clips in the same order")
+            raise ValueError(
+                f"{what}: predictions #{i} have different labels/length than #0; every member/view "
+                "must be evaluated on the same clips in the same order"
+            )
         if first.clip_ids is not None and other.clip_ids is not None and first.clip_ids != other.clip_ids:
             raise ValueError(f"{what}: predictions #{i} have different clip_ids than #0; align them by clip first")
     return first.y_true
@@ -127,11 +135,15 @@ def check_probabilities(prob, name: str = "prob") -> np.ndarray:
     """Return ``prob`` as a 1-D float64 array in [0, 1], or raise ValueError."""
     p = np.asarray(prob, dtype=np.float64)
     if p.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of probabilities of the violent class, got shape {p.shape}; "
-                         "for a 2-way softmax output pass probs[:, 1]")
+        raise ValueError(
+            f"{name} must be a 1-D array of probabilities of the violent class, got shape {p.shape}; "
+            "for a 2-way softmax output pass probs[:, 1]"
+        )
     if not np.isfinite(p).all() or (p.size and (p.min() < 0 or p.max() > 1)):
-        raise ValueError(f"{name} must be finite probabilities in [0, 1]; got min {np.nanmin(p) if p.size else None}, "
-                         f"max {np.nanmax(p) if p.size else None}, NaN/inf present: {not np.isfinite(p).all()}")
+        raise ValueError(
+            f"{name} must be finite probabilities in [0, 1]; got min {np.nanmin(p) if p.size else None}, "
+            f"max {np.nanmax(p) if p.size else None}, NaN/inf present: {not np.isfinite(p).all()}"
+        )
     return p
 
 

@@ -1,10 +1,11 @@
 """Uncertainty and paired comparisons: bootstrap CIs, paired bootstrap differences, McNemar's test,
 and the plain-language verdict written into reports.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -24,13 +25,15 @@ def _check_bootstrap_args(n, alpha):
 def _stratified_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Resample within each class so every resample keeps the class balance
     # (and AUC stays defined even for small, imbalanced sets).
-    parts = [rng.choice(np.flatnonzero(y == c), size=int((y == c).sum()), replace=True)
-             for c in (0, 1) if (y == c).any()]
+    parts = [
+        rng.choice(np.flatnonzero(y == c), size=int((y == c).sum()), replace=True) for c in (0, 1) if (y == c).any()
+    ]
     return np.concatenate(parts)
 
 
-def bootstrap_ci(y_true, prob, metric_fn: Callable, n: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> tuple[float, float, float]:
+def bootstrap_ci(
+    y_true, prob, metric_fn: Callable, n: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
     """Percentile bootstrap confidence interval, resampling clips within each class.
 
     Args:
@@ -59,8 +62,16 @@ def bootstrap_ci(y_true, prob, metric_fn: Callable, n: int = 1000, seed: int = 0
     return point, float(low), float(high)
 
 
-def paired_bootstrap_diff(y_true, prob_a, prob_b, metric_fn: Callable, n: int = 1000, seed: int = 0,
-                          alpha: float = 0.05, metric_fn_b: Callable | None = None) -> tuple[float, float, float]:
+def paired_bootstrap_diff(
+    y_true,
+    prob_a,
+    prob_b,
+    metric_fn: Callable,
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    metric_fn_b: Callable | None = None,
+) -> tuple[float, float, float]:
     """Bootstrap CI of ``metric(b) - metric(a)`` with the same resampled clips for both.
 
     Pairing removes the clip-to-clip variance both systems share, so the interval
@@ -119,12 +130,26 @@ def mcnemar_test(y_true, pred_a, pred_b, exact_below: int = 25) -> dict:
         p_value = stats.binomtest(min(b, c), b + c, 0.5).pvalue
         return {"b": b, "c": c, "statistic": float(min(b, c)), "p_value": float(min(1.0, p_value)), "method": "exact"}
     statistic = (abs(b - c) - 1.0) ** 2 / (b + c)
-    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, df=1)),
-            "method": "chi2"}
+    return {
+        "b": b,
+        "c": c,
+        "statistic": float(statistic),
+        "p_value": float(stats.chi2.sf(statistic, df=1)),
+        "method": "chi2",
+    }
 
 
-def compare_paired(y_true, prob_a, prob_b, threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0,
-                   alpha: float = 0.05, names: tuple[str, str] = ("a", "b"), threshold_b: float | None = None) -> dict:
+def compare_paired(
+    y_true,
+    prob_a,
+    prob_b,
+    threshold: float = 0.5,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    names: tuple[str, str] = ("a", "b"),
+    threshold_b: float | None = None,
+) -> dict:
     """Per-class comparison of two systems on the same clips at one threshold.
 
     Args:
@@ -144,18 +169,31 @@ def compare_paired(y_true, prob_a, prob_b, threshold: float = 0.5, n_bootstrap: 
     keys = ("accuracy", "balanced_accuracy", "acc_nonviolent", "acc_violent", "class_gap", "fpr", "roc_auc")
     tb = threshold if threshold_b is None else threshold_b
     ma, mb = binary_metrics(y, pa, threshold), binary_metrics(y, pb, tb)
-    out = {names[0]: {k: ma[k] for k in keys}, names[1]: {k: mb[k] for k in keys},
-           "delta": {k: mb[k] - ma[k] for k in keys}, "threshold": float(threshold), "threshold_b": float(tb),
-           "mcnemar": mcnemar_test(y, predict_labels(pa, threshold), predict_labels(pb, tb))}
+    out = {
+        names[0]: {k: ma[k] for k in keys},
+        names[1]: {k: mb[k] for k in keys},
+        "delta": {k: mb[k] - ma[k] for k in keys},
+        "threshold": float(threshold),
+        "threshold_b": float(tb),
+        "mcnemar": mcnemar_test(y, predict_labels(pa, threshold), predict_labels(pb, tb)),
+    }
     for name in ("accuracy", "balanced_accuracy"):
-        out[f"{name}_diff_ci"] = list(paired_bootstrap_diff(y, pa, pb, metric_function(name, threshold),
-                                                            n=n_bootstrap, seed=seed, alpha=alpha,
-                                                            metric_fn_b=metric_function(name, tb)))
+        out[f"{name}_diff_ci"] = list(
+            paired_bootstrap_diff(
+                y,
+                pa,
+                pb,
+                metric_function(name, threshold),
+                n=n_bootstrap,
+                seed=seed,
+                alpha=alpha,
+                metric_fn_b=metric_function(name, tb),
+            )
+        )
     return out
 
 
-def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
-                        metric: str = "test accuracy") -> str:
+def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05, metric: str = "test accuracy") -> str:
     """One sentence a stakeholder can read: the paired difference, its CI and whether it is significant.
 
     Args:
@@ -172,9 +210,15 @@ def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
         return f"{what}: {metric} difference could not be estimated (too few clips of a class)."
     p_text = f"McNemar p = {p_value:.2g}" if p_value is not None and math.isfinite(p_value) else "McNemar p n/a"
     head = f"{what}: {metric} {100 * diff:+.1f} pp (95% CI {100 * low:+.1f} to {100 * high:+.1f} pp, {p_text})"
-    return head + {"gain": " — a significant gain.", "loss": " — a significant loss.",
-                   "no change": " — no clip changed its prediction: no measurable effect.",
-                   "not significant": " — not significant: the interval includes no change."}[outcome]
+    return (
+        head
+        + {
+            "gain": " — a significant gain.",
+            "loss": " — a significant loss.",
+            "no change": " — no clip changed its prediction: no measurable effect.",
+            "not significant": " — not significant: the interval includes no change.",
+        }[outcome]
+    )
 
 
 def comparison_outcome(diff_ci, p_value: float, alpha: float = 0.05) -> str:
@@ -203,39 +247,53 @@ def decision_in_words(change: str, diff_ci, p_value: float, alpha: float = 0.05)
         test clips (the 95% interval includes no change)."
     """
     diff, outcome = 100 * float(diff_ci[0]), comparison_outcome(diff_ci, p_value, alpha)
-    return {"unknown": f"Undecided: too few test clips of a class to measure what {change} changes.",
-            "gain": f"Worth it: {change} labels significantly more test clips correctly ({diff:+.1f} pp).",
-            "loss": f"Not worth it: {change} labels significantly fewer test clips correctly ({diff:+.1f} pp).",
-            "no change": f"Not worth it on this evidence: {change} changed no prediction on these test clips.",
-            "not significant": f"Not worth it on this evidence: {change} made no significant difference on these "
-                               "test clips (the 95% interval includes no change)."}[outcome]
+    return {
+        "unknown": f"Undecided: too few test clips of a class to measure what {change} changes.",
+        "gain": f"Worth it: {change} labels significantly more test clips correctly ({diff:+.1f} pp).",
+        "loss": f"Not worth it: {change} labels significantly fewer test clips correctly ({diff:+.1f} pp).",
+        "no change": f"Not worth it on this evidence: {change} changed no prediction on these test clips.",
+        "not significant": f"Not worth it on this evidence: {change} made no significant difference on these "
+        "test clips (the 95% interval includes no change).",
+    }[outcome]
 
 
-def difference_rows(comparison: dict) -> "list[dict]":
+def difference_rows(comparison: dict) -> list[dict]:
     """The accuracy and balanced-accuracy differences of a ``compare_paired`` result as rows for a table:
     metric, the change in percentage points and its 95% CI, in words (e.g. "+1.6 pp (95% CI -1.6 to +4.7 pp)")."""
     rows = []
     for label, key in (("accuracy", "accuracy_diff_ci"), ("balanced accuracy", "balanced_accuracy_diff_ci")):
         diff, low, high = (100 * float(v) for v in comparison[key])
-        rows.append({"metric (test)": label, "change": f"{diff:+.1f} pp",
-                     "95% CI of the change": f"{low:+.1f} to {high:+.1f} pp"})
+        rows.append(
+            {
+                "metric (test)": label,
+                "change": f"{diff:+.1f} pp",
+                "95% CI of the change": f"{low:+.1f} to {high:+.1f} pp",
+            }
+        )
     return rows
 
 
 def mcnemar_in_words(mcnemar: dict, change: str) -> dict:
     """A ``mcnemar_test`` result as labelled counts: the clips ``change`` fixed, the clips it broke, the p-value."""
-    return {f"clips {change} fixed (wrong before, right after)": int(mcnemar["c"]),
-            f"clips {change} broke (right before, wrong after)": int(mcnemar["b"]),
-            "p-value (McNemar test)": float(mcnemar["p_value"])}
+    return {
+        f"clips {change} fixed (wrong before, right after)": int(mcnemar["c"]),
+        f"clips {change} broke (right before, wrong after)": int(mcnemar["b"]),
+        "p-value (McNemar test)": float(mcnemar["p_value"]),
+    }
 
 
-COMPARED_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
-                    "acc_nonviolent": "accuracy on non-violent clips", "acc_violent": "accuracy on violent clips",
-                    "class_gap": "gap between the classes", "fpr": "false-alarm rate (non-violent clips flagged)",
-                    "roc_auc": "ROC AUC"}
+COMPARED_METRICS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "acc_nonviolent": "accuracy on non-violent clips",
+    "acc_violent": "accuracy on violent clips",
+    "class_gap": "gap between the classes",
+    "fpr": "false-alarm rate (non-violent clips flagged)",
+    "roc_auc": "ROC AUC",
+}
 
 
-def before_after_rows(comparison: dict, labels: tuple[str, str], keys: tuple[str, str]) -> "list[dict]":
+def before_after_rows(comparison: dict, labels: tuple[str, str], keys: tuple[str, str]) -> list[dict]:
     """A ``compare_paired`` result as one row per metric: its name in words, both systems in percent and the
     change in percentage points (text, e.g. ``{"metric (test)": "accuracy", "without TTA": "93.8%", ...}``).
 
@@ -244,6 +302,7 @@ def before_after_rows(comparison: dict, labels: tuple[str, str], keys: tuple[str
         labels: the column headings of the two systems, e.g. ``("without TTA", "with TTA")``.
         keys: the two systems' keys in ``comparison``, e.g. ``("without", "with")``.
     """
+
     def pct(value):
         return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
@@ -251,6 +310,12 @@ def before_after_rows(comparison: dict, labels: tuple[str, str], keys: tuple[str
     for key, words in COMPARED_METRICS.items():
         a, b = (comparison[k].get(key) for k in keys)
         change = comparison["delta"].get(key)
-        rows.append({"metric (test)": words, labels[0]: pct(a), labels[1]: pct(b),
-                     "change": "n/a" if change is None or not math.isfinite(change) else f"{100 * change:+.1f} pp"})
+        rows.append(
+            {
+                "metric (test)": words,
+                labels[0]: pct(a),
+                labels[1]: pct(b),
+                "change": "n/a" if change is None or not math.isfinite(change) else f"{100 * change:+.1f} pp",
+            }
+        )
     return rows

@@ -1,4 +1,5 @@
 """Decision thresholds: vectorized sweeps, candidate thresholds, and the choice on validation only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,19 @@ def sweep_thresholds(y_true, prob, thresholds) -> dict:
         tpr = np.where(len(pos) > 0, tp / max(len(pos), 1), np.nan)
         tnr = np.where(len(neg) > 0, tn / max(len(neg), 1), np.nan)
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
-    return {"threshold": t, "tn": tn, "fp": fp, "fn": fn, "tp": tp, "tpr": tpr, "fpr": 1 - tnr, "tnr": tnr,
-            "accuracy": (tp + tn) / len(y), "balanced_accuracy": (tpr + tnr) / 2, "precision": precision}
+    return {
+        "threshold": t,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+        "tp": tp,
+        "tpr": tpr,
+        "fpr": 1 - tnr,
+        "tnr": tnr,
+        "accuracy": (tp + tn) / len(y),
+        "balanced_accuracy": (tpr + tnr) / 2,
+        "precision": precision,
+    }
 
 
 def candidate_thresholds(prob) -> np.ndarray:
@@ -51,8 +63,10 @@ def choose_threshold(val_preds: Predictions, objective: str = "balanced_accuracy
     require_validation(val_preds, "the decision threshold")
     y = val_preds.y_true
     if y.min() == y.max():
-        raise ValueError("choose_threshold needs both classes in the validation predictions; "
-                         f"got only label {int(y[0])} ({len(y)} clips)")
+        raise ValueError(
+            "choose_threshold needs both classes in the validation predictions; "
+            f"got only label {int(y[0])} ({len(y)} clips)"
+        )
     sweep = sweep_thresholds(y, val_preds.prob, candidate_thresholds(val_preds.prob))
     t = sweep["threshold"]
     if objective == "balanced_accuracy":

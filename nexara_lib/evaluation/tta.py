@@ -5,16 +5,23 @@ The views themselves are the transforms that serve "tta" in ``nexara_lib.transfo
 (frame level: re-extracted from transformed frames; feature level: applied to cached features).
 Which views to use is chosen on validation only.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from nexara_lib.evaluation.metrics import LOWER_IS_BETTER, metric_function
-from nexara_lib.evaluation.predictions import (Predictions, check_probabilities, logit, require_same_clips,
-                                               require_validation, sigmoid)
+from nexara_lib.evaluation.predictions import (
+    Predictions,
+    check_probabilities,
+    logit,
+    require_same_clips,
+    require_validation,
+    sigmoid,
+)
 from nexara_lib.evaluation.stats import compare_paired
 
 AGGREGATIONS = ("mean_prob", "mean_logit", "max")
@@ -44,8 +51,13 @@ def aggregate(probs_by_view, method: str = "mean_prob") -> np.ndarray:
     raise ValueError(f"unknown aggregation {method!r}; use one of {AGGREGATIONS}")
 
 
-def choose_tta_views(val_probs_by_view: Mapping[str, Predictions], method: str = "mean_prob",
-                     metric: str = "balanced_accuracy", threshold: float = 0.5, min_gain: float = 0.0) -> list[str]:
+def choose_tta_views(
+    val_probs_by_view: Mapping[str, Predictions],
+    method: str = "mean_prob",
+    metric: str = "balanced_accuracy",
+    threshold: float = 0.5,
+    min_gain: float = 0.0,
+) -> list[str]:
     """Greedy forward selection of TTA views on validation, starting from identity.
 
     At each step the view whose addition improves the validation metric of the
@@ -65,7 +77,9 @@ def choose_tta_views(val_probs_by_view: Mapping[str, Predictions], method: str =
     names = list(val_probs_by_view)
     require_validation([val_probs_by_view[n] for n in names], "the TTA view set")
     if "identity" not in val_probs_by_view:
-        raise ValueError(f"choose_tta_views: 'identity' must be one of the views (got {names}); selection starts from it")
+        raise ValueError(
+            f"choose_tta_views: 'identity' must be one of the views (got {names}); selection starts from it"
+        )
     y = require_same_clips([val_probs_by_view[n] for n in names], "choose_tta_views")
     fn = metric_function(metric, threshold)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
@@ -86,8 +100,9 @@ def choose_tta_views(val_probs_by_view: Mapping[str, Predictions], method: str =
     return chosen
 
 
-def compare_with_without(y_true, prob_without, prob_with, threshold: float = 0.5, n_bootstrap: int = 1000,
-                         seed: int = 0, alpha: float = 0.05) -> dict:
+def compare_with_without(
+    y_true, prob_without, prob_with, threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
     """Per-class comparison of predictions without and with TTA on the same clips.
 
     Args:
@@ -101,8 +116,9 @@ def compare_with_without(y_true, prob_without, prob_with, threshold: float = 0.5
         dict with "without", "with" metrics, "delta" (with - without), "mcnemar",
         and "accuracy_diff_ci" / "balanced_accuracy_diff_ci" = [diff, low, high].
     """
-    return compare_paired(y_true, prob_without, prob_with, threshold, n_bootstrap, seed, alpha,
-                          names=("without", "with"))
+    return compare_paired(
+        y_true, prob_without, prob_with, threshold, n_bootstrap, seed, alpha, names=("without", "with")
+    )
 
 
 def latency_per_clip(predict_fn: Callable[[], object], n_clips: int, repeats: int = 3, warmup: int = 1) -> float:

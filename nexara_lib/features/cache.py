@@ -14,6 +14,7 @@ through ``read_features``, which checks both and raises ``CacheEntryError`` nami
 Extraction checks every entry before deciding what to compute (``check_entries``): a bad one is
 moved aside into ``<cache dir>/bad/``, computed again and listed in the summary (``bad_entries``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,23 @@ from nexara_lib.io import read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 # Columns of ``read_clip_records`` (always present, also when nothing was recorded yet).
-CLIP_RECORD_COLUMNS = ("file", "clip_id", "n_frames", "distinct_frames", "padded", "strategy", "grabs", "seeks",
-                       "seek_fallbacks", "grab_ms", "seek_ms", "remapped", "frames_decoded", "decode_s",
-                       "decode_cpu_s")
+CLIP_RECORD_COLUMNS = (
+    "file",
+    "clip_id",
+    "n_frames",
+    "distinct_frames",
+    "padded",
+    "strategy",
+    "grabs",
+    "seeks",
+    "seek_fallbacks",
+    "grab_ms",
+    "seek_ms",
+    "remapped",
+    "frames_decoded",
+    "decode_s",
+    "decode_cpu_s",
+)
 
 
 # What a cached feature file holds: features are rounded to this type when written, so anything that scores
@@ -74,9 +89,11 @@ class CacheWriter:
         """Write one clip's (T, D) features ((T, R * D) under a stream view) and its read record."""
         feats = np.asarray(feats)
         if feats.ndim != 2 or feats.shape[0] != job.frames_per_clip or feats.shape[1] % job.regions:
-            raise ValueError(f"cache {self.dir}: features of clip {job.clip_id!r} must be (T={job.frames_per_clip}, "
-                             f"regions x D) with {job.regions} region(s) per frame, got shape "
-                             f"{feats.shape}; the executor must hand back one row per sampled frame")
+            raise ValueError(
+                f"cache {self.dir}: features of clip {job.clip_id!r} must be (T={job.frames_per_clip}, "
+                f"regions x D) with {job.regions} region(s) per frame, got shape "
+                f"{feats.shape}; the executor must hand back one row per sampled frame"
+            )
         t0 = time.perf_counter()
         # The read record first, then the entry (its commit point): a kill between the two leaves a record without
         # an entry, which readers skip and a rerun replaces, never an entry without its record.
@@ -127,8 +144,11 @@ def read_features(path: str | Path, frames: int | None = None, regions: int = 1)
     """
     x = read_entry(path)
     if x.ndim != 2 or x.dtype != CACHE_DTYPE:
-        raise CacheEntryError(path, f"holds a {x.ndim}-D {x.dtype.name} array of shape {x.shape}; a clip's features "
-                                    f"are 2-D (T, D) {np.dtype(CACHE_DTYPE).name}")
+        raise CacheEntryError(
+            path,
+            f"holds a {x.ndim}-D {x.dtype.name} array of shape {x.shape}; a clip's features "
+            f"are 2-D (T, D) {np.dtype(CACHE_DTYPE).name}",
+        )
     if frames is not None and x.shape[0] != frames:
         raise CacheEntryError(path, f"holds {x.shape[0]} frames, the stream samples T={frames}")
     if x.shape[1] % max(1, regions):
@@ -153,15 +173,23 @@ def check_entries(cache_dir: str | Path, jobs) -> list[dict]:
             read_features(path, job.frames_per_clip, job.regions)
         except CacheEntryError as err:
             moved = quarantine(path, err.reason)
-            bad.append({"file": job.name, "clip_id": job.clip_id, "reason": err.reason,
-                        "moved_to": moved.relative_to(cache_dir).as_posix()})
-            log.warning("feature cache: %s is unusable (%s); moved aside to %s, computing it again",
-                        path, err.reason, moved)
+            bad.append(
+                {
+                    "file": job.name,
+                    "clip_id": job.clip_id,
+                    "reason": err.reason,
+                    "moved_to": moved.relative_to(cache_dir).as_posix(),
+                }
+            )
+            log.warning(
+                "feature cache: %s is unusable (%s); moved aside to %s, computing it again", path, err.reason, moved
+            )
     return bad
 
 
-def load_features(manifest: pd.DataFrame, cache_dir: str | Path, frames: int | None = None,
-                  regions: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_features(
+    manifest: pd.DataFrame, cache_dir: str | Path, frames: int | None = None, regions: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Load cached features of the manifest rows that have them, each checked (``read_features``).
 
     Args:
@@ -185,6 +213,8 @@ def load_features(manifest: pd.DataFrame, cache_dir: str | Path, frames: int | N
             ys.append(int(row["label"]))
             ids.append(str(row["clip_id"]))
     if not xs:
-        raise ValueError(f"no cached features in {cache_dir} for these {len(manifest)} clips; "
-                         "run feature extraction (notebook 02 or `nexara extract`) first")
+        raise ValueError(
+            f"no cached features in {cache_dir} for these {len(manifest)} clips; "
+            "run feature extraction (notebook 02 or `nexara extract`) first"
+        )
     return np.stack(xs), np.asarray(ys, dtype=np.int64), ids

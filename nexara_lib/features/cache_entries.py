@@ -17,6 +17,7 @@ object array is refused, nothing is unpickled) and the shape and dtype against t
 Any fault raises ``CacheEntryError``, naming the file, what is wrong and how to fix it.
 ``quarantine`` moves a bad entry aside into ``<cache dir>/bad/`` so that it is recomputed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,10 @@ from nexara_lib.io import write_atomic, write_json_atomic
 SUM_SUFFIX = ".sum"
 ENTRY_FORMAT = 1
 BAD_DIR = "bad"
-FIX = ("re-run feature extraction (notebook 02 or `nexara extract`): it moves the bad entry aside "
-       f"into the cache's {BAD_DIR}/ folder and computes the clip again")
+FIX = (
+    "re-run feature extraction (notebook 02 or `nexara extract`): it moves the bad entry aside "
+    f"into the cache's {BAD_DIR}/ folder and computes the clip again"
+)
 
 
 class CacheEntryError(ValueError):
@@ -61,8 +64,16 @@ def write_entry(path: str | os.PathLike, array) -> Path:
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array, allow_pickle=False)
     data = buffer.getvalue()
-    write_json_atomic(sum_path(path), {"format": ENTRY_FORMAT, "shape": list(array.shape), "dtype": array.dtype.str,
-                                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    write_json_atomic(
+        sum_path(path),
+        {
+            "format": ENTRY_FORMAT,
+            "shape": list(array.shape),
+            "dtype": array.dtype.str,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    )
     return write_atomic(path, lambda handle: handle.write(data), binary=True)
 
 
@@ -72,20 +83,28 @@ def _read_sum(path: Path) -> dict:
     try:
         meta = json.loads(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CacheEntryError(path, f"its checksum file {where.name} is missing (the entry was not written by "
-                                    "this version's extraction, or the checksum file was removed)") from None
+        raise CacheEntryError(
+            path,
+            f"its checksum file {where.name} is missing (the entry was not written by "
+            "this version's extraction, or the checksum file was removed)",
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CacheEntryError(path, f"its checksum file {where.name} is unreadable ({err})") from None
     try:
-        ok = (isinstance(meta, dict) and meta.get("format") == ENTRY_FORMAT
-              and isinstance(meta["bytes"], int) and isinstance(meta["sha256"], str)
-              and all(isinstance(n, int) and n >= 0 for n in meta["shape"]))
+        ok = (
+            isinstance(meta, dict)
+            and meta.get("format") == ENTRY_FORMAT
+            and isinstance(meta["bytes"], int)
+            and isinstance(meta["sha256"], str)
+            and all(isinstance(n, int) and n >= 0 for n in meta["shape"])
+        )
         dtype = np.dtype(meta["dtype"]) if ok else None
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok or dtype.hasobject:
-        raise CacheEntryError(path, f"its checksum file {where.name} does not hold format {ENTRY_FORMAT} "
-                                    "(shape, dtype, bytes, sha256)")
+        raise CacheEntryError(
+            path, f"its checksum file {where.name} does not hold format {ENTRY_FORMAT} (shape, dtype, bytes, sha256)"
+        )
     return {**meta, "shape": tuple(meta["shape"]), "dtype": dtype}
 
 
@@ -113,8 +132,11 @@ def read_entry(path: str | os.PathLike) -> np.ndarray:
         raise CacheEntryError(path, f"{what}: {len(data)} of {meta['bytes']} bytes")
     digest = hashlib.sha256(data).hexdigest()
     if digest != meta["sha256"]:
-        raise CacheEntryError(path, f"checksum mismatch: its contents changed after extraction wrote them "
-                                    f"(sha256 {digest[:12]}..., recorded {meta['sha256'][:12]}...)")
+        raise CacheEntryError(
+            path,
+            f"checksum mismatch: its contents changed after extraction wrote them "
+            f"(sha256 {digest[:12]}..., recorded {meta['sha256'][:12]}...)",
+        )
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
@@ -127,12 +149,18 @@ def read_entry(path: str | os.PathLike) -> np.ndarray:
     if fortran:
         raise CacheEntryError(path, "stored in Fortran order; extraction writes C order")
     if tuple(shape) != meta["shape"] or dtype != meta["dtype"]:
-        raise CacheEntryError(path, f"wrong shape or dtype: the file holds {_describe(shape, dtype)}, "
-                                    f"its checksum file says {_describe(meta['shape'], meta['dtype'])}")
+        raise CacheEntryError(
+            path,
+            f"wrong shape or dtype: the file holds {_describe(shape, dtype)}, "
+            f"its checksum file says {_describe(meta['shape'], meta['dtype'])}",
+        )
     count = int(np.prod(shape, dtype=np.int64))
     if len(data) - stream.tell() != count * dtype.itemsize:
-        raise CacheEntryError(path, f"truncated: {len(data) - stream.tell()} bytes of data for "
-                                    f"{_describe(shape, dtype)} ({count * dtype.itemsize} bytes)")
+        raise CacheEntryError(
+            path,
+            f"truncated: {len(data) - stream.tell()} bytes of data for "
+            f"{_describe(shape, dtype)} ({count * dtype.itemsize} bytes)",
+        )
     return np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell()).reshape(shape)
 
 
@@ -157,6 +185,15 @@ def quarantine(path: str | os.PathLike, reason: str) -> Path:
         except FileNotFoundError:
             pass
     with open(bad / "moved.jsonl", "a", encoding="utf-8") as log:
-        log.write(json.dumps({"file": path.name, "moved_to": target.name, "reason": reason,
-                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "file": path.name,
+                    "moved_to": target.name,
+                    "reason": reason,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            )
+            + "\n"
+        )
     return target

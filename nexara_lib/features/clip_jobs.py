@@ -9,6 +9,7 @@ Under a stream view (``motion_crop``, ``tiles``: ``transforms.frame_views``) the
 decoded at native resolution and cut into ``job.regions`` regions per frame at the backbone's size
 right here, so only ``T * regions`` small frames leave the decoder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,16 +28,17 @@ from nexara_lib.video.reader import VideoReadError
 @dataclasses.dataclass(frozen=True)
 class ClipJob:
     """What to decode for one clip under one transform."""
-    name: str                  # cache file name (clip id + manifest-row hash)
+
+    name: str  # cache file name (clip id + manifest-row hash)
     clip_id: str
     path: str
-    n_frames: int              # verified frame count from the audit (0 = unknown: probed first)
-    frames_per_clip: int       # T
-    size: int                  # square frame side the backbone takes
-    pairs: bool                # (frame, next frame) pairs for motion backbones
-    transform: str = "identity"           # clean, a frame-level TTA view, a stream view, or an augmentation copy
-    augmentation: tuple | None = None     # (ops, copy, seed) for augmentation copies
-    view_params: tuple = ()               # a stream view's parameters as sorted (name, value) pairs
+    n_frames: int  # verified frame count from the audit (0 = unknown: probed first)
+    frames_per_clip: int  # T
+    size: int  # square frame side the backbone takes
+    pairs: bool  # (frame, next frame) pairs for motion backbones
+    transform: str = "identity"  # clean, a frame-level TTA view, a stream view, or an augmentation copy
+    augmentation: tuple | None = None  # (ops, copy, seed) for augmentation copies
+    view_params: tuple = ()  # a stream view's parameters as sorted (name, value) pairs
 
     @property
     def regions(self) -> int:
@@ -53,10 +55,11 @@ class ClipJob:
 @dataclasses.dataclass
 class DecodedClip:
     """``decode_job``'s answer: frames, or the reason there are none."""
+
     job: ClipJob
     frames: np.ndarray | None
     error: str | None
-    record: dict                # how it was read: padded, strategy, seeks, decode_s (elapsed), decode_cpu_s, ...
+    record: dict  # how it was read: padded, strategy, seeks, decode_s (elapsed), decode_cpu_s, ...
 
 
 def sampled_indices(n_frames: int, t: int, pairs: bool = False) -> np.ndarray:
@@ -77,14 +80,18 @@ def stream_view(job: ClipJob) -> tuple[Transform, dict] | None:
     """(the stream view, its checked parameters) when ``job.transform`` is one, else None."""
     if job.augmentation is not None or job.transform == "identity":
         if job.view_params:
-            raise ValueError(f"clip job {job.name!r}: view parameters {dict(job.view_params)} given without a "
-                             "stream view; build the stream with FeatureStream.with_view")
+            raise ValueError(
+                f"clip job {job.name!r}: view parameters {dict(job.view_params)} given without a "
+                "stream view; build the stream with FeatureStream.with_view"
+            )
         return None
     entry = get_transform(job.transform)
     if entry.stream is None:
         if job.view_params:
-            raise ValueError(f"transform {job.transform!r} is not a stream view and takes no view parameters; "
-                             f"stream views: {available_transforms(use='stream')}")
+            raise ValueError(
+                f"transform {job.transform!r} is not a stream view and takes no view parameters; "
+                f"stream views: {available_transforms(use='stream')}"
+            )
         return None
     return entry, entry.stream.check(dict(job.view_params))
 
@@ -101,8 +108,10 @@ def _frame_transform(job: ClipJob):
     if view.level != "frame":
         raise ValueError(f"transform {job.transform!r} acts on features, not frames; apply it after loading features")
     if "tta" not in view.uses:
-        raise ValueError(f"transform {job.transform!r} is an augmentation op drawn per copy, not a fixed view; "
-                         f"extract it as seeded augmentation copies")
+        raise ValueError(
+            f"transform {job.transform!r} is an augmentation op drawn per copy, not a fixed view; "
+            f"extract it as seeded augmentation copies"
+        )
     apply = functools.partial(view.apply, params=view.view_params())
     return (apply, None, None) if view.acts_on == "sampling" else (None, apply, None)
 
@@ -139,8 +148,7 @@ def decode_job(job: ClipJob) -> DecodedClip:
         if resample is not None:
             indices = resample(indices, span=_sampling_span(n_frames, with_next))
         # a view cuts regions out of the native frames, then resizes them (never a resized frame re-cut)
-        frames, record = read_sampled_frames(job.path, indices, size=None if view else job.size,
-                                             with_next=with_next)
+        frames, record = read_sampled_frames(job.path, indices, size=None if view else job.size, with_next=with_next)
         if fn is not None:
             frames = _apply_to_frames(fn, frames)
         if view is not None:
@@ -148,11 +156,20 @@ def decode_job(job: ClipJob) -> DecodedClip:
             frames, view_record = entry.apply(frames, view_params, size=job.size, pairs=job.pairs)
             record.update(view_record)
     except (VideoReadError, ValueError, OSError) as err:
-        return DecodedClip(job, None, str(err), {"decode_s": round(time.perf_counter() - t0, 4),
-                                                 "decode_cpu_s": round(time.process_time() - cpu0, 4)})
+        return DecodedClip(
+            job,
+            None,
+            str(err),
+            {"decode_s": round(time.perf_counter() - t0, 4), "decode_cpu_s": round(time.process_time() - cpu0, 4)},
+        )
     distinct = len(np.unique(indices))
-    record.update(n_frames=n_frames, distinct_frames=distinct, padded=distinct < job.frames_per_clip,
-                  decode_s=round(time.perf_counter() - t0, 4), decode_cpu_s=round(time.process_time() - cpu0, 4))
+    record.update(
+        n_frames=n_frames,
+        distinct_frames=distinct,
+        padded=distinct < job.frames_per_clip,
+        decode_s=round(time.perf_counter() - t0, 4),
+        decode_cpu_s=round(time.process_time() - cpu0, 4),
+    )
     if aug_params is not None:
         record["augmentation"] = aug_params
     return DecodedClip(job, frames, None, record)

@@ -8,6 +8,7 @@ executors and resume. A rerun computes only the clips without a good cache entry
 entry is checked first (checksum, shape, dtype; ``features.cache_entries``), and a bad one is moved
 aside into ``<cache dir>/bad/``, computed again and listed under ``bad_entries`` in the summary.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,6 @@ from nexara_lib.io import write_json_atomic
 EXECUTORS = ("local", "ray")
 
 
-
 def _jobs(manifest: pd.DataFrame, stream: FeatureStream) -> list[ClipJob]:
     jobs = []
     for _, row in manifest.iterrows():
@@ -35,30 +35,56 @@ def _jobs(manifest: pd.DataFrame, stream: FeatureStream) -> list[ClipJob]:
             frames = int(frames) if frames not in ("", None) and not pd.isna(frames) else 0
         except (TypeError, ValueError):
             frames = 0
-        jobs.append(ClipJob(clip_cache_name(row), str(row["clip_id"]), str(row["path"]), frames,
-                            stream.frames_per_clip, stream.size, stream.pairs, stream.transform, stream.augmentation,
-                            stream.view_params))
+        jobs.append(
+            ClipJob(
+                clip_cache_name(row),
+                str(row["clip_id"]),
+                str(row["path"]),
+                frames,
+                stream.frames_per_clip,
+                stream.size,
+                stream.pairs,
+                stream.transform,
+                stream.augmentation,
+                stream.view_params,
+            )
+        )
     return jobs
 
 
 def _check_arguments(manifest, stream, workers, executor) -> None:
     missing = {"clip_id", "path"} - set(manifest.columns)
     if missing:
-        raise ValueError(f"extract_features: the manifest lacks column(s) {sorted(missing)}; "
-                         "pass the manifest.csv written by the audit (notebook 01 or `nexara audit`)")
+        raise ValueError(
+            f"extract_features: the manifest lacks column(s) {sorted(missing)}; "
+            "pass the manifest.csv written by the audit (notebook 01 or `nexara audit`)"
+        )
     if not isinstance(stream, FeatureStream):
-        raise TypeError(f"extract_features: stream must be a FeatureStream, got {type(stream).__name__}; "
-                        "build one with FeatureStream(backbone, weights, frames_per_clip) or FeatureStream.from_params")
+        raise TypeError(
+            f"extract_features: stream must be a FeatureStream, got {type(stream).__name__}; "
+            "build one with FeatureStream(backbone, weights, frames_per_clip) or FeatureStream.from_params"
+        )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"extract_features: workers must be an integer >= 0 (0 = decode in this process), "
-                         f"got {workers!r}")
+        raise ValueError(
+            f"extract_features: workers must be an integer >= 0 (0 = decode in this process), got {workers!r}"
+        )
     if executor not in EXECUTORS:
         raise ValueError(f"extract_features: executor {executor!r} is not one of {list(EXECUTORS)}")
 
 
-def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: str | Path, *,
-                     batch_size: int = 0, workers: int = 2, executor: str = "local", ray_address: str | None = None,
-                     mixed_precision: str = "auto", retry_failed: bool = False, progress: bool = True) -> dict:
+def extract_features(
+    manifest: pd.DataFrame,
+    stream: FeatureStream,
+    cache_root: str | Path,
+    *,
+    batch_size: int = 0,
+    workers: int = 2,
+    executor: str = "local",
+    ray_address: str | None = None,
+    mixed_precision: str = "auto",
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict:
     """Compute and cache ``stream``'s features for every manifest row not cached yet.
 
     Args:
@@ -97,14 +123,25 @@ def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: 
     writer = CacheWriter(cache_dir)
     todo = [job for job in jobs if not (cache_dir / job.name).exists()]
     recheck = {entry["file"] for entry in bad}  # a bad entry is always computed again
-    skipped = [] if retry_failed else [job for job in todo
-                                       if writer.known_failure(job.name) and job.name not in recheck]
+    skipped = (
+        [] if retry_failed else [job for job in todo if writer.known_failure(job.name) and job.name not in recheck]
+    )
     todo = [job for job in todo if job not in skipped]
-    summary = {"cache_dir": str(cache_dir), "key": stream.key, "backbone": stream.backbone,
-               "transform": stream.transform, "executor": executor, "workers": workers, "clips": len(jobs),
-               "cached_before": len(jobs) - len(todo) - len(skipped), "computed": 0,
-               "failed": [writer.failures[job.name] for job in skipped], "bad_entries": bad, "padded": 0,
-               "seeks": 0}
+    summary = {
+        "cache_dir": str(cache_dir),
+        "key": stream.key,
+        "backbone": stream.backbone,
+        "transform": stream.transform,
+        "executor": executor,
+        "workers": workers,
+        "clips": len(jobs),
+        "cached_before": len(jobs) - len(todo) - len(skipped),
+        "computed": 0,
+        "failed": [writer.failures[job.name] for job in skipped],
+        "bad_entries": bad,
+        "padded": 0,
+        "seeks": 0,
+    }
     meta = stream.describe()
     if stream.augmentation is not None:
         ops, copy, seed = stream.augmentation
@@ -114,8 +151,16 @@ def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: 
     wall0 = time.perf_counter()
     try:
         if todo:
-            results = _executor_results(executor, todo, stream, batch_size or stream.spec.batch_size,
-                                        workers, mixed_precision, ray_address, timer)
+            results = _executor_results(
+                executor,
+                todo,
+                stream,
+                batch_size or stream.spec.batch_size,
+                workers,
+                mixed_precision,
+                ray_address,
+                timer,
+            )
             label = f"features {stream.backbone}" + ("" if stream.transform == "identity" else f" [{stream.transform}]")
             with _progress(len(todo), label, progress) as bar:
                 for job, feats, error, record in results:
@@ -125,9 +170,13 @@ def extract_features(manifest: pd.DataFrame, stream: FeatureStream, cache_root: 
         writer.close()
     wall = time.perf_counter() - wall0
     done = summary["computed"]
-    summary.update({k: round(v, 3) for k, v in timer.items()}, write_s=round(writer.write_s, 3),
-                   wall_s=round(wall, 3), clips_per_s=round(done / wall, 2) if done and wall else None,
-                   frames_per_s=round(done * stream.frames_per_clip / wall, 1) if done and wall else None)
+    summary.update(
+        {k: round(v, 3) for k, v in timer.items()},
+        write_s=round(writer.write_s, 3),
+        wall_s=round(wall, 3),
+        clips_per_s=round(done / wall, 2) if done and wall else None,
+        frames_per_s=round(done * stream.frames_per_clip / wall, 1) if done and wall else None,
+    )
     return summary
 
 
@@ -144,16 +193,31 @@ def _record(writer: CacheWriter, summary: dict, timer: dict, job, feats, error, 
     summary["seeks"] += int(record.get("seeks", 0))
 
 
-def _executor_results(executor, jobs, stream: FeatureStream, batch_frames, workers, mixed_precision,
-                      ray_address, timer):
+def _executor_results(
+    executor, jobs, stream: FeatureStream, batch_frames, workers, mixed_precision, ray_address, timer
+):
     """(job, features or None, error or None, record) for every job, from the chosen executor."""
     if executor == "ray":
         from nexara_lib.features.ray_executor import ray_results  # Ray loads only when asked for
-        return ray_results(jobs, backbone=stream.backbone, weights=stream.weights, size=stream.size,
-                           batch_frames=batch_frames, workers=workers, mixed_precision=mixed_precision,
-                           address=ray_address, timer=timer)
-    return local_results(jobs, create_backbone(stream.backbone, stream.weights, stream.size,
-                                               mixed_precision=mixed_precision), batch_frames, workers, timer)
+
+        return ray_results(
+            jobs,
+            backbone=stream.backbone,
+            weights=stream.weights,
+            size=stream.size,
+            batch_frames=batch_frames,
+            workers=workers,
+            mixed_precision=mixed_precision,
+            address=ray_address,
+            timer=timer,
+        )
+    return local_results(
+        jobs,
+        create_backbone(stream.backbone, stream.weights, stream.size, mixed_precision=mixed_precision),
+        batch_frames,
+        workers,
+        timer,
+    )
 
 
 def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
@@ -183,16 +247,20 @@ def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
     timer["model_s"] = batcher.model_s
 
 
-def extract_augmented_copies(manifest: pd.DataFrame, stream: FeatureStream, cache_root: str | Path, *,
-                             copies: int, ops, seed: int, **options) -> list[dict]:
+def extract_augmented_copies(
+    manifest: pd.DataFrame, stream: FeatureStream, cache_root: str | Path, *, copies: int, ops, seed: int, **options
+) -> list[dict]:
     """Extract ``copies`` seeded augmentation copies (1..N) of ``stream`` for every clip, each under
     its own key. ``options`` are those of ``extract_features``. Returns one summary per copy."""
     if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 0:
         raise ValueError(f"augmentation copies must be an integer >= 0, got {copies!r}")
-    return [extract_features(manifest, stream.augmentation_copy(ops, copy, seed), cache_root, **options)
-            for copy in range(1, int(copies) + 1)]
+    return [
+        extract_features(manifest, stream.augmentation_copy(ops, copy, seed), cache_root, **options)
+        for copy in range(1, int(copies) + 1)
+    ]
 
 
 def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, disable=not enabled, mininterval=1.0)

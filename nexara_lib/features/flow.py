@@ -11,6 +11,7 @@ Flow is expressed in percent of the working width, so the numbers mean the
 same thing whatever the input resolution and stay in a range (roughly 0-30)
 that a standardising model handles without surprises.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -31,9 +32,20 @@ FEATURE_NAMES = tuple(
     + ["dx_mean", "dx_std", "dy_mean", "dy_std"]
     + [f"moving_frac_{t:g}" for t in MOVING_THRESHOLDS]
     + [f"grid_{r}{c}" for r in range(GRID) for c in range(GRID)]
-    + ["grid_max_share", "moving_spread_x", "moving_spread_y",
-       "abs_div_mean", "abs_curl_mean", "abs_div_p95", "abs_curl_p95", "div_curl_ratio",
-       "local_incoherence_mean", "local_incoherence_ratio", "global_incoherence", "opposing_share"]
+    + [
+        "grid_max_share",
+        "moving_spread_x",
+        "moving_spread_y",
+        "abs_div_mean",
+        "abs_curl_mean",
+        "abs_div_p95",
+        "abs_curl_p95",
+        "div_curl_ratio",
+        "local_incoherence_mean",
+        "local_incoherence_ratio",
+        "global_incoherence",
+        "opposing_share",
+    ]
 )
 FLOW_FEATURE_DIM = len(FEATURE_NAMES)  # length of the vector flow_features returns per pair
 
@@ -128,14 +140,32 @@ def summarise_flow(flow: np.ndarray) -> np.ndarray:
     residual = np.sqrt(ex * ex + ey * ey)
     local_ratio = residual[moving].mean() / (mmag.mean() + 0.1) if mmag.size else 0.0
 
-    return np.array([
-        *mag_stats, *mag_hist, *dir_hist,
-        dx.mean(), dx.std(), dy.mean(), dy.std(),
-        *moving_frac, *grid,
-        grid_max_share, spread_x, spread_y,
-        abs_div.mean(), abs_curl.mean(), div_p95, curl_p95, div_curl_ratio,
-        residual.mean(), local_ratio, global_incoherence, opposing,
-    ], dtype=np.float32)
+    return np.array(
+        [
+            *mag_stats,
+            *mag_hist,
+            *dir_hist,
+            dx.mean(),
+            dx.std(),
+            dy.mean(),
+            dy.std(),
+            *moving_frac,
+            *grid,
+            grid_max_share,
+            spread_x,
+            spread_y,
+            abs_div.mean(),
+            abs_curl.mean(),
+            div_p95,
+            curl_p95,
+            div_curl_ratio,
+            residual.mean(),
+            local_ratio,
+            global_incoherence,
+            opposing,
+        ],
+        dtype=np.float32,
+    )
 
 
 def flow_features(frame_pairs: np.ndarray) -> np.ndarray:
@@ -151,20 +181,23 @@ def flow_features(frame_pairs: np.ndarray) -> np.ndarray:
     if not isinstance(frame_pairs, np.ndarray):
         raise ValueError(
             f"flow_features: frame_pairs must be a numpy array, got {type(frame_pairs).__name__}; "
-            "stack the pairs with np.stack")
+            "stack the pairs with np.stack"
+        )
     if frame_pairs.dtype != np.uint8:
         raise ValueError(
             f"flow_features: frame_pairs must be uint8 RGB, got dtype {frame_pairs.dtype}; "
-            "convert decoded frames with .astype(np.uint8) (values 0-255), not floats in [0, 1]")
+            "convert decoded frames with .astype(np.uint8) (values 0-255), not floats in [0, 1]"
+        )
     if frame_pairs.ndim != 5 or frame_pairs.shape[1] != 2 or frame_pairs.shape[4] != 3:
         raise ValueError(
             f"flow_features: frame_pairs must have shape (T, 2, H, W, 3), got {frame_pairs.shape}; "
-            "axis 1 holds (frame, next frame), the last axis RGB channels")
+            "axis 1 holds (frame, next frame), the last axis RGB channels"
+        )
     t, _, h, w, _ = frame_pairs.shape
     if t == 0 or h < 8 or w < 8:
         raise ValueError(
-            f"flow_features: need at least one pair of frames of at least 8x8 pixels, got shape "
-            f"{frame_pairs.shape}")
+            f"flow_features: need at least one pair of frames of at least 8x8 pixels, got shape {frame_pairs.shape}"
+        )
     out = np.empty((t, FLOW_FEATURE_DIM), dtype=np.float32)
     for i in range(t):
         out[i] = summarise_flow(dense_flow(frame_pairs[i, 0], frame_pairs[i, 1]))

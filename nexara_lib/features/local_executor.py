@@ -14,6 +14,7 @@ features as soon as its last frame is encoded; a clip of R regions per sampled
 frame (a stream view such as ``tiles``) gives T * R frames and comes back as
 (T, R * D), its regions side by side in the order they were given.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,12 +23,12 @@ import os
 import queue
 import sys
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from nexara_lib.lifeline import watch_parent
 from nexara_lib.features.clip_jobs import ClipJob, DecodedClip, decode_job
+from nexara_lib.lifeline import watch_parent
 
 # Niceness added to decoder processes (see ``_decoder_main``): the lowest priority. Measured on 2 cores
 # with the TFLite backbone: 19 gives 9.4 s for 59 clips, 5 gives 10.0 s (the model is the costly stage).
@@ -46,6 +47,7 @@ def _decoder_main(tasks, results, current, wid: int, parent_pid: int) -> None:
     watch_parent(parent_pid)
 
     from nexara_lib.video.reader import set_decoder_threads
+
     cv2.setNumThreads(1)  # one process per core: OpenCV's own thread pool would oversubscribe
     set_decoder_threads(1)
     # Below the backbone's priority: the model (the costly stage) never waits for a core, and
@@ -116,8 +118,12 @@ class DecoderPool:
 
     def _start(self, wid: int) -> None:
         self.current[wid] = -1
-        proc = self.ctx.Process(target=_decoder_main, args=(self.tasks, self.results, self.current, wid, os.getpid()),
-                                daemon=True, name=f"nexara-decoder-{wid}")
+        proc = self.ctx.Process(
+            target=_decoder_main,
+            args=(self.tasks, self.results, self.current, wid, os.getpid()),
+            daemon=True,
+            name=f"nexara-decoder-{wid}",
+        )
         with _main_module_hidden():
             proc.start()
         self.procs[wid] = proc
@@ -132,7 +138,8 @@ class DecoderPool:
             if index < 0:  # died holding no clip: it cannot start, and restarting would loop forever
                 raise DecoderPoolError(
                     f"a decoder process exited with code {proc.exitcode} before decoding anything; "
-                    "run with workers=0 to decode in this process and see the error")
+                    "run with workers=0 to decode in this process and see the error"
+                )
             if index in remaining:
                 job = self.jobs[index]
                 reason = f"the decoder process crashed on this clip (exit code {proc.exitcode}); skipped"
@@ -203,9 +210,9 @@ class FeatureBatcher:
 
     def __init__(self, encode: Callable[[np.ndarray], np.ndarray], batch_frames: int):
         self.encode, self.batch_frames = encode, max(1, int(batch_frames))
-        self.frames: list[np.ndarray] = []        # frames waiting, in order
+        self.frames: list[np.ndarray] = []  # frames waiting, in order
         self.owners: list[tuple[object, int, int]] = []  # (clip key, frames, regions per row) in arrival order
-        self.done_rows: list[np.ndarray] = []     # encoded rows not yet handed back
+        self.done_rows: list[np.ndarray] = []  # encoded rows not yet handed back
         self.model_s = 0.0
         self.calls = 0
 
@@ -217,10 +224,17 @@ class FeatureBatcher:
             frames: (T * regions, ...) the clip's frames, the regions of a sampled frame one after another.
             regions: frames per sampled frame; the clip comes back as (T, regions * D).
         """
-        if isinstance(regions, bool) or not isinstance(regions, (int, np.integer)) or regions < 1 \
-                or len(frames) == 0 or len(frames) % regions:
-            raise ValueError(f"FeatureBatcher.add({key!r}): {len(frames)} frames are not a positive whole number "
-                             f"of sampled frames of {regions!r} regions each; give T * regions frames")
+        if (
+            isinstance(regions, bool)
+            or not isinstance(regions, (int, np.integer))
+            or regions < 1
+            or len(frames) == 0
+            or len(frames) % regions
+        ):
+            raise ValueError(
+                f"FeatureBatcher.add({key!r}): {len(frames)} frames are not a positive whole number "
+                f"of sampled frames of {regions!r} regions each; give T * regions frames"
+            )
         self.frames.extend(frames)
         self.owners.append((key, len(frames), int(regions)))
         out = []

@@ -36,6 +36,7 @@ Design:
 
 ``ray`` is imported inside functions: the library imports without it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,13 +45,19 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nexara_lib.features.backbones import PRETRAINED_DIR_ENV
 from nexara_lib.features.clip_jobs import ClipJob
-from nexara_lib.features.ray_worker import (Chunk, ChunkEncoderActor, ChunkRunner, ChunkSettings, encode_chunk,
-                                            run_chunk_task)
+from nexara_lib.features.ray_worker import (
+    Chunk,
+    ChunkEncoderActor,
+    ChunkRunner,
+    ChunkSettings,
+    encode_chunk,
+    run_chunk_task,
+)
 
 # Backbone batches per chunk: enough that scheduling a task and fetching the cached backbone are small
 # next to the work, few enough that progress shows and a failed task loses little.
@@ -67,8 +74,14 @@ FAILURES_IN_A_ROW_LIMIT = 8
 REASON_CHARS = 300
 
 # Ray errors that mean the process running the task died, rather than the task raising.
-PROCESS_DEATHS = ("WorkerCrashedError", "RayActorError", "ActorDiedError", "ActorUnavailableError",
-                  "OutOfMemoryError", "NodeDiedError")
+PROCESS_DEATHS = (
+    "WorkerCrashedError",
+    "RayActorError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "OutOfMemoryError",
+    "NodeDiedError",
+)
 PROCESS_DEATH_HINT = "the worker process died on this clip (a crash in the decoder or backbone, or out of memory)"
 
 
@@ -89,16 +102,18 @@ def plan_chunks(jobs: list[ClipJob], batch_frames: int, in_flight: int, chunk_cl
         chunk_clips = min(clips_per_batch * CHUNK_BATCHES, math.ceil(len(jobs) / max(1, in_flight)))
     chunk_clips = max(1, int(chunk_clips))
     indexed = list(enumerate(jobs))
-    return [indexed[i:i + chunk_clips] for i in range(0, len(indexed), chunk_clips)]
+    return [indexed[i : i + chunk_clips] for i in range(0, len(indexed), chunk_clips)]
 
 
 def _import_ray():
     try:
         import ray
     except ImportError:
-        raise RuntimeError("executor 'ray' needs the ray package, which is not installed in this environment; "
-                           "install the version pinned in requirements.txt (pip install 'ray==2.60.0') "
-                           "or use executor 'local'") from None
+        raise RuntimeError(
+            "executor 'ray' needs the ray package, which is not installed in this environment; "
+            "install the version pinned in requirements.txt (pip install 'ray==2.60.0') "
+            "or use executor 'local'"
+        ) from None
     return ray
 
 
@@ -110,9 +125,11 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as err:
-        raise RuntimeError(f"cannot reach the Ray cluster at {address!r} ({err}); check that its head node runs "
-                           "(`ray start --head` prints the address to join) and that host and port are right, "
-                           "or leave ray_address empty and RAY_ADDRESS unset to start a local Ray instance") from None
+        raise RuntimeError(
+            f"cannot reach the Ray cluster at {address!r} ({err}); check that its head node runs "
+            "(`ray start --head` prints the address to join) and that host and port are right, "
+            "or leave ray_address empty and RAY_ADDRESS unset to start a local Ray instance"
+        ) from None
 
 
 def _runtime_env() -> dict:
@@ -162,8 +179,10 @@ def _init_error(address: str | None, err: Exception) -> RuntimeError:
         root = root.__cause__ or root.__context__
     reason = _one_line(err) if root is err else f"{_one_line(err)} (cause: {_one_line(root)})"
     if "AuthenticationError" in f"{type(root).__name__} {root}":
-        hint = ("the cluster uses token authentication: set RAY_AUTH_MODE=token and give this process "
-                "the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        hint = (
+            "the cluster uses token authentication: set RAY_AUTH_MODE=token and give this process "
+            "the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        )
     elif address:
         hint = "check the address and that the cluster runs the same Ray and Python versions as this process"
     else:
@@ -252,16 +271,29 @@ def _cluster_plan(ray, workers: int, use_gpus: bool | None) -> tuple[int, int, f
     if use_gpus is False or (use_gpus is None and gpus <= 0):
         return in_flight, 0, 0.0
     if gpus <= 0:
-        raise ValueError("ray_results: use_gpus=True but the Ray cluster has no GPUs; "
-                         "leave use_gpus at None to pick CPU tasks there")
+        raise ValueError(
+            "ray_results: use_gpus=True but the Ray cluster has no GPUs; leave use_gpus at None to pick CPU tasks there"
+        )
     # One chunk per actor at a time: a chunk queued behind one that kills the actor would be lost with it.
     actors = max(1, min(int(gpus), in_flight))
     return actors, actors, min(1.0, gpus)
 
 
-def ray_results(jobs: list[ClipJob], *, backbone: str, weights: str, size: int, batch_frames: int, workers: int,
-                mixed_precision: str, address: str | None, timer: dict, chunk_clips: int = 0,
-                use_gpus: bool | None = None, chunk_runner: ChunkRunner = encode_chunk) -> Iterator[tuple]:
+def ray_results(
+    jobs: list[ClipJob],
+    *,
+    backbone: str,
+    weights: str,
+    size: int,
+    batch_frames: int,
+    workers: int,
+    mixed_precision: str,
+    address: str | None,
+    timer: dict,
+    chunk_clips: int = 0,
+    use_gpus: bool | None = None,
+    chunk_runner: ChunkRunner = encode_chunk,
+) -> Iterator[tuple]:
     """The Ray executor: extract ``jobs`` on a Ray cluster, yielding results as chunks finish.
 
     Args:
@@ -292,8 +324,11 @@ def ray_results(jobs: list[ClipJob], *, backbone: str, weights: str, size: int, 
         in_flight, actors, gpus_per_actor = _cluster_plan(ray, workers, use_gpus)
         queue = collections.deque(plan_chunks(jobs, batch_frames, in_flight, chunk_clips))
         settings = ChunkSettings(backbone, weights, int(size), mixed_precision, int(batch_frames))
-        pool = (_ActorPool(ray, settings, chunk_runner, min(actors, len(queue)), gpus_per_actor) if actors
-                else _TaskPool(ray, settings, chunk_runner))
+        pool = (
+            _ActorPool(ray, settings, chunk_runner, min(actors, len(queue)), gpus_per_actor)
+            if actors
+            else _TaskPool(ray, settings, chunk_runner)
+        )
         timer.setdefault("model_s", 0.0)
         timer.setdefault("wait_s", 0.0)
         failures_in_a_row = 0
@@ -333,10 +368,12 @@ def _next_finished(ray, pool, pending: dict, timer: dict) -> tuple[Chunk, tuple 
 def _check_failure_streak(failures_in_a_row: int, in_flight: int, answer) -> None:
     """Stop the run when tasks keep failing with no chunk finishing: the workers are broken, not a clip."""
     if failures_in_a_row >= max(FAILURES_IN_A_ROW_LIMIT, 2 * in_flight):
-        raise RuntimeError(f"{failures_in_a_row} Ray tasks failed in a row without any clip finishing "
-                           f"(last: {_failure_reason(answer)}); every worker seems broken, not one clip: check the "
-                           "worker logs (`ray logs`, or /tmp/ray/session_latest/logs on the nodes); clips already "
-                           "reported failed are retried with retry_failed=True")
+        raise RuntimeError(
+            f"{failures_in_a_row} Ray tasks failed in a row without any clip finishing "
+            f"(last: {_failure_reason(answer)}); every worker seems broken, not one clip: check the "
+            "worker logs (`ray logs`, or /tmp/ray/session_latest/logs on the nodes); clips already "
+            "reported failed are retried with retry_failed=True"
+        )
 
 
 def _chunk_items(jobs: list[ClipJob], chunk: Chunk, answer, queue: collections.deque, timer: dict):
@@ -350,8 +387,10 @@ def _chunk_items(jobs: list[ClipJob], chunk: Chunk, answer, queue: collections.d
         return
     results, model_s, setup_error = answer
     if setup_error is not None:
-        raise RuntimeError(f"{setup_error}; check that the Ray workers have the packages this backbone needs "
-                           "and can read its weights (a weights file must exist at the same path on every node)")
+        raise RuntimeError(
+            f"{setup_error}; check that the Ray workers have the packages this backbone needs "
+            "and can read its weights (a weights file must exist at the same path on every node)"
+        )
     timer["model_s"] += model_s
     for index, feats, error, record in results:
         yield jobs[index], feats, error, record

@@ -6,11 +6,12 @@ process in ``_ENCODERS``, so later tasks on that worker reuse it; a GPU actor
 (``ChunkEncoderActor``) builds it once. A backbone that cannot be built is reported back to the
 driver (``features.ray_executor``), which stops the run.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -27,11 +28,12 @@ _ENCODERS: dict = {}
 @dataclasses.dataclass(frozen=True)
 class ChunkSettings:
     """What a Ray worker needs besides the clips: which encoder to build and its batch size."""
+
     backbone: str
     weights: str
-    size: int                 # square frame side the backbone takes
-    mixed_precision: str      # 'auto' | 'on' | 'off' (Keras backbones)
-    batch_frames: int         # frames per backbone call
+    size: int  # square frame side the backbone takes
+    mixed_precision: str  # 'auto' | 'on' | 'off' (Keras backbones)
+    batch_frames: int  # frames per backbone call
 
 
 # A chunk: (index into the driver's job list, job) pairs.
@@ -69,21 +71,25 @@ def encode_chunk(encode: Callable[[np.ndarray], np.ndarray], chunk: Chunk, batch
 def _worker_encoder(settings: ChunkSettings):
     """This worker process's encoder for ``settings``, built once and kept in ``_ENCODERS``."""
     from nexara_lib.features.backbones import create_backbone, weights_identity
+
     try:  # a weights file's size and mtime: a file replaced between runs on a long-lived worker is reloaded
         weights = weights_identity(settings.weights)
     except OSError:
         weights = settings.weights  # missing here: create_backbone says so
     key = (settings.backbone, settings.weights, weights, settings.size, settings.mixed_precision)
     if key not in _ENCODERS:
-        _ENCODERS[key] = create_backbone(settings.backbone, settings.weights, settings.size,
-                                         mixed_precision=settings.mixed_precision)
+        _ENCODERS[key] = create_backbone(
+            settings.backbone, settings.weights, settings.size, mixed_precision=settings.mixed_precision
+        )
     return _ENCODERS[key]
 
 
 def _setup_error(settings: ChunkSettings, err: Exception) -> str:
     """Why a worker could not build its backbone, with the host it ran on."""
-    return (f"a Ray worker on {socket.gethostname()} could not build backbone {settings.backbone!r} "
-            f"(weights {settings.weights!r}, size {settings.size}): {type(err).__name__}: {err}")
+    return (
+        f"a Ray worker on {socket.gethostname()} could not build backbone {settings.backbone!r} "
+        f"(weights {settings.weights!r}, size {settings.size}): {type(err).__name__}: {err}"
+    )
 
 
 def run_chunk_task(settings: ChunkSettings, chunk: Chunk, chunk_runner: ChunkRunner) -> tuple[list, float, str | None]:

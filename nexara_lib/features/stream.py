@@ -9,19 +9,25 @@ the frame transform (clean, a frame-level TTA view, a stream view with its param
 per frame is cached as (T, R * D); ``load`` pools the regions (``tile_pooling``), so every model
 sees (T, D).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from nexara_lib.config import SCHEMA
-from nexara_lib.features.backbones import (BackboneSpec, feature_dim, get_backbone_spec, resolve_image_size,
-                                           weights_identity)
+from nexara_lib.features.backbones import (
+    BackboneSpec,
+    feature_dim,
+    get_backbone_spec,
+    resolve_image_size,
+    weights_identity,
+)
 from nexara_lib.features.cache import load_features
 from nexara_lib.transforms.frame_copies import augmentation_transform_name, check_frame_augment_ops
 from nexara_lib.transforms.frame_views import pool_regions
@@ -29,8 +35,10 @@ from nexara_lib.transforms.registry import TRANSFORMS, StreamView, available_tra
 
 IDENTITY = "identity"
 # Run parameters of each stream view: view parameter -> schema key (``view_params_from``).
-VIEW_PARAM_KEYS = {"motion_crop": {"fraction": "motion_crop_fraction"},
-                   "tiles": {"grid": "tiles_grid", "pooling": "tile_pooling"}}
+VIEW_PARAM_KEYS = {
+    "motion_crop": {"fraction": "motion_crop_fraction"},
+    "tiles": {"grid": "tiles_grid", "pooling": "tile_pooling"},
+}
 
 
 def view_params_from(params: Mapping, view: str) -> dict:
@@ -54,6 +62,7 @@ class FeatureStream:
         augmentation: (ops, copy, seed) of a seeded augmentation copy, else None.
         view_params: a stream view's checked parameters as sorted (name, value) pairs (``with_view``).
     """
+
     backbone: str
     weights: str
     frames_per_clip: int
@@ -63,20 +72,25 @@ class FeatureStream:
     view_params: tuple = ()
 
     def __post_init__(self):
-        if isinstance(self.frames_per_clip, bool) or not isinstance(self.frames_per_clip, (int, np.integer)) \
-                or self.frames_per_clip < 1:
+        if (
+            isinstance(self.frames_per_clip, bool)
+            or not isinstance(self.frames_per_clip, (int, np.integer))
+            or self.frames_per_clip < 1
+        ):
             raise ValueError(f"frames_per_clip must be a positive integer, got {self.frames_per_clip!r}")
         _ = self.size  # an unknown backbone or an impossible frame size fails here, before any work
         view = self.view
         if view is None and self.view_params:
-            raise ValueError(f"view_params {dict(self.view_params)} need a stream view as transform, got "
-                             f"{self.transform!r}; stream views: {available_transforms(use='stream')}")
+            raise ValueError(
+                f"view_params {dict(self.view_params)} need a stream view as transform, got "
+                f"{self.transform!r}; stream views: {available_transforms(use='stream')}"
+            )
         if view is not None:  # complete and check once: equal parameters, equal streams, equal keys
             checked = view.check(dict(self.view_params))
             object.__setattr__(self, "view_params", tuple(sorted(checked.items())))
 
     @classmethod
-    def from_params(cls, params: Mapping, backbone: str | None = None, weights: str | None = None) -> "FeatureStream":
+    def from_params(cls, params: Mapping, backbone: str | None = None, weights: str | None = None) -> FeatureStream:
         """The run's clean stream, or another backbone's (an ensemble member's) at the run's T and size.
 
         A backbone other than the run's takes 'none' weights when it is the weight-free ``flow``
@@ -84,12 +98,15 @@ class FeatureStream:
         """
         backbone = backbone or params["backbone"]
         if weights is None:
-            weights = params["backbone_weights"] if backbone == params["backbone"] else (
-                "none" if backbone == "flow" else "imagenet")
+            weights = (
+                params["backbone_weights"]
+                if backbone == params["backbone"]
+                else ("none" if backbone == "flow" else "imagenet")
+            )
         return cls(backbone, weights, int(params["frames_per_clip"]), int(params["image_size"]))
 
     @classmethod
-    def for_member(cls, member: Mapping, params: Mapping) -> "FeatureStream":
+    def for_member(cls, member: Mapping, params: Mapping) -> FeatureStream:
         """The stream an ensemble member ``{model, seed, backbone?, backbone_weights?}`` reads."""
         return cls.from_params(params, member.get("backbone"), member.get("backbone_weights"))
 
@@ -147,14 +164,14 @@ class FeatureStream:
     def cache_dir(self, cache_root: str | Path) -> Path:
         return Path(cache_root) / self.key
 
-    def with_transform(self, transform: str) -> "FeatureStream":
+    def with_transform(self, transform: str) -> FeatureStream:
         """The same stream under a frame-level transform (a TTA view), cached under its own key; a stream
         view's name gives ``with_view(transform)`` (its default parameters)."""
         if transform in available_transforms(use="stream"):
             return self.with_view(transform)
         return dataclasses.replace(self, transform=transform, augmentation=None, view_params=())
 
-    def with_view(self, name: str, params: Mapping | None = None, **view_params) -> "FeatureStream":
+    def with_view(self, name: str, params: Mapping | None = None, **view_params) -> FeatureStream:
         """The same stream under stream view ``name`` ('motion_crop', 'tiles'), cached under its own key.
 
         Args:
@@ -167,16 +184,22 @@ class FeatureStream:
         """
         views = available_transforms(use="stream")
         if name not in views:
-            raise ValueError(f"with_view: {name!r} is not a stream view; stream views: {views} (frame-level "
-                             "test-time views go through with_transform)")
+            raise ValueError(
+                f"with_view: {name!r} is not a stream view; stream views: {views} (frame-level "
+                "test-time views go through with_transform)"
+            )
         given = {**(view_params_from(params, name) if params is not None else {}), **view_params}
         return dataclasses.replace(self, transform=name, augmentation=None, view_params=tuple(sorted(given.items())))
 
-    def augmentation_copy(self, ops, copy: int, seed: int) -> "FeatureStream":
+    def augmentation_copy(self, ops, copy: int, seed: int) -> FeatureStream:
         """Seeded augmentation copy ``copy`` (1..N) of this stream, cached under its own key."""
         ops = check_frame_augment_ops(list(ops))
-        return dataclasses.replace(self, transform=augmentation_transform_name(ops, int(copy), int(seed)),
-                                   augmentation=(tuple(ops), int(copy), int(seed)), view_params=())
+        return dataclasses.replace(
+            self,
+            transform=augmentation_transform_name(ops, int(copy), int(seed)),
+            augmentation=(tuple(ops), int(copy), int(seed)),
+            view_params=(),
+        )
 
     def load(self, manifest_rows: pd.DataFrame, cache_root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(x (N, T, D) float32, y (N,), clip ids) of the rows cached for this stream; a stream view's
@@ -191,7 +214,16 @@ class FeatureStream:
 
     def describe(self) -> dict:
         """Plain facts for ``meta.json`` and the notebooks."""
-        return {"key": self.key, "backbone": self.backbone, "weights": self.weights,
-                "frames_per_clip": self.frames_per_clip, "image_size": self.size, "transform": self.transform,
-                "view_params": dict(self.view_params), "regions": self.regions, "cached_dim": self.cached_dim,
-                "feature_dim": self.feature_dim, "preprocessing": self.spec.preprocessing}
+        return {
+            "key": self.key,
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "frames_per_clip": self.frames_per_clip,
+            "image_size": self.size,
+            "transform": self.transform,
+            "view_params": dict(self.view_params),
+            "regions": self.regions,
+            "cached_dim": self.cached_dim,
+            "feature_dim": self.feature_dim,
+            "preprocessing": self.spec.preprocessing,
+        }

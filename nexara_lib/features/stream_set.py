@@ -8,11 +8,12 @@ the whole frame), ``motion_crop``, ``tiles``, ``flow:identity`` (another backbon
 and frame size). The run's ``streams`` parameter is one such list; ``candidate_streams`` holds
 alternatives joined with ``+`` (``identity+motion_crop``) for the recipe selection to compare.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,9 @@ from nexara_lib.features.stream import IDENTITY, FeatureStream
 def parse_stream_item(item: str, params: Mapping) -> FeatureStream:
     """One ``[backbone:]view`` item as a stream at the run's T and frame size."""
     if not isinstance(item, str) or not item.strip():
-        raise ValueError(f"a stream item must be a non-empty string such as 'identity' or 'flow:identity', got {item!r}")
+        raise ValueError(
+            f"a stream item must be a non-empty string such as 'identity' or 'flow:identity', got {item!r}"
+        )
     backbone, _, view = item.strip().rpartition(":")
     stream = FeatureStream.from_params(params, backbone or None)
     return stream if view == IDENTITY else stream.with_view(view, params)
@@ -32,11 +35,12 @@ def parse_stream_item(item: str, params: Mapping) -> FeatureStream:
 @dataclasses.dataclass(frozen=True)
 class StreamSet:
     """The streams a model reads, in order; loading concatenates them per frame."""
+
     items: tuple[str, ...]
     streams: tuple[FeatureStream, ...]
 
     @classmethod
-    def parse(cls, spec: Sequence[str] | str, params: Mapping) -> "StreamSet":
+    def parse(cls, spec: Sequence[str] | str, params: Mapping) -> StreamSet:
         """From a list of items or one ``+``-joined string (``identity+motion_crop``)."""
         items = tuple(i.strip() for i in (spec.split("+") if isinstance(spec, str) else spec))
         if not items:
@@ -46,7 +50,7 @@ class StreamSet:
         return cls(items, tuple(parse_stream_item(item, params) for item in items))
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "StreamSet":
+    def from_params(cls, params: Mapping) -> StreamSet:
         """The run's own stream set (``streams``)."""
         return cls.parse(params["streams"], params)
 
@@ -63,7 +67,7 @@ class StreamSet:
         """The one stream when the set has exactly one, else None."""
         return self.streams[0] if len(self.streams) == 1 else None
 
-    def with_transform(self, transform: str) -> "StreamSet":
+    def with_transform(self, transform: str) -> StreamSet:
         """The set under a frame-level TTA view: only a single whole-frame stream can take one."""
         if self.single is None or self.single.transform != IDENTITY:
             raise ValueError(f"a frame-level TTA view applies to one whole-frame stream, not to {self.name!r}")
@@ -82,8 +86,10 @@ class StreamSet:
             parts.append(x[[position[cid] for cid in order]])
         frames = {p.shape[1] for p in parts}
         if len(frames) != 1:
-            raise ValueError(f"the streams of {self.name!r} have different frame counts {sorted(frames)}; "
-                             "every stream of a set must sample the same T frames")
+            raise ValueError(
+                f"the streams of {self.name!r} have different frame counts {sorted(frames)}; "
+                "every stream of a set must sample the same T frames"
+            )
         y_first, ids_first = loaded[0][1], loaded[0][2]
         label = dict(zip(ids_first, y_first))
         return np.concatenate(parts, axis=2), np.asarray([label[c] for c in order], dtype=np.int64), order

@@ -1,4 +1,5 @@
 """Command line: `nexara run | synth | audit | extract | export | detect | params` (also `python -m nexara_lib`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,17 @@ from nexara_lib.config import SCHEMA, ParamError, parse_override
 
 def _cmd_run(args) -> int:
     from nexara_lib.run.runner import NOTEBOOKS_DIR, NotebookFailed, run_pipeline
+
     overrides = dict(parse_override(item) for item in args.set or [])
     try:
-        run_pipeline(args.file, overrides, notebooks=args.only.split(",") if args.only else None,
-                     run_dir=args.run_dir, force=args.force, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR)
+        run_pipeline(
+            args.file,
+            overrides,
+            notebooks=args.only.split(",") if args.only else None,
+            run_dir=args.run_dir,
+            force=args.force,
+            notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR,
+        )
     except NotebookFailed as err:
         print(f"nexara run failed: {err}", file=sys.stderr)
         return 1
@@ -28,6 +36,7 @@ def _stop_on_sigterm():
     Returns the previous handler (``main`` puts it back), or None outside the main thread (where Python
     cannot set one: the caller's own handling stays).
     """
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -39,6 +48,7 @@ def _stop_on_sigterm():
 
 def _cmd_synth(args) -> int:
     from nexara_lib.video.synthetic import generate_synthetic_dataset
+
     listing = generate_synthetic_dataset(args.out, args.clips, seed=args.seed, progress=True)
     counts = listing.groupby(["split", "class_name"]).size()
     print(f"{len(listing)} clips in {args.out}\n{counts.to_string()}")
@@ -47,12 +57,18 @@ def _cmd_synth(args) -> int:
 
 def _cmd_audit(args) -> int:
     from nexara_lib.audit.manifest import build_manifest, write_audit
+
     for folder in args.data_dir:
         if not Path(folder).is_dir():
             raise ParamError(f"data folder {folder!r} does not exist")
     manifest, unusable, summary = build_manifest(
-        [str(Path(d).resolve()) for d in args.data_dir], groups_csv=args.groups,
-        fractions=tuple(args.fractions), seed=args.seed, workers=args.workers, max_clips=args.max_clips)
+        [str(Path(d).resolve()) for d in args.data_dir],
+        groups_csv=args.groups,
+        fractions=tuple(args.fractions),
+        seed=args.seed,
+        workers=args.workers,
+        max_clips=args.max_clips,
+    )
     write_audit(manifest, unusable, summary, args.out)
     print(f"{len(manifest)} usable clips, {len(unusable)} unusable; manifest: {Path(args.out) / 'manifest.csv'}")
     return 0
@@ -60,9 +76,11 @@ def _cmd_audit(args) -> int:
 
 def _cmd_extract(args) -> int:
     import pandas as pd
-    from nexara_lib.features.extract import extract_augmented_copies, extract_features
+
     from nexara_lib.features.backbones import use_pretrained_dir
+    from nexara_lib.features.extract import extract_augmented_copies, extract_features
     from nexara_lib.features.stream import FeatureStream
+
     if not Path(args.manifest).is_file():
         raise ParamError(f"manifest {args.manifest!r} does not exist; write one with `nexara audit`")
     manifest = pd.read_csv(args.manifest, keep_default_na=False)
@@ -70,18 +88,26 @@ def _cmd_extract(args) -> int:
         manifest = manifest[manifest["status"] == "ok"]
     use_pretrained_dir(args.pretrained_dir)
     stream = FeatureStream(args.backbone, args.weights, args.frames_per_clip, args.image_size)
-    options = dict(batch_size=args.batch_size, workers=args.workers, executor=args.executor,
-                   ray_address=args.ray_address, retry_failed=args.retry_failed)
+    options = dict(
+        batch_size=args.batch_size,
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        retry_failed=args.retry_failed,
+    )
     summaries = [extract_features(manifest, stream.with_transform(args.transform), args.out, **options)]
     if args.augment_copies:
         rows = manifest[manifest["split"] == "train"] if "split" in manifest.columns else manifest
-        summaries += extract_augmented_copies(rows, stream, args.out, copies=args.augment_copies,
-                                              ops=args.augment_ops, seed=args.seed, **options)
+        summaries += extract_augmented_copies(
+            rows, stream, args.out, copies=args.augment_copies, ops=args.augment_ops, seed=args.seed, **options
+        )
     for summary in summaries:
-        print(f"{summary['key']}: {summary['computed']} computed, {summary['cached_before']} already cached, "
-              f"{len(summary['failed'])} failed; {summary['clips_per_s'] or 0:.2f} clips/s "
-              f"(decode {summary['decode_s']:.1f} s over workers, model {summary['model_s']:.1f} s, "
-              f"backbone waiting {summary['wait_s']:.1f} s, wall {summary['wall_s']:.1f} s) -> {summary['cache_dir']}")
+        print(
+            f"{summary['key']}: {summary['computed']} computed, {summary['cached_before']} already cached, "
+            f"{len(summary['failed'])} failed; {summary['clips_per_s'] or 0:.2f} clips/s "
+            f"(decode {summary['decode_s']:.1f} s over workers, model {summary['model_s']:.1f} s, "
+            f"backbone waiting {summary['wait_s']:.1f} s, wall {summary['wall_s']:.1f} s) -> {summary['cache_dir']}"
+        )
         for failure in summary["failed"]:
             print(f"  skipped {failure['path']}: {failure['reason']}")
         for bad in summary["bad_entries"]:
@@ -94,48 +120,69 @@ def _run_params(run_dir: str, sets) -> tuple:
     """A finished run's parameters (its ``params.yaml``) with ``--set`` overrides, and its layout."""
     from nexara_lib.layout import RunLayout
     from nexara_lib.run.params import resolve_params
+
     params_file = Path(run_dir) / "params.yaml"
     if not params_file.is_file():
-        raise ParamError(f"{run_dir!r} is not a run folder (no params.yaml): give the folder `nexara run` wrote, "
-                         "e.g. outputs/demo")
+        raise ParamError(
+            f"{run_dir!r} is not a run folder (no params.yaml): give the folder `nexara run` wrote, e.g. outputs/demo"
+        )
     overrides = dict(parse_override(item) for item in sets or [])
     return resolve_params([params_file], overrides), RunLayout(Path(run_dir).resolve())
 
 
 def _cmd_export(args) -> int:
     from nexara_lib.stages.deploy import export_model
+
     params, layout = _run_params(args.run_dir, args.set)
     export = export_model(params, layout)
     sizes = ", ".join(f"{name} {v['bytes'] / 1024:.0f} kB" for name, v in export["variants"].items())
-    print(f"exported {export['run']['model']} ({sizes}); on-threshold {export['threshold']['on']:.3f}; "
-          f"window {export['window_s']:.1f} s -> {layout.export_dir}")
+    print(
+        f"exported {export['run']['model']} ({sizes}); on-threshold {export['threshold']['on']:.3f}; "
+        f"window {export['window_s']:.1f} s -> {layout.export_dir}"
+    )
     return 0
 
 
 def _cmd_detect(args) -> int:
     from nexara_lib.deploy.detect import detect, expected_from_run
     from nexara_lib.stages.data import run_recipe
+
     params, layout = _run_params(args.run, args.set)
     recipe = run_recipe(params, layout)
     out = Path(args.out) if args.out else layout.run_dir / "detect"
-    result = detect(args.source, args.export_dir or layout.export_dir, params, out, grid=args.grid,
-                    variant=args.variant, fps=args.fps, window_s=args.window_s, realtime=args.realtime,
-                    annotate=args.annotate,
-                    expected=expected_from_run(recipe.params, recipe.streams.streams))
+    result = detect(
+        args.source,
+        args.export_dir or layout.export_dir,
+        params,
+        out,
+        grid=args.grid,
+        variant=args.variant,
+        fps=args.fps,
+        window_s=args.window_s,
+        realtime=args.realtime,
+        annotate=args.annotate,
+        expected=expected_from_run(recipe.params, recipe.streams.streams),
+    )
     for source in result.summary["sources"]:
         cells = source["cells"]
         alerts = sum(c.get("alerts", 0) for c in cells)
-        states = ", ".join(f"{c['cell']}: {c['status']}" for c in cells) if len(cells) > 1 else \
-            (cells[0]["status"] if cells else source["status"])
+        states = (
+            ", ".join(f"{c['cell']}: {c['status']}" for c in cells)
+            if len(cells) > 1
+            else (cells[0]["status"] if cells else source["status"])
+        )
         note = f" ({source['message']})" if source["message"] else ""
         print(f"{source['source']}: {source['duration_s']:.1f} s, {alerts} alert(s), {states}{note}")
-    print(f"{result.summary['windows']} windows at {result.summary['realtime_factor'] or 0:.1f}x real time; "
-          f"events: {result.events_path}")
+    print(
+        f"{result.summary['windows']} windows at {result.summary['realtime_factor'] or 0:.1f}x real time; "
+        f"events: {result.events_path}"
+    )
     return 0
 
 
 def _cmd_params(args) -> int:
     from nexara_lib.run.params import reference_table
+
     print(reference_table())
     return 0
 
@@ -150,13 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run notebooks 01..06 headless on layered parameter files")
-    run.add_argument("-f", "--file", action="append", required=True, help="parameter YAML (repeat: layered left to right)")
+    run.add_argument(
+        "-f", "--file", action="append", required=True, help="parameter YAML (repeat: layered left to right)"
+    )
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (value read as YAML)")
     run.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,02")
     run.add_argument("--run-dir", help="explicit run folder (default: <output_root>/<run_name>)")
-    run.add_argument("--notebooks-dir", help="folder of NN_*.ipynb notebooks to run (default: this checkout's notebooks/)")
-    run.add_argument("--force", action="store_true",
-                     help="run every notebook again, also those that finished with the same parameters and inputs")
+    run.add_argument(
+        "--notebooks-dir", help="folder of NN_*.ipynb notebooks to run (default: this checkout's notebooks/)"
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="run every notebook again, also those that finished with the same parameters and inputs",
+    )
     run.set_defaults(func=_cmd_run)
 
     synth = sub.add_parser("synth", help="write the synthetic dataset (RWF-2000 layout)")
@@ -183,10 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--pretrained-dir", help="folder of offline pretrained files (the .tflite encoder)")
     extract.add_argument("--image-size", type=int, default=_default("image_size"))
     extract.add_argument("--out", required=True, help="cache root: one sub-folder per feature key")
-    extract.add_argument("--workers", type=int, default=_default("extract_workers"), help="decoder processes (0 = decode in this process)")
+    extract.add_argument(
+        "--workers",
+        type=int,
+        default=_default("extract_workers"),
+        help="decoder processes (0 = decode in this process)",
+    )
     extract.add_argument("--executor", choices=SCHEMA["extract_executor"].choices, default=_default("extract_executor"))
     extract.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
-    extract.add_argument("--batch-size", type=int, default=_default("extract_batch_size"), help="frames per backbone call (0 = the backbone's own)")
+    extract.add_argument(
+        "--batch-size",
+        type=int,
+        default=_default("extract_batch_size"),
+        help="frames per backbone call (0 = the backbone's own)",
+    )
     extract.add_argument("--transform", default="identity", help="a frame-level TTA view, e.g. hflip")
     extract.add_argument("--augment-copies", type=int, default=0, help="also N augmented copies of the train clips")
     extract.add_argument("--augment-ops", nargs="+", default=_default("frame_augment_ops"))
@@ -194,9 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--retry-failed", action="store_true", help="decode again clips that failed before")
     extract.set_defaults(func=_cmd_extract)
 
-    export = sub.add_parser("export", help="export a run's carried-forward model to SavedModel + TFLite with export.json")
+    export = sub.add_parser(
+        "export", help="export a run's carried-forward model to SavedModel + TFLite with export.json"
+    )
     export.add_argument("run_dir", help="a run folder written by `nexara run`")
-    export.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter, e.g. export_variants=[float32]")
+    export.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a parameter, e.g. export_variants=[float32]"
+    )
     export.set_defaults(func=_cmd_export)
 
     detect = sub.add_parser("detect", help="run a run's exported model on videos, folders, cameras or stream URLs")

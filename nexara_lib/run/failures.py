@@ -4,6 +4,7 @@
 ``RunInterrupted`` (Ctrl-C or SIGTERM) carry the notebook, the cell and where its partial notebook is,
 so the command line prints one line and no traceback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,18 @@ class NotebookFailed(RuntimeError):
     ``partial_notebook`` (path of the saved executed notebook) and ``run_dir``.
     """
 
-    def __init__(self, message: str, *, notebook: str, cell: int | None, source_line: str,
-                 ename: str, evalue: str, partial_notebook: Path, run_dir: Path):
+    def __init__(
+        self,
+        message: str,
+        *,
+        notebook: str,
+        cell: int | None,
+        source_line: str,
+        ename: str,
+        evalue: str,
+        partial_notebook: Path,
+        run_dir: Path,
+    ):
         super().__init__(message)
         self.notebook, self.cell, self.source_line = notebook, cell, source_line
         self.ename, self.evalue = ename, evalue
@@ -60,26 +71,42 @@ def describe_failure(notebook: Path, executed: Path, run_dir: Path, err: BaseExc
     if isinstance(err, PapermillExecutionError):
         source_line = first_line(err.source)
         cell = _cell_number(notebook, err.source)
-        details = {"cell": cell, "execution_count": err.exec_count, "source_line": source_line,
-                   "ename": err.ename, "evalue": err.evalue}
+        details = {
+            "cell": cell,
+            "execution_count": err.exec_count,
+            "source_line": source_line,
+            "ename": err.ename,
+            "evalue": err.evalue,
+        }
         where = f"cell {cell}" if cell else f"cell #{err.cell_index + 1} of the executed notebook"
         if err.exec_count:
             where += f" (In [{err.exec_count}])"
         head = f"notebook {notebook.name} failed at {where}: {source_line}"
     elif is_operator_error(err):  # papermill could not save the executed notebook: full disk, read-only...
-        details = {"cell": None, "execution_count": None, "source_line": "",
-                   "ename": type(err).__name__, "evalue": describe(err)}
+        details = {
+            "cell": None,
+            "execution_count": None,
+            "source_line": "",
+            "ename": type(err).__name__,
+            "evalue": describe(err),
+        }
         head = f"notebook {notebook.name} stopped: the run folder cannot be written"
     else:  # kernel died, timed out, could not start...
-        details = {"cell": None, "execution_count": None, "source_line": "",
-                   "ename": type(err).__name__, "evalue": str(err)}
+        details = {
+            "cell": None,
+            "execution_count": None,
+            "source_line": "",
+            "ename": type(err).__name__,
+            "evalue": str(err),
+        }
         head = f"notebook {notebook.name} could not be executed"
     saved = f"partial notebook: {executed}" if executed.exists() else "no partial notebook was saved"
     kernel_log = run_dir / "logs" / f"{notebook.stem}.kernel.log"
     if details["cell"] is None and kernel_log.exists() and kernel_log.stat().st_size:  # a kernel that died says why
         saved += f"\n  kernel log: {kernel_log}"
-    message = (f"{head}\n  {details['ename']}: {details['evalue']}\n  {saved}\n"
-               f"  reports: {run_dir / 'reports' / 'index.html'}")
+    message = (
+        f"{head}\n  {details['ename']}: {details['evalue']}\n  {saved}\n  reports: {run_dir / 'reports' / 'index.html'}"
+    )
     return message, details
 
 
@@ -95,7 +122,10 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         where = f" during {self.notebook}" if self.notebook else ""
-        saved = (f"; partial notebook: {self.partial_notebook}" if self.partial_notebook and
-                 Path(self.partial_notebook).exists() else "")
+        saved = (
+            f"; partial notebook: {self.partial_notebook}"
+            if self.partial_notebook and Path(self.partial_notebook).exists()
+            else ""
+        )
         again = "; run the same command again to go on (finished notebooks are kept)" if self.run_dir else ""
         return f"interrupted{where}{saved}{again}"

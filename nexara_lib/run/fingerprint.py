@@ -6,13 +6,15 @@ path, size and modification time, not its bytes, so a 50 GB dataset is listed in
 for an hour). Outputs of earlier notebooks are covered by the runner's rule that once one notebook runs,
 every later one runs too.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nexara_lib.config import SCHEMA
 from nexara_lib.io import to_jsonable

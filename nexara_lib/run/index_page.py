@@ -2,6 +2,7 @@
 
 One offline file with inline CSS and no JavaScript; every value taken from data is HTML-escaped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -9,8 +10,9 @@ import html
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from nexara_lib.io import read_json, write_text_atomic
@@ -19,8 +21,8 @@ from nexara_lib.run.report_copy import shorten_paths
 from nexara_lib.run.summary_box import stage_title, summary_box_html
 from nexara_lib.stages.tables import format_number, format_seconds
 
-
 # --- headline figures -------------------------------------------------------
+
 
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -47,7 +49,9 @@ def _format_number(value: Any, style: str) -> str:
         return "n/a" if value is None else str(value)
     if not math.isfinite(number):
         return "n/a"
-    return f"{value:,}" if isinstance(value, int) and style == "number" else format_number(number, _STYLE_KIND.get(style))
+    return (
+        f"{value:,}" if isinstance(value, int) and style == "number" else format_number(number, _STYLE_KIND.get(style))
+    )
 
 
 def format_figure(name: str, figure: Any) -> str:
@@ -71,6 +75,7 @@ def format_figure(name: str, figure: Any) -> str:
 
 # --- index page --------------------------------------------------------------
 
+
 def _e(value: Any) -> str:
     """HTML-escape any value from data (quotes included: it may land in an attribute)."""
     return html.escape("" if value is None else str(value), quote=True)
@@ -88,39 +93,77 @@ def _seconds(seconds: Any) -> str:
 
 
 GLOSSARY = (
-    ("Training, validation and test clips", "The clips are split three ways, keeping clips of one recording together. "
-     "The model learns from training clips; validation clips tune it (when to stop, the threshold, which options "
-     "help); test clips are used once, at the end, so the test result is an honest estimate on unseen clips."),
-    ("Accuracy", "The share of clips the model labels correctly. Balanced accuracy is the average of the accuracy "
-     "on violent clips and on non-violent clips, so the larger class cannot hide mistakes on the smaller one."),
-    ("95% CI (confidence interval)", "The range the true result lies in with 95% confidence, given how many clips "
-     "were tested: fewer clips, wider range. A difference whose interval includes zero is not significant."),
+    (
+        "Training, validation and test clips",
+        "The clips are split three ways, keeping clips of one recording together. "
+        "The model learns from training clips; validation clips tune it (when to stop, the threshold, which options "
+        "help); test clips are used once, at the end, so the test result is an honest estimate on unseen clips.",
+    ),
+    (
+        "Accuracy",
+        "The share of clips the model labels correctly. Balanced accuracy is the average of the accuracy "
+        "on violent clips and on non-violent clips, so the larger class cannot hide mistakes on the smaller one.",
+    ),
+    (
+        "95% CI (confidence interval)",
+        "The range the true result lies in with 95% confidence, given how many clips "
+        "were tested: fewer clips, wider range. A difference whose interval includes zero is not significant.",
+    ),
     ("pp (percentage points)", "The difference between two percentages: from 90% to 92% is +2 pp."),
-    ("Threshold", "The model gives each clip a probability of being violent; clips at or above the threshold are "
-     "labelled violent. It is chosen on validation clips, never on test clips."),
-    ("ROC AUC", "How well the probabilities separate the two classes at every threshold: 100% is perfect, 50% is "
-     "guessing."),
-    ("Calibration error (ECE)", "How far the probabilities are from the observed frequencies: 0% means a 70% "
-     "probability is right 70% of the time."),
-    ("McNemar test, p-value", "A test of whether two models that labelled the same clips really differ; a p-value "
-     "below 0.05 is called significant."),
-    ("Test-time augmentation (TTA)", "Scoring each clip several times in altered views (mirrored, shifted) and "
-     "averaging. It costs time; it is worth it only if it helps significantly."),
+    (
+        "Threshold",
+        "The model gives each clip a probability of being violent; clips at or above the threshold are "
+        "labelled violent. It is chosen on validation clips, never on test clips.",
+    ),
+    (
+        "ROC AUC",
+        "How well the probabilities separate the two classes at every threshold: 100% is perfect, 50% is guessing.",
+    ),
+    (
+        "Calibration error (ECE)",
+        "How far the probabilities are from the observed frequencies: 0% means a 70% "
+        "probability is right 70% of the time.",
+    ),
+    (
+        "McNemar test, p-value",
+        "A test of whether two models that labelled the same clips really differ; a p-value "
+        "below 0.05 is called significant.",
+    ),
+    (
+        "Test-time augmentation (TTA)",
+        "Scoring each clip several times in altered views (mirrored, shifted) and "
+        "averaging. It costs time; it is worth it only if it helps significantly.",
+    ),
     ("Ensemble", "Several models whose probabilities are combined; worth it only if it beats the best single model."),
-    ("Recipe", "The training settings (model size, regularization, augmentation, loss). The recipe comparison trains "
-     "each one with several seeds and compares them on validation clips."),
-    ("k-of-n confirmation", "The detector alarms only when k of the last n time windows look violent, trading a "
-     "little delay for fewer false alarms."),
-    ("Export (float32, float16, int8)", "The trained model converted for phones and edge boxes; float16 and int8 "
-     "are smaller and faster, and are checked to give the same answers within a tolerance."),
+    (
+        "Recipe",
+        "The training settings (model size, regularization, augmentation, loss). The recipe comparison trains "
+        "each one with several seeds and compares them on validation clips.",
+    ),
+    (
+        "k-of-n confirmation",
+        "The detector alarms only when k of the last n time windows look violent, trading a "
+        "little delay for fewer false alarms.",
+    ),
+    (
+        "Export (float32, float16, int8)",
+        "The trained model converted for phones and edge boxes; float16 and int8 "
+        "are smaller and faster, and are checked to give the same answers within a tolerance.",
+    ),
 )
 
 # Figures shown on the index (file stem under artifacts/figures, caption, alt text), where they exist.
 INDEX_FIGURES = (
-    ("per_class_accuracy", "Test clips labelled correctly, overall and per class, with 95% confidence intervals.",
-     "Bar chart of test accuracy overall, on violent clips and on non-violent clips, with 95% confidence intervals"),
-    ("confusion_test", "Confusion matrix on the test clips: how many clips of each true class were labelled "
-     "violent or non-violent.", "Confusion matrix of the test clips at the operating threshold"),
+    (
+        "per_class_accuracy",
+        "Test clips labelled correctly, overall and per class, with 95% confidence intervals.",
+        "Bar chart of test accuracy overall, on violent clips and on non-violent clips, with 95% confidence intervals",
+    ),
+    (
+        "confusion_test",
+        "Confusion matrix on the test clips: how many clips of each true class were labelled violent or non-violent.",
+        "Confusion matrix of the test clips at the operating threshold",
+    ),
 )
 
 _INDEX_CSS = """
@@ -145,8 +188,9 @@ def _status_badge(status: str) -> str:
     return f'<span class="status {css}">{_e(status)}</span>'
 
 
-def _stage_html(stem: str, entry: Mapping, figures: Any, summary: Mapping | None, run_dir: Path,
-                reports_dir: Path) -> list[str]:
+def _stage_html(
+    stem: str, entry: Mapping, figures: Any, summary: Mapping | None, run_dir: Path, reports_dir: Path
+) -> list[str]:
     """One stage on the index: title, status and time, its result and verdict, links, its headline figures."""
     status = str(entry.get("status") or "not run")
     links = []
@@ -158,16 +202,22 @@ def _stage_html(stem: str, entry: Mapping, figures: Any, summary: Mapping | None
     if executed and (run_dir / executed).is_file():
         links.append(f'<a href="{_href(run_dir / executed, reports_dir)}">the notebook</a>')
     took = _seconds(entry.get("duration_s"))
-    parts = [f"<h3>{_e(stage_title(stem))}</h3>",
-             f'<p>{_status_badge(status)} <span class="meta">{_e(took)}</span>'
-             + (f' &middot; {" &middot; ".join(links)}' if links else "") + "</p>"]
+    parts = [
+        f"<h3>{_e(stage_title(stem))}</h3>",
+        f'<p>{_status_badge(status)} <span class="meta">{_e(took)}</span>'
+        + (f" &middot; {' &middot; '.join(links)}" if links else "")
+        + "</p>",
+    ]
     if entry.get("error"):
         parts.append(f'<p class="error">This step failed: {_e(shorten_paths(entry["error"], run_dir))}</p>')
     if summary:
-        parts.append(f"<p>{_e(summary['result'])}</p><p class=\"verdict\">{_e(summary['verdict'])}</p>")
+        parts.append(f'<p>{_e(summary["result"])}</p><p class="verdict">{_e(summary["verdict"])}</p>')
     if isinstance(figures, Mapping) and figures:
-        rows = "".join(f"<tr><th>{_e(name)}</th><td>{_e(format_figure(name, value))}</td></tr>"
-                       for name, value in figures.items() if name != "verdict")
+        rows = "".join(
+            f"<tr><th>{_e(name)}</th><td>{_e(format_figure(name, value))}</td></tr>"
+            for name, value in figures.items()
+            if name != "verdict"
+        )
         parts.append(f"<details><summary>Key figures</summary><table>{rows}</table></details>")
     return parts
 
@@ -179,8 +229,10 @@ def _figures_html(run_dir: Path) -> list[str]:
         path = RunLayout(run_dir).figures / f"{stem}.png"
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-                         f"<figcaption>{_e(caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
+            )
     return ['<div class="figures">', *parts, "</div>"] if parts else []
 
 
@@ -213,40 +265,64 @@ def write_index(run_dir: str | Path) -> Path:
     body = [
         f"<h1>Violence detection run &ldquo;{_e(name)}&rdquo;</h1>",
         f'<p>{_status_badge(status)} <span class="meta">started {_e(run.get("started_at"))}'
-        f' &middot; finished {_e(run.get("finished_at") or "-")}'
-        f' &middot; {_e(_seconds(run.get("duration_s")))}</span></p>',
+        f" &middot; finished {_e(run.get('finished_at') or '-')}"
+        f" &middot; {_e(_seconds(run.get('duration_s')))}</span></p>",
         summary_box_html(run_dir, None, index_href=None),
         *_figures_html(run_dir),
         "<h2>Step by step</h2>",
     ]
     for stem in stems:
         entry = next((e for n, e in notebooks.items() if Path(n).stem == stem), {})
-        body += _stage_html(stem, entry if isinstance(entry, Mapping) else {}, headline.get(stem),
-                            summaries.get(stem), run_dir, reports_dir)
+        body += _stage_html(
+            stem,
+            entry if isinstance(entry, Mapping) else {},
+            headline.get(stem),
+            summaries.get(stem),
+            run_dir,
+            reports_dir,
+        )
     if not stems:
         body.append('<p class="meta">No step has run yet.</p>')
-    body += ["<h2>Words used in these reports</h2>", "<dl>",
-             *(f"<dt>{_e(term)}</dt><dd>{_e(meaning)}</dd>" for term, meaning in GLOSSARY), "</dl>",
-             "<h2>How this run was made</h2>", "<table>",
-             "<tr><th>parameter files</th><td>"
-             + "<br>".join(f"<code>{_e(Path(str(f)).name)}</code>" for f in run.get("param_files") or []) + "</td></tr>"]
+    body += [
+        "<h2>Words used in these reports</h2>",
+        "<dl>",
+        *(f"<dt>{_e(term)}</dt><dd>{_e(meaning)}</dd>" for term, meaning in GLOSSARY),
+        "</dl>",
+        "<h2>How this run was made</h2>",
+        "<table>",
+        "<tr><th>parameter files</th><td>"
+        + "<br>".join(f"<code>{_e(Path(str(f)).name)}</code>" for f in run.get("param_files") or [])
+        + "</td></tr>",
+    ]
     if run.get("overrides"):
-        body.append("<tr><th>overrides</th><td>" + "<br>".join(
-            f"<code>{_e(k)}={_e(shorten_paths(v, run_dir))}</code>" for k, v in run["overrides"].items()) + "</td></tr>")
+        body.append(
+            "<tr><th>overrides</th><td>"
+            + "<br>".join(f"<code>{_e(k)}={_e(shorten_paths(v, run_dir))}</code>" for k, v in run["overrides"].items())
+            + "</td></tr>"
+        )
     body.append(f"<tr><th>code version (git commit)</th><td><code>{_e(commit)}</code></td></tr>")
     versions = run.get("versions") or {}
     if versions:
-        body.append("<tr><th>software versions</th><td>" + ", ".join(
-            f"{_e(k)} {_e(v)}" for k, v in versions.items() if v is not None) + "</td></tr>")
-    links = [f'<a href="{_href(run_dir / f, reports_dir)}">{_e(f)}</a>'
-             for f in ("params.yaml", "run.json") if (run_dir / f).is_file()]
+        body.append(
+            "<tr><th>software versions</th><td>"
+            + ", ".join(f"{_e(k)} {_e(v)}" for k, v in versions.items() if v is not None)
+            + "</td></tr>"
+        )
+    links = [
+        f'<a href="{_href(run_dir / f, reports_dir)}">{_e(f)}</a>'
+        for f in ("params.yaml", "run.json")
+        if (run_dir / f).is_file()
+    ]
     if links:
         body.append(f"<tr><th>files</th><td>{' &middot; '.join(links)}</td></tr>")
     body.append("</table>")
 
-    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(name)} - NexaraVision run</title>\n<style>{_INDEX_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(name)} - NexaraVision run</title>\n<style>{_INDEX_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
     path = reports_dir / "index.html"
     return write_text_atomic(path, page)

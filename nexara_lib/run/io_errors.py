@@ -4,19 +4,24 @@ A full disk, a read-only output root or a folder without write permission used t
 traceback from whichever write hit it first (often ``run.json``). ``RunnerIOError`` says what could not
 be written, why in plain words (with the free space found for a full disk) and what to do.
 """
+
 from __future__ import annotations
 
 import contextlib
 import errno
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # Errors of the place written to, not of the program: the operator fixes them.
-OPERATOR_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                   errno.EPERM: "operation not permitted"}
+OPERATOR_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
 
 # ``io.atomic_path``'s temporary names: ``.<name>.<pid>.tmp`` or ``.<stem>.<pid>.tmp<suffix>``
 _ATOMIC_TMP = re.compile(r"^\.(.+)\.\d+\.tmp(\.[^.]+)?$")

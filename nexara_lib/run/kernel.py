@@ -6,6 +6,7 @@ is the kernel manager the runner hands papermill: it starts the kernel through
 killed (``kill -9``, a lost terminal) ends, and takes its decoder processes with it, within
 ``lifeline.POLL_S`` seconds instead of running on in its own session.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,9 +67,9 @@ def ensure_kernel(name: str = KERNEL_NAME, prefix: str | Path | None = None) -> 
         raise RuntimeError(
             f"Jupyter kernel {name!r} resolves to {found_in} (python {python}), not to {sys.executable}, "
             f"even after installing it in {spec_dir}; remove the other one "
-            f"(`jupyter kernelspec remove {name}`) and run again")
+            f"(`jupyter kernelspec remove {name}`) and run again"
+        )
     return name
-
 
 
 @contextlib.contextmanager
@@ -116,7 +117,7 @@ def guarded_kernel_manager(log_file: str | Path | None = None) -> type:
     return GuardedKernelManager
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _async_kernel_manager() -> type:
     # imported on first use: jupyter_client costs time that listing notebooks or checking parameters should not pay
     from jupyter_client.manager import AsyncKernelManager

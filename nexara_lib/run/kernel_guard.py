@@ -5,6 +5,7 @@ module (``ipykernel_launcher``) in it as ``__main__``. When the runner (PID) is 
 process group ends: the kernel, its decoder processes and their resource tracker. ipykernel's own parent
 poller would end only the kernel (leaving its decoders orphaned), so it is switched off here.
 """
+
 from __future__ import annotations
 
 import os

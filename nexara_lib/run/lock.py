@@ -5,6 +5,7 @@ crashed, machine rebooted) is stale: the next run takes it over and says so, and
 left ``running`` in ``run.json`` as ``interrupted``. The lock file is created with O_EXCL (only one process
 can create it); a takeover writes a fresh file and renames it over the stale one, then checks it won.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,9 @@ import datetime as dt
 import json
 import os
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from nexara_lib.io import read_json, write_json_atomic
 
@@ -61,14 +63,19 @@ def run_lock(run_dir: str | Path, log: Callable[[str], Any] = print) -> Iterator
         holder = _holder(path)
         same_host = holder.get("host") in (None, me["host"])
         if holder.get("pid") and (not same_host or _alive(int(holder["pid"]))):
-            raise RunLocked(f"run folder {run_dir} is in use by another `nexara run` ({_describe(holder)}); wait for "
-                            f"it to finish, or stop it (kill {holder['pid']}) and run again") from None
+            raise RunLocked(
+                f"run folder {run_dir} is in use by another `nexara run` ({_describe(holder)}); wait for "
+                f"it to finish, or stop it (kill {holder['pid']}) and run again"
+            ) from None
         write_json_atomic(path, me)  # stale: take it over, then make sure no other taker won the race
         if _holder(path).get("pid") != me["pid"]:
-            raise RunLocked(f"run folder {run_dir} was just taken by another `nexara run` "
-                            f"({_describe(_holder(path))})") from None
-        log(f"note: took over a stale lock of {run_dir} ({_describe(holder) if holder else 'unreadable'}: "
-            "that process is gone)")
+            raise RunLocked(
+                f"run folder {run_dir} was just taken by another `nexara run` ({_describe(_holder(path))})"
+            ) from None
+        log(
+            f"note: took over a stale lock of {run_dir} ({_describe(holder) if holder else 'unreadable'}: "
+            "that process is gone)"
+        )
     else:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(me, f)
@@ -89,7 +96,9 @@ def mark_interrupted(run_json: str | Path, log: Callable[[str], Any] = print) ->
     for name, entry in (run.get("notebooks") or {}).items():
         if entry.get("status") == "running":
             entry["status"] = "interrupted"
-            log(f"note: the previous run in this folder stopped during {name} (killed or crashed); "
-                "it is marked interrupted")
+            log(
+                f"note: the previous run in this folder stopped during {name} (killed or crashed); "
+                "it is marked interrupted"
+            )
     write_json_atomic(run_json, run)
     return run

@@ -1,26 +1,29 @@
 """What every notebook does first: resolve parameters, open the run folder, seed, set up display."""
+
 from __future__ import annotations
 
 import logging
 import os
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 # Quiet TensorFlow's C++ start-up chatter in notebook output; must be set before TensorFlow loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from nexara_lib.layout import RunLayout, open_run  # noqa: E402
-from nexara_lib.features.backbones import use_pretrained_dir  # noqa: E402
 from nexara_lib.config import Params  # noqa: E402
+from nexara_lib.features.backbones import use_pretrained_dir  # noqa: E402
+from nexara_lib.layout import RunLayout, open_run  # noqa: E402
 from nexara_lib.run.params import params_from_namespace
 from nexara_lib.stages.tables import install_display_formatters
 
 
-def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, Any],
-                   run_dir: str | Path) -> tuple[Params, RunLayout]:
+def start_notebook(
+    param_files: Iterable[str | Path], namespace: Mapping[str, Any], run_dir: str | Path
+) -> tuple[Params, RunLayout]:
     """Resolve parameters (files, then keys papermill injected), open the run folder, seed.
 
     Args:
@@ -44,6 +47,7 @@ def start_notebook(param_files: Iterable[str | Path], namespace: Mapping[str, An
     install_display_formatters()
     try:
         import pandas as pd
+
         pd.set_option("display.max_columns", 30)
         pd.set_option("display.width", 160)
         pd.set_option("display.precision", 3)

@@ -16,6 +16,7 @@ The stakeholder copy (``<stem>.html``) is read by people who never read code, so
 like machine output. ``quiet_full_copy`` folds repeated TensorFlow/absl C++ log
 lines of the full report (``<stem>.full.html``) into one line and a count.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,8 +32,10 @@ REPO_ROOT = Path(nexara_lib.__file__).resolve().parents[1]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # tqdm: "{desc}: {pct}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}]"; the desc is optional
-_BAR = re.compile(r"^\s*(?P<label>.*?)\s*:?\s*(?P<pct>\d{1,3})%\|[^|\n]*\|"
-                  r"(?:\s*(?P<n>\d+(?:\.\d+)?[kMGTPE]?)/(?P<total>\d+(?:\.\d+)?[kMGTPE]?))?")
+_BAR = re.compile(
+    r"^\s*(?P<label>.*?)\s*:?\s*(?P<pct>\d{1,3})%\|[^|\n]*\|"
+    r"(?:\s*(?P<n>\d+(?:\.\d+)?[kMGTPE]?)/(?P<total>\d+(?:\.\d+)?[kMGTPE]?))?"
+)
 _LOGGER = re.compile(r"^(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]|[IWEF]\d{4} \d\d:\d\d:\d\d)")
 _PY_WARNING = re.compile(r"^\S.*?\.py:\d+: (?:[A-Z]\w*)?Warning\b")
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
@@ -41,8 +44,10 @@ _CHAINED = re.compile(r"^(?:During handling of the above exception|The above exc
 _RULE = re.compile(r"^-{20,}\s*$")
 _PANDAS_TRAILER = re.compile(r"^(?:(?:Name|Length|Freq): .*, )?dtype: \S.*$|^Length: \d+$")
 # A protected token (URL, data URI) is matched first and kept as it is; otherwise an absolute path.
-_PATH_OR_KEEP = re.compile(r"(?P<keep>(?:\b[A-Za-z][\w+.-]*://|\bdata:)[^\s\"'<>]*)"
-                           r"|(?P<path>(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+)")
+_PATH_OR_KEEP = re.compile(
+    r"(?P<keep>(?:\b[A-Za-z][\w+.-]*://|\bdata:)[^\s\"'<>]*)"
+    r"|(?P<path>(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+)"
+)
 
 _PROBLEMS = (
     ("pandas dtype", re.compile(r"dtype:")),
@@ -55,11 +60,14 @@ _PROBLEMS = (
 )
 
 _CPP_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d(?:\.\d+)?\s+\d+\s+\S+:\d+\]\s*")
-_CPP_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|NodeDef mentions attribute|oneDNN custom operations"
-                      r"|All log messages before absl::InitializeLog")
+_CPP_LOG = re.compile(
+    r"^[IWEF]\d{4} \d\d:\d\d:\d\d|NodeDef mentions attribute|oneDNN custom operations"
+    r"|All log messages before absl::InitializeLog"
+)
 
 
 # --- text helpers -------------------------------------------------------------
+
 
 def _text(value) -> str:
     """Output text as one string (nbformat may keep it as a list of lines)."""
@@ -130,6 +138,7 @@ def _path_roots(run_dir) -> list[tuple[str, str]]:
 
 def _shorten_paths(text: str, roots: list[tuple[str, str]]) -> str:
     """Rewrite absolute paths in ``text``: relative to a root when under one, else the last two components."""
+
     def replace(m: re.Match) -> str:
         if m["keep"] is not None:
             return m["keep"]
@@ -138,7 +147,7 @@ def _shorten_paths(text: str, roots: list[tuple[str, str]]) -> str:
             if path == prefix:
                 return name
             if path.startswith(prefix + "/"):
-                return path[len(prefix) + 1:]
+                return path[len(prefix) + 1 :]
         return "/".join(path.split("/")[-2:])
 
     return _PATH_OR_KEEP.sub(replace, text)
@@ -164,13 +173,18 @@ def _error_sentence(output) -> nbformat.NotebookNode:
 
 # --- the stakeholder copy -----------------------------------------------------
 
+
 def _merged_streams(outputs: list) -> list:
     """Consecutive stream outputs of the same name joined into one, so a bar split across writes stays one line."""
     merged: list = []
     for out in outputs:
         prev = merged[-1] if merged else None
-        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
-                and prev.get("name") == out.get("name")):
+        if (
+            out.get("output_type") == "stream"
+            and prev is not None
+            and prev.get("output_type") == "stream"
+            and prev.get("name") == out.get("name")
+        ):
             prev["text"] = _text(prev["text"]) + _text(out["text"])
         else:
             merged.append(out)
@@ -250,13 +264,14 @@ def copy_problems(page_html: str) -> list[str]:
     for line in soup.get_text("\n").split("\n"):
         for kind, pattern in _PROBLEMS:
             for m in pattern.finditer(line):
-                snippet = line[max(0, m.start() - 30):m.end() + 30].strip()
+                snippet = line[max(0, m.start() - 30) : m.end() + 30].strip()
                 key = f"{kind}: {snippet[:100]}"
                 counts[key] = counts.get(key, 0) + 1
     return [key if n == 1 else f"{key} ({n} times)" for key, n in counts.items()]
 
 
 # --- the full copy --------------------------------------------------------------
+
 
 def _cpp_key(name: str, line: str) -> tuple[str, str] | None:
     """The identity of a TensorFlow/absl C++ log line (timestamp, thread and numbers aside), else ``None``."""

@@ -10,6 +10,7 @@ an air-gapped GPU box), so nothing may load from a CDN:
   a remote URL (e.g. from an HTML output) is removed after rendering;
 * the index page (``index_page``) is generated with inline CSS and no JavaScript.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,8 @@ import jinja2
 import nbformat
 
 from nexara_lib.io import write_text_atomic
-from nexara_lib.run.summary_box import stage_title, summary_box_html
 from nexara_lib.run.report_copy import copy_problems, quiet_full_copy, stakeholder_outputs
+from nexara_lib.run.summary_box import stage_title, summary_box_html
 
 # Cells a stakeholder has nothing to read in: parameter assignments only.
 STAKEHOLDER_DROP_TAGS = {"injected-parameters", "parameters"}
@@ -45,6 +46,7 @@ _REMOTE_URL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
 
 
 # --- notebook reports -------------------------------------------------------
+
 
 def _without_widgets(nb: nbformat.NotebookNode) -> None:
     """Replace live widget views by a note: their JavaScript manager only exists on a CDN."""
@@ -91,7 +93,9 @@ def _exporter(stakeholder: bool):
         template_file=_OFFLINE_TEMPLATE_NAME,
         embed_images=True,
         # Belt and braces: even if a block above is re-enabled, nothing points off-host.
-        mathjax_url="", require_js_url="", widget_renderer_url="",
+        mathjax_url="",
+        require_js_url="",
+        widget_renderer_url="",
         # nbconvert warns about every figure without alt text; matplotlib output never has it.
         log=_QUIET_NBCONVERT_LOG,
     )
@@ -102,8 +106,13 @@ def _exporter(stakeholder: bool):
     return exporter
 
 
-def render_notebook_html(nb: nbformat.NotebookNode, stakeholder: bool, title: str,
-                         run_dir: str | Path | None = None, summary_html: str | None = None) -> str:
+def render_notebook_html(
+    nb: nbformat.NotebookNode,
+    stakeholder: bool,
+    title: str,
+    run_dir: str | Path | None = None,
+    summary_html: str | None = None,
+) -> str:
     """Render one notebook to a self-contained, offline HTML page.
 
     Args:

@@ -3,14 +3,11 @@
 Everything here is cheap: versions come from installed-package metadata, so
 recording them never imports TensorFlow or OpenCV.
 """
+
 from __future__ import annotations
 
-import json
-import math
-import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,7 @@ PACKAGES = {
     "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos", "tf-nightly"),
     "keras": ("keras",),
     "numpy": ("numpy",),
-    "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
-               "opencv-contrib-python-headless"),
+    "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"),
     "pandas": ("pandas",),
     "scikit-learn": ("scikit-learn",),
     "scipy": ("scipy",),
@@ -74,5 +70,6 @@ def package_versions() -> dict:
             except metadata.PackageNotFoundError:
                 continue
     from nexara_lib import __version__  # the package root is tiny; no heavy imports
+
     versions["nexara_lib"] = __version__
     return versions

@@ -7,6 +7,7 @@ One call of ``run_pipeline`` = one folder ``<output_root>/<run_name>/`` with
 the run with ``NotebookFailed``, after its partial notebook and reports are
 saved.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,28 +16,30 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from nexara_lib.config import dump_params
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
 from nexara_lib.run.failures import NotebookFailed, RunInterrupted, describe_failure, first_line, hung
 from nexara_lib.run.fingerprint import notebook_fingerprint, run_fingerprint
+from nexara_lib.run.index_page import write_index
 from nexara_lib.run.io_errors import RunnerIOError, describe, is_operator_error, operator_errors
 from nexara_lib.run.kernel import KERNEL_NAME, REPO_ROOT, ensure_kernel, guarded_kernel_manager, kernel_env
 from nexara_lib.run.lock import mark_interrupted, run_lock
 from nexara_lib.run.params import resolve_params
-from nexara_lib.run.index_page import write_index
-from nexara_lib.stages.tables import format_seconds
 from nexara_lib.run.reports import render_reports
 from nexara_lib.run.runinfo import git_info, package_versions
+from nexara_lib.stages.tables import format_seconds
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)_.+\.ipynb$")
 
 
 # --- notebooks ----------------------------------------------------------------
+
 
 def list_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[Path]:
     """The pipeline's notebooks in ``notebooks_dir``: ``NN_*.ipynb``, in number order."""
@@ -58,8 +61,9 @@ def select_notebooks(available: list[Path], wanted: Iterable[str | int] | None) 
     chosen = set()
     for item in wanted:
         text = str(item).strip()
-        matches = [p for p in available
-                   if (text.isdigit() and int(p.name[:2]) == int(text)) or text in (p.stem, p.name)]
+        matches = [
+            p for p in available if (text.isdigit() and int(p.name[:2]) == int(text)) or text in (p.stem, p.name)
+        ]
         if not matches:
             names = ", ".join(p.stem for p in available) or "none"
             raise ValueError(f"no notebook matches {item!r}; available: {names}")
@@ -68,6 +72,7 @@ def select_notebooks(available: list[Path], wanted: Iterable[str | int] | None) 
 
 
 # --- run record -----------------------------------------------------------------
+
 
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -117,7 +122,10 @@ def _render(executed: Path, run_dir: Path, entry: dict, log: Callable[[str], Any
     """Render both reports into ``entry``; a rendering problem is logged, never hides the notebook's result."""
     try:
         full, stakeholder = render_reports(executed, run_dir / "reports")
-        entry["reports"] = {"full": str(full.relative_to(run_dir)), "stakeholder": str(stakeholder.relative_to(run_dir))}
+        entry["reports"] = {
+            "full": str(full.relative_to(run_dir)),
+            "stakeholder": str(stakeholder.relative_to(run_dir)),
+        }
     except Exception as err:  # noqa: BLE001 - reports are secondary to the executed notebook
         entry["report_error"] = f"{type(err).__name__}: {err}"
         log(f"  warning: could not render the HTML reports of {executed.name}: {err}")
@@ -125,14 +133,17 @@ def _render(executed: Path, run_dir: Path, entry: dict, log: Callable[[str], Any
 
 # --- pipeline -------------------------------------------------------------------
 
-def run_pipeline(param_files: Iterable[str | Path] | str | Path,
-                 overrides: Mapping[str, Any] | None = None,
-                 notebooks: Iterable[str | int] | str | int | None = None,
-                 run_dir: str | Path | None = None,
-                 log: Callable[[str], Any] = print,
-                 notebooks_dir: str | Path = NOTEBOOKS_DIR,
-                 kernel_name: str = KERNEL_NAME,
-                 force: bool = False) -> Path:
+
+def run_pipeline(
+    param_files: Iterable[str | Path] | str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    notebooks: Iterable[str | int] | str | int | None = None,
+    run_dir: str | Path | None = None,
+    log: Callable[[str], Any] = print,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    kernel_name: str = KERNEL_NAME,
+    force: bool = False,
+) -> Path:
     """Execute the pipeline notebooks with one set of parameters.
 
     In an existing run folder, a notebook that finished with the same fingerprint (parameters, notebook,
@@ -173,7 +184,9 @@ def run_pipeline(param_files: Iterable[str | Path] | str | Path,
         raise ValueError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
     kernel = ensure_kernel(kernel_name)
 
-    run_dir = Path(run_dir).resolve() if run_dir else _new_run_dir(Path(params.output_root), params.run_name, param_files)
+    run_dir = (
+        Path(run_dir).resolve() if run_dir else _new_run_dir(Path(params.output_root), params.run_name, param_files)
+    )
     keep = () if force or notebooks is not None else selected
     with operator_errors(run_dir):  # a full disk, read-only or forbidden folder: one line, see io_errors
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +214,17 @@ class _Record:
         return None
 
 
-def _run_locked(run_dir: Path, params, param_files: list[str], overrides: dict, selected: list[Path],
-                keep: Iterable[Path], kernel: str, log: Callable[[str], Any], notebooks_dir: str | Path) -> Path:
+def _run_locked(
+    run_dir: Path,
+    params,
+    param_files: list[str],
+    overrides: dict,
+    selected: list[Path],
+    keep: Iterable[Path],
+    kernel: str,
+    log: Callable[[str], Any],
+    notebooks_dir: str | Path,
+) -> Path:
     with operator_errors(run_dir):
         previous = mark_interrupted(run_dir / "run.json", log)
         for sub in ("notebooks", "reports", "artifacts"):
@@ -212,16 +234,32 @@ def _run_locked(run_dir: Path, params, param_files: list[str], overrides: dict, 
     entries = {}
     for path in list_notebooks(notebooks_dir):
         if path in selected:
-            entries[path.stem] = {"notebook": path.name, "source": str(path), "status": "pending",
-                                  "fingerprint": notebook_fingerprint(path, shared)}
+            entries[path.stem] = {
+                "notebook": path.name,
+                "source": str(path),
+                "status": "pending",
+                "fingerprint": notebook_fingerprint(path, shared),
+            }
         else:  # keep what an earlier run in this folder recorded
-            entries[path.stem] = (previous.get("notebooks") or {}).get(path.stem) or {"notebook": path.name, "status": "not run"}
+            entries[path.stem] = (previous.get("notebooks") or {}).get(path.stem) or {
+                "notebook": path.name,
+                "status": "not run",
+            }
     run = {
-        "run_name": run_dir.name, "run_dir": str(run_dir), "status": "running", "started_at": _now(),
-        "finished_at": None, "duration_s": None, "param_files": param_files, "overrides": overrides,
+        "run_name": run_dir.name,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "started_at": _now(),
+        "finished_at": None,
+        "duration_s": None,
+        "param_files": param_files,
+        "overrides": overrides,
         "params": params.to_dict(),
         "param_sources": {key: params.source(key) for key in params if params.source(key) != "default"},
-        "git": git_info(REPO_ROOT), "versions": package_versions(), "kernel": kernel, "notebooks": entries,
+        "git": git_info(REPO_ROOT),
+        "versions": package_versions(),
+        "kernel": kernel,
+        "notebooks": entries,
     }
     record = _Record(run_dir / "run.json", run)
     record.save()
@@ -237,8 +275,10 @@ def _run_locked(run_dir: Path, params, param_files: list[str], overrides: dict, 
             before = (previous.get("notebooks") or {}).get(notebook.stem) or {}
             if notebook in reusable and _finished_before(before, entry, run_dir):
                 entries[notebook.stem] = {**before, "status": "ok", "kept": True}
-                log(f"[{number}/{len(selected)}] {notebook.name}: finished before with the same parameters and inputs; "
-                    "kept (--force runs it again)")
+                log(
+                    f"[{number}/{len(selected)}] {notebook.name}: finished before with the same parameters and inputs; "
+                    "kept (--force runs it again)"
+                )
                 continue
             reusable = set()  # this one runs: later notebooks' inputs may change, so they run too
             _execute(notebook, entry, run_dir, injected, params, kernel, record, number, len(selected), log)
@@ -256,19 +296,37 @@ def _run_locked(run_dir: Path, params, param_files: list[str], overrides: dict, 
 
 def _finished_before(before: dict, entry: dict, run_dir: Path) -> bool:
     """The folder holds this notebook's result for the same fingerprint."""
-    return (before.get("status") == "ok" and before.get("fingerprint") == entry["fingerprint"]
-            and bool(before.get("executed")) and (run_dir / before["executed"]).exists())
+    return (
+        before.get("status") == "ok"
+        and before.get("fingerprint") == entry["fingerprint"]
+        and bool(before.get("executed"))
+        and (run_dir / before["executed"]).exists()
+    )
 
 
-def _execute(notebook: Path, entry: dict, run_dir: Path, injected: dict, params, kernel: str, record: _Record,
-             number: int, total: int, log: Callable[[str], Any]) -> None:
+def _execute(
+    notebook: Path,
+    entry: dict,
+    run_dir: Path,
+    injected: dict,
+    params,
+    kernel: str,
+    record: _Record,
+    number: int,
+    total: int,
+    log: Callable[[str], Any],
+) -> None:
     """Run one notebook (one more try if it hung), render its reports; raise NotebookFailed if it failed."""
     import papermill  # imported here: listing notebooks or checking params should stay fast
 
     executed = run_dir / "notebooks" / notebook.name
     kernel_log = run_dir / "logs" / f"{notebook.stem}.kernel.log"  # the kernel process's own output
-    entry.update(status="running", started_at=_now(), executed=str(executed.relative_to(run_dir)),
-                 kernel_log=str(kernel_log.relative_to(run_dir)))
+    entry.update(
+        status="running",
+        started_at=_now(),
+        executed=str(executed.relative_to(run_dir)),
+        kernel_log=str(kernel_log.relative_to(run_dir)),
+    )
     record.save()
     log(f"[{number}/{total}] {notebook.name} ...")
     started = time.monotonic()
@@ -277,10 +335,17 @@ def _execute(notebook: Path, entry: dict, run_dir: Path, injected: dict, params,
         for attempt in (1, 2):
             try:
                 with kernel_env(), _papermill_logging():
-                    papermill.execute_notebook(str(notebook), str(executed), parameters=injected, cwd=str(run_dir),
-                                               kernel_name=kernel, log_output=True, progress_bar=True,
-                                               execution_timeout=params["cell_timeout_s"],
-                                               kernel_manager_class=guarded_kernel_manager(kernel_log))
+                    papermill.execute_notebook(
+                        str(notebook),
+                        str(executed),
+                        parameters=injected,
+                        cwd=str(run_dir),
+                        kernel_name=kernel,
+                        log_output=True,
+                        progress_bar=True,
+                        execution_timeout=params["cell_timeout_s"],
+                        kernel_manager_class=guarded_kernel_manager(kernel_log),
+                    )
                 error = None
             except Exception as err:  # noqa: BLE001 - recorded, then raised as NotebookFailed below
                 error = err
@@ -292,8 +357,11 @@ def _execute(notebook: Path, entry: dict, run_dir: Path, injected: dict, params,
                 continue
             break
     except BaseException:  # Ctrl-C or SIGTERM: the caller records the run and says where the partial notebook is
-        entry.update(status="interrupted", duration_s=round(time.monotonic() - started, 3),
-                     error="interrupted (Ctrl-C or SIGTERM)")
+        entry.update(
+            status="interrupted",
+            duration_s=round(time.monotonic() - started, 3),
+            error="interrupted (Ctrl-C or SIGTERM)",
+        )
         raise
     entry["duration_s"] = round(time.monotonic() - started, 3)
     if executed.exists():
@@ -308,17 +376,27 @@ def _execute(notebook: Path, entry: dict, run_dir: Path, injected: dict, params,
         log(f"  ok in {entry['duration_s']:.1f}s")
         return
     message, details = describe_failure(notebook, executed, run_dir, error)
-    entry.update(status="failed", failed_cell=details, error=f"{details['ename']}: {details['evalue']}" + (
-        f" (cell {details['cell']}: {details['source_line']})" if details["cell"] else ""))
+    entry.update(
+        status="failed",
+        failed_cell=details,
+        error=f"{details['ename']}: {details['evalue']}"
+        + (f" (cell {details['cell']}: {details['source_line']})" if details["cell"] else ""),
+    )
     unsaved = record.try_save()  # the notebook's own error comes first, a full disk is said after it
     if unsaved:
         message += f"\n  {unsaved}"
-    raise NotebookFailed(message, notebook=notebook.name, partial_notebook=executed, run_dir=run_dir,
-                         **{k: details[k] for k in ("cell", "source_line", "ename", "evalue")}) from error
+    raise NotebookFailed(
+        message,
+        notebook=notebook.name,
+        partial_notebook=executed,
+        run_dir=run_dir,
+        **{k: details[k] for k in ("cell", "source_line", "ename", "evalue")},
+    ) from error
 
 
-def _finish(record: _Record, run_dir: Path, started: float, selected: list[Path], done: int,
-            log: Callable[[str], Any]) -> None:
+def _finish(
+    record: _Record, run_dir: Path, started: float, selected: list[Path], done: int, log: Callable[[str], Any]
+) -> None:
     """Close the record (notebooks after the ``done``-th are not run), write the index.
 
     Never raises on a file error: that was raised already (or is raised by the caller); it is logged.
@@ -341,13 +419,26 @@ def _finish(record: _Record, run_dir: Path, started: float, selected: list[Path]
     except RunnerIOError as err:
         unsaved = unsaved or str(err)
     else:
-        took = sum(float(run["notebooks"][n.stem].get("duration_s") or 0) for n in selected[:done]
-                   if not run["notebooks"][n.stem].get("kept"))
-        log(f"notebooks took {format_seconds(took)} (run.json); the reports, one page per step, open from "
-            f"reports: {index.resolve().as_uri()}")
+        took = sum(
+            float(run["notebooks"][n.stem].get("duration_s") or 0)
+            for n in selected[:done]
+            if not run["notebooks"][n.stem].get("kept")
+        )
+        log(
+            f"notebooks took {format_seconds(took)} (run.json); the reports, one page per step, open from "
+            f"reports: {index.resolve().as_uri()}"
+        )
     if unsaved:
         log(f"  warning: {unsaved}")
 
 
-__all__ = ["NOTEBOOKS_DIR", "NotebookFailed", "RunInterrupted", "RunnerIOError", "ensure_kernel", "list_notebooks",
-           "run_pipeline", "select_notebooks"]
+__all__ = [
+    "NOTEBOOKS_DIR",
+    "NotebookFailed",
+    "RunInterrupted",
+    "RunnerIOError",
+    "ensure_kernel",
+    "list_notebooks",
+    "run_pipeline",
+    "select_notebooks",
+]

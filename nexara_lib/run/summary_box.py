@@ -6,13 +6,15 @@ real footage or generated demo clips, clips per split), how good the result is a
 Everything comes from the run folder: ``run.json`` (parameters), ``artifacts/manifest.csv`` and
 ``artifacts/summaries.json`` (written by each notebook's last cell).
 """
+
 from __future__ import annotations
 
 import csv
 import html
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nexara_lib.io import read_json
 from nexara_lib.layout import RunLayout
@@ -30,12 +32,16 @@ STAGE_TITLES = {
 # The section whose result is the run's headline (the test accuracy with its CI).
 HEADLINE_SECTION = "04_per_class_diagnostics"
 SPLIT_WORDS = (("train", "for training"), ("val", "for validation (tuning)"), ("test", "for the final test"))
-SYNTHETIC_CAVEAT = ("These are generated demo clips, not camera footage: the result shows that the pipeline works "
-                    "end to end, not how the detector would do on real cameras.")
+SYNTHETIC_CAVEAT = (
+    "These are generated demo clips, not camera footage: the result shows that the pipeline works "
+    "end to end, not how the detector would do on real cameras."
+)
 
-BOX_CSS = ("border:1px solid #9cc3e6;background:#f3f8fd;border-radius:6px;padding:0.8em 1.1em;margin:0.6em 0 1.4em;"
-           "max-width:60em;line-height:1.45;font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
-           "color:#1d2b36;overflow-wrap:anywhere")
+BOX_CSS = (
+    "border:1px solid #9cc3e6;background:#f3f8fd;border-radius:6px;padding:0.8em 1.1em;margin:0.6em 0 1.4em;"
+    "max-width:60em;line-height:1.45;font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+    "color:#1d2b36;overflow-wrap:anywhere"
+)
 
 
 def stage_title(stem: str) -> str:
@@ -86,9 +92,11 @@ def describe_data(facts: Mapping[str, Any]) -> str:
 
 
 def _row(label: str, text: str) -> str:
-    return (f'<tr><th style="text-align:left;vertical-align:top;padding:0.25em 1em 0.25em 0;white-space:nowrap;'
-            f'font-weight:600;background:none;border:none">{html.escape(label)}</th><td style="padding:0.25em 0;'
-            f'text-align:left;background:none;border:none">{html.escape(text)}</td></tr>')
+    return (
+        f'<tr><th style="text-align:left;vertical-align:top;padding:0.25em 1em 0.25em 0;white-space:nowrap;'
+        f'font-weight:600;background:none;border:none">{html.escape(label)}</th><td style="padding:0.25em 0;'
+        f'text-align:left;background:none;border:none">{html.escape(text)}</td></tr>'
+    )
 
 
 def summary_box_html(run_dir: str | Path, section: str | None = None, index_href: str | None = "index.html") -> str:
@@ -114,8 +122,16 @@ def summary_box_html(run_dir: str | Path, section: str | None = None, index_href
     else:
         rows.append(_row(label, f"No result yet: {stage_title(key)} has not finished in this run."))
     title = "Summary of this run" if section is None else f"Summary: {stage_title(section)}"
-    back = (f'<p style="margin:0.5em 0 0"><a href="{html.escape(index_href, quote=True)}">&larr; All reports of this '
-            f"run (index)</a></p>") if index_href else ""
-    return (f'<div class="nexara-summary" role="note" style="{BOX_CSS}">'
-            f'<div style="font-size:1.15em;font-weight:700;margin-bottom:0.3em">{html.escape(title)}</div>'
-            f'<table style="border-collapse:collapse">{"".join(rows)}</table>{back}</div>')
+    back = (
+        (
+            f'<p style="margin:0.5em 0 0"><a href="{html.escape(index_href, quote=True)}">&larr; All reports of this '
+            f"run (index)</a></p>"
+        )
+        if index_href
+        else ""
+    )
+    return (
+        f'<div class="nexara-summary" role="note" style="{BOX_CSS}">'
+        f'<div style="font-size:1.15em;font-weight:700;margin-bottom:0.3em">{html.escape(title)}</div>'
+        f'<table style="border-collapse:collapse">{"".join(rows)}</table>{back}</div>'
+    )

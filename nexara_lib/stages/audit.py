@@ -1,4 +1,5 @@
 """Notebook 01 glue: audit the run's data, write the manifest, and what the notebook shows of it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +17,7 @@ from nexara_lib.stages.headline import record_headline, record_summary
 @dataclasses.dataclass(frozen=True)
 class AuditResult:
     """What the audit found: usable clips (the manifest), unusable files with the reason, the summary."""
+
     manifest: pd.DataFrame
     unusable: pd.DataFrame
     summary: dict
@@ -26,8 +28,14 @@ def run_audit(params, layout: RunLayout) -> AuditResult:
     grouped splits and write ``manifest.csv``, ``unusable.csv`` and ``audit.json``."""
     data_dirs = prepare_data_dirs(params)
     manifest, unusable, summary = build_manifest(
-        data_dirs, groups_csv=params.groups_csv, fractions=tuple(params.split_fractions), seed=params.seed,
-        workers=params.probe_workers, max_clips=params.max_clips, probe_timeout_s=params.probe_timeout_s)
+        data_dirs,
+        groups_csv=params.groups_csv,
+        fractions=tuple(params.split_fractions),
+        seed=params.seed,
+        workers=params.probe_workers,
+        max_clips=params.max_clips,
+        probe_timeout_s=params.probe_timeout_s,
+    )
     write_audit(manifest, unusable, summary, layout.artifacts)
     print(f"{len(manifest)} usable clips, {len(unusable)} unusable")
     return AuditResult(manifest, unusable, summary)
@@ -66,28 +74,39 @@ def publish_headline(audit: AuditResult, layout: RunLayout):
     """Headline figures and the summary in plain words (clips per split, unusable files, leakage)."""
     summary = audit.summary
     record_summary(layout.run_dir, "01_data_audit", *describe_audit(audit))
-    return record_headline(layout.run_dir, "01_data_audit", {
-        "usable clips": len(audit.manifest), "unusable files": len(audit.unusable),
-        "imbalance ratio (larger class / smaller)": {"value": summary["imbalance_ratio"], "format": "number"},
-        "groups of duplicate clips": summary["duplicates"]["clusters"],
-        "clips the dataset's own splits put on both sides": summary["leakage"]["clips"]})
+    return record_headline(
+        layout.run_dir,
+        "01_data_audit",
+        {
+            "usable clips": len(audit.manifest),
+            "unusable files": len(audit.unusable),
+            "imbalance ratio (larger class / smaller)": {"value": summary["imbalance_ratio"], "format": "number"},
+            "groups of duplicate clips": summary["duplicates"]["clusters"],
+            "clips the dataset's own splits put on both sides": summary["leakage"]["clips"],
+        },
+    )
 
 
 def describe_audit(audit: AuditResult) -> tuple[str, str]:
     """(result, verdict) of the audit in plain words."""
     manifest, unusable = audit.manifest, audit.unusable
     classes = manifest["class_name"].value_counts()
-    result = (f"{len(manifest):,} clips can be used ({int(classes.get('violent', 0)):,} violent, "
-              f"{int(classes.get('non-violent', 0)):,} non-violent); "
-              + (f"{len(unusable):,} file(s) could not be used." if len(unusable) else "every file found could be used."))
+    result = (
+        f"{len(manifest):,} clips can be used ({int(classes.get('violent', 0)):,} violent, "
+        f"{int(classes.get('non-violent', 0)):,} non-violent); "
+        + (f"{len(unusable):,} file(s) could not be used." if len(unusable) else "every file found could be used.")
+    )
     leaks = audit.summary["leakage"]["clips"]
     problems = []
     if len(unusable):
         problems.append(f"{len(unusable):,} unusable file(s) are listed below with the reason and left out")
     if leaks:
-        problems.append(f"{leaks:,} clip(s) that the dataset's own splits put on both sides are kept within one "
-                        "split here, so they cannot inflate the test result")
+        problems.append(
+            f"{leaks:,} clip(s) that the dataset's own splits put on both sides are kept within one "
+            "split here, so they cannot inflate the test result"
+        )
     if not problems:
-        return result, ("The data is clean: every file could be read, and no clip or source recording appears "
-                        "in two splits.")
+        return result, (
+            "The data is clean: every file could be read, and no clip or source recording appears in two splits."
+        )
     return result, "Usable, with care: " + "; ".join(problems) + ". No source recording appears in two splits."

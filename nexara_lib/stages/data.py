@@ -1,10 +1,11 @@
 """Glue shared by the notebooks: the run's data folders, its manifest, its feature streams, and
 feature splits read back from the cache."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ SPLITS = ("train", "val", "test")
 @dataclasses.dataclass(frozen=True)
 class FeatureSplit:
     """Cached features of one split: x (N, T, D) float32, y (N,) int, clip ids."""
+
     name: str
     x: np.ndarray
     y: np.ndarray
@@ -54,8 +56,9 @@ def load_manifest(layout: RunLayout) -> pd.DataFrame:
     return usable
 
 
-def load_splits(manifest: pd.DataFrame, stream: FeatureStream | StreamSet, layout: RunLayout,
-                splits=SPLITS) -> dict[str, FeatureSplit]:
+def load_splits(
+    manifest: pd.DataFrame, stream: FeatureStream | StreamSet, layout: RunLayout, splits=SPLITS
+) -> dict[str, FeatureSplit]:
     """Features of ``stream`` (one stream or a stream set) for each split; a split without clips is a
     clear error."""
     out = {}
@@ -73,8 +76,9 @@ def run_streams(params: Mapping) -> list[FeatureStream]:
     recipe selection, and the ensemble members' streams."""
     sets = [StreamSet.from_params(params)] + [StreamSet.parse(spec, params) for spec in params["candidate_streams"]]
     streams = [stream for stream_set in sets for stream in stream_set.streams]
-    streams += [FeatureStream.for_member(member, params) for member in params["ensemble_members"]
-                if "backbone" in member]
+    streams += [
+        FeatureStream.for_member(member, params) for member in params["ensemble_members"] if "backbone" in member
+    ]
     return list(dict.fromkeys(streams))
 
 
@@ -86,6 +90,7 @@ class RunRecipe:
     with ``select_recipe: cv`` the winner refit on train + val, whose operating threshold and temperature
     come from its out-of-fold predictions (``validation``) instead of the validation split.
     """
+
     params: Params
     streams: StreamSet
     model_path: Path
@@ -96,8 +101,9 @@ class RunRecipe:
         if self.selection is None:
             return fallback
         oof = pd.DataFrame(self.selection["oof"])
-        return Predictions("val", oof["y"].to_numpy().astype(np.int64), oof["prob"].to_numpy(),
-                           tuple(oof["clip_id"].astype(str)))
+        return Predictions(
+            "val", oof["y"].to_numpy().astype(np.int64), oof["prob"].to_numpy(), tuple(oof["clip_id"].astype(str))
+        )
 
 
 def member_streams(member: Mapping, params: Mapping) -> StreamSet:
@@ -113,21 +119,29 @@ def run_recipe(params: Params, layout: RunLayout) -> RunRecipe:
     selection = read_json(layout.selection) if params["select_recipe"] == "cv" else None
     if selection is None:
         return RunRecipe(params, StreamSet.from_params(params), layout.model_dir(params["model"]) / "model.keras", None)
-    carried = Params({**params, **selection["carried"]["overrides"]},
-                     {key: "selection (notebook 03)" for key in selection["carried"]["overrides"]})
-    return RunRecipe(carried, StreamSet.from_params(carried), layout.run_dir / selection["carried"]["model_path"],
-                     selection)
+    carried = Params(
+        {**params, **selection["carried"]["overrides"]},
+        {key: "selection (notebook 03)" for key in selection["carried"]["overrides"]},
+    )
+    return RunRecipe(
+        carried, StreamSet.from_params(carried), layout.run_dir / selection["carried"]["model_path"], selection
+    )
 
 
 def extraction_options(params: Mapping) -> dict:
     """``extract_features`` keyword arguments from the run's parameters (how to compute, not what)."""
-    return {"batch_size": params["extract_batch_size"], "workers": params["extract_workers"],
-            "executor": params["extract_executor"], "ray_address": params["ray_address"] or None,
-            "mixed_precision": params["mixed_precision"]}
+    return {
+        "batch_size": params["extract_batch_size"],
+        "workers": params["extract_workers"],
+        "executor": params["extract_executor"],
+        "ray_address": params["ray_address"] or None,
+        "mixed_precision": params["mixed_precision"],
+    }
 
 
-def with_augmented_copies(train: FeatureSplit, manifest: pd.DataFrame, layout: RunLayout,
-                          params: Mapping) -> FeatureSplit:
+def with_augmented_copies(
+    train: FeatureSplit, manifest: pd.DataFrame, layout: RunLayout, params: Mapping
+) -> FeatureSplit:
     """The training split plus its ``frame_augment_copies`` augmented copies (clip ids '<id>#aug<k>').
 
     Only training clips have copies; validation and test stay clean. A copy that failed to
@@ -141,7 +155,8 @@ def with_augmented_copies(train: FeatureSplit, manifest: pd.DataFrame, layout: R
     xs, ys, ids = [train.x], [train.y], list(train.clip_ids)
     for copy in range(1, copies + 1):
         x, y, clip_ids = stream.augmentation_copy(params["frame_augment_ops"], copy, params["seed"]).load(
-            rows, layout.features)
+            rows, layout.features
+        )
         xs.append(x)
         ys.append(y)
         ids.extend(f"{c}#aug{copy}" for c in clip_ids)

@@ -1,25 +1,25 @@
 """Notebook 07 glue: export the carried-forward model for the edge, check every export against Keras and
 the live detector against offline extraction, and run the detector on long test videos and a 2x2
 camera grid assembled from the run's test clips, with and without confirmation."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
 from nexara_lib.deploy.alert_scoring import compare_policies, score_alerts
-from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run
+from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run, streams_from_export
 from nexara_lib.deploy.export import export_head, load_export
 from nexara_lib.deploy.head import KerasHead
 from nexara_lib.deploy.montage import assemble_grid_video, assemble_long_video
 from nexara_lib.deploy.parity import TOLERANCES, head_latency, head_parity, probability_parity
 from nexara_lib.deploy.timeline import timeline_figure
 from nexara_lib.deploy.window_features import WindowFeatures
-from nexara_lib.deploy.detect import streams_from_export
 from nexara_lib.evaluation.ensemble import EnsembleArtifact
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.thresholds import choose_threshold, sweep_thresholds
@@ -58,16 +58,22 @@ def export_model(params: Mapping, layout: RunLayout) -> dict:
     train = manifest[manifest["split"] == "train"]
     window_s = params["detect_window_s"] or float(pd.to_numeric(train["duration_s"], errors="coerce").median())
     if not np.isfinite(window_s):
-        raise ValueError("the manifest has no clip durations for the training split: rerun the audit (notebook 01), "
-                         "or set detect_window_s")
+        raise ValueError(
+            "the manifest has no clip durations for the training split: rerun the audit (notebook 01), "
+            "or set detect_window_s"
+        )
     facts = {
         "run": {"name": layout.run_dir.name, "model": recipe.params["model"], "stream_set": recipe.streams.name},
         "streams": [{**s.describe(), "item": item} for item, s in zip(recipe.streams.items, recipe.streams.streams)],
         "window_s": window_s,
         "window_from": "detect_window_s" if params["detect_window_s"] else "median training clip duration",
-        "threshold": {"on": float(on), "false_alarm_rate": float(params["detect_false_alarm_rate"]),
-                      "validation_fpr": float(at["fpr"][0]), "validation_recall": float(at["tpr"][0]),
-                      "chosen_on": "out-of-fold predictions on train + val" if recipe.selection else "validation"},
+        "threshold": {
+            "on": float(on),
+            "false_alarm_rate": float(params["detect_false_alarm_rate"]),
+            "validation_fpr": float(at["fpr"][0]),
+            "validation_recall": float(at["tpr"][0]),
+            "chosen_on": "out-of-fold predictions on train + val" if recipe.selection else "validation",
+        },
     }
     return export_head(recipe.model_path, layout.export_dir, variants=tuple(params["export_variants"]), facts=facts)
 
@@ -89,13 +95,24 @@ def export_ensemble(params: Mapping, layout: RunLayout) -> dict | None:
     entries = []
     for name, member, model_path in zip(names, members, artifact.member_paths):
         streams = member_streams(member, carried)
-        export_head(model_path, folder / name, variants=("float32",),
-                    facts={"member": name, "streams": [{**s.describe(), "item": item}
-                                                       for item, s in zip(streams.items, streams.streams)]})
+        export_head(
+            model_path,
+            folder / name,
+            variants=("float32",),
+            facts={
+                "member": name,
+                "streams": [{**s.describe(), "item": item} for item, s in zip(streams.items, streams.streams)],
+            },
+        )
         entries.append({"name": name, "export": name, "streams": list(streams.items)})
-    combination = {"method": artifact.method, "weights": artifact.weights, "stacking_coef": artifact.stacking_coef,
-                   "stacking_intercept": artifact.stacking_intercept, "threshold": artifact.threshold,
-                   "members": entries}
+    combination = {
+        "method": artifact.method,
+        "weights": artifact.weights,
+        "stacking_coef": artifact.stacking_coef,
+        "stacking_intercept": artifact.stacking_intercept,
+        "threshold": artifact.threshold,
+        "members": entries,
+    }
     write_json_atomic(folder / "ensemble.json", combination)
     return combination
 
@@ -114,19 +131,23 @@ def ensemble_parity(ensemble: dict | None, params: Mapping, layout: RunLayout) -
             raise ValueError("the ensemble members' test clips differ; rerun notebooks 02 and 06")
         features.append(split.x)
         y = split.y
-    keras_p = artifact.combine([KerasHead(load_sequence_model(p)).predict(x)
-                                for p, x in zip(artifact.member_paths, features)])
+    keras_p = artifact.combine(
+        [KerasHead(load_sequence_model(p)).predict(x) for p, x in zip(artifact.member_paths, features)]
+    )
     heads = [load_export(layout.export_dir / "ensemble" / m["export"], "float32")[0] for m in ensemble["members"]]
     lite_p = artifact.combine([head.predict(x) for head, x in zip(heads, features)])
-    row = probability_parity("ensemble (float32 members)", keras_p, lite_p, y, artifact.threshold,
-                             TOLERANCES["float32"])
+    row = probability_parity(
+        "ensemble (float32 members)", keras_p, lite_p, y, artifact.threshold, TOLERANCES["float32"]
+    )
     return pd.DataFrame([row]).set_index("variant")
 
 
 def export_table(export: dict) -> pd.DataFrame:
     """What was exported: one row per file, sizes in kB."""
-    rows = [{"variant": name, "file": v["file"], "size (kB)": round(v["bytes"] / 1024, 1), "sha256": v["sha256"][:12]}
-            for name, v in export["variants"].items()]
+    rows = [
+        {"variant": name, "file": v["file"], "size (kB)": round(v["bytes"] / 1024, 1), "sha256": v["sha256"][:12]}
+        for name, v in export["variants"].items()
+    ]
     return pd.DataFrame(rows).set_index("variant")
 
 
@@ -134,13 +155,16 @@ def export_facts(export: dict) -> Markdown:
     """The facts a detector needs, in words."""
     threshold = export["threshold"]
     streams = "; ".join(f"{s['item']}: {s['backbone']} ({s['preprocessing']})" for s in export["streams"])
-    facts = {"model": export["run"]["model"], "streams": streams,
-             "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
-             "window": f"{export['window_s']:.1f} s ({export.get('window_from', 'median training clip duration')})",
-             "on-threshold": f"{threshold['on']:.3f}, for a false-alarm rate of {threshold['false_alarm_rate']:.0%} "
-                             f"per window on {threshold['chosen_on']}",
-             "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%} of non-violent clips, "
-                                             f"violent clips caught {threshold['validation_recall']:.1%}"}
+    facts = {
+        "model": export["run"]["model"],
+        "streams": streams,
+        "frames per window (T) x features (D)": f"{export['input']['T']} x {export['input']['D']}",
+        "window": f"{export['window_s']:.1f} s ({export.get('window_from', 'median training clip duration')})",
+        "on-threshold": f"{threshold['on']:.3f}, for a false-alarm rate of {threshold['false_alarm_rate']:.0%} "
+        f"per window on {threshold['chosen_on']}",
+        "validation at that threshold": f"false alarms {threshold['validation_fpr']:.1%} of non-violent clips, "
+        f"violent clips caught {threshold['validation_recall']:.1%}",
+    }
     return Markdown("\n".join(f"- **{key}**: {value}" for key, value in facts.items()))
 
 
@@ -149,18 +173,33 @@ def _formatted(frame: pd.DataFrame, formats: Mapping[str, str]) -> pd.DataFrame:
     out = frame.copy()
     for column, fmt in formats.items():
         if column in out.columns:
-            out[column] = [("yes" if v else "no") if fmt == "yes/no" else
-                           ("n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt))
-                           for v in out[column]]
+            out[column] = [
+                ("yes" if v else "no")
+                if fmt == "yes/no"
+                else ("n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt))
+                for v in out[column]
+            ]
     return out
 
 
 def parity_view(parity: pd.DataFrame, latency: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The parity and latency tables as a reader sees them (fixed decimals, yes/no)."""
-    return (_formatted(parity, {"max |Δp|": ".6f", "mean |Δp|": ".6f", "label agreement": ".1%", "AUC Keras": ".3f",
-                                "AUC variant": ".3f", "AUC change": "+.3f", "tolerance": "g",
-                                "within tolerance": "yes/no"}),
-            _formatted(latency, {"ms per call": ".3f", "ms per window": ".3f"}))
+    return (
+        _formatted(
+            parity,
+            {
+                "max |Δp|": ".6f",
+                "mean |Δp|": ".6f",
+                "label agreement": ".1%",
+                "AUC Keras": ".3f",
+                "AUC variant": ".3f",
+                "AUC change": "+.3f",
+                "tolerance": "g",
+                "within tolerance": "yes/no",
+            },
+        ),
+        _formatted(latency, {"ms per call": ".3f", "ms per window": ".3f"}),
+    )
 
 
 def parity_tables(export: dict, params: Mapping, layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -188,21 +227,38 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
     out = []
     for (_, row), x in zip(rows.iterrows(), offline.x):
         window_s = float(row["frames"]) / float(row["fps"])
-        result = detect([row["path"]], layout.export_dir, {**params, "detect_stride": 1.0},
-                        layout.deploy_dir / "parity" / f"clip-{len(out)}", variant="float32", window_s=window_s,
-                        features=features, figure=False)
+        result = detect(
+            [row["path"]],
+            layout.export_dir,
+            {**params, "detect_stride": 1.0},
+            layout.deploy_dir / "parity" / f"clip-{len(out)}",
+            variant="float32",
+            window_s=window_s,
+            features=features,
+            figure=False,
+        )
         scored = result.windows[result.windows["state"] == "scored"]
         live = float(scored["score"].iloc[0]) if len(scored) else float("nan")
         p_offline = float(head.predict(x[None])[0])
-        out.append({"clip": Path(row["path"]).name, "frames": int(row["frames"]), "fps": float(row["fps"]),
-                    "offline p": p_offline, "live p": live, "|Δp|": abs(live - p_offline),
-                    "within 0.0001": bool(abs(live - p_offline) <= STREAM_TOLERANCE)})
+        out.append(
+            {
+                "clip": Path(row["path"]).name,
+                "frames": int(row["frames"]),
+                "fps": float(row["fps"]),
+                "offline p": p_offline,
+                "live p": live,
+                "|Δp|": abs(live - p_offline),
+                "within 0.0001": bool(abs(live - p_offline) <= STREAM_TOLERANCE),
+            }
+        )
     return pd.DataFrame(out).set_index("clip")
 
 
 def stream_view(stream: pd.DataFrame) -> pd.DataFrame:
     """The live-vs-offline table as a reader sees it."""
-    return _formatted(stream, {"fps": ".2f", "offline p": ".6f", "live p": ".6f", "|Δp|": ".6f", "within 0.0001": "yes/no"})
+    return _formatted(
+        stream, {"fps": ".2f", "offline p": ".6f", "live p": ".6f", "|Δp|": ".6f", "within 0.0001": "yes/no"}
+    )
 
 
 def tradeoff_view(tradeoff: pd.DataFrame) -> pd.DataFrame:
@@ -213,14 +269,16 @@ def tradeoff_view(tradeoff: pd.DataFrame) -> pd.DataFrame:
 @dataclasses.dataclass
 class TestVideos:
     """The assembled test videos and their ground truth (per source name and cell)."""
+
     long_video: Path
     grid_video: Path
-    truth: dict            # (source, cell) -> [{"start_t", "end_t", "label", "clip"}]
+    truth: dict  # (source, cell) -> [{"start_t", "end_t", "label", "clip"}]
     duration_s: float
 
 
-def fight_pattern(rows: pd.DataFrame, limit: int, calm_run: int = CALM_RUN, violent_run: int = VIOLENT_RUN
-                  ) -> list[tuple[str, int]]:
+def fight_pattern(
+    rows: pd.DataFrame, limit: int, calm_run: int = CALM_RUN, violent_run: int = VIOLENT_RUN
+) -> list[tuple[str, int]]:
     """Test clips in blocks of ``calm_run`` non-violent clips then ``violent_run`` violent ones (a fight of a
     few seconds between longer calm stretches), while both classes last, at most ``limit`` clips."""
     calm = rows[rows["label"] == 0]["path"].tolist()
@@ -266,10 +324,12 @@ def run_detector(videos: TestVideos, params: Mapping, layout: RunLayout) -> dict
     recipe = run_recipe(params, layout)
     expected = expected_from_run(recipe.params, recipe.streams.streams)
     common = dict(expected=expected)
-    return {"long video": detect([str(videos.long_video)], layout.export_dir, params, layout.deploy_dir / "long",
-                                 **common),
-            "2x2 grid": detect([str(videos.grid_video)], layout.export_dir, params, layout.deploy_dir / "grid",
-                               grid=(2, 2), **common)}
+    return {
+        "long video": detect([str(videos.long_video)], layout.export_dir, params, layout.deploy_dir / "long", **common),
+        "2x2 grid": detect(
+            [str(videos.grid_video)], layout.export_dir, params, layout.deploy_dir / "grid", grid=(2, 2), **common
+        ),
+    }
 
 
 def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
@@ -279,9 +339,16 @@ def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
         summary = result.summary
         cells = [c for s in summary["sources"] for c in s["cells"]]
         statuses = sorted({c["status"] for c in cells} | {s["status"] for s in summary["sources"]} - {"ok"})
-        rows.append({"video": name, "cameras": len(cells), "windows": summary["windows"], "alerts": summary["alerts"],
-                     "speed": f"{summary['realtime_factor'] or 0.0:.1f} times real time",
-                     "problems": ", ".join(statuses) or "none"})
+        rows.append(
+            {
+                "video": name,
+                "cameras": len(cells),
+                "windows": summary["windows"],
+                "alerts": summary["alerts"],
+                "speed": f"{summary['realtime_factor'] or 0.0:.1f} times real time",
+                "problems": ", ".join(statuses) or "none",
+            }
+        )
     return pd.DataFrame(rows).set_index("video")
 
 
@@ -289,8 +356,13 @@ def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout
     """The timeline of each detection run with its ground truth (saved as ``detector_timeline_*``)."""
     figures = []
     for name, result in results.items():
-        fig = timeline_figure(result.window_scores, result.episodes, result.settings.policy,
-                              truth=videos.truth, title=f"Detector on the {name}")
+        fig = timeline_figure(
+            result.window_scores,
+            result.episodes,
+            result.settings.policy,
+            truth=videos.truth,
+            title=f"Detector on the {name}",
+        )
         save_figure(fig, layout, "detector_timeline_" + name.replace(" ", "_"))
         figures.append(fig)
     return figures
@@ -305,7 +377,8 @@ def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVi
         policies = {f"confirmed ({policy.k} of {policy.n})": policy}
         if policy.k > 1:  # a lighter confirmation between the two, to show the trade-off's slope
             policies[f"lighter ({policy.k - 1} of {policy.n - 1})"] = dataclasses.replace(
-                policy, k=policy.k - 1, n=max(policy.k - 1, policy.n - 1))
+                policy, k=policy.k - 1, n=max(policy.k - 1, policy.n - 1)
+            )
         policies["every window above threshold"] = policy.unconfirmed()
         sources = set(result.windows["source"])
         truth = {key: segments for key, segments in videos.truth.items() if key[0] in sources}
@@ -325,51 +398,77 @@ def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
     delay_every = tradeoff.xs(names[-1], level="policy")["median onset-to-alarm (s)"].median()
     saved = int(every["false alarms"] - confirmed["false alarms"])
     lost = int(every["detected"] - confirmed["detected"])
-    words = (f"With **{names[0]}**, {int(confirmed['false alarms'])} false alarm(s) and {int(confirmed['detected'])} of "
-             f"{int(confirmed['violent segments'])} fights alarmed; alarming on **every window above the threshold** "
-             f"gives {int(every['false alarms'])} false alarm(s) and {int(every['detected'])} fights alarmed. ")
+    words = (
+        f"With **{names[0]}**, {int(confirmed['false alarms'])} false alarm(s) and {int(confirmed['detected'])} of "
+        f"{int(confirmed['violent segments'])} fights alarmed; alarming on **every window above the threshold** "
+        f"gives {int(every['false alarms'])} false alarm(s) and {int(every['detected'])} fights alarmed. "
+    )
     if every["false alarms"] == 0 and lost <= 0:
         verdict = "On these videos there was no false alarm to save: the comparison cannot show a benefit yet."
     elif saved > 0 and lost <= 0:
         verdict = f"Confirmation pays for itself: {saved} fewer false alarm(s) and no fight missed."
     elif saved > 0:
-        verdict = (f"Confirmation trades {saved} fewer false alarm(s) for {lost} more missed fight(s); "
-                   "choose k and n by which costs more on site.")
+        verdict = (
+            f"Confirmation trades {saved} fewer false alarm(s) for {lost} more missed fight(s); "
+            "choose k and n by which costs more on site."
+        )
     else:
         verdict = "Confirmation does not pay for itself on these videos: it saves no false alarm."
     if np.isfinite(delay) and np.isfinite(delay_every):
-        verdict += f" Median time from the start of a fight to its alarm: {delay:.1f} s confirmed vs {delay_every:.1f} s."
+        verdict += (
+            f" Median time from the start of a fight to its alarm: {delay:.1f} s confirmed vs {delay_every:.1f} s."
+        )
     for name in names[1:-1]:  # the lighter confirmation in between
         middle = tradeoff.xs(name, level="policy")
         total = middle.sum(numeric_only=True)
         delay_middle = middle["median onset-to-alarm (s)"].median()
-        verdict += (f" **{name.capitalize()}**: {int(total['false alarms'])} false alarm(s), {int(total['detected'])} of "
-                    f"{int(total['violent segments'])} fights" +
-                    (f", median delay {delay_middle:.1f} s." if np.isfinite(delay_middle) else "."))
+        verdict += (
+            f" **{name.capitalize()}**: {int(total['false alarms'])} false alarm(s), {int(total['detected'])} of "
+            f"{int(total['violent segments'])} fights"
+            + (f", median delay {delay_middle:.1f} s." if np.isfinite(delay_middle) else ".")
+        )
     return Markdown(words + verdict)
 
 
-def publish_results(export: dict, parity: pd.DataFrame, stream: pd.DataFrame, results: Mapping[str, DetectionResult],
-                    videos: TestVideos, tradeoff: pd.DataFrame, layout: RunLayout) -> None:
+def publish_results(
+    export: dict,
+    parity: pd.DataFrame,
+    stream: pd.DataFrame,
+    results: Mapping[str, DetectionResult],
+    videos: TestVideos,
+    tradeoff: pd.DataFrame,
+    layout: RunLayout,
+) -> None:
     """Write ``artifacts/deploy/deploy.json`` (parity, stream check, detection, confirmation trade-off) and the
     deploy figures of the run's index page."""
     long_run = results["long video"]  # scored on alarm periods: every false alarm counts
     scored = score_alerts(long_run.periods, videos.truth[(videos.long_video.name, "full")], videos.duration_s)
     parity = parity.set_index("variant") if "variant" in parity.columns else parity
-    write_json_atomic(layout.deploy_dir / "deploy.json", {
-        "export": {k: export[k] for k in ("input", "window_s", "threshold", "variants")},
-        "parity": parity.reset_index().to_dict("records"), "stream_vs_offline": stream.reset_index().to_dict("records"),
-        "detection": {name: {k: r.summary[k] for k in ("windows", "alerts", "realtime_factor", "lag_s")}
-                      for name, r in results.items()},
-        "long_video": {**scored, "duration_s": videos.duration_s},
-        "confirmation": tradeoff.reset_index().to_dict("records")})
-    figures = {"exported variants": ", ".join(export["variants"]),
-               "float32 export max |Δp| vs Keras": {"value": float(parity.loc["float32", "max |Δp|"]), "format": "number"},
-               "live vs offline max |Δp|": {"value": float(stream["|Δp|"].max()), "format": "number"},
-               "violent stretches alarmed (long test video)": f"{scored['detected']} of {scored['violent_segments']}",
-               "false alarms (long test video)": {"value": scored["false_alarms"], "format": "number"},
-               "real-time factor, 2x2 grid": {"value": results["2x2 grid"].summary["realtime_factor"] or 0.0,
-                                              "format": "number"}}
+    write_json_atomic(
+        layout.deploy_dir / "deploy.json",
+        {
+            "export": {k: export[k] for k in ("input", "window_s", "threshold", "variants")},
+            "parity": parity.reset_index().to_dict("records"),
+            "stream_vs_offline": stream.reset_index().to_dict("records"),
+            "detection": {
+                name: {k: r.summary[k] for k in ("windows", "alerts", "realtime_factor", "lag_s")}
+                for name, r in results.items()
+            },
+            "long_video": {**scored, "duration_s": videos.duration_s},
+            "confirmation": tradeoff.reset_index().to_dict("records"),
+        },
+    )
+    figures = {
+        "exported variants": ", ".join(export["variants"]),
+        "float32 export max |Δp| vs Keras": {"value": float(parity.loc["float32", "max |Δp|"]), "format": "number"},
+        "live vs offline max |Δp|": {"value": float(stream["|Δp|"].max()), "format": "number"},
+        "violent stretches alarmed (long test video)": f"{scored['detected']} of {scored['violent_segments']}",
+        "false alarms (long test video)": {"value": scored["false_alarms"], "format": "number"},
+        "real-time factor, 2x2 grid": {
+            "value": results["2x2 grid"].summary["realtime_factor"] or 0.0,
+            "format": "number",
+        },
+    }
     if scored["median_onset_to_alarm_s"] is not None and np.isfinite(scored["median_onset_to_alarm_s"]):
         figures["median onset to alarm (s)"] = {"value": scored["median_onset_to_alarm_s"], "format": "number"}
     record_headline(layout.run_dir, "07_deploy", figures)
@@ -380,21 +479,36 @@ def describe_deployment(scored: Mapping, parity: pd.DataFrame, grid: Mapping) ->
     """(result, verdict) of notebook 07 in plain words: fights alarmed and false alarms on the long test video,
     whether every export matches the trained model, and whether the 2x2 grid keeps up with live video."""
     delay = scored.get("median_onset_to_alarm_s")
-    result = (f"On a test video made of test clips, the detector raised an alarm on {scored['detected']} of "
-              f"{scored['violent_segments']} fights, with {scored['false_alarms']} false alarm(s)"
-              + (f"; the median alarm came {delay:.1f} s after a fight began." if delay is not None and
-                 np.isfinite(delay) else "."))
+    result = (
+        f"On a test video made of test clips, the detector raised an alarm on {scored['detected']} of "
+        f"{scored['violent_segments']} fights, with {scored['false_alarms']} false alarm(s)"
+        + (
+            f"; the median alarm came {delay:.1f} s after a fight began."
+            if delay is not None and np.isfinite(delay)
+            else "."
+        )
+    )
     factor = grid.get("realtime_factor") or 0.0
-    result += (f" Four cameras at once (a 2x2 grid) were processed at {factor:.1f} times real time on this machine"
-               f" ({'it keeps up with live video' if factor >= 1 else 'slower than live video'}).")
-    off = [str(v) for v, ok in zip(parity.index, parity["within tolerance"]) if not ok] \
-        if "within tolerance" in parity.columns else []
+    result += (
+        f" Four cameras at once (a 2x2 grid) were processed at {factor:.1f} times real time on this machine"
+        f" ({'it keeps up with live video' if factor >= 1 else 'slower than live video'})."
+    )
+    off = (
+        [str(v) for v, ok in zip(parity.index, parity["within tolerance"]) if not ok]
+        if "within tolerance" in parity.columns
+        else []
+    )
     missed = scored["violent_segments"] - scored["detected"]
     if missed == 0 and scored["false_alarms"] == 0:
         verdict = "On these test videos the detector caught every fight without a false alarm."
     else:
-        verdict = (f"On these test videos it missed {missed} fight(s) and raised {scored['false_alarms']} false "
-                   "alarm(s): tune the threshold or the k-of-n confirmation before relying on it.")
-    verdict += (f" The {', '.join(off)} export(s) do not match the trained model: do not ship them." if off else
-                " Every exported model (for phones and edge boxes) gives the trained model's answers.")
+        verdict = (
+            f"On these test videos it missed {missed} fight(s) and raised {scored['false_alarms']} false "
+            "alarm(s): tune the threshold or the k-of-n confirmation before relying on it."
+        )
+    verdict += (
+        f" The {', '.join(off)} export(s) do not match the trained model: do not ship them."
+        if off
+        else " Every exported model (for phones and edge boxes) gives the trained model's answers."
+    )
     return result, verdict

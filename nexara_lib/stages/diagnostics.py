@@ -1,9 +1,10 @@
 """Notebook 04 glue: the run's model on validation and test, per class, with thresholds chosen on
 validation, calibration, bootstrap CIs, per-source results and the hardest clips."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -11,13 +12,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nexara_lib.evaluation import diagnostics as dg
-from nexara_lib.evaluation.figures import (attention_gallery_figure, confusion_matrix_figure, per_class_accuracy_figure,
-                                           reliability_figure, roc_pr_figure, threshold_sweep_figure)
+from nexara_lib.evaluation.figures import (
+    attention_gallery_figure,
+    confusion_matrix_figure,
+    per_class_accuracy_figure,
+    reliability_figure,
+    roc_pr_figure,
+    threshold_sweep_figure,
+)
 from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.evaluation.stats import compare_paired
 from nexara_lib.io import write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
-from nexara_lib.evaluation.stats import compare_paired
 from nexara_lib.stages.data import FeatureSplit, RunRecipe, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.stages.widgets import threshold_slider
@@ -30,6 +37,7 @@ from nexara_lib.video.frames import read_frames, sample_frame_indices
 @dataclasses.dataclass
 class Diagnosis:
     """The run's model, its validation and test predictions, and the metrics report built from them."""
+
     manifest: pd.DataFrame
     splits: dict[str, FeatureSplit]
     model: keras.Model
@@ -63,8 +71,13 @@ def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
     model = load_run_model(recipe, layout)
     preds = {name: Predictions(name, s.y, predict_proba(model, s.x), tuple(s.clip_ids)) for name, s in splits.items()}
     preds["val"] = recipe.validation(preds["val"])
-    report = dg.metrics_report(preds["val"], preds["test"], max_fpr=params["max_false_positive_rate"],
-                               n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    report = dg.metrics_report(
+        preds["val"],
+        preds["test"],
+        max_fpr=params["max_false_positive_rate"],
+        n_bootstrap=params["bootstrap_samples"],
+        seed=params["seed"],
+    )
     if recipe.selection is not None:
         report["chosen_on"] = "out-of-fold predictions on train + val (the 'val' metrics are out-of-fold)"
         report["selection"] = _selection_report(recipe, splits["test"], preds["test"], report, params, layout)
@@ -72,49 +85,84 @@ def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
     return Diagnosis(manifest, splits, model, preds, report, recipe)
 
 
-def _selection_report(recipe: RunRecipe, test: FeatureSplit, test_preds: Predictions, report: dict, params: Mapping,
-                      layout: RunLayout) -> dict:
+def _selection_report(
+    recipe: RunRecipe, test: FeatureSplit, test_preds: Predictions, report: dict, params: Mapping, layout: RunLayout
+) -> dict:
     """The winner carried forward, and (reported, not chosen on) whether refitting it on train + val
     beat the same recipe trained on train with early stopping, on test at each one's threshold."""
     selection = recipe.selection
     train_only = load_sequence_model(layout.run_dir / selection["carried"]["train_only_model_path"])
     threshold = report["thresholds"]["balanced_accuracy"]
-    comparison = compare_paired(test.y, predict_proba(train_only, test.x), test_preds.prob, threshold=threshold,
-                                n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
-    return {"winner": selection["winner"], "verdict": selection["verdict"], "choices": selection["choices"],
-            "refit_vs_train_only_test": comparison}
+    comparison = compare_paired(
+        test.y,
+        predict_proba(train_only, test.x),
+        test_preds.prob,
+        threshold=threshold,
+        n_bootstrap=params["bootstrap_samples"],
+        seed=params["seed"],
+    )
+    return {
+        "winner": selection["winner"],
+        "verdict": selection["verdict"],
+        "choices": selection["choices"],
+        "refit_vs_train_only_test": comparison,
+    }
 
 
 def selection_table(diagnosis: Diagnosis) -> pd.Series:
     """Which recipe is evaluated here and how it was chosen; with a selection, refit vs train-only on test."""
     selection = diagnosis.report.get("selection")
     if selection is None:
-        return pd.Series({"model": diagnosis.recipe.params["model"], "chosen by": "the run's parameters",
-                          "threshold chosen on": "the validation split"}, name="evaluated recipe")
+        return pd.Series(
+            {
+                "model": diagnosis.recipe.params["model"],
+                "chosen by": "the run's parameters",
+                "threshold chosen on": "the validation split",
+            },
+            name="evaluated recipe",
+        )
     diff = selection["refit_vs_train_only_test"]["accuracy_diff_ci"]
-    return pd.Series({"model": selection["winner"]["name"], "chosen by": "grouped cross-validation on train + val",
-                      "threshold and temperature chosen on": "out-of-fold predictions",
-                      "refit on train + val vs train only, test accuracy":
-                          f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]"}, name="evaluated recipe")
+    return pd.Series(
+        {
+            "model": selection["winner"]["name"],
+            "chosen by": "grouped cross-validation on train + val",
+            "threshold and temperature chosen on": "out-of-fold predictions",
+            "refit on train + val vs train only, test accuracy": f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]",
+        },
+        name="evaluated recipe",
+    )
 
 
-THRESHOLD_WORDS = {"default": "0.5 (no tuning)", "balanced_accuracy": "best balanced accuracy on validation",
-                   "max_fpr": "most violent clips caught with few false alarms on validation"}
+THRESHOLD_WORDS = {
+    "default": "0.5 (no tuning)",
+    "balanced_accuracy": "best balanced accuracy on validation",
+    "max_fpr": "most violent clips caught with few false alarms on validation",
+}
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 
 
 def thresholds_table(diagnosis: Diagnosis) -> pd.DataFrame:
     """The operating thresholds, chosen on validation: a clip is called violent at or above its threshold."""
-    return pd.DataFrame({"threshold rule": [THRESHOLD_WORDS.get(k, k) for k in diagnosis.thresholds],
-                         "probability of violence at or above": [f"{v:.3f}" for v in diagnosis.thresholds.values()]})
+    return pd.DataFrame(
+        {
+            "threshold rule": [THRESHOLD_WORDS.get(k, k) for k in diagnosis.thresholds],
+            "probability of violence at or above": [f"{v:.3f}" for v in diagnosis.thresholds.values()],
+        }
+    )
 
 
 def per_class_table(diagnosis: Diagnosis, params: Mapping) -> pd.DataFrame:
     """Per-class metrics with 95% CIs for each split and threshold rule (rows named in words)."""
-    table = dg.per_class_table(diagnosis.preds, diagnosis.thresholds, n_bootstrap=params["bootstrap_samples"],
-                               seed=params["seed"])
-    table.index = pd.Index([f"{SPLIT_WORDS.get(split, split)}, threshold: {THRESHOLD_WORDS.get(name, name)}"
-                            for split, name in table.index], name="clips and threshold rule")
+    table = dg.per_class_table(
+        diagnosis.preds, diagnosis.thresholds, n_bootstrap=params["bootstrap_samples"], seed=params["seed"]
+    )
+    table.index = pd.Index(
+        [
+            f"{SPLIT_WORDS.get(split, split)}, threshold: {THRESHOLD_WORDS.get(name, name)}"
+            for split, name in table.index
+        ],
+        name="clips and threshold rule",
+    )
     return table
 
 
@@ -147,8 +195,9 @@ def threshold_and_calibration(diagnosis: Diagnosis, layout: RunLayout) -> tuple:
 
 def per_source_table(diagnosis: Diagnosis) -> pd.DataFrame:
     manifest = diagnosis.manifest
-    return dg.per_source_table(manifest[manifest["split"] == "test"], diagnosis.preds["test"],
-                               diagnosis.operating_threshold)
+    return dg.per_source_table(
+        manifest[manifest["split"] == "test"], diagnosis.preds["test"], diagnosis.operating_threshold
+    )
 
 
 def hardest_clips(diagnosis: Diagnosis, params: Mapping, layout: RunLayout) -> tuple:
@@ -157,14 +206,23 @@ def hardest_clips(diagnosis: Diagnosis, params: Mapping, layout: RunLayout) -> t
     hardest = dg.hardest_misclassified(diagnosis.preds["test"], diagnosis.operating_threshold, k=params["n_hardest"])
     gallery = misclassified_gallery(diagnosis.model, diagnosis.manifest, diagnosis.splits["test"], hardest)
     save_figure(gallery, layout, "hardest_misclassified")
-    write_json_atomic(layout.metrics, {**diagnosis.report,
-                                       "per_source_test": per_source_table(diagnosis).to_dict("records"),
-                                       "hardest_misclassified_test": hardest.to_dict("records")})
+    write_json_atomic(
+        layout.metrics,
+        {
+            **diagnosis.report,
+            "per_source_test": per_source_table(diagnosis).to_dict("records"),
+            "hardest_misclassified_test": hardest.to_dict("records"),
+        },
+    )
     names = clip_file_names(diagnosis.manifest)
-    shown = pd.DataFrame({"clip": [names.get(c, c) for c in hardest["clip_id"]],
-                          "true class": [CLASS_NAMES[int(y)] for y in hardest["y_true"]],
-                          "predicted": [CLASS_NAMES[int(p)] for p in hardest["pred"]],
-                          "probability of violent": hardest["prob"].round(3)})
+    shown = pd.DataFrame(
+        {
+            "clip": [names.get(c, c) for c in hardest["clip_id"]],
+            "true class": [CLASS_NAMES[int(y)] for y in hardest["y_true"]],
+            "predicted": [CLASS_NAMES[int(p)] for p in hardest["pred"]],
+            "probability of violent": hardest["prob"].round(3),
+        }
+    )
     return shown, gallery
 
 
@@ -173,11 +231,15 @@ def clip_file_names(manifest: pd.DataFrame) -> dict:
     e.g. RWF-2000's ``val``, which this pipeline uses as its test split and which would read as a leak)."""
     if "rel_path" not in manifest.columns:
         return {}
-    return {cid: str(rel).replace("\\", "/").rsplit("/", 1)[-1] for cid, rel in zip(manifest["clip_id"], manifest["rel_path"])}
+    return {
+        cid: str(rel).replace("\\", "/").rsplit("/", 1)[-1]
+        for cid, rel in zip(manifest["clip_id"], manifest["rel_path"])
+    }
 
 
-def misclassified_gallery(model, manifest: pd.DataFrame, split: FeatureSplit, hardest: pd.DataFrame,
-                          thumb_size: int = 96) -> Figure:
+def misclassified_gallery(
+    model, manifest: pd.DataFrame, split: FeatureSplit, hardest: pd.DataFrame, thumb_size: int = 96
+) -> Figure:
     """Thumbnails of the sampled frames of each clip in ``hardest``, with per-frame attention.
 
     Models without an attention layer get equal weight per frame, and the title says so.
@@ -200,8 +262,10 @@ def misclassified_gallery(model, manifest: pd.DataFrame, split: FeatureSplit, ha
         row = rows.loc[item["clip_id"]]
         indices = sample_frame_indices(int(row["frames"]), x.shape[1])
         frames_list.append(read_frames(row["path"], indices, size=thumb_size))
-        titles.append(f"{names.get(item['clip_id'], item['clip_id'])}: true {CLASS_NAMES[int(item['y_true'])]}, "
-                      f"P(violent) = {item['prob']:.2f}{note}")
+        titles.append(
+            f"{names.get(item['clip_id'], item['clip_id'])}: true {CLASS_NAMES[int(item['y_true'])]}, "
+            f"P(violent) = {item['prob']:.2f}{note}"
+        )
     return attention_gallery_figure(frames_list, [np.asarray(a, dtype=float) for a in attention], titles)
 
 
@@ -212,17 +276,29 @@ def publish_headline(diagnosis: Diagnosis, layout: RunLayout):
     def with_ci(name):
         return {"value": test[name], "ci": [test[f"{name}_ci_low"], test[f"{name}_ci_high"]]}
 
-    rows = [(label, test[key], test[f"{key}_ci_low"], test[f"{key}_ci_high"])
-            for label, key in (("all test clips", "accuracy"), ("violent clips", "acc_violent"),
-                               ("non-violent clips", "acc_nonviolent"))]
+    rows = [
+        (label, test[key], test[f"{key}_ci_low"], test[f"{key}_ci_high"])
+        for label, key in (
+            ("all test clips", "accuracy"),
+            ("violent clips", "acc_violent"),
+            ("non-violent clips", "acc_nonviolent"),
+        )
+    ]
     save_figure(per_class_accuracy_figure(rows, title="test clips labelled correctly"), layout, "per_class_accuracy")
     result, verdict = describe_test_result(test, len(diagnosis.preds["test"]))
     record_summary(layout.run_dir, "04_per_class_diagnostics", result, verdict)
-    return record_headline(layout.run_dir, "04_per_class_diagnostics", {
-        "test accuracy": with_ci("accuracy"), "test accuracy, violent clips": with_ci("acc_violent"),
-        "test accuracy, non-violent clips": with_ci("acc_nonviolent"),
-        "gap between the classes (test)": with_ci("class_gap"), "test ROC AUC": with_ci("roc_auc"),
-        "operating threshold (chosen on validation)": {"value": diagnosis.operating_threshold, "format": "number"}})
+    return record_headline(
+        layout.run_dir,
+        "04_per_class_diagnostics",
+        {
+            "test accuracy": with_ci("accuracy"),
+            "test accuracy, violent clips": with_ci("acc_violent"),
+            "test accuracy, non-violent clips": with_ci("acc_nonviolent"),
+            "gap between the classes (test)": with_ci("class_gap"),
+            "test ROC AUC": with_ci("roc_auc"),
+            "operating threshold (chosen on validation)": {"value": diagnosis.operating_threshold, "format": "number"},
+        },
+    )
 
 
 def describe_test_result(test: Mapping, n_clips: int) -> tuple[str, str]:
@@ -231,25 +307,33 @@ def describe_test_result(test: Mapping, n_clips: int) -> tuple[str, str]:
     The verdict reads the lower end of the 95% interval (how good the model is at least, with 95% confidence)
     and the gap between the classes (which kind of mistake dominates).
     """
+
     def pct(value):
         return f"{100 * value:.1f}%"
 
     acc, low, high = test["accuracy"], test["accuracy_ci_low"], test["accuracy_ci_high"]
     violent, calm = test["acc_violent"], test["acc_nonviolent"]
-    result = (f"On {n_clips:,} test clips, never used for training or tuning, the model labelled {pct(acc)} correctly "
-              f"(95% CI {pct(low)} to {pct(high)}): {pct(violent)} of the violent clips and {pct(calm)} of the "
-              "non-violent ones.")
+    result = (
+        f"On {n_clips:,} test clips, never used for training or tuning, the model labelled {pct(acc)} correctly "
+        f"(95% CI {pct(low)} to {pct(high)}): {pct(violent)} of the violent clips and {pct(calm)} of the "
+        "non-violent ones."
+    )
     if low >= 0.9:
         verdict = f"Accurate on this data: even the low end of the 95% interval is above {pct(0.9)}."
     elif low >= 0.75:
-        verdict = "Useful, with room to improve: it is right on most clips, but the interval leaves room for more mistakes."
+        verdict = (
+            "Useful, with room to improve: it is right on most clips, but the interval leaves room for more mistakes."
+        )
     elif low > 0.5:
         verdict = "Better than chance, but not yet reliable enough to act on its alarms alone."
     else:
         verdict = "Not distinguishable from guessing on this data: the interval reaches 50%."
     if abs(violent - calm) >= 0.1:
-        weaker = "misses violent clips more often than it misflags calm ones" if violent < calm else \
-            "raises false alarms on calm clips more often than it misses violent ones"
+        weaker = (
+            "misses violent clips more often than it misflags calm ones"
+            if violent < calm
+            else "raises false alarms on calm clips more often than it misses violent ones"
+        )
         verdict += f" It {weaker}."
     return result, verdict
 

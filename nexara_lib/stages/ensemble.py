@@ -1,10 +1,11 @@
 """Notebook 06 glue: train (or reload) each ensemble member on its feature stream, fit the combination
 on validation, compare it with the best single member on test, and save the deployable artifact."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,26 @@ from IPython.display import Markdown
 from matplotlib.figure import Figure
 
 from nexara_lib.config import stage_keys
-from nexara_lib.evaluation.ensemble import (EnsembleArtifact, choose_best_member, compare_with_best_member as compare,
-                                            ensemble_predict, error_correlation, fit_ensemble_weights, fit_stacking,
-                                            pairwise_disagreement, stacking_predict)
+from nexara_lib.evaluation.ensemble import (
+    EnsembleArtifact,
+    choose_best_member,
+    ensemble_predict,
+    error_correlation,
+    fit_ensemble_weights,
+    fit_stacking,
+    pairwise_disagreement,
+    stacking_predict,
+)
+from nexara_lib.evaluation.ensemble import compare_with_best_member as compare
 from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.evaluation.predictions import Predictions
-from nexara_lib.evaluation.stats import (before_after_rows, decision_in_words, describe_comparison, difference_rows,
-                                         mcnemar_in_words)
+from nexara_lib.evaluation.stats import (
+    before_after_rows,
+    decision_in_words,
+    describe_comparison,
+    difference_rows,
+    mcnemar_in_words,
+)
 from nexara_lib.evaluation.thresholds import choose_threshold
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
@@ -67,8 +81,11 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         model, source = None, "trained here"
         if _is_run_model(recipe, fingerprint):  # the same recipe, seed and data as 03's model: the same model
             model = load_sequence_model(recipe.model_path)
-            seconds = read_json(recipe.model_path.parent / "training_results.json", {}).get("timings", {}).get(
-                "total_seconds")
+            seconds = (
+                read_json(recipe.model_path.parent / "training_results.json", {})
+                .get("timings", {})
+                .get("total_seconds")
+            )
             source = "notebook 03's model (same recipe, seed and clips)"
         elif previous.get("fingerprint") == fingerprint and (out_dir / "model.keras").exists():
             try:
@@ -78,17 +95,24 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
                 print(f"{err}; retraining member {member_name(i, member, params)}")
                 (out_dir / "model.keras").unlink()
         if model is None:
-            result = train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y,
-                                          config, out_dir, verbose=verbose)
+            result = train_sequence_model(
+                splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y, config, out_dir, verbose=verbose
+            )
             model, seconds = result["model"], result["timings"]["total_seconds"]
             _stamp(out_dir / "training_results.json", fingerprint)
-        members.append({
-            "name": member_name(i, member, params), "model": member["model"], "backbone": _streams_label(streams),
-            "stream": streams, "source": source, "train_seconds": seconds,
-            "model_path": str(recipe.model_path if source != "trained here" else out_dir / "model.keras"),
-            "val": (splits["val"].clip_ids, splits["val"].y, predict_proba(model, splits["val"].x)),
-            "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
-        })
+        members.append(
+            {
+                "name": member_name(i, member, params),
+                "model": member["model"],
+                "backbone": _streams_label(streams),
+                "stream": streams,
+                "source": source,
+                "train_seconds": seconds,
+                "model_path": str(recipe.model_path if source != "trained here" else out_dir / "model.keras"),
+                "val": (splits["val"].clip_ids, splits["val"].y, predict_proba(model, splits["val"].x)),
+                "test": (splits["test"].clip_ids, splits["test"].y, predict_proba(model, splits["test"].x)),
+            }
+        )
     return _align(members)
 
 
@@ -97,16 +121,21 @@ def _is_run_model(recipe, fingerprint: str) -> bool:
     training copies (members train on the clean clips), the same training keys, seed and streams, and the
     model is there. Training is deterministic when seeded, so training it again would give the same model."""
     params = recipe.params
-    return (recipe.selection is None and not params["frame_augment_copies"] and recipe.model_path.is_file()
-            and fingerprint == _fingerprint(params, recipe.streams))
+    return (
+        recipe.selection is None
+        and not params["frame_augment_copies"]
+        and recipe.model_path.is_file()
+        and fingerprint == _fingerprint(params, recipe.streams)
+    )
 
 
 def _fingerprint(config: Mapping, streams: StreamSet) -> str:
     """What makes a trained member: its training recipe, seed and input features (not e.g. the
     ensemble method or TTA settings, so changing those reuses the trained members)."""
     keys = sorted(stage_keys("training")) + ["seed", "frames_per_clip", "image_size"]
-    return json.dumps({**{k: config[k] for k in keys}, "streams": [s.key for s in streams.streams]},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {**{k: config[k] for k in keys}, "streams": [s.key for s in streams.streams]}, sort_keys=True, default=str
+    )
 
 
 def _stamp(path, fingerprint: str) -> None:
@@ -131,12 +160,22 @@ def members_table(members: list[dict], threshold: float = 0.5) -> pd.DataFrame:
     """Validation and test metrics of each member at ``threshold``."""
     rows = []
     for m in members:
-        row = {"member": m["name"], "model": m["model"], "backbone": m["backbone"], "source": m.get("source", ""),
-               "train_s": m["train_seconds"]}
+        row = {
+            "member": m["name"],
+            "model": m["model"],
+            "backbone": m["backbone"],
+            "source": m.get("source", ""),
+            "train_s": m["train_seconds"],
+        }
         for split in ("val", "test"):
             metrics = binary_metrics(m[split].y_true, m[split].prob, threshold)
-            row.update({f"{split}_accuracy": metrics["accuracy"], f"{split}_balanced_accuracy": metrics["balanced_accuracy"],
-                        f"{split}_auc": metrics["roc_auc"]})
+            row.update(
+                {
+                    f"{split}_accuracy": metrics["accuracy"],
+                    f"{split}_balanced_accuracy": metrics["balanced_accuracy"],
+                    f"{split}_auc": metrics["roc_auc"],
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -159,16 +198,24 @@ def combine_members(members: list[dict], params: Mapping) -> dict:
         # up to 5 out-of-fold splits, fewer on a small validation set (each fold needs both classes)
         smallest = int(min(np.bincount(val_preds[0].y_true, minlength=2)))
         stacking = fit_stacking(val_preds, n_splits=min(5, max(smallest, 2)), seed=params["seed"])
-        out.update(stacking=stacking, val_prob=stacking.oof_prob, test_prob=stacking_predict(stacking.model, test_probs))
+        out.update(
+            stacking=stacking, val_prob=stacking.oof_prob, test_prob=stacking_predict(stacking.model, test_probs)
+        )
     elif method == "weighted":
         weights = fit_ensemble_weights(val_preds)
-        out.update(weights=weights, val_prob=ensemble_predict([p.prob for p in val_preds], weights),
-                   test_prob=ensemble_predict(test_probs, weights))
+        out.update(
+            weights=weights,
+            val_prob=ensemble_predict([p.prob for p in val_preds], weights),
+            test_prob=ensemble_predict(test_probs, weights),
+        )
     else:
         raise ValueError(f"ensemble_method must be 'weighted' or 'stacking', got {method!r}")
     best = choose_best_member(val_preds)
-    out.update(best=best, threshold=choose_threshold(val_preds[0].with_prob(out["val_prob"])),
-               best_threshold=choose_threshold(val_preds[best]))
+    out.update(
+        best=best,
+        threshold=choose_threshold(val_preds[0].with_prob(out["val_prob"])),
+        best_threshold=choose_threshold(val_preds[best]),
+    )
     return out
 
 
@@ -176,8 +223,10 @@ def combination_views(combo: dict, members: list[dict]) -> list:
     """The best single member and the ensemble threshold (both chosen on validation), and the fitted
     combination: a weight per member, or the stacking model's out-of-fold validation metrics."""
     names = [m["name"] for m in members]
-    note = Markdown(f"Best single member on validation: **{names[combo['best']]}**; ensemble threshold "
-                    f"(chosen on validation): **{combo['threshold']:.3f}**.")
+    note = Markdown(
+        f"Best single member on validation: **{names[combo['best']]}**; ensemble threshold "
+        f"(chosen on validation): **{combo['threshold']:.3f}**."
+    )
     if combo["weights"] is not None:
         table = pd.Series(combo["weights"], index=names, name="weight (fit on validation)")
     else:
@@ -188,20 +237,31 @@ def combination_views(combo: dict, members: list[dict]) -> list:
 def compare_with_best_member(members: list[dict], combo: dict, params: Mapping) -> dict:
     """Ensemble vs the best single member on test (paired: McNemar, bootstrap CI), with a verdict."""
     best = members[combo["best"]]["test"]
-    comparison = compare(best.y_true, best.prob, combo["test_prob"], threshold=combo["best_threshold"],
-                         threshold_ensemble=combo["threshold"], n_bootstrap=params["bootstrap_samples"],
-                         seed=params["seed"])
-    comparison["verdict"] = describe_comparison("ensemble vs best single member", comparison["accuracy_diff_ci"],
-                                                comparison["mcnemar"]["p_value"])
+    comparison = compare(
+        best.y_true,
+        best.prob,
+        combo["test_prob"],
+        threshold=combo["best_threshold"],
+        threshold_ensemble=combo["threshold"],
+        n_bootstrap=params["bootstrap_samples"],
+        seed=params["seed"],
+    )
+    comparison["verdict"] = describe_comparison(
+        "ensemble vs best single member", comparison["accuracy_diff_ci"], comparison["mcnemar"]["p_value"]
+    )
     return comparison
 
 
 def comparison_views(comparison: dict) -> list:
-    return [Markdown(f"**{comparison['verdict']}**"),
-            pd.DataFrame(before_after_rows(comparison, ("best single model", "ensemble"), ("best_member", "ensemble"))),
-            pd.DataFrame(difference_rows(comparison)),
-            pd.Series(mcnemar_in_words(comparison["mcnemar"], "the ensemble"),
-                      name="the same test clips, best member and ensemble")]
+    return [
+        Markdown(f"**{comparison['verdict']}**"),
+        pd.DataFrame(before_after_rows(comparison, ("best single model", "ensemble"), ("best_member", "ensemble"))),
+        pd.DataFrame(difference_rows(comparison)),
+        pd.Series(
+            mcnemar_in_words(comparison["mcnemar"], "the ensemble"),
+            name="the same test clips, best member and ensemble",
+        ),
+    ]
 
 
 def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
@@ -212,8 +272,11 @@ def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
     preds = np.stack([m["test"].pred(t) for m, t in zip(members, thresholds)])
     y = members[0]["test"].y_true
     fig = Figure(figsize=(5 + 2.2 * len(names), 4.2), layout="constrained")
-    for ax, matrix, title in zip(fig.subplots(1, 2), (pairwise_disagreement(preds), error_correlation(y, preds)),
-                                 ("pairwise disagreement (test)", "error correlation (test)")):
+    for ax, matrix, title in zip(
+        fig.subplots(1, 2),
+        (pairwise_disagreement(preds), error_correlation(y, preds)),
+        ("pairwise disagreement (test)", "error correlation (test)"),
+    ):
         sns.heatmap(pd.DataFrame(matrix, names, names), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", ax=ax)
         ax.set_title(title)
     save_figure(fig, layout, "ensemble_diversity")
@@ -269,27 +332,52 @@ def save_ensemble(members: list[dict], combo: dict, comparison: dict, params: Ma
     check = {"max_abs_difference": float(np.abs(reloaded_prob - combo["test_prob"]).max())}
     names = [m["name"] for m in members]
     best = names[combo["best"]]
-    write_json_atomic(layout.artifacts / "ensemble_results.json", {
-        "members": names, "best_member": best, "threshold": combo["threshold"],
-        "comparison": {k: v for k, v in comparison.items() if k != "verdict"}, "verdict": comparison["verdict"],
-        "artifact_check": check})
+    write_json_atomic(
+        layout.artifacts / "ensemble_results.json",
+        {
+            "members": names,
+            "best_member": best,
+            "threshold": combo["threshold"],
+            "comparison": {k: v for k, v in comparison.items() if k != "verdict"},
+            "verdict": comparison["verdict"],
+            "artifact_check": check,
+        },
+    )
     diff = comparison["accuracy_diff_ci"]
-    record_summary(layout.run_dir, "06_ensemble",
-                   f"{comparison['verdict'][0].upper()}{comparison['verdict'][1:]} {len(members)} models were "
-                   "combined; the best single one "
-                   f"(chosen on validation) is {best}.",
-                   decision_in_words(f"combining {len(members)} models", diff, comparison["mcnemar"]["p_value"]))
-    record_headline(layout.run_dir, "06_ensemble", {
-        "verdict": comparison["verdict"], "models combined": len(members), "best single model (chosen on validation)": best,
-        "test accuracy change vs the best single model": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
-        "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"}})
+    record_summary(
+        layout.run_dir,
+        "06_ensemble",
+        f"{comparison['verdict'][0].upper()}{comparison['verdict'][1:]} {len(members)} models were "
+        "combined; the best single one "
+        f"(chosen on validation) is {best}.",
+        decision_in_words(f"combining {len(members)} models", diff, comparison["mcnemar"]["p_value"]),
+    )
+    record_headline(
+        layout.run_dir,
+        "06_ensemble",
+        {
+            "verdict": comparison["verdict"],
+            "models combined": len(members),
+            "best single model (chosen on validation)": best,
+            "test accuracy change vs the best single model": {
+                "value": diff[0],
+                "ci": [diff[1], diff[2]],
+                "format": "delta",
+            },
+            "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
+        },
+    )
     return check
 
 
 def artifact_check(saved: dict) -> pd.Series:
     """Whether the saved artifact reproduces the fitted ensemble's test probabilities."""
     worst = saved["max_abs_difference"]
-    answer = ("yes: every test probability is the same (to within 0.00001)" if worst <= 1e-5 else
-              f"NO: a test probability differs by up to {worst:.5f}; do not ship this file")
-    return pd.Series({"the saved ensemble file gives the fitted ensemble's test predictions": answer},
-                     name="deployable artifact")
+    answer = (
+        "yes: every test probability is the same (to within 0.00001)"
+        if worst <= 1e-5
+        else f"NO: a test probability differs by up to {worst:.5f}; do not ship this file"
+    )
+    return pd.Series(
+        {"the saved ensemble file gives the fitted ensemble's test predictions": answer}, name="deployable artifact"
+    )

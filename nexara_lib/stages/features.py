@@ -1,7 +1,8 @@
 """Notebook 02 glue: extract (or resume) every feature stream of the run, and what the notebook shows."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,23 @@ from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_streams
 from nexara_lib.stages.headline import record_headline, record_summary
 
-STREAM_COLUMNS = ["backbone", "transform", "clips", "cached_before", "computed", "failed", "bad_entries", "padded",
-                  "seeks", "decode_cpu_s", "model_s", "wait_s", "wall_s", "clips_per_s", "frames_per_s"]
+STREAM_COLUMNS = [
+    "backbone",
+    "transform",
+    "clips",
+    "cached_before",
+    "computed",
+    "failed",
+    "bad_entries",
+    "padded",
+    "seeks",
+    "decode_cpu_s",
+    "model_s",
+    "wait_s",
+    "wall_s",
+    "clips_per_s",
+    "frames_per_s",
+]
 
 
 def backbone_facts(params: Mapping) -> pd.Series:
@@ -40,13 +56,23 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
     """
     manifest = load_manifest(layout)
     options = extraction_options(params)
-    summaries = [extract_features(manifest, stream, layout.features, progress=progress, **options)
-                 for stream in run_streams(params)]
+    summaries = [
+        extract_features(manifest, stream, layout.features, progress=progress, **options)
+        for stream in run_streams(params)
+    ]
     if params["frame_augment_copies"]:
-        summaries.extend(extract_augmented_copies(
-            manifest[manifest["split"] == "train"], FeatureStream.from_params(params), layout.features,
-            copies=params["frame_augment_copies"], ops=params["frame_augment_ops"], seed=params["seed"],
-            progress=progress, **options))
+        summaries.extend(
+            extract_augmented_copies(
+                manifest[manifest["split"] == "train"],
+                FeatureStream.from_params(params),
+                layout.features,
+                copies=params["frame_augment_copies"],
+                ops=params["frame_augment_ops"],
+                seed=params["seed"],
+                progress=progress,
+                **options,
+            )
+        )
     write_json_atomic(layout.artifacts / "extraction.json", summaries)
     table = pd.DataFrame(summaries)
     table["failed"] = table["failed"].map(len)
@@ -56,17 +82,24 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
 
 def failed_clips(layout: RunLayout) -> pd.DataFrame:
     """Clips that could not be decoded during extraction (reported, then skipped downstream)."""
-    rows = [dict(f, backbone=s["backbone"]) for s in read_json(layout.artifacts / "extraction.json", [])
-            for f in s["failed"]]
+    rows = [
+        dict(f, backbone=s["backbone"])
+        for s in read_json(layout.artifacts / "extraction.json", [])
+        for f in s["failed"]
+    ]
     return pd.DataFrame(rows, columns=["backbone", "clip_id", "path", "reason"])
 
 
 def reading_strategies(params: Mapping, layout: RunLayout) -> pd.DataFrame:
     """How the run's clips were read: sequential grabs or verified seeks, padding, decode cost per clip."""
     reads = read_clip_records(FeatureStream.from_params(params).cache_dir(layout.features))
-    return reads.groupby("strategy").agg(clips=("file", "size"), frames=("n_frames", "median"),
-                                         seeks=("seeks", "sum"), padded=("padded", "sum"),
-                                         decode_cpu_s_per_clip=("decode_cpu_s", "mean"))
+    return reads.groupby("strategy").agg(
+        clips=("file", "size"),
+        frames=("n_frames", "median"),
+        seeks=("seeks", "sum"),
+        padded=("padded", "sum"),
+        decode_cpu_s_per_clip=("decode_cpu_s", "mean"),
+    )
 
 
 def feature_overview(params: Mapping, layout: RunLayout) -> Figure:
@@ -81,14 +114,25 @@ def publish_headline(params: Mapping, layout: RunLayout, streams: pd.DataFrame):
     """Headline figures and the summary in plain words (clips encoded, failures, speed)."""
     main = streams.iloc[0]
     failed = int(main["failed"])
-    result = (f"{int(main['clips']) - failed:,} clips were each turned into {params['frames_per_clip']} feature "
-              f"vectors by the '{params['backbone']}' encoder, at {main['clips_per_s']:.1f} clips per second.")
-    verdict = ("Every clip is ready for training." if not failed else
-               f"{failed:,} clip(s) could not be decoded; they are listed below and left out, the others are ready.")
+    result = (
+        f"{int(main['clips']) - failed:,} clips were each turned into {params['frames_per_clip']} feature "
+        f"vectors by the '{params['backbone']}' encoder, at {main['clips_per_s']:.1f} clips per second."
+    )
+    verdict = (
+        "Every clip is ready for training."
+        if not failed
+        else f"{failed:,} clip(s) could not be decoded; they are listed below and left out, the others are ready."
+    )
     record_summary(layout.run_dir, "02_feature_extraction", result, verdict)
-    return record_headline(layout.run_dir, "02_feature_extraction", {
-        "encoder (backbone)": params["backbone"], "clips per second": {"value": main["clips_per_s"], "format": "number"},
-        "clips that failed to decode": failed})
+    return record_headline(
+        layout.run_dir,
+        "02_feature_extraction",
+        {
+            "encoder (backbone)": params["backbone"],
+            "clips per second": {"value": main["clips_per_s"], "format": "number"},
+            "clips that failed to decode": failed,
+        },
+    )
 
 
 def feature_overview_figure(x: np.ndarray, y: np.ndarray):

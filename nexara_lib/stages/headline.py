@@ -1,9 +1,11 @@
 """Headline figures and summaries: each notebook publishes its few key numbers for the run's index page,
 and its result in one sentence with a verdict in plain words for the summary boxes of the reports."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
@@ -26,14 +28,20 @@ def record_headline(run_dir: str | Path, section: str, figures: Mapping[str, Any
         The path of ``headline.json``.
     """
     if not isinstance(section, str) or not section.strip():
-        raise ValueError(f"record_headline: section must be a non-empty string such as '04_diagnostics', got {section!r}")
+        raise ValueError(
+            f"record_headline: section must be a non-empty string such as '04_diagnostics', got {section!r}"
+        )
     if not isinstance(figures, Mapping):
-        raise TypeError(f"record_headline({section!r}): figures must be a dict of name -> value, got {type(figures).__name__}")
+        raise TypeError(
+            f"record_headline({section!r}): figures must be a dict of name -> value, got {type(figures).__name__}"
+        )
     for name, value in figures.items():
         if not isinstance(name, str):
             raise TypeError(f"record_headline({section!r}): figure names must be strings, got {name!r}")
         if isinstance(value, Mapping) and "value" not in value:
-            raise ValueError(f"record_headline({section!r}): figure {name!r} is a dict without a 'value' key: {value!r}")
+            raise ValueError(
+                f"record_headline({section!r}): figure {name!r} is a dict without a 'value' key: {value!r}"
+            )
     path = RunLayout(Path(run_dir)).headline
     headline = read_json(path, {})
     headline.setdefault(section, {}).update(figures)

@@ -5,6 +5,7 @@ for labels, 95% CI companions merged into one column, tables too wide for the pa
 split. :func:`install_display_formatters` registers it with IPython when a notebook starts
 (IPython is imported only there).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,38 +21,127 @@ import pandas as pd
 from nexara_lib.labels import CLASS_NAMES
 
 KNOWN_LABELS = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "acc_violent": "accuracy (violent)",
-    "acc_nonviolent": "accuracy (non-violent)", "class_gap": "gap between the classes", "roc_auc": "ROC AUC",
-    "pr_auc": "PR AUC", "auc": "AUC", "ece": "calibration error (ECE)", "fpr": "false-positive rate",
-    "tpr": "true-positive rate", "tnr": "true-negative rate", "fnr": "false-negative rate", "f1": "F1",
-    "f1_violent": "F1 (violent)", "precision_violent": "precision (violent)", "recall_violent": "recall (violent)",
-    "n": "clips", "n_clips": "clips", "clips_per_s": "clips per second", "seconds_per_epoch": "time per epoch",
-    "p_value": "p-value", "val_accuracy": "validation accuracy", "val_loss": "validation loss", "mcc": "MCC",
-    "lr": "learning rate", "learning_rate": "learning rate", "brier": "Brier score", "fps": "frames per second",
-    "clip_id": "clip", "class_name": "class", "label": "class", "y_true": "true class", "true_label": "true class",
-    "y_pred": "predicted class", "pred": "predicted class", "prediction": "predicted class",
-    "predicted_label": "predicted class", "prob": "probability of violence"}
-_ACRONYMS = {"auc": "AUC", "roc": "ROC", "pr": "PR", "f1": "F1", "ece": "ECE", "fpr": "FPR", "tpr": "TPR",
-             "id": "ID", "tta": "TTA", "gpu": "GPU", "cpu": "CPU", "fps": "FPS", "mcc": "MCC", "ci": "CI",
-             "acc": "accuracy", "val": "validation", "nonviolent": "non-violent", "prob": "probability",
-             "num": "number", "pct": "percent", "avg": "average", "std": "std. dev."}
-LABEL_COLUMNS = frozenset({"label", "y_true", "y_pred", "true", "truth", "predicted", "prediction", "pred",
-                           "class", "true_label", "predicted_label"})
-_PERCENT_WORDS = ("accuracy", "recall", "precision", "agreement", "coverage", "sensitivity", "specificity",
-                  "fraction")
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "acc_violent": "accuracy (violent)",
+    "acc_nonviolent": "accuracy (non-violent)",
+    "class_gap": "gap between the classes",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "auc": "AUC",
+    "ece": "calibration error (ECE)",
+    "fpr": "false-positive rate",
+    "tpr": "true-positive rate",
+    "tnr": "true-negative rate",
+    "fnr": "false-negative rate",
+    "f1": "F1",
+    "f1_violent": "F1 (violent)",
+    "precision_violent": "precision (violent)",
+    "recall_violent": "recall (violent)",
+    "n": "clips",
+    "n_clips": "clips",
+    "clips_per_s": "clips per second",
+    "seconds_per_epoch": "time per epoch",
+    "p_value": "p-value",
+    "val_accuracy": "validation accuracy",
+    "val_loss": "validation loss",
+    "mcc": "MCC",
+    "lr": "learning rate",
+    "learning_rate": "learning rate",
+    "brier": "Brier score",
+    "fps": "frames per second",
+    "clip_id": "clip",
+    "class_name": "class",
+    "label": "class",
+    "y_true": "true class",
+    "true_label": "true class",
+    "y_pred": "predicted class",
+    "pred": "predicted class",
+    "prediction": "predicted class",
+    "predicted_label": "predicted class",
+    "prob": "probability of violence",
+}
+_ACRONYMS = {
+    "auc": "AUC",
+    "roc": "ROC",
+    "pr": "PR",
+    "f1": "F1",
+    "ece": "ECE",
+    "fpr": "FPR",
+    "tpr": "TPR",
+    "id": "ID",
+    "tta": "TTA",
+    "gpu": "GPU",
+    "cpu": "CPU",
+    "fps": "FPS",
+    "mcc": "MCC",
+    "ci": "CI",
+    "acc": "accuracy",
+    "val": "validation",
+    "nonviolent": "non-violent",
+    "prob": "probability",
+    "num": "number",
+    "pct": "percent",
+    "avg": "average",
+    "std": "std. dev.",
+}
+LABEL_COLUMNS = frozenset(
+    {
+        "label",
+        "y_true",
+        "y_pred",
+        "true",
+        "truth",
+        "predicted",
+        "prediction",
+        "pred",
+        "class",
+        "true_label",
+        "predicted_label",
+    }
+)
+_PERCENT_WORDS = ("accuracy", "recall", "precision", "agreement", "coverage", "sensitivity", "specificity", "fraction")
 _PERCENT_TOKENS = {"acc", "f1", "auc", "rate", "fpr", "tpr", "tnr", "fnr", "gap", "share", "auroc", "auprc"}
 _DELTA_WORDS = ("delta", "diff", "change", "gain", "improvement")
-_DECIMAL_TOKENS = {"prob", "probability", "probabilities", "threshold", "weight", "weights", "temperature",
-                   "loss", "ece", "brier", "logit"}
+_DECIMAL_TOKENS = {
+    "prob",
+    "probability",
+    "probabilities",
+    "threshold",
+    "weight",
+    "weights",
+    "temperature",
+    "loss",
+    "ece",
+    "brier",
+    "logit",
+}
 _DURATION_TOKENS = {"seconds", "second", "sec", "secs", "latency", "time", "duration", "elapsed", "runtime"}
-_COUNT_TOKENS = {"count", "clips", "frames", "videos", "samples", "epochs", "epoch", "rows", "files", "steps",
-                 "support", "errors", "batch", "size", "total"}
+_COUNT_TOKENS = {
+    "count",
+    "clips",
+    "frames",
+    "videos",
+    "samples",
+    "epochs",
+    "epoch",
+    "rows",
+    "files",
+    "steps",
+    "support",
+    "errors",
+    "batch",
+    "size",
+    "total",
+}
 
-MAX_ROWS = 60          # longer tables show their first and last MAX_ROWS // 2 rows
-MAX_ITEMS = 200        # longer lists show their first MAX_ITEMS items
+MAX_ROWS = 60  # longer tables show their first and last MAX_ROWS // 2 rows
+MAX_ITEMS = 200  # longer lists show their first MAX_ITEMS items
 PX_PER_CHAR, MAX_CHARS, CELL_PADDING_PX = 7.5, 40, 16
-_CELL = ("border: 1px solid #d0d7de; padding: 4px 8px; vertical-align: top; white-space: normal; "
-         f"overflow-wrap: anywhere; word-break: break-word; max-width: {PX_PER_CHAR * MAX_CHARS + CELL_PADDING_PX:.0f}px;")
+_CELL = (
+    "border: 1px solid #d0d7de; padding: 4px 8px; vertical-align: top; white-space: normal; "
+    f"overflow-wrap: anywhere; word-break: break-word; max-width: {PX_PER_CHAR * MAX_CHARS + CELL_PADDING_PX:.0f}px;"
+)
 _TH = _CELL + " background: #f3f4f6; font-weight: 600; text-align: left;"
 _TABLE = "border-collapse: collapse; margin: 0.4em 0 0.9em 0; font-size: 13px; line-height: 1.35;"
 _CAPTION = "caption-side: top; text-align: left; font-weight: 600; padding: 2px 0 4px 0;"
@@ -76,7 +166,7 @@ def friendly_label(name: Any) -> str:
         return name
     for suffix, words in (("_ci_low", " 95% CI low"), ("_ci_high", " 95% CI high"), ("_per_s", " per second")):
         if name.endswith(suffix) and len(name) > len(suffix):
-            return friendly_label(name[:-len(suffix)]) + words
+            return friendly_label(name[: -len(suffix)]) + words
     if name.startswith("n_") and len(name) > 2:
         return friendly_label(name[2:])
     words = [w for w in re.sub(r"(?<=.)_m?s$", "", name).split("_") if w]
@@ -97,8 +187,10 @@ def _kind(column: Any) -> str | None:
         return "pvalue"
     if "learning_rate" in name or "weight_decay" in name or tokens & {"lr", "eps", "epsilon"}:
         return "small"
-    if (re.search(r"per_s(ec|econd)?(_|$)|frame_rate|sample_rate|(clips|frames|windows|items|it)_s$", name)
-            or tokens & {"fps", "throughput"}):
+    if re.search(r"per_s(ec|econd)?(_|$)|frame_rate|sample_rate|(clips|frames|windows|items|it)_s$", name) or tokens & {
+        "fps",
+        "throughput",
+    }:
         return "number"
     if name.endswith(("_s", "_ms")):
         return "ms" if name.endswith("_ms") else "duration"
@@ -118,8 +210,12 @@ def _kind(column: Any) -> str | None:
 def _is_missing(value: Any) -> bool:
     if isinstance(value, (float, np.floating)):
         return math.isnan(value)
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, (np.datetime64, np.timedelta64)) and bool(np.isnat(value)))
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, (np.datetime64, np.timedelta64)) and bool(np.isnat(value)))
+    )
 
 
 def _as_label(value: Any) -> int | None:
@@ -140,7 +236,9 @@ def format_seconds(seconds: float) -> str:
     if size >= 100:
         minutes, secs = divmod(int(round(size)), 60)
         hours, minutes = divmod(minutes, 60)
-        return ("-" if seconds < 0 else "") + (f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s")
+        return ("-" if seconds < 0 else "") + (
+            f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+        )
     return f"{seconds:.1f} s" if size >= 0.1 or size == 0 else f"{seconds * 1000:.1f} ms"
 
 
@@ -189,8 +287,10 @@ def format_value(value: Any, column: Any = "") -> str:
     if isinstance(value, pd.Series):
         value = value.to_dict()
     if isinstance(value, Mapping):
-        return ", ".join(f"{friendly_label(k)}: {format_value(v, _context(k, column))}"
-                         for k, v in value.items()) or "none"
+        return (
+            ", ".join(f"{friendly_label(k)}: {format_value(v, _context(k, column))}" for k, v in value.items())
+            or "none"
+        )
     if isinstance(value, (np.ndarray, pd.Index)):
         value = np.asarray(value).ravel().tolist()
     if isinstance(value, (set, frozenset)):
@@ -222,16 +322,23 @@ def _width(columns: list[_Column]) -> float:
 
 def _right(values: Any, name: Any) -> bool:
     """Numbers (not bools, not class labels) are right-aligned."""
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+    return (
+        pd.api.types.is_numeric_dtype(values)
+        and not pd.api.types.is_bool_dtype(values)
         and str(name).strip().lower() not in LABEL_COLUMNS
+    )
 
 
 def _index_column(index: pd.Index) -> _Column:
     names = [n for n in index.names if n is not None]
     header = " · ".join(friendly_label(n) for n in names)
     name = names[0] if len(names) == 1 else ""
-    cells = [" · ".join(format_value(p, n) for p, n in zip(v, index.names)) if isinstance(v, tuple)
-             else format_value(v, name) for v in index.tolist()]
+    cells = [
+        " · ".join(format_value(p, n) for p, n in zip(v, index.names))
+        if isinstance(v, tuple)
+        else format_value(v, name)
+        for v in index.tolist()
+    ]
     return _Column(header, cells, _right(index, name))
 
 
@@ -249,9 +356,12 @@ def _data_columns(df: pd.DataFrame) -> list[_Column]:
         if name + "_ci_low" in position and name + "_ci_high" in position:
             low = df.iloc[:, position[name + "_ci_low"]].tolist()
             high = df.iloc[:, position[name + "_ci_high"]].tolist()
-            cells = [format_value(v, name) if _is_missing(lo) or _is_missing(hi) or _is_missing(v) else
-                     f"{format_value(v, name)} ({format_value(lo, name)} to {format_value(hi, name)})"
-                     for v, lo, hi in zip(values, low, high)]
+            cells = [
+                format_value(v, name)
+                if _is_missing(lo) or _is_missing(hi) or _is_missing(v)
+                else f"{format_value(v, name)} ({format_value(lo, name)} to {format_value(hi, name)})"
+                for v, lo, hi in zip(values, low, high)
+            ]
             out.append(_Column(f"{headers[j]} (95% CI)", cells))
             continue
         out.append(_Column(headers[j], [format_value(v, name) for v in values], _right(df.iloc[:, j], name)))
@@ -290,13 +400,19 @@ def _render(columns: list[_Column], caption: Any = None) -> str:
     out = [f'<table class="nexara-table" data-estimated-width="{_width(columns):.0f}" style="{_TABLE}">']
     if caption:
         out.append(f'<caption style="{_CAPTION}">{_cell(str(caption))}</caption>')
-    out.append("<thead><tr>" + "".join(f'<th style="{_TH}">{_cell(c.header)}</th>' for c in columns)
-               + "</tr></thead><tbody>")
+    out.append(
+        "<thead><tr>" + "".join(f'<th style="{_TH}">{_cell(c.header)}</th>' for c in columns) + "</tr></thead><tbody>"
+    )
     for i in range(len(columns[0].cells)):
         shade = ' style="background: #f8f9fa;"' if i % 2 else ""
-        out.append(f"<tr{shade}>" + "".join(
-            f'<td style="{_CELL} text-align: {"right" if c.right else "left"};">{_cell(c.cells[i])}</td>'
-            for c in columns) + "</tr>")
+        out.append(
+            f"<tr{shade}>"
+            + "".join(
+                f'<td style="{_CELL} text-align: {"right" if c.right else "left"};">{_cell(c.cells[i])}</td>'
+                for c in columns
+            )
+            + "</tr>"
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -328,8 +444,7 @@ def table_html(df: Any, caption: Any = None, width_px: float = 1200) -> str:
     elif not isinstance(df, pd.DataFrame):
         df = pd.DataFrame(df)
     index = df.index
-    index_shown = not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
-                       and index.name is None)
+    index_shown = not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None)
     if len(df) == 0 or (df.shape[1] == 0 and not index_shown):
         return _empty(caption)
     rows, note = _kept(len(df))
@@ -338,8 +453,10 @@ def table_html(df: Any, caption: Any = None, width_px: float = 1200) -> str:
     parts = _fit(columns, index_shown, width_px)
     if len(parts) == 1:
         return _render(parts[0], caption) + note
-    return "".join(_render(part, f"{caption or ''} (part {i} of {len(parts)})".strip())
-                   for i, part in enumerate(parts, 1)) + note
+    return (
+        "".join(_render(part, f"{caption or ''} (part {i} of {len(parts)})".strip()) for i, part in enumerate(parts, 1))
+        + note
+    )
 
 
 def mapping_html(mapping_or_series: Mapping | pd.Series, caption: Any = None) -> str:
@@ -361,8 +478,14 @@ def mapping_html(mapping_or_series: Mapping | pd.Series, caption: Any = None) ->
         return head + "<ul>" + "".join(f"<li>{_cell(format_value(v, name or ''))}</li>" for _, v in items) + "</ul>"
     positions, note = _kept(len(items))
     items = [items[i] for i in positions]
-    keys = [format_value(k, key_name) if key_name is not None else
-            friendly_label(k) if isinstance(k, (str, tuple)) else format_value(k) for k, _ in items]
+    keys = [
+        format_value(k, key_name)
+        if key_name is not None
+        else friendly_label(k)
+        if isinstance(k, (str, tuple))
+        else format_value(k)
+        for k, _ in items
+    ]
     values = [format_value(v, _context(k, key_name if _kind(key_name or "") else name)) for k, v in items]
     header = "item" if key_name is None else friendly_label(key_name)
     return _render([_Column(header, keys), _Column("value", values)], caption) + note
@@ -377,8 +500,9 @@ def _container_html(obj: Mapping | list | tuple) -> str:
     list or tuple as one line "a, b, c"."""
     inner = list(obj.values() if isinstance(obj, Mapping) else obj)
     if inner and all(isinstance(item, Mapping) for item in inner):
-        return table_html(pd.DataFrame.from_dict(dict(obj), orient="index") if isinstance(obj, Mapping)
-                          else pd.DataFrame(inner))
+        return table_html(
+            pd.DataFrame.from_dict(dict(obj), orient="index") if isinstance(obj, Mapping) else pd.DataFrame(inner)
+        )
     if isinstance(obj, Mapping):
         return mapping_html(obj)
     more = f" … ({len(obj):,} in all)" if len(obj) > MAX_ITEMS else ""
@@ -387,11 +511,13 @@ def _container_html(obj: Mapping | list | tuple) -> str:
 
 def _quiet(render):
     """A formatter that gives up (None: IPython keeps the plain text) instead of raising."""
+
     def formatter(obj):
         try:
             return render(obj)
         except Exception:  # noqa: BLE001 - a display must never break a notebook
             return None
+
     return formatter
 
 
@@ -411,8 +537,17 @@ def install_display_formatters(shell: Any = None) -> bool:
     if shell is None:
         return False
     scalar = lambda obj: _paragraph(format_value(obj))  # noqa: E731
-    for kind, render in ((pd.DataFrame, table_html), (pd.Series, mapping_html), (dict, _container_html),
-                         (list, _container_html), (tuple, _container_html), (bool, scalar), (np.bool_, scalar),
-                         (float, scalar), (np.floating, scalar), (str, _paragraph)):
+    for kind, render in (
+        (pd.DataFrame, table_html),
+        (pd.Series, mapping_html),
+        (dict, _container_html),
+        (list, _container_html),
+        (tuple, _container_html),
+        (bool, scalar),
+        (np.bool_, scalar),
+        (float, scalar),
+        (np.floating, scalar),
+        (str, _paragraph),
+    ):
         shell.display_formatter.formatters["text/html"].for_type(kind, _quiet(render))
     return True

@@ -1,7 +1,8 @@
 """Notebook 03 glue: train the run's model on its features, and compare recipes on train + val."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits, with_augmented_copies
 from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.training.figures import plot_training_history
+from nexara_lib.training.models import model_fit_kind
 from nexara_lib.training.selection import Selection, select_recipe, selection_candidates
 from nexara_lib.training.study import RecipeStudy, development_pool, study_for_run
-from nexara_lib.training.models import model_fit_kind
 from nexara_lib.training.train import train_sequence_model
 
 
@@ -31,17 +32,35 @@ def training_splits(params: Mapping, layout: RunLayout) -> dict[str, FeatureSpli
 
 def splits_table(splits: Mapping[str, FeatureSplit]) -> pd.DataFrame:
     """Clips per split and class, and the feature shape."""
-    return pd.DataFrame({name: {"clips": len(s), CLASS_NAMES[1]: int(s.y.sum()), CLASS_NAMES[0]: int((s.y == 0).sum()),
-                                "T x D": f"{s.x.shape[1]} x {s.x.shape[2]}"} for name, s in splits.items()})
+    return pd.DataFrame(
+        {
+            name: {
+                "clips": len(s),
+                CLASS_NAMES[1]: int(s.y.sum()),
+                CLASS_NAMES[0]: int((s.y == 0).sum()),
+                "T x D": f"{s.x.shape[1]} x {s.x.shape[2]}",
+            }
+            for name, s in splits.items()
+        }
+    )
 
 
 def train_run_model(splits: Mapping[str, FeatureSplit], params: Mapping, layout: RunLayout) -> dict:
     """Train (or resume) the run's model with early stopping on validation; prints one summary line."""
-    result = train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y,
-                                  config=params, out_dir=layout.model_dir(params["model"]), verbose=0)
-    print(f"stopped after {result['epochs_run']} epochs ({result['stop_reason']}); best epoch {result['best_epoch']} "
-          f"({result['monitor']} = {result['best_metrics'][result['monitor']]:.3f}); "
-          f"{result['timings']['seconds_per_epoch']:.2f} s per epoch on {result['distribution']['replicas']} device(s)")
+    result = train_sequence_model(
+        splits["train"].x,
+        splits["train"].y,
+        splits["val"].x,
+        splits["val"].y,
+        config=params,
+        out_dir=layout.model_dir(params["model"]),
+        verbose=0,
+    )
+    print(
+        f"stopped after {result['epochs_run']} epochs ({result['stop_reason']}); best epoch {result['best_epoch']} "
+        f"({result['monitor']} = {result['best_metrics'][result['monitor']]:.3f}); "
+        f"{result['timings']['seconds_per_epoch']:.2f} s per epoch on {result['distribution']['replicas']} device(s)"
+    )
     return result
 
 
@@ -60,13 +79,22 @@ def recipe_study(params: Mapping, layout: RunLayout) -> RecipeStudy | Selection 
     manifest = load_manifest(layout)
     if params["select_recipe"] == "cv":
         candidates = selection_candidates(params)
-        pools = {name: development_pool(manifest, StreamSet.parse(name, params), layout.features)
-                 for name in dict.fromkeys(c.streams for c in candidates)}
-        return select_recipe(pools, candidates, params["ablation_seeds"], params["cv_folds"],
-                             layout.models / "selection", fold_seed=params["seed"],
-                             n_bootstrap=params["bootstrap_samples"])
-    return study_for_run(manifest, StreamSet.from_params(params), layout.features, params,
-                         layout.model_dir(params["model"]) / "study")
+        pools = {
+            name: development_pool(manifest, StreamSet.parse(name, params), layout.features)
+            for name in dict.fromkeys(c.streams for c in candidates)
+        }
+        return select_recipe(
+            pools,
+            candidates,
+            params["ablation_seeds"],
+            params["cv_folds"],
+            layout.models / "selection",
+            fold_seed=params["seed"],
+            n_bootstrap=params["bootstrap_samples"],
+        )
+    return study_for_run(
+        manifest, StreamSet.from_params(params), layout.features, params, layout.model_dir(params["model"]) / "study"
+    )
 
 
 CARRIED = "what notebooks 04-06 evaluate"
@@ -79,9 +107,15 @@ def carry_forward(study: RecipeStudy | Selection | None, params: Mapping, layout
     ``artifacts/selection.json``. Without one: the run's recipe trained above is carried forward."""
     if not isinstance(study, Selection):
         layout.selection.unlink(missing_ok=True)  # a rerun without selection must not evaluate an old winner
-        return pd.Series({"carried forward": f"{params['model']} (the run's recipe)", "trained on": "train",
-                          "stopped by": "early stopping on val", "threshold and temperature": "chosen on val in 04"},
-                         name=CARRIED)
+        return pd.Series(
+            {
+                "carried forward": f"{params['model']} (the run's recipe)",
+                "trained on": "train",
+                "stopped by": "early stopping on val",
+                "threshold and temperature": "chosen on val in 04",
+            },
+            name=CARRIED,
+        )
     winner, choices = study.winner, study.choices
     manifest = load_manifest(layout)
     splits = load_splits(manifest, StreamSet.parse(winner.streams, winner.config), layout, ("train", "val"))
@@ -95,24 +129,50 @@ def carry_forward(study: RecipeStudy | Selection | None, params: Mapping, layout
         refit = {**winner.config, "pooled_c_grid": [strength]}
         how = f"C = {strength:g} (median out-of-fold choice)"
     else:
-        refit = {**winner.config, "epochs": epochs, "early_stopping_patience": epochs,
-                 "warmup_epochs": min(winner.config["warmup_epochs"], epochs)}
+        refit = {
+            **winner.config,
+            "epochs": epochs,
+            "early_stopping_patience": epochs,
+            "warmup_epochs": min(winner.config["warmup_epochs"], epochs),
+        }
         how = f"{epochs} epochs (median best epoch out of fold)"
     out = layout.models / "selected"
     train_sequence_model(x_all, y_all, x_all, y_all, refit, out, verbose=0)
-    train_sequence_model(splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y, winner.config,
-                         out / "train_only", verbose=0)
-    overrides = {k: winner.config[k] for k in (*stage_keys("training"), "streams")
-                 if k in winner.config and winner.config[k] != params.get(k)}
-    record = {**study.to_json(), "oof": study.oof.reset_index().to_dict("records"),
-              "carried": {"overrides": overrides, "model_path": str((out / "model.keras").relative_to(layout.run_dir)),
-                          "train_only_model_path": str((out / "train_only" / "model.keras").relative_to(layout.run_dir)),
-                          "refit": {"on": "train + val", "length or strength": how, "clips": int(len(y_all))}}}
+    train_sequence_model(
+        splits["train"].x,
+        splits["train"].y,
+        splits["val"].x,
+        splits["val"].y,
+        winner.config,
+        out / "train_only",
+        verbose=0,
+    )
+    overrides = {
+        k: winner.config[k]
+        for k in (*stage_keys("training"), "streams")
+        if k in winner.config and winner.config[k] != params.get(k)
+    }
+    record = {
+        **study.to_json(),
+        "oof": study.oof.reset_index().to_dict("records"),
+        "carried": {
+            "overrides": overrides,
+            "model_path": str((out / "model.keras").relative_to(layout.run_dir)),
+            "train_only_model_path": str((out / "train_only" / "model.keras").relative_to(layout.run_dir)),
+            "refit": {"on": "train + val", "length or strength": how, "clips": int(len(y_all))},
+        },
+    }
     write_json_atomic(layout.selection, record)
-    return pd.Series({"carried forward": winner.name, "trained on": f"train + val ({len(y_all)} clips)",
-                      "fit length": how,
-                      "operating threshold": f"{choices['threshold']:.2f} (out of fold)",
-                      "temperature": f"{choices['temperature']:.2f} (out of fold)"}, name=CARRIED)
+    return pd.Series(
+        {
+            "carried forward": winner.name,
+            "trained on": f"train + val ({len(y_all)} clips)",
+            "fit length": how,
+            "operating threshold": f"{choices['threshold']:.2f} (out of fold)",
+            "temperature": f"{choices['temperature']:.2f} (out of fold)",
+        },
+        name=CARRIED,
+    )
 
 
 def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout, n_bootstrap: int = 1000) -> list:
@@ -120,25 +180,47 @@ def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout,
     summary, per-fold accuracy, paired differences and the plot (saved as ``recipe_study``); for a
     selection, first the ranking of every candidate and the verdict."""
     if study is None:
-        return [Markdown("No cross-validation or ablation configured: set `cv_folds: 5` and/or "
-                         "`ablation_configs: [ablation_overregularized.yaml]` to compare recipes.")]
+        return [
+            Markdown(
+                "No cross-validation or ablation configured: set `cv_folds: 5` and/or "
+                "`ablation_configs: [ablation_overregularized.yaml]` to compare recipes."
+            )
+        ]
     if isinstance(study, Selection):
         ranking = study.ranking.drop(columns=["recipe", "streams"]).set_index("candidate")
         comparisons = study.comparisons.assign(
-            **{"95% CI": [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(study.comparisons["low"], study.comparisons["high"])]})
-        views = [Markdown(f"**{len(study.ranking)} candidates × {len(study.seeds)} seeds {study.seeds}**, grouped "
-                          f"{study.cv_folds}-fold cross-validation on train + val (the test split is not used).\n\n"
-                          f"**{study.verdict()}**"), ranking.round(3), comparisons.drop(columns=["low", "high"]).round(3)]
+            **{
+                "95% CI": [
+                    f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(study.comparisons["low"], study.comparisons["high"])
+                ]
+            }
+        )
+        views = [
+            Markdown(
+                f"**{len(study.ranking)} candidates × {len(study.seeds)} seeds {study.seeds}**, grouped "
+                f"{study.cv_folds}-fold cross-validation on train + val (the test split is not used).\n\n"
+                f"**{study.verdict()}**"
+            ),
+            ranking.round(3),
+            comparisons.drop(columns=["low", "high"]).round(3),
+        ]
         for streams, one in study.studies.items():
             views += [Markdown(f"Stream set **{streams}**: per-fold accuracy"), one.per_fold("accuracy")]
         fig = study.studies[study.winner.streams].figure()
         save_figure(fig, layout, "recipe_study")
         return views + [fig]
-    where = (f"grouped, stratified {study.cv_folds}-fold cross-validation on train + val (inner validation "
-             "for early stopping carved from each fold's training clips)" if study.cv_folds >= 2 else
-             "the fixed split: fit on train (early stopping on a grouped carve of train), scored on val")
-    views = [Markdown(f"**{len(study.names)} configurations × {len(study.seeds)} seeds {study.seeds}** on {where}. "
-                      "The test split is not used.")]
+    where = (
+        f"grouped, stratified {study.cv_folds}-fold cross-validation on train + val (inner validation "
+        "for early stopping carved from each fold's training clips)"
+        if study.cv_folds >= 2
+        else "the fixed split: fit on train (early stopping on a grouped carve of train), scored on val"
+    )
+    views = [
+        Markdown(
+            f"**{len(study.names)} configurations × {len(study.seeds)} seeds {study.seeds}** on {where}. "
+            "The test split is not used."
+        )
+    ]
     if not study.configs.empty:
         views.append(study.configs)
     views += [study.folds, study.summary(), study.per_fold("accuracy")]
@@ -154,19 +236,27 @@ def publish_headline(result: dict, study: RecipeStudy | None, params: Mapping, l
     """Headline figures and the summary in plain words (validation result, recipe comparison, what goes on)."""
     best = result["best_metrics"]
     record_summary(layout.run_dir, "03_hybrid_training", *describe_training(result, study, params))
-    return record_headline(layout.run_dir, "03_hybrid_training", {
-        "model": params["model"], "best epoch": {"value": result["best_epoch"], "format": "number"},
-        "validation balanced accuracy": best["val_balanced_accuracy"],
-        "validation gap between the classes": best["val_class_gap"],
-        "time per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "seconds"},
-        **_study_headline(study)})
+    return record_headline(
+        layout.run_dir,
+        "03_hybrid_training",
+        {
+            "model": params["model"],
+            "best epoch": {"value": result["best_epoch"], "format": "number"},
+            "validation balanced accuracy": best["val_balanced_accuracy"],
+            "validation gap between the classes": best["val_class_gap"],
+            "time per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "seconds"},
+            **_study_headline(study),
+        },
+    )
 
 
 def _study_headline(study) -> dict:
     if isinstance(study, Selection):
         row = study.ranking.iloc[0]
-        return {"carried forward (chosen by cross-validation)": study.winner.name,
-                "cross-validated accuracy of the winner": {"value": row["accuracy"], "format": "percent"}}
+        return {
+            "carried forward (chosen by cross-validation)": study.winner.name,
+            "cross-validated accuracy of the winner": {"value": row["accuracy"], "format": "percent"},
+        }
     return study.headline() if study is not None else {}
 
 
@@ -174,12 +264,16 @@ def describe_training(result: dict, study, params: Mapping, n_bootstrap: int = 5
     """(result, verdict) of notebook 03 in plain words: the validation result of the trained model, and what
     the recipe comparison says (differences with their 95% CIs, significant or not) and what goes forward."""
     best = result["best_metrics"]
-    text = (f"The {params['model']} model reached {100 * best['val_balanced_accuracy']:.1f}% balanced accuracy on "
-            f"the validation clips (best of {result['epochs_run']} epochs). Validation clips tune the model; the "
-            "honest test result is in step 4.")
+    text = (
+        f"The {params['model']} model reached {100 * best['val_balanced_accuracy']:.1f}% balanced accuracy on "
+        f"the validation clips (best of {result['epochs_run']} epochs). Validation clips tune the model; the "
+        "honest test result is in step 4."
+    )
     if isinstance(study, Selection):
-        return text, (f"The recipe carried forward, '{study.winner.name}', was chosen by grouped cross-validation "
-                      f"on training and validation clips (never test). {study.verdict()}")
+        return text, (
+            f"The recipe carried forward, '{study.winner.name}', was chosen by grouped cross-validation "
+            f"on training and validation clips (never test). {study.verdict()}"
+        )
     if study is None or len(study.names) < 2:
         return text, "No other recipe was compared; the one trained here goes forward to the evaluation."
     where = "cross-validated" if study.cv_folds >= 2 else "validation"
@@ -188,13 +282,17 @@ def describe_training(result: dict, study, params: Mapping, n_bootstrap: int = 5
         diff, low, high = metrics["accuracy"]
         if not all(np.isfinite([diff, low, high])):
             continue
-        sentences.append(f"'{name}' scored {100 * diff:+.1f} pp of {where} accuracy against ours "
-                         f"(95% CI {100 * low:+.1f} to {100 * high:+.1f} pp)")
+        sentences.append(
+            f"'{name}' scored {100 * diff:+.1f} pp of {where} accuracy against ours "
+            f"(95% CI {100 * low:+.1f} to {100 * high:+.1f} pp)"
+        )
         (better if low > 0 else worse if high < 0 else []).append(name)
     comparison = "; ".join(sentences) + "." if sentences else ""
     if better:
-        verdict = (f"{', '.join(better)} did significantly better than our recipe; ours still goes forward because "
-                   "no selection was asked for (select_recipe: cv would carry the winner).")
+        verdict = (
+            f"{', '.join(better)} did significantly better than our recipe; ours still goes forward because "
+            "no selection was asked for (select_recipe: cv would carry the winner)."
+        )
     elif worse and len(worse) == len(sentences):
         verdict = "Our recipe is significantly better than every alternative tried, and it goes forward."
     else:

@@ -4,11 +4,12 @@ views chosen on validation, and the one comparison on test with and without TTA.
 Frame-level views re-extract features of transformed frames through the stage-2 cache
 (under their own cache key); feature-level views transform cached features.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -17,13 +18,19 @@ from IPython.display import Markdown
 
 from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.evaluation.predictions import Predictions
-from nexara_lib.evaluation.stats import (before_after_rows, decision_in_words, describe_comparison, difference_rows,
-                                         mcnemar_in_words)
-from nexara_lib.evaluation.tta import aggregate, choose_tta_views, compare_with_without as compare
+from nexara_lib.evaluation.stats import (
+    before_after_rows,
+    decision_in_words,
+    describe_comparison,
+    difference_rows,
+    mcnemar_in_words,
+)
+from nexara_lib.evaluation.tta import aggregate, choose_tta_views
+from nexara_lib.evaluation.tta import compare_with_without as compare
 from nexara_lib.features.extract import extract_features
+from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
-from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.diagnostics import load_run_model
 from nexara_lib.stages.headline import record_headline, record_summary
@@ -35,6 +42,7 @@ from nexara_lib.transforms.registry import get_transform
 @dataclasses.dataclass
 class ScoredViews:
     """Every view's validation and test predictions, their cost, and the run's operating threshold."""
+
     views: dict[str, dict[str, Predictions]]
     costs: pd.DataFrame
     threshold: float
@@ -57,8 +65,9 @@ def _extraction_seconds_per_clip(layout: RunLayout, key: str) -> float | None:
     return None
 
 
-def tta_view_predictions(model: keras.Model, manifest: pd.DataFrame, params: Mapping, layout: RunLayout,
-                         progress: bool = True) -> tuple[dict, pd.DataFrame]:
+def tta_view_predictions(
+    model: keras.Model, manifest: pd.DataFrame, params: Mapping, layout: RunLayout, progress: bool = True
+) -> tuple[dict, pd.DataFrame]:
     """Predict validation and test clips under every view in ``params['tta_transforms']``.
 
     Returns:
@@ -77,14 +86,26 @@ def tta_view_predictions(model: keras.Model, manifest: pd.DataFrame, params: Map
         entry = get_transform(name)
         if entry.level == "frame" and name != "identity" and streams.single is None:
             # a frame view of several streams (a crop, tiles, another backbone) at once is not defined
-            costs.append({"view": name, "level": entry.level, "extract_s_per_clip": None, "predict_s_per_clip": None,
-                          "skipped": f"frame views need one whole-frame stream; the run reads {streams.name}"})
+            costs.append(
+                {
+                    "view": name,
+                    "level": entry.level,
+                    "extract_s_per_clip": None,
+                    "predict_s_per_clip": None,
+                    "skipped": f"frame views need one whole-frame stream; the run reads {streams.name}",
+                }
+            )
             continue
-        extract_s = (_extraction_seconds_per_clip(layout, streams.streams[0].key)
-                     if name == "identity" and streams.single else 0.0)
+        extract_s = (
+            _extraction_seconds_per_clip(layout, streams.streams[0].key)
+            if name == "identity" and streams.single
+            else 0.0
+        )
         if entry.level == "frame" and name != "identity":
             view = streams.with_transform(name)
-            summary = extract_features(eval_rows, view.single, layout.features, progress=progress, **extraction_options(params))
+            summary = extract_features(
+                eval_rows, view.single, layout.features, progress=progress, **extraction_options(params)
+            )
             extract_s = summary["wall_s"] / summary["computed"] if summary["computed"] else None
             splits = load_splits(manifest, view, layout, ("val", "test"))
         else:
@@ -99,8 +120,14 @@ def tta_view_predictions(model: keras.Model, manifest: pd.DataFrame, params: Map
             raw[name][split] = (fs.clip_ids, fs.y, predict_proba(model, x))
             predict_s += time.perf_counter() - t0
             n += len(fs)
-        costs.append({"view": name, "level": entry.level, "extract_s_per_clip": extract_s,
-                      "predict_s_per_clip": predict_s / max(n, 1)})
+        costs.append(
+            {
+                "view": name,
+                "level": entry.level,
+                "extract_s_per_clip": extract_s,
+                "predict_s_per_clip": predict_s / max(n, 1),
+            }
+        )
     return _align_views(raw), pd.DataFrame(costs)
 
 
@@ -112,8 +139,9 @@ def _align_views(raw: dict) -> dict:
         for name, per_split in raw.items():
             ids, y, prob = per_split[split]
             keep = [i for i, cid in enumerate(ids) if cid in common]
-            views[name][split] = Predictions(split, np.asarray(y)[keep], np.asarray(prob)[keep],
-                                             tuple(ids[i] for i in keep))
+            views[name][split] = Predictions(
+                split, np.asarray(y)[keep], np.asarray(prob)[keep], tuple(ids[i] for i in keep)
+            )
     return views
 
 
@@ -128,8 +156,11 @@ def tta_slowdown(costs: pd.DataFrame, chosen: list[str]) -> dict:
         row = table.loc[name]
         extra = row["extract_s_per_clip"] if name != "identity" and row["level"] == "frame" else 0.0
         with_tta += float(extra or 0.0) + float(row["predict_s_per_clip"])
-    return {"seconds_per_clip_without": base, "seconds_per_clip_with": with_tta,
-            "slowdown_x": with_tta / base if base > 0 else None}
+    return {
+        "seconds_per_clip_without": base,
+        "seconds_per_clip_with": with_tta,
+        "slowdown_x": with_tta / base if base > 0 else None,
+    }
 
 
 def views_table(views: dict, threshold: float) -> pd.DataFrame:
@@ -158,12 +189,24 @@ def compare_with_and_without(scored: ScoredViews, params: Mapping, layout: RunLa
     chosen = choose_tta_views({name: v["val"] for name, v in views.items()}, method=method, threshold=threshold)
     test_with = aggregate([views[name]["test"].prob for name in chosen], method=method)
     without = views["identity"]["test"]
-    comparison = compare(without.y_true, without.prob, test_with, threshold=threshold,
-                         n_bootstrap=params["bootstrap_samples"], seed=params["seed"])
+    comparison = compare(
+        without.y_true,
+        without.prob,
+        test_with,
+        threshold=threshold,
+        n_bootstrap=params["bootstrap_samples"],
+        seed=params["seed"],
+    )
     cost = tta_slowdown(scored.costs, chosen)
     verdict = describe_comparison("TTA vs no TTA", comparison["accuracy_diff_ci"], comparison["mcnemar"]["p_value"])
-    result = {"chosen": chosen, "threshold": threshold, "comparison": comparison, "verdict": verdict,
-              "costs": scored.costs.to_dict("records"), "latency": cost}
+    result = {
+        "chosen": chosen,
+        "threshold": threshold,
+        "comparison": comparison,
+        "verdict": verdict,
+        "costs": scored.costs.to_dict("records"),
+        "latency": cost,
+    }
     write_json_atomic(layout.tta_results, result)
     return result
 
@@ -176,24 +219,40 @@ def comparison_tables(result: dict) -> list:
     """Per-class metrics without and with TTA on test, the changes with their 95% CIs, and the McNemar test."""
     comparison = result["comparison"]
     mcnemar = comparison["mcnemar"]
-    return [pd.DataFrame(before_after_rows(comparison, ("without TTA", "with TTA"), ("without", "with"))),
-            pd.DataFrame(difference_rows(comparison)),
-            pd.Series(mcnemar_in_words(mcnemar, "TTA"), name="the same test clips with and without TTA")]
+    return [
+        pd.DataFrame(before_after_rows(comparison, ("without TTA", "with TTA"), ("without", "with"))),
+        pd.DataFrame(difference_rows(comparison)),
+        pd.Series(mcnemar_in_words(mcnemar, "TTA"), name="the same test clips with and without TTA"),
+    ]
 
 
 def latency_tables(scored: ScoredViews, result: dict) -> list:
     """What each view costs per clip (frame extraction for frame-level views, one model pass), and the time
     per clip without and with the chosen views."""
+
     def seconds(value):
         return "none" if value is None or not np.isfinite(value) or value == 0 else format_seconds(float(value))
 
-    costs = pd.DataFrame({"view": scored.costs["view"], "level": scored.costs["level"],
-                          "frame extraction per clip": [seconds(v) for v in scored.costs["extract_s_per_clip"]],
-                          "model pass per clip": [seconds(v) for v in scored.costs["predict_s_per_clip"]]})
+    costs = pd.DataFrame(
+        {
+            "view": scored.costs["view"],
+            "level": scored.costs["level"],
+            "frame extraction per clip": [seconds(v) for v in scored.costs["extract_s_per_clip"]],
+            "model pass per clip": [seconds(v) for v in scored.costs["predict_s_per_clip"]],
+        }
+    )
     latency = result["latency"]
-    return [costs, pd.Series({"time per clip without TTA": seconds(latency["seconds_per_clip_without"]),
-                              "time per clip with the chosen views": seconds(latency["seconds_per_clip_with"]),
-                              "slowdown": f"{latency['slowdown_x']:.1f} times"}, name="latency")]
+    return [
+        costs,
+        pd.Series(
+            {
+                "time per clip without TTA": seconds(latency["seconds_per_clip_without"]),
+                "time per clip with the chosen views": seconds(latency["seconds_per_clip_with"]),
+                "slowdown": f"{latency['slowdown_x']:.1f} times",
+            },
+            name="latency",
+        ),
+    ]
 
 
 def publish_headline(result: dict, layout: RunLayout):
@@ -201,12 +260,20 @@ def publish_headline(result: dict, layout: RunLayout):
     comparison, diff = result["comparison"], result["comparison"]["accuracy_diff_ci"]
     slowdown = result["latency"]["slowdown_x"]
     advice = decision_in_words("test-time augmentation", diff, comparison["mcnemar"]["p_value"])
-    views = ("No altered view helped on the validation clips, so none was added." if result["chosen"] == ["identity"]
-             else f"Views chosen on validation: {', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times "
-                  "as long.")
+    views = (
+        "No altered view helped on the validation clips, so none was added."
+        if result["chosen"] == ["identity"]
+        else f"Views chosen on validation: {', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times as long."
+    )
     record_summary(layout.run_dir, "05_tta", f"{result['verdict'][0].upper()}{result['verdict'][1:]} {views}", advice)
-    return record_headline(layout.run_dir, "05_tta", {
-        "verdict": result["verdict"], "views (chosen on validation)": ", ".join(result["chosen"]),
-        "test accuracy change": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
-        "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
-        "slowdown (times)": {"value": slowdown, "format": "number"}})
+    return record_headline(
+        layout.run_dir,
+        "05_tta",
+        {
+            "verdict": result["verdict"],
+            "views (chosen on validation)": ", ".join(result["chosen"]),
+            "test accuracy change": {"value": diff[0], "ci": [diff[1], diff[2]], "format": "delta"},
+            "McNemar p-value": {"value": comparison["mcnemar"]["p_value"], "format": "number"},
+            "slowdown (times)": {"value": slowdown, "format": "number"},
+        },
+    )

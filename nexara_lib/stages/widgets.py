@@ -4,6 +4,7 @@ Headless runs (papermill, HTML reports) cannot use widgets: the notebooks show a
 beside each (the frame grid, the confusion matrix at the operating threshold). ipywidgets is
 imported when a widget is built, so the library imports without the notebook stack.
 """
+
 from __future__ import annotations
 
 import html
@@ -83,9 +84,11 @@ def clip_browser(manifest: pd.DataFrame, frames_per_clip: int = 8, size: int = 1
         i = min(frame_slider.value, len(cache["frames"]) - 1)
         image.value = _png(cache["frames"][i])
         row = manifest.set_index("clip_id").loc[clip_pick.value]
-        caption.value = (f"{html.escape(str(row['class_name']))} · {html.escape(str(row['split']))} · "
-                         f"{html.escape(str(row['path']))} · frame {int(cache['indices'][i])} "
-                         f"of {int(row['frames'])}")
+        caption.value = (
+            f"{html.escape(str(row['class_name']))} · {html.escape(str(row['split']))} · "
+            f"{html.escape(str(row['path']))} · frame {int(cache['indices'][i])} "
+            f"of {int(row['frames'])}"
+        )
 
     def refilter(*_):
         rows = filter_clips(manifest, class_pick.value, split_pick.value)
@@ -120,11 +123,20 @@ def threshold_slider(y_true, prob, initial: float = 0.5, step: float = 0.01):
 
     def show(threshold):
         m = binary_metrics(y, p, threshold)
-        title = (f"threshold {threshold:.2f}: accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, "
-                 f"gap {m['class_gap']:.3f}, FPR {m['fpr']:.3f}")
+        title = (
+            f"threshold {threshold:.2f}: accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, "
+            f"gap {m['class_gap']:.3f}, FPR {m['fpr']:.3f}"
+        )
         display(confusion_matrix_figure(y, predict_labels(p, threshold), title=title))
         return m
 
-    slider = widgets.FloatSlider(value=initial, min=0.0, max=1.0, step=step, description="threshold",
-                                 continuous_update=False, readout_format=".2f")
+    slider = widgets.FloatSlider(
+        value=initial,
+        min=0.0,
+        max=1.0,
+        step=step,
+        description="threshold",
+        continuous_update=False,
+        readout_format=".2f",
+    )
     return widgets.interactive(show, threshold=slider)

@@ -1,5 +1,6 @@
 """Arrays in and out of a sequence model: the checks on the splits' features and labels, one-hot
 targets, class counts, and the checked ``(N, 2)`` class probabilities a model predicts."""
+
 from __future__ import annotations
 
 import keras
@@ -32,8 +33,10 @@ def check_split(x, y, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{split} labels must be 0 (non-violent) or 1 (violent), got values {sorted(values)}")
     missing = [CLASS_NAMES[c] for c in (0, 1) if c not in values]
     if missing:
-        raise ValueError(f"the {split} split has no {' and no '.join(missing)} clips; both classes are needed "
-                         f"in the {split} split (re-split the data or add clips)")
+        raise ValueError(
+            f"the {split} split has no {' and no '.join(missing)} clips; both classes are needed "
+            f"in the {split} split (re-split the data or add clips)"
+        )
     return x, y.astype(np.int64)
 
 
@@ -42,8 +45,10 @@ def check_splits(x_train, y_train, x_val, y_val) -> tuple[np.ndarray, np.ndarray
     x_train, y_train = check_split(x_train, y_train, "training")
     x_val, y_val = check_split(x_val, y_val, "validation")
     if x_val.shape[1:] != x_train.shape[1:]:
-        raise ValueError(f"validation clips have shape (T, D) = {x_val.shape[1:]} but training clips have "
-                         f"{x_train.shape[1:]}; use features from the same backbone and frames_per_clip")
+        raise ValueError(
+            f"validation clips have shape (T, D) = {x_val.shape[1:]} but training clips have "
+            f"{x_train.shape[1:]}; use features from the same backbone and frames_per_clip"
+        )
     return x_train, y_train, x_val, y_val
 
 

@@ -6,9 +6,10 @@ they act on float32 arrays of shape ``(N, T, D)`` (one feature sequence per clip
 ``y`` of shape ``(N,)`` and never change shapes or labels. ``augment_training_set`` grows a
 training set with them, class-balanced.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,8 +55,10 @@ def apply_augmentation(name: str, x, y, rng: np.random.Generator | int | None = 
 
 # --- training-set growth --------------------------------------------------------------
 
-def augment_training_set(x, y, factor: float, ops: Sequence[str],
-                         rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+
+def augment_training_set(
+    x, y, factor: float, ops: Sequence[str], rng: np.random.Generator | int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Grow a training set about ``factor`` times, class-balanced, with augmented copies.
 
     Each class is topped up to ``max(round(factor * N / 2), largest class count)``

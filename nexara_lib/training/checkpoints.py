@@ -24,6 +24,7 @@ epoch draws from (Python, NumPy, the model's ``keras.random.SeedGenerator``s, wh
 draws the same numbers whether its process started at epoch 0 or resumed at e, whichever
 earlier epoch the last commit was: kill + resume trains exactly as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,9 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -62,7 +64,7 @@ def training_fingerprint(config: Mapping[str, Any], arrays) -> str:
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A seed in [1, 2**31) that depends on the run seed, the (0-based) epoch and the stream number only."""
-    return 1 + int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]) % (2 ** 31 - 1)
+    return 1 + int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]) % (2**31 - 1)
 
 
 def shuffle_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -161,9 +163,12 @@ class EpochRandomState(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         recorded = (self._previous.data.get("random_state") or {}) if self._previous is not None else None
         if recorded is not None and recorded.get("scheme") != RANDOM_SCHEME:
-            logger.warning("checkpoint in %s was written with another random-state scheme (%s); the resumed epochs "
-                           "draw other random numbers than an uninterrupted run would have", self._previous.directory,
-                           recorded.get("scheme", "none recorded"))
+            logger.warning(
+                "checkpoint in %s was written with another random-state scheme (%s); the resumed epochs "
+                "draw other random numbers than an uninterrupted run would have",
+                self._previous.directory,
+                recorded.get("scheme", "none recorded"),
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         # Not keras.utils.set_random_seed: its tf.random.set_seed clears TensorFlow's kernel cache, which made every
@@ -174,15 +179,23 @@ class EpochRandomState(keras.callbacks.Callback):
         np.random.seed(global_seed)
         states = seed_generator_states(self.model)
         for i, state in enumerate(states):
-            state.assign(np.array([epoch_seed(self.seed, epoch, FIRST_SEED_GENERATOR_STREAM + i), 0],
-                                  dtype=np.dtype(state.dtype)))
+            state.assign(
+                np.array(
+                    [epoch_seed(self.seed, epoch, FIRST_SEED_GENERATOR_STREAM + i), 0], dtype=np.dtype(state.dtype)
+                )
+            )
         self.seed_generators = len(states)
 
     def state(self, epochs_done: int) -> dict:
         """What a commit after ``epochs_done`` epochs records: epoch ``epochs_done`` (0-based) is reseeded from
         (seed, epochs_done) when it begins, so nothing random needs restoring."""
-        return {"scheme": RANDOM_SCHEME, "seed": self.seed, "next_epoch": int(epochs_done),
-                "seed_generators": self.seed_generators, "shuffle": "shuffle_order(seed, epoch)"}
+        return {
+            "scheme": RANDOM_SCHEME,
+            "seed": self.seed,
+            "next_epoch": int(epochs_done),
+            "seed_generators": self.seed_generators,
+            "shuffle": "shuffle_order(seed, epoch)",
+        }
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -210,8 +223,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best_weights = state.best_weights()
 
     def state(self) -> dict:
-        return {"wait": self.wait, "best": None if self.best is None else float(self.best),
-                "best_epoch": int(self.best_epoch)}
+        return {
+            "wait": self.wait,
+            "best": None if self.best is None else float(self.best),
+            "best_epoch": int(self.best_epoch),
+        }
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -233,9 +249,16 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         random_state: the run's ``EpochRandomState`` (what it does is recorded in each commit).
     """
 
-    def __init__(self, directory: str | Path, fingerprint: str, early_stopping: ResumableEarlyStopping,
-                 monitor, previous: CheckpointState | None = None, interval_s: float = 0.0,
-                 random_state: EpochRandomState | None = None):
+    def __init__(
+        self,
+        directory: str | Path,
+        fingerprint: str,
+        early_stopping: ResumableEarlyStopping,
+        monitor,
+        previous: CheckpointState | None = None,
+        interval_s: float = 0.0,
+        random_state: EpochRandomState | None = None,
+    ):
         super().__init__()
         if not interval_s >= 0:
             raise ValueError(f"checkpoint interval must be >= 0 seconds, got {interval_s!r}")
@@ -274,16 +297,25 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         best_file = self._committed.get("best_file")
         best_epoch = self.early_stopping.best_epoch
         if self.early_stopping.best_weights is not None and (
-                best_file is None or self._committed.get("early_stopping", {}).get("best_epoch") != best_epoch):
+            best_file is None or self._committed.get("early_stopping", {}).get("best_epoch") != best_epoch
+        ):
             best_file = f"best-{best_epoch + 1:04d}.npz"
             with atomic_path(self.directory / best_file, keep_suffix=True) as tmp:
                 np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.early_stopping.best_weights)})
         state = {
-            "fingerprint": self.fingerprint, "epochs_done": epoch + 1, "weights_file": weights_file,
-            "best_file": best_file, "rows": list(self.rows), "early_stopping": self.early_stopping.state(),
-            "gap_monitor": self.monitor.state(), "training_done": training_done,
-            "random_state": (self.random_state.state(epoch + 1) if self.random_state is not None
-                             else self._committed.get("random_state")),
+            "fingerprint": self.fingerprint,
+            "epochs_done": epoch + 1,
+            "weights_file": weights_file,
+            "best_file": best_file,
+            "rows": list(self.rows),
+            "early_stopping": self.early_stopping.state(),
+            "gap_monitor": self.monitor.state(),
+            "training_done": training_done,
+            "random_state": (
+                self.random_state.state(epoch + 1)
+                if self.random_state is not None
+                else self._committed.get("random_state")
+            ),
         }
         write_json_atomic(self.directory / STATE_FILE, state)  # the commit point
         self._committed = state

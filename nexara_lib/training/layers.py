@@ -8,9 +8,10 @@ Both layers are registered serializable classes (package ``nexara``), so a model
 them saves as ``.keras`` and reloads with ``keras.models.load_model`` in safe mode once this
 module is imported (``nexara_lib.training.model_files`` does).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
@@ -21,6 +22,7 @@ INPUT_NORMALIZATION_NAME = "input_normalization"  # set to the training split by
 
 
 # --- argument checks ----------------------------------------------------------
+
 
 def check_units(name: str, value, allow_zero: bool = False) -> int:
     """A layer width (an integer >= 1, or >= 0 with ``allow_zero``); ``name`` goes into the error."""
@@ -59,6 +61,7 @@ def regularizer(l2: float):
 
 # --- custom layers ----------------------------------------------------------------
 
+
 @keras.saving.register_keras_serializable(package="nexara")
 class TemporalAttention(layers.Layer):
     """Additive attention pooling over time.
@@ -80,8 +83,9 @@ class TemporalAttention(layers.Layer):
     def build(self, input_shape):
         feature_dim = int(input_shape[-1])
         reg = regularizer(self.l2)
-        self.w = self.add_weight(name="w", shape=(feature_dim, self.units), initializer="glorot_uniform",
-                                 regularizer=reg)
+        self.w = self.add_weight(
+            name="w", shape=(feature_dim, self.units), initializer="glorot_uniform", regularizer=reg
+        )
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
         self.v = self.add_weight(name="v", shape=(self.units, 1), initializer="glorot_uniform", regularizer=reg)
 
@@ -118,8 +122,9 @@ class PositionalEmbedding(layers.Layer):
         length, dim = input_shape[1], int(input_shape[-1])
         if length is not None and length > self.max_length:
             raise ValueError(f"PositionalEmbedding: sequence length {length} exceeds max_length {self.max_length}")
-        self.embeddings = self.add_weight(name="embeddings", shape=(self.max_length, dim),
-                                          initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.max_length, dim), initializer=keras.initializers.RandomNormal(stddev=0.02)
+        )
 
     def call(self, inputs):
         length = ops.shape(inputs)[1]
@@ -144,7 +149,8 @@ def attention_model(model: keras.Model) -> keras.Model:
     try:
         layer = model.get_layer(ATTENTION_LAYER_NAME)
     except ValueError:
-        raise ValueError(f"model {model.name!r} has no layer named {ATTENTION_LAYER_NAME!r}; "
-                         "build it with create_sequence_model") from None
+        raise ValueError(
+            f"model {model.name!r} has no layer named {ATTENTION_LAYER_NAME!r}; build it with create_sequence_model"
+        ) from None
     weights = layer.output[1]
     return keras.Model(model.inputs, [model.outputs[0], weights], name=f"{model.name}_with_attention")

@@ -4,6 +4,7 @@
 as ``.keras`` refers to it, so loading one needs this module imported
 (``nexara_lib.training.model_files`` does).
 """
+
 from __future__ import annotations
 
 import keras
@@ -27,16 +28,25 @@ class FocalLoss(keras.losses.Loss):
         label_smoothing: mixes the one-hot targets with the uniform distribution.
     """
 
-    def __init__(self, gamma: float = SCHEMA["focal_gamma"].default, alpha: float = 0.5,
-                 label_smoothing: float = SCHEMA["label_smoothing"].default, name: str = "focal_loss",
-                 reduction: str = "sum_over_batch_size", **kwargs):
+    def __init__(
+        self,
+        gamma: float = SCHEMA["focal_gamma"].default,
+        alpha: float = 0.5,
+        label_smoothing: float = SCHEMA["label_smoothing"].default,
+        name: str = "focal_loss",
+        reduction: str = "sum_over_batch_size",
+        **kwargs,
+    ):
         super().__init__(name=name, reduction=reduction, **kwargs)
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
             raise ValueError(f"focal loss gamma must be a number >= 0, got {gamma!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ValueError(f"focal loss alpha (weight of the violent class) must be in (0, 1), got {alpha!r}")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
-                or not 0 <= label_smoothing < 1:
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0 <= label_smoothing < 1
+        ):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.gamma = float(gamma)
         self.alpha = float(alpha)
@@ -74,6 +84,8 @@ def alpha_from_labels(y) -> float:
     y = np.asarray(y).ravel()
     counts = [int(np.sum(y == c)) for c in (0, 1)]
     if y.size == 0 or min(counts) == 0 or sum(counts) != y.size:
-        raise ValueError(f"alpha_from_labels needs labels in {{0, 1}} with both classes present; "
-                         f"got counts non-violent={counts[0]}, violent={counts[1]} of {y.size} labels")
+        raise ValueError(
+            f"alpha_from_labels needs labels in {{0, 1}} with both classes present; "
+            f"got counts non-violent={counts[0]}, violent={counts[1]} of {y.size} labels"
+        )
     return counts[0] / y.size

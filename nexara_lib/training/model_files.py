@@ -4,6 +4,7 @@ A compiled model saved by this library refers to the focal loss, the learning-ra
 and the custom layers; Keras safe mode only finds registered classes, so this module imports
 all of them (``SAVED_CUSTOM_OBJECTS``) before any load.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -50,12 +51,15 @@ def load_sequence_model(path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist; run the notebook that trains it first")
-    corrupt = (f"model file {path} ({path.stat().st_size:,} bytes) is corrupt or truncated, not a complete .keras "
-               "archive (a crash or a full disk while it was saved); delete it and rerun the notebook that trains it")
+    corrupt = (
+        f"model file {path} ({path.stat().st_size:,} bytes) is corrupt or truncated, not a complete .keras "
+        "archive (a crash or a full disk while it was saved); delete it and rerun the notebook that trains it"
+    )
     if not zipfile.is_zipfile(path):
         raise CorruptModelFile(corrupt)
     try:
         return keras.models.load_model(path, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, KeyError, OSError) as err:
-        raise CorruptModelFile(f"{corrupt} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") \
-            from None
+        raise CorruptModelFile(
+            f"{corrupt} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None

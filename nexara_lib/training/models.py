@@ -24,12 +24,13 @@ No ``Lambda`` layers: custom layers are registered serializable classes, so a
 model saves as ``.keras`` and reloads with ``keras.models.load_model`` in safe
 mode.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import inspect
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -37,9 +38,18 @@ from keras import layers
 
 from nexara_lib.config import SCHEMA
 from nexara_lib.registry import Registry
-from nexara_lib.training.layers import (ATTENTION_LAYER_NAME, INPUT_NORMALIZATION_NAME, OUTPUT_LAYER_NAME,
-                                        PositionalEmbedding, TemporalAttention, check_l2, check_rate, check_units,
-                                        check_units_list, regularizer)
+from nexara_lib.training.layers import (
+    ATTENTION_LAYER_NAME,
+    INPUT_NORMALIZATION_NAME,
+    OUTPUT_LAYER_NAME,
+    PositionalEmbedding,
+    TemporalAttention,
+    check_l2,
+    check_rate,
+    check_units,
+    check_units_list,
+    regularizer,
+)
 from nexara_lib.training.pooled import fit_pooled_linear, pooled_linear, pooled_mlp
 
 MODEL_REGISTRY = Registry("sequence model")
@@ -54,6 +64,7 @@ class ModelEntry:
     a built model whose standardisation is adapted, and returns a ``pooled.ClosedFormFit`` (one history
     row per candidate, the chosen one); it chooses only on the validation clips it is given.
     """
+
     factory: Callable[..., keras.Model]
     closed_form: Callable | None = None
 
@@ -64,6 +75,7 @@ class ModelEntry:
 
 
 # --- registry ---------------------------------------------------------------
+
 
 def register_model(name: str, closed_form: Callable | None = None) -> Callable:
     """Decorator that adds a model factory to ``MODEL_REGISTRY`` under ``name``.
@@ -79,11 +91,14 @@ def register_model(name: str, closed_form: Callable | None = None) -> Callable:
     def checked(factory: Callable) -> ModelEntry:
         for p in _keyword_parameters(factory):
             if p.name in SCHEMA and p.default is not p.empty:
-                raise TypeError(f"model {name!r}: {p.name!r} is a run parameter, so its default lives in "
-                                "nexara_lib.config.SCHEMA; remove the default from the factory")
+                raise TypeError(
+                    f"model {name!r}: {p.name!r} is a run parameter, so its default lives in "
+                    "nexara_lib.config.SCHEMA; remove the default from the factory"
+                )
             if p.name not in SCHEMA and p.default is p.empty:
-                raise TypeError(f"model {name!r}: {p.name!r} is not a run parameter, so the factory must "
-                                "give it a default")
+                raise TypeError(
+                    f"model {name!r}: {p.name!r} is not a run parameter, so the factory must give it a default"
+                )
         return ModelEntry(factory, closed_form)
 
     return MODEL_REGISTRY.register(name, checked)
@@ -127,8 +142,10 @@ def model_param_names(name: str) -> tuple[str, ...]:
 def model_defaults(name: str) -> dict:
     """Default hyper-parameters of model ``name`` (a fresh dict): the schema default of each run
     parameter it accepts, the factory's own default of each architecture knob."""
-    return {p.name: copy.deepcopy(SCHEMA[p.name].default) if p.default is p.empty else p.default
-            for p in _keyword_parameters(_factory(name))}
+    return {
+        p.name: copy.deepcopy(SCHEMA[p.name].default) if p.default is p.empty else p.default
+        for p in _keyword_parameters(_factory(name))
+    }
 
 
 def model_params_from_config(config) -> dict:
@@ -171,11 +188,17 @@ def adapt_input_normalization(model: keras.Model, x_train: np.ndarray) -> None:
     layer = model.get_layer(INPUT_NORMALIZATION_NAME)
     values = x_train
     if layer.input is not model.inputs[0]:  # it standardises derived features (e.g. pooled statistics)
-        values = keras.Model(model.inputs, layer.input).predict(np.asarray(x_train, dtype=np.float32),
-                                                                batch_size=256, verbose=0)
+        values = keras.Model(model.inputs, layer.input).predict(
+            np.asarray(x_train, dtype=np.float32), batch_size=256, verbose=0
+        )
     flat = np.asarray(values, dtype=np.float64).reshape(-1, values.shape[-1])
-    layer.set_weights([flat.mean(axis=0).astype(np.float32), flat.var(axis=0).astype(np.float32),
-                       np.asarray(len(flat), dtype=np.float32)])
+    layer.set_weights(
+        [
+            flat.mean(axis=0).astype(np.float32),
+            flat.var(axis=0).astype(np.float32),
+            np.asarray(len(flat), dtype=np.float32),
+        ]
+    )
     layer.finalize_state()  # the layer normalises with mean/variance derived from these weights
 
 
@@ -185,11 +208,14 @@ def _check_input_shape(input_shape) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(f"input_shape must be (T, D) integers, got {input_shape!r}") from None
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (T, D) with T >= 1 and D >= 1 (time steps, feature size), got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (T, D) with T >= 1 and D >= 1 (time steps, feature size), got {input_shape!r}"
+        )
     return shape
 
 
 # --- shared blocks ----------------------------------------------------------------
+
 
 def _normalized_inputs(input_shape):
     """The feature input and its per-dimension standardisation (``INPUT_NORMALIZATION_NAME``).
@@ -217,8 +243,13 @@ def _recurrent(kind: str, units: int, recurrent_dropout: float, l2: float, name:
     """A bidirectional LSTM/GRU returning sequences."""
     cell = {"lstm": layers.LSTM, "gru": layers.GRU}[kind]
     # recurrent_dropout 0 keeps the fused cuDNN kernel on GPUs
-    rnn = cell(units, return_sequences=True, recurrent_dropout=recurrent_dropout,
-               kernel_regularizer=regularizer(l2), name=f"{name}_{kind}")
+    rnn = cell(
+        units,
+        return_sequences=True,
+        recurrent_dropout=recurrent_dropout,
+        kernel_regularizer=regularizer(l2),
+        name=f"{name}_{kind}",
+    )
     return layers.Bidirectional(rnn, name=name)
 
 
@@ -235,32 +266,43 @@ def _classifier_head(x, head_units: list[int], dropout: float, l2: float):
         rate = 0.8 * dropout if i == len(head_units) else dropout
         x = layers.Dropout(rate, name=f"head_dropout_{i}")(x)
     # float32 output: a float16 softmax saturates and breaks the loss under mixed precision
-    return layers.Dense(2, activation="softmax", dtype="float32", kernel_regularizer=regularizer(l2),
-                        name=OUTPUT_LAYER_NAME)(x)
+    return layers.Dense(
+        2, activation="softmax", dtype="float32", kernel_regularizer=regularizer(l2), name=OUTPUT_LAYER_NAME
+    )(x)
 
 
 def _check_common(dense_units, attention_units, head_units, dropout, l2):
-    return (check_units("dense_units", dense_units, allow_zero=True), check_units("attention_units", attention_units),
-            check_units_list("head_units", head_units), check_rate("dropout", dropout), check_l2(l2))
+    return (
+        check_units("dense_units", dense_units, allow_zero=True),
+        check_units("attention_units", attention_units),
+        check_units_list("head_units", head_units),
+        check_rate("dropout", dropout),
+        check_l2(l2),
+    )
 
 
 # --- models -------------------------------------------------------------------------
 
+
 @register_model("hybrid")
-def hybrid(input_shape, *,
-           dense_units: int,           # per-frame compression width (0 = no compression)
-           lstm_units: int,            # units per direction of BiLSTM 1 and 2
-           lstm_units_last: int,       # units per direction of BiLSTM 3
-           attention_units: int,       # hidden size of the attention score
-           head_units: Sequence[int],  # dense head widths
-           dropout: float,             # half after compression, 0.8x on the last dense
-           recurrent_dropout: float,   # > 0 disables the fused GPU LSTM kernel
-           l2: float,                  # L2 on every kernel
-           ) -> keras.Model:
+def hybrid(
+    input_shape,
+    *,
+    dense_units: int,  # per-frame compression width (0 = no compression)
+    lstm_units: int,  # units per direction of BiLSTM 1 and 2
+    lstm_units_last: int,  # units per direction of BiLSTM 3
+    attention_units: int,  # hidden size of the attention score
+    head_units: Sequence[int],  # dense head widths
+    dropout: float,  # half after compression, 0.8x on the last dense
+    recurrent_dropout: float,  # > 0 disables the fused GPU LSTM kernel
+    l2: float,  # L2 on every kernel
+) -> keras.Model:
     """The default model: compression, three BiLSTMs (residual around the second), attention, dense head."""
-    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout,
-     l2) = _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
-                                 recurrent_dropout, l2)
+    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout, l2) = (
+        _check_recurrent_args(
+            dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout, l2
+        )
+    )
     inputs, x = _normalized_inputs(input_shape)
     x = _compression(x, dense_units, dropout, l2)
     x = _recurrent("lstm", lstm_units, recurrent_dropout, l2, "bilstm_1")(x)
@@ -275,20 +317,43 @@ def hybrid(input_shape, *,
     return keras.Model(inputs, _classifier_head(x, head_units, dropout, l2), name="hybrid")
 
 
-def _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
-                          recurrent_dropout, l2) -> tuple:
+def _check_recurrent_args(
+    dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout, l2
+) -> tuple:
     """The checked arguments of the recurrent models, in their signature order."""
     dense_units, attention_units, head_units, dropout, l2 = _check_common(
-        dense_units, attention_units, head_units, dropout, l2)
-    return (dense_units, check_units("lstm_units", lstm_units), check_units("lstm_units_last", lstm_units_last),
-            attention_units, head_units, dropout, check_rate("recurrent_dropout", recurrent_dropout), l2)
+        dense_units, attention_units, head_units, dropout, l2
+    )
+    return (
+        dense_units,
+        check_units("lstm_units", lstm_units),
+        check_units("lstm_units_last", lstm_units_last),
+        attention_units,
+        head_units,
+        dropout,
+        check_rate("recurrent_dropout", recurrent_dropout),
+        l2,
+    )
 
 
-def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_last, attention_units, head_units,
-                   dropout, recurrent_dropout, l2, name) -> keras.Model:
-    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout,
-     l2) = _check_recurrent_args(dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout,
-                                 recurrent_dropout, l2)
+def _two_layer_rnn(
+    kind: str,
+    input_shape,
+    dense_units,
+    lstm_units,
+    lstm_units_last,
+    attention_units,
+    head_units,
+    dropout,
+    recurrent_dropout,
+    l2,
+    name,
+) -> keras.Model:
+    (dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout, l2) = (
+        _check_recurrent_args(
+            dense_units, lstm_units, lstm_units_last, attention_units, head_units, dropout, recurrent_dropout, l2
+        )
+    )
     inputs, x = _normalized_inputs(input_shape)
     x = _compression(x, dense_units, dropout, l2)
     x = _recurrent(kind, lstm_units, recurrent_dropout, l2, f"bi{kind}_1")(x)
@@ -301,36 +366,62 @@ def _two_layer_rnn(kind: str, input_shape, dense_units, lstm_units, lstm_units_l
 
 def _register_two_layer_rnn(kind: str, name: str, doc: str):
     """Register a two-layer bidirectional ``kind`` ('lstm' or 'gru') model under ``name``."""
-    def factory(input_shape, *, dense_units: int, lstm_units: int, lstm_units_last: int, attention_units: int,
-                head_units: Sequence[int], dropout: float, recurrent_dropout: float, l2: float) -> keras.Model:
+
+    def factory(
+        input_shape,
+        *,
+        dense_units: int,
+        lstm_units: int,
+        lstm_units_last: int,
+        attention_units: int,
+        head_units: Sequence[int],
+        dropout: float,
+        recurrent_dropout: float,
+        l2: float,
+    ) -> keras.Model:
         # as ``hybrid``, with two layers: lstm_units (GRU units for bigru) then lstm_units_last
-        return _two_layer_rnn(kind, input_shape, dense_units, lstm_units, lstm_units_last, attention_units,
-                              head_units, dropout, recurrent_dropout, l2, name)
+        return _two_layer_rnn(
+            kind,
+            input_shape,
+            dense_units,
+            lstm_units,
+            lstm_units_last,
+            attention_units,
+            head_units,
+            dropout,
+            recurrent_dropout,
+            l2,
+            name,
+        )
 
     factory.__name__, factory.__doc__ = name, doc
     return register_model(name)(factory)
 
 
 bilstm = _register_two_layer_rnn("lstm", "bilstm", "Two BiLSTMs, attention pooling, dense head.")
-bigru = _register_two_layer_rnn("gru", "bigru", "Two BiGRUs, attention pooling, dense head "
-                                               "(an ensemble member that differs from the LSTMs).")
+bigru = _register_two_layer_rnn(
+    "gru", "bigru", "Two BiGRUs, attention pooling, dense head (an ensemble member that differs from the LSTMs)."
+)
 
 
 @register_model("conv1d_lstm")
-def conv1d_lstm(input_shape, *,
-                dense_units: int,                          # per-frame compression width (0 = no compression)
-                conv_filters: Sequence[int] = (128, 128),  # filters of each Conv1D layer
-                kernel_size: int = 3,                      # Conv1D window in time steps
-                lstm_units: int,                           # units of the (unidirectional) LSTM after the convolutions
-                attention_units: int,                      # hidden size of the attention score
-                head_units: Sequence[int],                 # dense head widths
-                dropout: float,                            # half after compression and each conv, 0.8x on the last
-                recurrent_dropout: float,                  # > 0 disables the fused GPU kernel
-                l2: float,                                 # L2 on every kernel
-                ) -> keras.Model:
+def conv1d_lstm(
+    input_shape,
+    *,
+    dense_units: int,  # per-frame compression width (0 = no compression)
+    conv_filters: Sequence[int] = (128, 128),  # filters of each Conv1D layer
+    kernel_size: int = 3,  # Conv1D window in time steps
+    lstm_units: int,  # units of the (unidirectional) LSTM after the convolutions
+    attention_units: int,  # hidden size of the attention score
+    head_units: Sequence[int],  # dense head widths
+    dropout: float,  # half after compression and each conv, 0.8x on the last
+    recurrent_dropout: float,  # > 0 disables the fused GPU kernel
+    l2: float,  # L2 on every kernel
+) -> keras.Model:
     """Conv1D stack over time (local motion patterns), then an LSTM, attention pooling, dense head."""
     dense_units, attention_units, head_units, dropout, l2 = _check_common(
-        dense_units, attention_units, head_units, dropout, l2)
+        dense_units, attention_units, head_units, dropout, l2
+    )
     conv_filters = check_units_list("conv_filters", conv_filters)
     kernel_size = check_units("kernel_size", kernel_size)
     lstm_units = check_units("lstm_units", lstm_units)
@@ -340,31 +431,45 @@ def conv1d_lstm(input_shape, *,
     x = _compression(x, dense_units, dropout, l2)
     for i, filters in enumerate(conv_filters, start=1):
         # 'same' padding keeps T so attention weights still map to frames
-        x = layers.Conv1D(filters, kernel_size, padding="same", activation="relu",
-                          kernel_regularizer=regularizer(l2), name=f"conv_{i}")(x)
+        x = layers.Conv1D(
+            filters,
+            kernel_size,
+            padding="same",
+            activation="relu",
+            kernel_regularizer=regularizer(l2),
+            name=f"conv_{i}",
+        )(x)
         x = layers.BatchNormalization(name=f"conv_{i}_bn")(x)
         x = layers.Dropout(dropout / 2, name=f"conv_{i}_dropout")(x)
-    x = layers.LSTM(lstm_units, return_sequences=True, recurrent_dropout=recurrent_dropout,
-                    kernel_regularizer=regularizer(l2), name="lstm")(x)
+    x = layers.LSTM(
+        lstm_units,
+        return_sequences=True,
+        recurrent_dropout=recurrent_dropout,
+        kernel_regularizer=regularizer(l2),
+        name="lstm",
+    )(x)
     x = layers.BatchNormalization(name="lstm_bn")(x)
     x = _attention_pool(x, attention_units, l2)
     return keras.Model(inputs, _classifier_head(x, head_units, dropout, l2), name="conv1d_lstm")
 
 
 @register_model("transformer")
-def transformer(input_shape, *,
-                dense_units: int,           # model width: projection of every frame feature
-                num_heads: int = 4,         # attention heads per block
-                num_blocks: int = 2,        # encoder blocks
-                ff_units: int = 0,          # feed-forward width (0 = 2 x dense_units)
-                attention_units: int,       # hidden size of the pooling attention score
-                head_units: Sequence[int],  # dense head widths
-                dropout: float,             # attention/feed-forward dropout; half after the projection
-                l2: float,                  # L2 on every kernel
-                ) -> keras.Model:
+def transformer(
+    input_shape,
+    *,
+    dense_units: int,  # model width: projection of every frame feature
+    num_heads: int = 4,  # attention heads per block
+    num_blocks: int = 2,  # encoder blocks
+    ff_units: int = 0,  # feed-forward width (0 = 2 x dense_units)
+    attention_units: int,  # hidden size of the pooling attention score
+    head_units: Sequence[int],  # dense head widths
+    dropout: float,  # attention/feed-forward dropout; half after the projection
+    l2: float,  # L2 on every kernel
+) -> keras.Model:
     """Small transformer encoder: projection + learned positions, self-attention blocks, attention pooling, head."""
     dense_units, attention_units, head_units, dropout, l2 = _check_common(
-        dense_units, attention_units, head_units, dropout, l2)
+        dense_units, attention_units, head_units, dropout, l2
+    )
     if dense_units == 0:
         raise ValueError("model parameter 'dense_units' is the transformer width and must be >= 1, got 0")
     num_heads = check_units("num_heads", num_heads)
@@ -378,8 +483,13 @@ def transformer(input_shape, *,
     x = layers.Dropout(dropout / 2, name="projection_dropout")(x)
     for i in range(1, num_blocks + 1):
         # key_dim rounds down; the output projection maps back to dense_units either way
-        attended = layers.MultiHeadAttention(num_heads, key_dim=max(1, dense_units // num_heads), dropout=dropout,
-                                             kernel_regularizer=reg, name=f"block_{i}_attention")(x, x)
+        attended = layers.MultiHeadAttention(
+            num_heads,
+            key_dim=max(1, dense_units // num_heads),
+            dropout=dropout,
+            kernel_regularizer=reg,
+            name=f"block_{i}_attention",
+        )(x, x)
         x = layers.LayerNormalization(name=f"block_{i}_norm_1")(layers.Add(name=f"block_{i}_add_1")([x, attended]))
         ff = layers.Dense(ff_units, activation="relu", kernel_regularizer=reg, name=f"block_{i}_ff_1")(x)
         ff = layers.Dropout(dropout, name=f"block_{i}_ff_dropout")(ff)

@@ -5,12 +5,13 @@ the stop on a non-finite loss, and which way each monitorable metric should go.
 epoch logs, so callbacks placed after it (early stopping, checkpoint, History) see them; a gap
 above the thresholds is logged on ``nexara.training``.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -49,8 +50,13 @@ def per_class_metrics(y_true, prob_violent) -> dict:
         accs = [float("nan"), float("nan")]
     both = np.any(y_true == 0) and np.any(y_true == 1)
     auc = float(roc_auc_score(y_true, prob)) if both and finite else float("nan")
-    return {"acc_nonviolent": accs[0], "acc_violent": accs[1], "class_gap": abs(accs[0] - accs[1]),
-            "balanced_accuracy": (accs[0] + accs[1]) / 2, "auc": auc}
+    return {
+        "acc_nonviolent": accs[0],
+        "acc_violent": accs[1],
+        "class_gap": abs(accs[0] - accs[1]),
+        "balanced_accuracy": (accs[0] + accs[1]) / 2,
+        "auc": auc,
+    }
 
 
 def gap_status(gap: float, gap_warning: float, gap_critical: float) -> str:
@@ -65,8 +71,10 @@ def gap_status(gap: float, gap_warning: float, gap_critical: float) -> str:
 def check_gap_thresholds(gap_warning, gap_critical) -> None:
     """Both gap thresholds in [0, 1], the warning one not above the critical one."""
     if not 0 <= gap_warning <= gap_critical <= 1:
-        raise ValueError(f"gap thresholds must satisfy 0 <= gap_warning <= gap_critical <= 1, "
-                         f"got gap_warning={gap_warning!r}, gap_critical={gap_critical!r}")
+        raise ValueError(
+            f"gap thresholds must satisfy 0 <= gap_warning <= gap_critical <= 1, "
+            f"got gap_warning={gap_warning!r}, gap_critical={gap_critical!r}"
+        )
 
 
 class PerClassMonitor(keras.callbacks.Callback):
@@ -89,9 +97,17 @@ class PerClassMonitor(keras.callbacks.Callback):
             ``validation_data`` (and validates once per epoch instead of twice).
     """
 
-    def __init__(self, x_val, y_val, gap_warning: float = SCHEMA["gap_warning"].default,
-                 gap_critical: float = SCHEMA["gap_critical"].default, batch_size: int = 256, verbose: int = 1,
-                 stop_patience: int = SCHEMA["gap_stop_patience"].default, with_loss: bool = False):
+    def __init__(
+        self,
+        x_val,
+        y_val,
+        gap_warning: float = SCHEMA["gap_warning"].default,
+        gap_critical: float = SCHEMA["gap_critical"].default,
+        batch_size: int = 256,
+        verbose: int = 1,
+        stop_patience: int = SCHEMA["gap_stop_patience"].default,
+        with_loss: bool = False,
+    ):
         super().__init__()
         self.x_val, self.y_val = check_split(x_val, y_val, "validation")
         check_gap_thresholds(gap_warning, gap_critical)
@@ -112,8 +128,10 @@ class PerClassMonitor(keras.callbacks.Callback):
         ``val_accuracy`` from predictions already made: one validation pass per epoch, not two."""
         loss = self.model.loss(one_hot(self.y_val), probs.astype(np.float32))
         penalty = sum(float(ops.convert_to_numpy(ops.cast(term, "float32"))) for term in self.model.losses)
-        return {"val_loss": float(ops.convert_to_numpy(loss)) + penalty,
-                "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == self.y_val))}
+        return {
+            "val_loss": float(ops.convert_to_numpy(loss)) + penalty,
+            "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == self.y_val)),
+        }
 
     def state(self) -> dict:
         """What a resumed run needs to keep counting the critical streak."""
@@ -137,10 +155,13 @@ class PerClassMonitor(keras.callbacks.Callback):
         train = ""
         if logs and "loss" in logs:  # the training side of the epoch, for a one-line view of both
             train = f"train loss {float(logs['loss']):.4f}" + (
-                f", accuracy {float(logs['accuracy']):.3f}; " if "accuracy" in logs else "; ")
-        message = (f"epoch {epoch + 1}: {train}validation accuracy non-violent {metrics['acc_nonviolent']:.3f}, "
-                   f"violent {metrics['acc_violent']:.3f}, gap {metrics['class_gap']:.3f}, "
-                   f"balanced {metrics['balanced_accuracy']:.3f}, AUC {metrics['auc']:.3f}")
+                f", accuracy {float(logs['accuracy']):.3f}; " if "accuracy" in logs else "; "
+            )
+        message = (
+            f"epoch {epoch + 1}: {train}validation accuracy non-violent {metrics['acc_nonviolent']:.3f}, "
+            f"violent {metrics['acc_violent']:.3f}, gap {metrics['class_gap']:.3f}, "
+            f"balanced {metrics['balanced_accuracy']:.3f}, AUC {metrics['auc']:.3f}"
+        )
         if status == "critical":
             message = f"CRITICAL class gap > {self.gap_critical:.2f}: {message}"
             logger.critical(message)
@@ -155,8 +176,10 @@ class PerClassMonitor(keras.callbacks.Callback):
         if self.stop_patience and self.critical_streak >= self.stop_patience and self.model is not None:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
-            stop = (f"stopping: the class gap has been critical (> {self.gap_critical:.2f}) for "
-                    f"{self.critical_streak} epochs in a row (gap_stop_patience = {self.stop_patience})")
+            stop = (
+                f"stopping: the class gap has been critical (> {self.gap_critical:.2f}) for "
+                f"{self.critical_streak} epochs in a row (gap_stop_patience = {self.stop_patience})"
+            )
             logger.critical(stop)
             if self.verbose:
                 print(stop, flush=True)

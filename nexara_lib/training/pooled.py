@@ -21,13 +21,15 @@ diagnostics gallery shows uniform frame weights. ``models`` registers both facto
 ``TemporalPooling`` is a registered serializable class (package ``nexara``), so the saved models
 reload in Keras safe mode (``model_files.load_sequence_model``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,8 +38,14 @@ from keras import layers, ops
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from nexara_lib.training.layers import (INPUT_NORMALIZATION_NAME, OUTPUT_LAYER_NAME, check_l2, check_rate,
-                                        check_units, regularizer)
+from nexara_lib.training.layers import (
+    INPUT_NORMALIZATION_NAME,
+    OUTPUT_LAYER_NAME,
+    check_l2,
+    check_rate,
+    check_units,
+    regularizer,
+)
 from nexara_lib.training.monitor import monitor_mode, per_class_metrics
 
 logger = logging.getLogger("nexara.training")
@@ -47,6 +55,7 @@ LOGISTIC_MAX_ITER = 5000  # lbfgs iterations per C; a C that does not converge i
 
 
 # --- the pooling layer --------------------------------------------------------------
+
 
 @keras.saving.register_keras_serializable(package="nexara")
 class TemporalPooling(layers.Layer):
@@ -61,8 +70,9 @@ class TemporalPooling(layers.Layer):
         if len(input_shape) != 3:
             raise ValueError(f"TemporalPooling expects (N, T, D) inputs, got shape {tuple(input_shape)}")
         if input_shape[1] is not None and input_shape[1] < 2:
-            raise ValueError(f"TemporalPooling needs at least 2 time steps (it pools |x[t+1] - x[t]|), "
-                             f"got T = {input_shape[1]}")
+            raise ValueError(
+                f"TemporalPooling needs at least 2 time steps (it pools |x[t+1] - x[t]|), got T = {input_shape[1]}"
+            )
 
     def call(self, inputs):
         mean = ops.mean(inputs, axis=1)
@@ -77,11 +87,14 @@ class TemporalPooling(layers.Layer):
 
 # --- the models (registered in nexara_lib.training.models) -------------------------------
 
+
 def _pooled_inputs(input_shape):
     """The feature input, its temporal statistics and their standardisation (float32 throughout)."""
     if input_shape[0] < 2:
-        raise ValueError(f"pooled models need clips of at least 2 frames (they pool |x[t+1] - x[t]|), "
-                         f"got input_shape {tuple(input_shape)}")
+        raise ValueError(
+            f"pooled models need clips of at least 2 frames (they pool |x[t+1] - x[t]|), "
+            f"got input_shape {tuple(input_shape)}"
+        )
     inputs = keras.Input(shape=input_shape, name="features")
     pooled = TemporalPooling(name="temporal_pooling", dtype="float32")(inputs)
     # the statistics are standardised, not the raw frames: per dimension the three are shift/scale
@@ -100,27 +113,32 @@ def pooled_linear(input_shape) -> keras.Model:
     return keras.Model(inputs, outputs, name="pooled_linear")
 
 
-def pooled_mlp(input_shape, *,
-               pooled_hidden_units: int,  # width of the hidden ReLU layer
-               dropout: float,            # after the hidden layer
-               l2: float,                 # L2 on both kernels
-               ) -> keras.Model:
+def pooled_mlp(
+    input_shape,
+    *,
+    pooled_hidden_units: int,  # width of the hidden ReLU layer
+    dropout: float,  # after the hidden layer
+    l2: float,  # L2 on both kernels
+) -> keras.Model:
     """Pooled statistics -> standardisation -> Dense(relu) -> Dropout -> 2-way softmax, trained by Keras."""
     units = check_units("pooled_hidden_units", pooled_hidden_units)
     dropout, l2 = check_rate("dropout", dropout), check_l2(l2)
     inputs, x = _pooled_inputs(input_shape)
     x = layers.Dense(units, activation="relu", kernel_regularizer=regularizer(l2), name="hidden")(x)
     x = layers.Dropout(dropout, name="hidden_dropout")(x)
-    outputs = layers.Dense(2, activation="softmax", dtype="float32", kernel_regularizer=regularizer(l2),
-                           name=OUTPUT_LAYER_NAME)(x)
+    outputs = layers.Dense(
+        2, activation="softmax", dtype="float32", kernel_regularizer=regularizer(l2), name=OUTPUT_LAYER_NAME
+    )(x)
     return keras.Model(inputs, outputs, name="pooled_mlp")
 
 
 # --- the closed-form fit of pooled_linear -----------------------------------------------------
 
+
 @dataclasses.dataclass
 class ClosedFormFit:
     """What a closed-form fit reports: one history row per candidate, the chosen one, the details."""
+
     history: pd.DataFrame  # epoch (candidate number), C, loss, accuracy, val_loss, val_accuracy, val_*, epoch_seconds
     best_index: int  # the chosen row; its solution is in the model
     details: dict  # JSON-ready: grid, chosen C, selection metric, class weights, per-C scores
@@ -135,8 +153,7 @@ def recipe_class_weights(y, alpha: float, class_weight: Mapping | None) -> dict:
     with 'auto' and no class weights this is exactly sklearn's ``class_weight='balanced'``.
     """
     y = np.asarray(y).ravel()
-    raw = {c: (alpha if c == 1 else 1.0 - alpha) * (float(class_weight[c]) if class_weight else 1.0)
-           for c in (0, 1)}
+    raw = {c: (alpha if c == 1 else 1.0 - alpha) * (float(class_weight[c]) if class_weight else 1.0) for c in (0, 1)}
     mean = sum(raw[c] * np.sum(y == c) for c in (0, 1)) / len(y)
     if not mean > 0:
         raise ValueError(f"class weights {raw} give the training clips no weight; check focal_alpha and the labels")
@@ -152,8 +169,10 @@ def _weighted_log_loss(y, prob, weights: Mapping) -> float:
 def check_c_grid(grid) -> list[float]:
     """The candidate Cs, ascending and without repeats: a non-empty list of finite numbers > 0."""
     values = list(grid) if isinstance(grid, (list, tuple, np.ndarray)) else None
-    if not values or any(isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not np.isfinite(c)
-                         or c <= 0 for c in values):
+    if not values or any(
+        isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not np.isfinite(c) or c <= 0
+        for c in values
+    ):
         raise ValueError(f"pooled_c_grid must be a non-empty list of numbers > 0 (inverse L2 strengths), got {grid!r}")
     return sorted({float(c) for c in values})
 
@@ -164,8 +183,16 @@ def standardised_features(model: keras.Model, x, batch_size: int = 256) -> np.nd
     return np.asarray(head_input.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0))
 
 
-def fit_pooled_linear(model: keras.Model, x_train, y_train, x_val, y_val, cfg: Mapping[str, Any],
-                      alpha: float, class_weight: Mapping | None) -> ClosedFormFit:
+def fit_pooled_linear(
+    model: keras.Model,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    cfg: Mapping[str, Any],
+    alpha: float,
+    class_weight: Mapping | None,
+) -> ClosedFormFit:
     """Exact L2 logistic regression for every C of ``cfg['pooled_c_grid']``; the validation split picks C.
 
     Args:
@@ -201,29 +228,56 @@ def fit_pooled_linear(model: keras.Model, x_train, y_train, x_val, y_val, cfg: M
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         p_train, p_val = clf.predict_proba(z_train)[:, 1], clf.predict_proba(z_val)[:, 1]
         val = {f"val_{k}": v for k, v in per_class_metrics(y_val, p_val).items()}
-        rows.append({"epoch": number, "C": c, "loss": _weighted_log_loss(y_train, p_train, weights),
-                     "accuracy": float(np.mean((p_train >= 0.5) == y_train)),
-                     "val_loss": _weighted_log_loss(y_val, p_val, weights),
-                     "val_accuracy": float(np.mean((p_val >= 0.5) == y_val)), **val,
-                     "epoch_seconds": time.perf_counter() - started})
+        rows.append(
+            {
+                "epoch": number,
+                "C": c,
+                "loss": _weighted_log_loss(y_train, p_train, weights),
+                "accuracy": float(np.mean((p_train >= 0.5) == y_train)),
+                "val_loss": _weighted_log_loss(y_val, p_val, weights),
+                "val_accuracy": float(np.mean((p_val >= 0.5) == y_val)),
+                **val,
+                "epoch_seconds": time.perf_counter() - started,
+            }
+        )
         fits.append(clf)
-        scores.append({"C": c, "val_loss": rows[-1]["val_loss"], "val_balanced_accuracy": val["val_balanced_accuracy"],
-                       "val_auc": val["val_auc"], "converged": converged, "iterations": int(np.max(clf.n_iter_))})
+        scores.append(
+            {
+                "C": c,
+                "val_loss": rows[-1]["val_loss"],
+                "val_balanced_accuracy": val["val_balanced_accuracy"],
+                "val_auc": val["val_auc"],
+                "converged": converged,
+                "iterations": int(np.max(clf.n_iter_)),
+            }
+        )
     history = pd.DataFrame(rows)
     values = history[monitor].to_numpy(dtype=float)
     if not np.isfinite(values).any():
-        raise ValueError(f"the selection metric {monitor!r} is undefined for every C of {grid}; choose another "
-                         "early_stopping_monitor (e.g. val_loss)")
+        raise ValueError(
+            f"the selection metric {monitor!r} is undefined for every C of {grid}; choose another "
+            "early_stopping_monitor (e.g. val_loss)"
+        )
     values = np.where(np.isfinite(values), values, np.inf if mode == "min" else -np.inf)
     best = int(np.argmin(values) if mode == "min" else np.argmax(values))  # first = smallest C on ties
     _write_solution(model, fits[best])
     if not scores[best]["converged"]:
-        logger.warning("pooled_linear: lbfgs did not converge in %d iterations for the chosen C = %g",
-                       LOGISTIC_MAX_ITER, grid[best])
-    details = {"method": "L2 logistic regression (scikit-learn, lbfgs) on pooled, standardised features",
-               "pooled_statistics": list(POOLED_STATISTICS), "c_grid": grid, "chosen_c": grid[best],
-               "selection_metric": monitor, "selection_mode": mode, "class_weight": weights,
-               "max_iter": LOGISTIC_MAX_ITER, "scores": scores}
+        logger.warning(
+            "pooled_linear: lbfgs did not converge in %d iterations for the chosen C = %g",
+            LOGISTIC_MAX_ITER,
+            grid[best],
+        )
+    details = {
+        "method": "L2 logistic regression (scikit-learn, lbfgs) on pooled, standardised features",
+        "pooled_statistics": list(POOLED_STATISTICS),
+        "c_grid": grid,
+        "chosen_c": grid[best],
+        "selection_metric": monitor,
+        "selection_mode": mode,
+        "class_weight": weights,
+        "max_iter": LOGISTIC_MAX_ITER,
+        "scores": scores,
+    }
     return ClosedFormFit(history, best, details)
 
 
@@ -232,8 +286,10 @@ def _write_solution(model: keras.Model, clf: LogisticRegression) -> None:
     output = model.get_layer(OUTPUT_LAYER_NAME)
     kernel, bias = (np.zeros_like(v) for v in output.get_weights())
     if kernel.shape != (clf.coef_.shape[1], 2):
-        raise ValueError(f"model {model.name!r}: the softmax kernel {kernel.shape} does not match "
-                         f"{clf.coef_.shape[1]} pooled features; is it a pooled_linear model?")
+        raise ValueError(
+            f"model {model.name!r}: the softmax kernel {kernel.shape} does not match "
+            f"{clf.coef_.shape[1]} pooled features; is it a pooled_linear model?"
+        )
     kernel[:, 1] = clf.coef_[0]
     bias[1] = clf.intercept_[0]
     output.set_weights([kernel, bias])

@@ -9,13 +9,15 @@ rest of its random state (``checkpoints.EpochRandomState``), so a resumed run tr
 an uninterrupted one. A closed-form fit (``train._fit_closed_form``)
 uses the session, the un-augmented training set and ``build_model``, nothing else.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,8 +26,13 @@ import pandas as pd
 from nexara_lib.runtime import configure_precision, distribution_strategy, set_seed
 from nexara_lib.training.arrays import one_hot
 from nexara_lib.training.augment import augment_training_set
-from nexara_lib.training.checkpoints import (CheckpointState, EpochRandomState, ResumableCheckpoint,
-                                             ResumableEarlyStopping, shuffle_order)
+from nexara_lib.training.checkpoints import (
+    CheckpointState,
+    EpochRandomState,
+    ResumableCheckpoint,
+    ResumableEarlyStopping,
+    shuffle_order,
+)
 from nexara_lib.training.losses import FocalLoss, alpha_from_labels
 from nexara_lib.training.models import adapt_input_normalization, create_sequence_model, model_params_from_config
 from nexara_lib.training.monitor import EpochClock, PerClassMonitor, StopOnNonFiniteLoss, monitor_mode
@@ -35,6 +42,7 @@ from nexara_lib.training.schedule import WarmupCosine, make_optimizer
 @dataclasses.dataclass
 class Session:
     """Where and how a run computes: its precision policy and its distribution over devices."""
+
     policy: str
     strategy: Any
     replicas: int
@@ -44,6 +52,7 @@ class Session:
 @dataclasses.dataclass
 class TrainingSet:
     """What the loss sees: the augmented training clips and the class weighting derived from them."""
+
     x: np.ndarray
     y: np.ndarray
     alpha: float
@@ -54,6 +63,7 @@ class TrainingSet:
 @dataclasses.dataclass
 class RunCallbacks:
     """The run's stateful callbacks, and every callback in the order fit calls them."""
+
     per_class: PerClassMonitor
     early_stopping: ResumableEarlyStopping
     checkpoint: ResumableCheckpoint
@@ -75,13 +85,13 @@ def start_session(cfg: Mapping[str, Any], devices) -> Session:
 def prepare_training_set(x_train: np.ndarray, y_train: np.ndarray, cfg: Mapping[str, Any]) -> TrainingSet:
     """Class-balanced augmentation, then the focal alpha and class weights of the augmented set."""
     t0 = time.perf_counter()
-    x_fit, y_fit = augment_training_set(x_train, y_train, cfg["augment_factor"], cfg["augment_ops"],
-                                        np.random.default_rng(cfg["seed"]))
+    x_fit, y_fit = augment_training_set(
+        x_train, y_train, cfg["augment_factor"], cfg["augment_ops"], np.random.default_rng(cfg["seed"])
+    )
     seconds = time.perf_counter() - t0
     # alpha and class weights follow the set the loss actually sees (balanced after augmentation)
     alpha = alpha_from_labels(y_fit) if cfg["focal_alpha"] == "auto" else float(cfg["focal_alpha"])
-    class_weight = ({c: len(y_fit) / (2.0 * np.sum(y_fit == c)) for c in (0, 1)}
-                    if cfg["class_weights"] else None)
+    class_weight = {c: len(y_fit) / (2.0 * np.sum(y_fit == c)) for c in (0, 1)} if cfg["class_weights"] else None
     return TrainingSet(x_fit, y_fit, alpha, class_weight, seconds)
 
 
@@ -93,17 +103,25 @@ def build_model(cfg: Mapping[str, Any], x_train: np.ndarray) -> keras.Model:
     return model
 
 
-def build_and_compile(cfg: Mapping[str, Any], x_train: np.ndarray, training_set: TrainingSet, session: Session,
-                      previous: CheckpointState | None) -> keras.Model:
+def build_and_compile(
+    cfg: Mapping[str, Any],
+    x_train: np.ndarray,
+    training_set: TrainingSet,
+    session: Session,
+    previous: CheckpointState | None,
+) -> keras.Model:
     """The model with its input standardisation adapted, compiled, and restored from ``previous`` if any."""
     steps_per_epoch = math.ceil(len(training_set.y) / session.global_batch)
     with session.strategy.scope():
         model = build_model(cfg, x_train)
-        schedule = WarmupCosine(cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch,
-                                cfg["epochs"] * steps_per_epoch)
-        model.compile(optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
-                      loss=FocalLoss(cfg["focal_gamma"], training_set.alpha, cfg["label_smoothing"]),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        schedule = WarmupCosine(
+            cfg["learning_rate"], cfg["warmup_epochs"] * steps_per_epoch, cfg["epochs"] * steps_per_epoch
+        )
+        model.compile(
+            optimizer=make_optimizer(cfg["optimizer"], schedule, cfg["gradient_clip_norm"]),
+            loss=FocalLoss(cfg["focal_gamma"], training_set.alpha, cfg["label_smoothing"]),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
         # Build the optimizer's state now (also so a checkpoint's optimizer state loads): variables created while
         # Keras traces the first training step make TensorFlow trace that step a second time.
         model.optimizer.build(model.trainable_variables)
@@ -112,20 +130,46 @@ def build_and_compile(cfg: Mapping[str, Any], x_train: np.ndarray, training_set:
     return model
 
 
-def make_callbacks(cfg: Mapping[str, Any], x_val, y_val, out_dir: Path, fingerprint: str,
-                   previous: CheckpointState | None, verbose: int) -> RunCallbacks:
+def make_callbacks(
+    cfg: Mapping[str, Any],
+    x_val,
+    y_val,
+    out_dir: Path,
+    fingerprint: str,
+    previous: CheckpointState | None,
+    verbose: int,
+) -> RunCallbacks:
     """Random state, per-class monitor, NaN stop, early stopping, epoch clock, checkpoint (and TensorBoard), in
     that order."""
     monitor = cfg["early_stopping_monitor"]
     random_state = EpochRandomState(cfg["seed"], previous)
-    per_class = PerClassMonitor(x_val, y_val, cfg["gap_warning"], cfg["gap_critical"], verbose=verbose,
-                                stop_patience=cfg["gap_stop_patience"], with_loss=True)
+    per_class = PerClassMonitor(
+        x_val,
+        y_val,
+        cfg["gap_warning"],
+        cfg["gap_critical"],
+        verbose=verbose,
+        stop_patience=cfg["gap_stop_patience"],
+        with_loss=True,
+    )
     per_class.restore(previous.data.get("gap_monitor") if previous else None)
-    early_stopping = ResumableEarlyStopping(monitor=monitor, mode=monitor_mode(monitor),
-                                            patience=cfg["early_stopping_patience"], restore_best_weights=True,
-                                            verbose=min(verbose, 1), resume_from=previous)
-    checkpoint = ResumableCheckpoint(out_dir / "checkpoint", fingerprint, early_stopping, per_class, previous,
-                                     interval_s=cfg["checkpoint_interval_s"], random_state=random_state)
+    early_stopping = ResumableEarlyStopping(
+        monitor=monitor,
+        mode=monitor_mode(monitor),
+        patience=cfg["early_stopping_patience"],
+        restore_best_weights=True,
+        verbose=min(verbose, 1),
+        resume_from=previous,
+    )
+    checkpoint = ResumableCheckpoint(
+        out_dir / "checkpoint",
+        fingerprint,
+        early_stopping,
+        per_class,
+        previous,
+        interval_s=cfg["checkpoint_interval_s"],
+        random_state=random_state,
+    )
     # order matters: the epoch's random state is set before anything draws from it; the monitor fills the
     # logs (val_loss included) that early stopping, the checkpoint and History read
     ordered = [random_state, per_class, StopOnNonFiniteLoss(), early_stopping, EpochClock(), checkpoint]
@@ -146,23 +190,32 @@ def epoch_batches(training_set: TrainingSet, seed: int, batch_size: int, initial
     import tensorflow as tf
 
     n = len(training_set.y)
-    index_dtype = np.int32 if n < 2 ** 31 else np.int64  # one index per clip and epoch: keep it small
+    index_dtype = np.int32 if n < 2**31 else np.int64  # one index per clip and epoch: keep it small
     orders = np.stack([shuffle_order(seed, epoch, n).astype(index_dtype) for epoch in range(initial_epoch, epochs)])
     arrays = [training_set.x, one_hot(training_set.y)]
     if training_set.class_weight:  # what fit(class_weight=...) would do: each clip weighted by its class
         weight = training_set.class_weight
         arrays.append(np.array([weight[0], weight[1]], dtype=np.float32)[training_set.y])
     indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    )
     batches = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(tuple(arrays)).repeat())).map(
-        lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data), num_parallel_calls=tf.data.AUTOTUNE
+    )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_or_restore(model: keras.Model, cfg: Mapping[str, Any], training_set: TrainingSet, session: Session,
-                   callbacks: RunCallbacks, previous: CheckpointState | None, verbose: int) -> pd.DataFrame:
+def fit_or_restore(
+    model: keras.Model,
+    cfg: Mapping[str, Any],
+    training_set: TrainingSet,
+    session: Session,
+    callbacks: RunCallbacks,
+    previous: CheckpointState | None,
+    verbose: int,
+) -> pd.DataFrame:
     """Fit from the resumed epoch (or restore the best weights of a finished fit); the whole history."""
     initial_epoch = previous.epochs_done if previous else 0
     if previous is not None and (previous.training_done or initial_epoch >= cfg["epochs"]):
@@ -174,11 +227,16 @@ def fit_or_restore(model: keras.Model, cfg: Mapping[str, Any], training_set: Tra
         # no validation_data: the per-class monitor predicts the validation clips once per epoch and
         # logs val_loss / val_accuracy from those predictions
         batches = epoch_batches(training_set, cfg["seed"], session.global_batch, initial_epoch, cfg["epochs"])
-        fit = model.fit(batches, epochs=cfg["epochs"], initial_epoch=initial_epoch,
-                        steps_per_epoch=math.ceil(len(training_set.y) / session.global_batch),
-                        shuffle=False, callbacks=callbacks.ordered, verbose=verbose)
+        fit = model.fit(
+            batches,
+            epochs=cfg["epochs"],
+            initial_epoch=initial_epoch,
+            steps_per_epoch=math.ceil(len(training_set.y) / session.global_batch),
+            shuffle=False,
+            callbacks=callbacks.ordered,
+            verbose=verbose,
+        )
         n_new = len(fit.history.get("loss", []))
-        new_rows = [{"epoch": initial_epoch + i + 1, **{k: v[i] for k, v in fit.history.items()}}
-                    for i in range(n_new)]
+        new_rows = [{"epoch": initial_epoch + i + 1, **{k: v[i] for k, v in fit.history.items()}} for i in range(n_new)]
     resumed_rows = previous.rows if previous else []
     return pd.DataFrame(resumed_rows + new_rows)

@@ -4,6 +4,7 @@
 saved as ``.keras`` refers to it, so loading one needs this module imported
 (``nexara_lib.training.model_files`` does).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         if not peak_lr > 0:
             raise ValueError(f"WarmupCosine peak_lr must be > 0, got {peak_lr!r}")
         if int(total_steps) < 1 or not 0 <= int(warmup_steps) <= int(total_steps):
-            raise ValueError(f"WarmupCosine needs 0 <= warmup_steps <= total_steps and total_steps >= 1, "
-                             f"got warmup_steps={warmup_steps!r}, total_steps={total_steps!r}")
+            raise ValueError(
+                f"WarmupCosine needs 0 <= warmup_steps <= total_steps and total_steps >= 1, "
+                f"got warmup_steps={warmup_steps!r}, total_steps={total_steps!r}"
+            )
         if not 0 <= min_lr <= peak_lr:
             raise ValueError(f"WarmupCosine min_lr must be in [0, peak_lr], got {min_lr!r}")
         self.peak_lr = float(peak_lr)
@@ -45,8 +48,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, warm, cosine)
 
     def get_config(self):
-        return {"peak_lr": self.peak_lr, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                "min_lr": self.min_lr}
+        return {
+            "peak_lr": self.peak_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "min_lr": self.min_lr,
+        }
 
 
 def make_optimizer(name: str, learning_rate, clip_norm: float) -> keras.optimizers.Optimizer:

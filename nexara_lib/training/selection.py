@@ -8,11 +8,13 @@ groups. On a few hundred clips a fixed validation split of ~30 clips decides bad
 winner's out-of-fold predictions choose instead: the number of epochs (median best epoch of its
 units), the operating threshold and the temperature. The test split is never read here.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,8 +24,7 @@ from nexara_lib.evaluation.metrics import metric_function
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.thresholds import choose_threshold
 from nexara_lib.io import write_json_atomic
-from nexara_lib.training.study import (BASELINE, Pool, RecipeStudy, group_bootstrap_diff, run_recipe_study,
-                                       study_configs)
+from nexara_lib.training.study import BASELINE, Pool, RecipeStudy, group_bootstrap_diff, run_recipe_study, study_configs
 
 LINEAR_FLOOR = "pooled_linear"  # the floor every sequence model must beat on the same folds
 RANK_METRIC = "accuracy"
@@ -32,9 +33,10 @@ RANK_METRIC = "accuracy"
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """One recipe on one stream set."""
-    recipe: str    # 'default', a baseline model name, or an ablation file's name
-    streams: str   # the stream set, '+'-joined
-    config: dict   # the full parameter mapping it trains with
+
+    recipe: str  # 'default', a baseline model name, or an ablation file's name
+    streams: str  # the stream set, '+'-joined
+    config: dict  # the full parameter mapping it trains with
 
     @property
     def name(self) -> str:
@@ -62,42 +64,57 @@ def selection_candidates(params: Mapping[str, Any]) -> list[Candidate]:
             out.extend(Candidate(name, streams, cfg) for name, cfg in recipes.items() if name != BASELINE)
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"two candidates share a name in {names}; an ablation file may not be named like a "
-                         "baseline model")
+        raise ValueError(
+            f"two candidates share a name in {names}; an ablation file may not be named like a baseline model"
+        )
     return out
 
 
 @dataclasses.dataclass
 class Selection:
     """The ranking of every candidate, the winner and what its out-of-fold predictions chose."""
-    ranking: pd.DataFrame        # one row per candidate, best first
+
+    ranking: pd.DataFrame  # one row per candidate, best first
     winner: Candidate
-    comparisons: pd.DataFrame    # winner minus runner-up / pooled_linear: paired CIs over source groups
-    oof: pd.DataFrame            # the winner's out-of-fold predictions (mean over seeds) per clip
-    choices: dict                # epochs, threshold, temperature
-    studies: dict                # stream set -> RecipeStudy
+    comparisons: pd.DataFrame  # winner minus runner-up / pooled_linear: paired CIs over source groups
+    oof: pd.DataFrame  # the winner's out-of-fold predictions (mean over seeds) per clip
+    choices: dict  # epochs, threshold, temperature
+    studies: dict  # stream set -> RecipeStudy
     cv_folds: int
     seeds: list
 
     def verdict(self) -> str:
         """The outcome in plain words, saying when the winner is not significantly better."""
         row = self.ranking.iloc[0]
-        text = (f"{self.winner.name} is carried forward: cross-validated accuracy {row['accuracy']:.1%} "
-                f"(± {row['accuracy std']:.1%} over seeds).")
+        text = (
+            f"{self.winner.name} is carried forward: cross-validated accuracy {row['accuracy']:.1%} "
+            f"(± {row['accuracy std']:.1%} over seeds)."
+        )
         for _, comp in self.comparisons.iterrows():
             low, high = comp["low"], comp["high"]
             significant = np.isfinite(low) and (low > 0 or high < 0)
-            text += (f" Against {comp['against']} ({comp['role']}): {comp['difference']:+.1%} "
-                     f"[95% CI {low:+.1%}, {high:+.1%}], "
-                     + ("a significant difference." if significant else "not significantly better: "
-                        "the data cannot tell them apart."))
+            text += (
+                f" Against {comp['against']} ({comp['role']}): {comp['difference']:+.1%} "
+                f"[95% CI {low:+.1%}, {high:+.1%}], "
+                + (
+                    "a significant difference."
+                    if significant
+                    else "not significantly better: the data cannot tell them apart."
+                )
+            )
         return text
 
     def to_json(self) -> dict:
-        return {"cv_folds": self.cv_folds, "seeds": self.seeds, "rank_metric": RANK_METRIC,
-                "winner": {"name": self.winner.name, "recipe": self.winner.recipe, "streams": self.winner.streams},
-                "ranking": self.ranking.to_dict("records"), "comparisons": self.comparisons.to_dict("records"),
-                "choices": self.choices, "verdict": self.verdict()}
+        return {
+            "cv_folds": self.cv_folds,
+            "seeds": self.seeds,
+            "rank_metric": RANK_METRIC,
+            "winner": {"name": self.winner.name, "recipe": self.winner.recipe, "streams": self.winner.streams},
+            "ranking": self.ranking.to_dict("records"),
+            "comparisons": self.comparisons.to_dict("records"),
+            "choices": self.choices,
+            "verdict": self.verdict(),
+        }
 
 
 def _oof(study: RecipeStudy, recipe: str) -> pd.DataFrame:
@@ -110,10 +127,18 @@ def _ranking(candidates: list[Candidate], studies: Mapping[str, RecipeStudy]) ->
     rows = []
     for cand in candidates:
         numbers = studies[cand.streams].summary_numbers()[cand.recipe]
-        rows.append({"candidate": cand.name, "recipe": cand.recipe, "streams": cand.streams,
-                     "accuracy": numbers["accuracy"]["mean"], "accuracy std": numbers["accuracy"]["std"],
-                     "balanced accuracy": numbers["balanced_accuracy"]["mean"],
-                     "class gap": numbers["class_gap"]["mean"], "AUC": numbers["roc_auc"]["mean"]})
+        rows.append(
+            {
+                "candidate": cand.name,
+                "recipe": cand.recipe,
+                "streams": cand.streams,
+                "accuracy": numbers["accuracy"]["mean"],
+                "accuracy std": numbers["accuracy"]["std"],
+                "balanced accuracy": numbers["balanced_accuracy"]["mean"],
+                "class gap": numbers["class_gap"]["mean"],
+                "AUC": numbers["roc_auc"]["mean"],
+            }
+        )
     table = pd.DataFrame(rows).sort_values([RANK_METRIC, "class gap"], ascending=[False, True], kind="stable")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table.reset_index(drop=True)
@@ -121,21 +146,40 @@ def _ranking(candidates: list[Candidate], studies: Mapping[str, RecipeStudy]) ->
 
 def _compare(winner: pd.DataFrame, other: pd.DataFrame, n_bootstrap: int, seed: int) -> tuple[float, float, float]:
     both = winner.join(other[["prob"]], rsuffix="_other", how="inner")
-    return group_bootstrap_diff(both["y"].to_numpy(), both["prob_other"].to_numpy(), both["prob"].to_numpy(),
-                                both["group"].to_numpy(), metric_function(RANK_METRIC), n=n_bootstrap, seed=seed)
+    return group_bootstrap_diff(
+        both["y"].to_numpy(),
+        both["prob_other"].to_numpy(),
+        both["prob"].to_numpy(),
+        both["group"].to_numpy(),
+        metric_function(RANK_METRIC),
+        n=n_bootstrap,
+        seed=seed,
+    )
 
 
 def choose_from_oof(oof: pd.DataFrame, runs: pd.DataFrame) -> dict:
     """Epochs (median best epoch of the winner's units), threshold (best balanced accuracy) and
     temperature, all from out-of-fold predictions on train + val."""
     preds = Predictions("val", oof["y"].to_numpy().astype(np.int64), oof["prob"].to_numpy(), tuple(oof.index))
-    return {"epochs": int(np.median(runs["best_epoch"])), "threshold": float(choose_threshold(preds)),
-            "temperature": float(fit_temperature(preds)), "chosen_on": "out-of-fold predictions on train + val",
-            "oof_clips": int(len(oof))}
+    return {
+        "epochs": int(np.median(runs["best_epoch"])),
+        "threshold": float(choose_threshold(preds)),
+        "temperature": float(fit_temperature(preds)),
+        "chosen_on": "out-of-fold predictions on train + val",
+        "oof_clips": int(len(oof)),
+    }
 
 
-def select_recipe(pools: Mapping[str, Pool], candidates: list[Candidate], seeds, cv_folds: int, out_dir: str | Path,
-                  fold_seed: int = 0, n_bootstrap: int = 1000, progress: bool = True) -> Selection:
+def select_recipe(
+    pools: Mapping[str, Pool],
+    candidates: list[Candidate],
+    seeds,
+    cv_folds: int,
+    out_dir: str | Path,
+    fold_seed: int = 0,
+    n_bootstrap: int = 1000,
+    progress: bool = True,
+) -> Selection:
     """Cross-validate every candidate, rank them and pick the winner (writes ``selection.json``).
 
     Args:
@@ -151,9 +195,15 @@ def select_recipe(pools: Mapping[str, Pool], candidates: list[Candidate], seeds,
     studies = {}
     for streams in dict.fromkeys(c.streams for c in candidates):
         configs = {c.recipe: c.config for c in candidates if c.streams == streams}
-        studies[streams] = run_recipe_study(pools[streams], configs, seeds, cv_folds,
-                                            out_dir / streams.replace(":", "-"), fold_seed=fold_seed,
-                                            progress=progress)
+        studies[streams] = run_recipe_study(
+            pools[streams],
+            configs,
+            seeds,
+            cv_folds,
+            out_dir / streams.replace(":", "-"),
+            fold_seed=fold_seed,
+            progress=progress,
+        )
     ranking = _ranking(candidates, studies)
     by_name = {c.name: c for c in candidates}
     winner = by_name[ranking.iloc[0]["candidate"]]
@@ -171,7 +221,15 @@ def select_recipe(pools: Mapping[str, Pool], candidates: list[Candidate], seeds,
         rows.append({"against": other.name, "role": role, "difference": diff, "low": low, "high": high})
     winner_runs = studies[winner.streams].runs
     choices = choose_from_oof(oof, winner_runs[winner_runs["config"] == winner.recipe])
-    selection = Selection(ranking, winner, pd.DataFrame(rows, columns=["against", "role", "difference", "low", "high"]),
-                          oof, choices, studies, cv_folds, [int(s) for s in seeds])
+    selection = Selection(
+        ranking,
+        winner,
+        pd.DataFrame(rows, columns=["against", "role", "difference", "low", "high"]),
+        oof,
+        choices,
+        studies,
+        cv_folds,
+        [int(s) for s in seeds],
+    )
     write_json_atomic(out_dir / "selection.json", selection.to_json())
     return selection

@@ -11,6 +11,7 @@ Units are resumable: a finished unit is stored as ``unit.json`` (metrics and hel
 predictions, no model) and skipped on a rerun with the same configuration and data; an
 interrupted unit continues from its training checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,24 +20,31 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from nexara_lib.training.folds import Fold, grouped_folds, holdout_fold
-from nexara_lib.evaluation.metrics import binary_metrics, metric_function
 from nexara_lib.config import load_yaml, stage_keys
+from nexara_lib.evaluation.metrics import binary_metrics, metric_function
 from nexara_lib.io import read_json, to_jsonable, write_json_atomic
+from nexara_lib.training.folds import Fold, grouped_folds, holdout_fold
 from nexara_lib.training.train import NOT_FINGERPRINTED, predict_proba, train_sequence_model
 
 BASELINE = "default"
 # what the study table and plot show (binary_metrics names at threshold 0.5)
 STUDY_METRICS = ("accuracy", "acc_violent", "acc_nonviolent", "class_gap", "roc_auc")
-METRIC_LABELS = {"accuracy": "accuracy", "acc_violent": "violent acc.", "acc_nonviolent": "non-violent acc.",
-                 "class_gap": "class gap", "roc_auc": "AUC", "balanced_accuracy": "balanced acc."}
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "acc_violent": "violent acc.",
+    "acc_nonviolent": "non-violent acc.",
+    "class_gap": "class gap",
+    "roc_auc": "AUC",
+    "balanced_accuracy": "balanced acc.",
+}
 _TRAINING_KEYS = stage_keys("training")
 
 
@@ -50,14 +58,18 @@ def load_ablation_config(path: str | Path) -> tuple[str, dict]:
     overrides = load_yaml(path)
     other = sorted(k for k in overrides if k not in _TRAINING_KEYS)
     if other:
-        raise ValueError(f"ablation file {str(path)!r} sets {other}, which are not training keys; an ablation "
-                         "trains on the run's features, so it may only change training keys (model, dropout, ...)")
+        raise ValueError(
+            f"ablation file {str(path)!r} sets {other}, which are not training keys; an ablation "
+            "trains on the run's features, so it may only change training keys (model, dropout, ...)"
+        )
     if not overrides:
         raise ValueError(f"ablation file {str(path)!r} changes nothing; give it at least one training key")
     name = path.stem.removeprefix("ablation_")
     if name == BASELINE:
-        raise ValueError(f"ablation file {str(path)!r} would be named {BASELINE!r}, the name of the run's own "
-                         "recipe; rename the file")
+        raise ValueError(
+            f"ablation file {str(path)!r} would be named {BASELINE!r}, the name of the run's own "
+            "recipe; rename the file"
+        )
     return name, overrides
 
 
@@ -76,14 +88,20 @@ def changed_keys(configs: Mapping[str, Mapping]) -> pd.DataFrame:
     """The training keys each configuration changes relative to 'default' (one row per key)."""
     base = configs[BASELINE] if BASELINE in configs else next(iter(configs.values()))
     changed = [k for k in _TRAINING_KEYS if any(cfg.get(k) != base.get(k) for cfg in configs.values())]
-    rows = {key: {name: str(cfg.get(key)) if name == BASELINE or cfg.get(key) != base.get(key) else ""
-                  for name, cfg in configs.items()} for key in changed}
+    rows = {
+        key: {
+            name: str(cfg.get(key)) if name == BASELINE or cfg.get(key) != base.get(key) else ""
+            for name, cfg in configs.items()
+        }
+        for key in changed
+    }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(configs))
 
 
 @dataclasses.dataclass
 class Pool:
     """The development pool: train + val clips of the manifest with their features."""
+
     x: np.ndarray
     y: np.ndarray
     groups: np.ndarray
@@ -125,8 +143,19 @@ def plan_folds(pool: Pool, cv_folds: int, seed: int) -> list[Fold]:
 
 def _unit_fingerprint(cfg: Mapping, seed: int, fold: Fold, pool_fingerprint: str) -> str:
     training = {k: cfg[k] for k in _TRAINING_KEYS if k not in NOT_FINGERPRINTED}
-    payload = json.dumps(to_jsonable({"training": training, "seed": seed, "fit": fold.fit, "inner": fold.inner_val,
-                                      "evaluate": fold.evaluate, "pool": pool_fingerprint}), sort_keys=True)
+    payload = json.dumps(
+        to_jsonable(
+            {
+                "training": training,
+                "seed": seed,
+                "fit": fold.fit,
+                "inner": fold.inner_val,
+                "evaluate": fold.evaluate,
+                "pool": pool_fingerprint,
+            }
+        ),
+        sort_keys=True,
+    )
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -135,21 +164,36 @@ def _train_unit(pool: Pool, fold: Fold, cfg: Mapping, seed: int, unit_dir: Path,
     level = quiet.level
     quiet.setLevel(logging.CRITICAL + 1)  # dozens of units: their per-epoch gap warnings would bury the report
     try:
-        result = train_sequence_model(pool.x[fold.fit], pool.y[fold.fit], pool.x[fold.inner_val],
-                                      pool.y[fold.inner_val], cfg, unit_dir, seed=seed, verbose=0)
+        result = train_sequence_model(
+            pool.x[fold.fit],
+            pool.y[fold.fit],
+            pool.x[fold.inner_val],
+            pool.y[fold.inner_val],
+            cfg,
+            unit_dir,
+            seed=seed,
+            verbose=0,
+        )
     finally:
         quiet.setLevel(level)
     prob = predict_proba(result["model"], pool.x[fold.evaluate])
     (unit_dir / "model.keras").unlink(missing_ok=True)  # units keep metrics and predictions, not 30 models
-    return {"fingerprint": fingerprint, "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-            "stop_reason": result["stop_reason"], "seconds": result["timings"]["total_seconds"],
-            "seconds_per_epoch": result["timings"]["seconds_per_epoch"],
-            "clip_ids": [pool.clip_ids[i] for i in fold.evaluate], "y": pool.y[fold.evaluate].tolist(),
-            "prob": prob.tolist()}
+    return {
+        "fingerprint": fingerprint,
+        "best_epoch": result["best_epoch"],
+        "epochs_run": result["epochs_run"],
+        "stop_reason": result["stop_reason"],
+        "seconds": result["timings"]["total_seconds"],
+        "seconds_per_epoch": result["timings"]["seconds_per_epoch"],
+        "clip_ids": [pool.clip_ids[i] for i in fold.evaluate],
+        "y": pool.y[fold.evaluate].tolist(),
+        "prob": prob.tolist(),
+    }
 
 
-def group_bootstrap_diff(y, prob_a, prob_b, groups, metric_fn, n: int = 1000, seed: int = 0,
-                         alpha: float = 0.05) -> tuple[float, float, float]:
+def group_bootstrap_diff(
+    y, prob_a, prob_b, groups, metric_fn, n: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
     """(metric(b) - metric(a), low, high): a paired bootstrap that resamples whole groups.
 
     Args:
@@ -191,6 +235,7 @@ class RecipeStudy:
         folds: the fold plan, described.
         seeds: the seeds every configuration ran with.
     """
+
     runs: pd.DataFrame
     predictions: pd.DataFrame
     configs: pd.DataFrame
@@ -232,9 +277,13 @@ class RecipeStudy:
         out = {}
         for name in self.names:
             values = per_seed[per_seed["config"] == name]
-            out[name] = {m: {"mean": float(values[m].mean()),
-                             "std": float(values[m].std(ddof=1)) if len(values) > 1 else float("nan")}
-                         for m in list(STUDY_METRICS) + ["balanced_accuracy"]}
+            out[name] = {
+                m: {
+                    "mean": float(values[m].mean()),
+                    "std": float(values[m].std(ddof=1)) if len(values) > 1 else float("nan"),
+                }
+                for m in list(STUDY_METRICS) + ["balanced_accuracy"]
+            }
         return out
 
     def per_fold(self, metric: str = "accuracy") -> pd.DataFrame:
@@ -249,20 +298,27 @@ class RecipeStudy:
         Clips of one recording are not independent, so whole groups are resampled (with one clip
         per group this is the ordinary clip bootstrap)."""
         differences = self.paired_differences(("accuracy", "balanced_accuracy", "acc_violent"), n_bootstrap, seed)
-        rows = {f"{name} − {BASELINE}": {f"Δ {METRIC_LABELS.get(metric, metric)}": f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
-                                         for metric, (d, lo, hi) in metrics.items()}
-                for name, metrics in differences.items()}
+        rows = {
+            f"{name} − {BASELINE}": {
+                f"Δ {METRIC_LABELS.get(metric, metric)}": f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+                for metric, (d, lo, hi) in metrics.items()
+            }
+            for name, metrics in differences.items()
+        }
         table = pd.DataFrame.from_dict(rows, orient="index")
         if not table.empty:
             base = self.predictions[self.predictions["config"] == BASELINE]
-            table.index.name = (f"paired 95% CI, bootstrap over {base['group'].nunique()} source groups "
-                                f"({base['clip_id'].nunique()} held-out clips)")
+            table.index.name = (
+                f"paired 95% CI, bootstrap over {base['group'].nunique()} source groups "
+                f"({base['clip_id'].nunique()} held-out clips)"
+            )
         return table
 
     def paired_differences(self, metrics=("accuracy",), n_bootstrap: int = 1000, seed: int = 0) -> dict:
         """{config: {metric: (difference, ci_low, ci_high)}}: each configuration minus 'default' (fractions)."""
         pooled = self.predictions.groupby(["config", "clip_id"], sort=False).agg(
-            y=("y", "first"), prob=("prob", "mean"), group=("group", "first"))
+            y=("y", "first"), prob=("prob", "mean"), group=("group", "first")
+        )
         if BASELINE not in self.names:
             return {}
         base = pooled.loc[BASELINE]
@@ -272,9 +328,21 @@ class RecipeStudy:
             if name == BASELINE:
                 continue
             other = pooled.loc[name].reindex(base.index)
-            out[name] = {metric: tuple(float(v) for v in group_bootstrap_diff(
-                y, base["prob"].to_numpy(), other["prob"].to_numpy(), groups, metric_function(metric),
-                n=n_bootstrap, seed=seed)) for metric in metrics}
+            out[name] = {
+                metric: tuple(
+                    float(v)
+                    for v in group_bootstrap_diff(
+                        y,
+                        base["prob"].to_numpy(),
+                        other["prob"].to_numpy(),
+                        groups,
+                        metric_function(metric),
+                        n=n_bootstrap,
+                        seed=seed,
+                    )
+                )
+                for metric in metrics
+            }
         return out
 
     def figure(self) -> Figure:
@@ -302,12 +370,24 @@ class RecipeStudy:
         """Headline figures: the held-out accuracy of the run's recipe and of each alternative (mean over seeds)."""
         numbers = self.summary_numbers()
         where = "cross-validated" if self.cv_folds >= 2 else "validation"
-        return {f"recipe comparison: {where} accuracy, {'our recipe' if name == BASELINE else name}":
-                {"value": numbers[name]["accuracy"]["mean"], "format": "percent"} for name in self.names}
+        return {
+            f"recipe comparison: {where} accuracy, {'our recipe' if name == BASELINE else name}": {
+                "value": numbers[name]["accuracy"]["mean"],
+                "format": "percent",
+            }
+            for name in self.names
+        }
 
 
-def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds: int, out_dir: str | Path,
-                     fold_seed: int = 0, progress: bool = True) -> RecipeStudy:
+def run_recipe_study(
+    pool: Pool,
+    configs: Mapping[str, Mapping],
+    seeds,
+    cv_folds: int,
+    out_dir: str | Path,
+    fold_seed: int = 0,
+    progress: bool = True,
+) -> RecipeStudy:
     """Train every (configuration, seed, fold) unit (or reuse it) and collect held-out metrics.
 
     Args:
@@ -346,34 +426,72 @@ def run_recipe_study(pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds
             unit = _train_unit(pool, fold, cfg, seed, unit_dir, fingerprint)
             write_json_atomic(unit_dir / "unit.json", unit)
         metrics = binary_metrics(np.asarray(unit["y"]), np.asarray(unit["prob"]), 0.5)
-        runs.append({"config": name, "seed": seed, "fold": fold.name, "n_evaluated": len(unit["y"]),
-                     **{m: metrics[m] for m in (*STUDY_METRICS, "balanced_accuracy")},
-                     **{k: unit[k] for k in ("best_epoch", "epochs_run", "stop_reason", "seconds")}, "reused": reused})
-        predictions.extend({"config": name, "seed": seed, "fold": fold.name, "clip_id": c, "group": group_of[c],
-                            "y": y, "prob": p} for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"]))
+        runs.append(
+            {
+                "config": name,
+                "seed": seed,
+                "fold": fold.name,
+                "n_evaluated": len(unit["y"]),
+                **{m: metrics[m] for m in (*STUDY_METRICS, "balanced_accuracy")},
+                **{k: unit[k] for k in ("best_epoch", "epochs_run", "stop_reason", "seconds")},
+                "reused": reused,
+            }
+        )
+        predictions.extend(
+            {"config": name, "seed": seed, "fold": fold.name, "clip_id": c, "group": group_of[c], "y": y, "prob": p}
+            for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"])
+        )
         if progress:
             took = "reused" if reused else f"{unit['seconds']:.0f} s"
-            print(f"[{number}/{len(units)}] {name} seed {seed} {fold.name}: accuracy {metrics['accuracy']:.3f}, "
-                  f"violent {metrics['acc_violent']:.3f}, non-violent {metrics['acc_nonviolent']:.3f} ({took}); "
-                  f"{time.perf_counter() - started:.0f} s elapsed", flush=True)
-    study = RecipeStudy(pd.DataFrame(runs), pd.DataFrame(predictions), changed_keys(configs),
-                        pd.DataFrame([f.describe(pool.y) for f in folds]), seeds, cv_folds)
-    write_json_atomic(out_dir / "study.json", {"cv_folds": cv_folds, "seeds": seeds, "fold_seed": fold_seed,
-                                               "configs": {n: {k: c[k] for k in _TRAINING_KEYS} for n, c in
-                                                           configs.items()},
-                                               "summary": study.summary_numbers(),
-                                               "runs": study.runs.to_dict(orient="records")})
+            print(
+                f"[{number}/{len(units)}] {name} seed {seed} {fold.name}: accuracy {metrics['accuracy']:.3f}, "
+                f"violent {metrics['acc_violent']:.3f}, non-violent {metrics['acc_nonviolent']:.3f} ({took}); "
+                f"{time.perf_counter() - started:.0f} s elapsed",
+                flush=True,
+            )
+    study = RecipeStudy(
+        pd.DataFrame(runs),
+        pd.DataFrame(predictions),
+        changed_keys(configs),
+        pd.DataFrame([f.describe(pool.y) for f in folds]),
+        seeds,
+        cv_folds,
+    )
+    write_json_atomic(
+        out_dir / "study.json",
+        {
+            "cv_folds": cv_folds,
+            "seeds": seeds,
+            "fold_seed": fold_seed,
+            "configs": {n: {k: c[k] for k in _TRAINING_KEYS} for n, c in configs.items()},
+            "summary": study.summary_numbers(),
+            "runs": study.runs.to_dict(orient="records"),
+        },
+    )
     study.runs.to_csv(out_dir / "runs.csv", index=False)
     return study
 
 
-def study_for_run(manifest: pd.DataFrame, streams, cache_root: str | Path, params: Mapping[str, Any],
-                  out_dir: str | Path, progress: bool = True) -> RecipeStudy | None:
+def study_for_run(
+    manifest: pd.DataFrame,
+    streams,
+    cache_root: str | Path,
+    params: Mapping[str, Any],
+    out_dir: str | Path,
+    progress: bool = True,
+) -> RecipeStudy | None:
     """The run's study (``cv_folds``, ``ablation_configs``, ``ablation_seeds``), or None when neither
     cross-validation nor an ablation is asked for."""
     if params["cv_folds"] < 2 and not params["ablation_configs"]:
         return None
     configs = study_configs(params)  # bad ablation files fail here, before any training
     pool = development_pool(manifest, streams, cache_root)
-    return run_recipe_study(pool, configs, params["ablation_seeds"], params["cv_folds"], out_dir,
-                            fold_seed=params["seed"], progress=progress)
+    return run_recipe_study(
+        pool,
+        configs,
+        params["ablation_seeds"],
+        params["cv_folds"],
+        out_dir,
+        fold_seed=params["seed"],
+        progress=progress,
+    )

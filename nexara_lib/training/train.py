@@ -19,15 +19,17 @@ loss (``losses``), the learning rate and optimizer (``schedule``), the per-epoch
 clock (``monitor``), resumable checkpoints (``checkpoints``), model files (``model_files``) and
 the history plot (``figures``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,16 +38,34 @@ import pandas as pd
 from nexara_lib.config import SCHEMA, coerce, stage_keys
 from nexara_lib.io import to_jsonable, write_text_atomic
 from nexara_lib.training.arrays import check_splits, class_counts, predict_class_probabilities
-from nexara_lib.training.checkpoints import (ResumableCheckpoint, load_checkpoint, remove_checkpoint,
-                                             training_fingerprint)
+from nexara_lib.training.checkpoints import (
+    ResumableCheckpoint,
+    load_checkpoint,
+    remove_checkpoint,
+    training_fingerprint,
+)
 from nexara_lib.training.model_files import save_model_atomic
-from nexara_lib.training.models import (ModelEntry, available_models, model_defaults, model_entry, model_param_names,
-                                        model_params_from_config)
-from nexara_lib.training.monitor import (MONITORABLE, check_gap_thresholds, gap_status, monitor_mode,
-                                         per_class_metrics)
+from nexara_lib.training.models import (
+    ModelEntry,
+    available_models,
+    model_defaults,
+    model_entry,
+    model_param_names,
+    model_params_from_config,
+)
+from nexara_lib.training.monitor import MONITORABLE, check_gap_thresholds, gap_status, monitor_mode, per_class_metrics
 from nexara_lib.training.pooled import check_c_grid
-from nexara_lib.training.run_steps import (RunCallbacks, Session, TrainingSet, build_and_compile, build_model,
-                                           fit_or_restore, make_callbacks, prepare_training_set, start_session)
+from nexara_lib.training.run_steps import (
+    RunCallbacks,
+    Session,
+    TrainingSet,
+    build_and_compile,
+    build_model,
+    fit_or_restore,
+    make_callbacks,
+    prepare_training_set,
+    start_session,
+)
 
 logger = logging.getLogger("nexara.training")
 
@@ -55,9 +75,22 @@ TRAINING_KEYS = stage_keys("training") + ("seed",)
 NOT_FINGERPRINTED = ("tensorboard", "checkpoint_interval_s")
 # training keys only one way of fitting reads (the other ignores them)
 FIT_ONLY_KEYS = {
-    "keras": ("focal_gamma", "label_smoothing", "optimizer", "learning_rate", "warmup_epochs", "gradient_clip_norm",
-              "batch_size", "epochs", "early_stopping_patience", "augment_factor", "augment_ops", "gap_stop_patience",
-              "checkpoint_interval_s", "tensorboard"),
+    "keras": (
+        "focal_gamma",
+        "label_smoothing",
+        "optimizer",
+        "learning_rate",
+        "warmup_epochs",
+        "gradient_clip_norm",
+        "batch_size",
+        "epochs",
+        "early_stopping_patience",
+        "augment_factor",
+        "augment_ops",
+        "gap_stop_patience",
+        "checkpoint_interval_s",
+        "tensorboard",
+    ),
     "closed_form": ("pooled_c_grid",),
 }
 # history columns that are not validation or training metrics
@@ -69,6 +102,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 # --- configuration ------------------------------------------------------------------------
+
 
 def resolve_training_config(config: Mapping[str, Any]) -> dict:
     """Pick and check the training keys from a run parameter mapping.
@@ -96,8 +130,11 @@ def resolve_training_config(config: Mapping[str, Any]) -> dict:
 
     need(resolved["model"] in available_models(), "model", f"must be one of {available_models()}")
     need(resolved["warmup_epochs"] <= resolved["epochs"], "warmup_epochs", "must be in [0, epochs]")
-    need(resolved["early_stopping_monitor"] in MONITORABLE, "early_stopping_monitor",
-         f"must be one of {list(MONITORABLE)}")
+    need(
+        resolved["early_stopping_monitor"] in MONITORABLE,
+        "early_stopping_monitor",
+        f"must be one of {list(MONITORABLE)}",
+    )
     check_gap_thresholds(resolved["gap_warning"], resolved["gap_critical"])
     check_c_grid(resolved["pooled_c_grid"])
     return resolved
@@ -105,28 +142,36 @@ def resolve_training_config(config: Mapping[str, Any]) -> dict:
 
 # --- writing and reporting --------------------------------------------------------------
 
-def _write_history(history: pd.DataFrame, out_dir: Path, cfg: Mapping[str, Any],
-                   checkpoint: ResumableCheckpoint) -> Path:
+
+def _write_history(
+    history: pd.DataFrame, out_dir: Path, cfg: Mapping[str, Any], checkpoint: ResumableCheckpoint
+) -> Path:
     """Write ``history.csv``, then raise ``TrainingDivergedError`` if any epoch's loss is NaN/inf."""
     history_path = out_dir / "history.csv"
     write_text_atomic(history_path, history.to_csv(index=False))
     bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
     if bad.any():
         epoch = int(history["epoch"].iloc[int(np.argmax(bad))])
-        kept = (f"the last good checkpoint (epoch {checkpoint.last_good_epoch}) is kept in {checkpoint.directory}"
-                if checkpoint.last_good_epoch else "no epoch finished cleanly, so there is no checkpoint")
+        kept = (
+            f"the last good checkpoint (epoch {checkpoint.last_good_epoch}) is kept in {checkpoint.directory}"
+            if checkpoint.last_good_epoch
+            else "no epoch finished cleanly, so there is no checkpoint"
+        )
         raise TrainingDivergedError(
             f"training loss became NaN/inf in epoch {epoch} (model {cfg['model']!r}); training stopped and {kept}. "
             f"Lower learning_rate (now {cfg['learning_rate']}), keep gradient_clip_norm > 0 (now "
-            f"{cfg['gradient_clip_norm']}) and check the features; partial history in {history_path}")
+            f"{cfg['gradient_clip_norm']}) and check the features; partial history in {history_path}"
+        )
     return history_path
 
 
 # --- the results -------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class _Fit:
     """A fitted model, by the Keras loop or in closed form, and what the results need of the fit."""
+
     model: keras.Model
     history: pd.DataFrame
     outcome: dict
@@ -143,14 +188,23 @@ def _model_summary(cfg: Mapping[str, Any]) -> dict:
     fit = model_entry(name).fit
     accepted = model_param_names(name)
     model_shape_keys = {k for m in available_models() for k in model_param_names(m)}
-    return {"model": name, "fit": fit, "model_params": {**model_defaults(name), **model_params_from_config(cfg)},
-            "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted),
-            "training_keys_unused_by_fit": sorted(k for kind, keys in FIT_ONLY_KEYS.items() if kind != fit
-                                                  for k in keys)}
+    return {
+        "model": name,
+        "fit": fit,
+        "model_params": {**model_defaults(name), **model_params_from_config(cfg)},
+        "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted),
+        "training_keys_unused_by_fit": sorted(k for kind, keys in FIT_ONLY_KEYS.items() if kind != fit for k in keys),
+    }
 
 
-def _outcome(cfg: Mapping[str, Any], history: pd.DataFrame, best_index: int, stop_reason: str, stopped_early: bool,
-             initial_epoch: int) -> dict:
+def _outcome(
+    cfg: Mapping[str, Any],
+    history: pd.DataFrame,
+    best_index: int,
+    stop_reason: str,
+    stopped_early: bool,
+    initial_epoch: int,
+) -> dict:
     """How the fit went: the monitored metric, the best row (epoch or candidate) and its metrics, why it stopped."""
     monitor = cfg["early_stopping_monitor"]
     best_row = history.iloc[best_index]
@@ -170,8 +224,11 @@ def _outcome(cfg: Mapping[str, Any], history: pd.DataFrame, best_index: int, sto
 
 def _keras_outcome(cfg: Mapping[str, Any], history: pd.DataFrame, callbacks: RunCallbacks, initial_epoch: int) -> dict:
     """The Keras loop's outcome: early stopping's best epoch, and which rule ended the run."""
-    best_index = (int(callbacks.early_stopping.best_epoch) if np.isfinite(history[cfg["early_stopping_monitor"]]).any()
-                  else len(history) - 1)
+    best_index = (
+        int(callbacks.early_stopping.best_epoch)
+        if np.isfinite(history[cfg["early_stopping_monitor"]]).any()
+        else len(history) - 1
+    )
     if callbacks.per_class.stopped_epoch is not None:
         stop_reason = "critical_class_gap"
     elif len(history) < cfg["epochs"]:
@@ -184,15 +241,20 @@ def _keras_outcome(cfg: Mapping[str, Any], history: pd.DataFrame, callbacks: Run
 def _data_summary(x_train: np.ndarray, y_train: np.ndarray, training_set: TrainingSet, y_val: np.ndarray) -> dict:
     """Clip shape, split sizes and class counts, before and after augmentation."""
     return {
-        "timesteps": int(x_train.shape[1]), "feature_dim": int(x_train.shape[2]),
-        "train_size": int(len(y_train)), "train_size_augmented": int(len(training_set.y)), "val_size": int(len(y_val)),
-        "train_class_counts": class_counts(y_train), "train_class_counts_augmented": class_counts(training_set.y),
+        "timesteps": int(x_train.shape[1]),
+        "feature_dim": int(x_train.shape[2]),
+        "train_size": int(len(y_train)),
+        "train_size_augmented": int(len(training_set.y)),
+        "val_size": int(len(y_val)),
+        "train_class_counts": class_counts(y_train),
+        "train_class_counts_augmented": class_counts(training_set.y),
         "val_class_counts": class_counts(y_val),
     }
 
 
-def _timings(seconds: Mapping[str, float], started: float, history: pd.DataFrame,
-             checkpoint: ResumableCheckpoint | None) -> dict:
+def _timings(
+    seconds: Mapping[str, float], started: float, history: pd.DataFrame, checkpoint: ResumableCheckpoint | None
+) -> dict:
     """Seconds per step (``seconds``: augment, build, fit, save), in total and per epoch (per candidate of a
     closed-form fit)."""
     epoch_seconds = history["epoch_seconds"].to_numpy(dtype=float)
@@ -201,39 +263,50 @@ def _timings(seconds: Mapping[str, float], started: float, history: pd.DataFrame
     return {
         **{f"{step}_seconds": seconds[step] for step in ("augment", "build", "fit", "save")},
         "total_seconds": time.perf_counter() - started,
-        "seconds_per_epoch": float(np.mean(steady)), "first_epoch_seconds": float(epoch_seconds[0]),
+        "seconds_per_epoch": float(np.mean(steady)),
+        "first_epoch_seconds": float(epoch_seconds[0]),
         "checkpoint_seconds": checkpoint.seconds_spent if checkpoint else 0.0,
         "checkpoint_commits": checkpoint.commits if checkpoint else 0,
     }
 
 
-def _results(cfg: Mapping[str, Any], fit: _Fit, final_val: dict, data: dict, timings: dict, started_at: str,
-             out_dir: Path) -> dict:
+def _results(
+    cfg: Mapping[str, Any], fit: _Fit, final_val: dict, data: dict, timings: dict, started_at: str, out_dir: Path
+) -> dict:
     """The contents of ``training_results.json`` (JSON-ready)."""
     session, training_set = fit.session, fit.training_set
     tensorboard = cfg["tensorboard"] and fit.checkpoint is not None  # the Keras loop writes the logs
-    return to_jsonable({
-        **_model_summary(cfg),
-        "training_params": cfg,
-        "seed": cfg["seed"],
-        "precision_policy": session.policy,
-        "distribution": {"strategy": type(session.strategy).__name__, "replicas": session.replicas,
-                         "batch_size_per_replica": cfg["batch_size"], "global_batch_size": session.global_batch},
-        "focal_alpha_used": training_set.alpha,
-        "class_weight_used": training_set.class_weight,
-        "n_parameters": int(fit.model.count_params()),
-        **fit.outcome,
-        "closed_form": fit.closed_form,
-        "final_val_metrics": final_val,
-        "data": data,
-        "timings": timings,
-        "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
-        "started_at": started_at,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "artifacts": {"model": str(out_dir / "model.keras"), "history": str(out_dir / "history.csv"),
-                      "results": str(out_dir / "training_results.json"),
-                      "tensorboard": str(out_dir / "tensorboard") if tensorboard else None},
-    })
+    return to_jsonable(
+        {
+            **_model_summary(cfg),
+            "training_params": cfg,
+            "seed": cfg["seed"],
+            "precision_policy": session.policy,
+            "distribution": {
+                "strategy": type(session.strategy).__name__,
+                "replicas": session.replicas,
+                "batch_size_per_replica": cfg["batch_size"],
+                "global_batch_size": session.global_batch,
+            },
+            "focal_alpha_used": training_set.alpha,
+            "class_weight_used": training_set.class_weight,
+            "n_parameters": int(fit.model.count_params()),
+            **fit.outcome,
+            "closed_form": fit.closed_form,
+            "final_val_metrics": final_val,
+            "data": data,
+            "timings": timings,
+            "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
+            "started_at": started_at,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "artifacts": {
+                "model": str(out_dir / "model.keras"),
+                "history": str(out_dir / "history.csv"),
+                "results": str(out_dir / "training_results.json"),
+                "tensorboard": str(out_dir / "tensorboard") if tensorboard else None,
+            },
+        }
+    )
 
 
 def _tf_version() -> str:
@@ -244,9 +317,19 @@ def _tf_version() -> str:
 
 # --- training ---------------------------------------------------------------------------------
 
-def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, Any], out_dir,
-                         seed: int | None = None, verbose: int = 1, resume: bool = True,
-                         devices=None) -> dict:
+
+def train_sequence_model(
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    config: Mapping[str, Any],
+    out_dir,
+    seed: int | None = None,
+    verbose: int = 1,
+    resume: bool = True,
+    devices=None,
+) -> dict:
     """Train one sequence model and write its artifacts.
 
     Args:
@@ -277,7 +360,7 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
         TrainingDivergedError: the loss became NaN/inf; the last good checkpoint is kept.
     """
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = resolve_training_config(config)
     if seed is not None:
         seed = int(seed) if isinstance(seed, np.integer) else seed
@@ -295,19 +378,26 @@ def train_sequence_model(x_train, y_train, x_val, y_val, config: Mapping[str, An
     t0 = time.perf_counter()
     save_model_atomic(fit.model, out_dir / "model.keras")
     fit.seconds["save"] = time.perf_counter() - t0
-    results = _results(cfg, fit, final_val, _data_summary(x_train, y_train, fit.training_set, y_val),
-                       _timings(fit.seconds, started, fit.history, fit.checkpoint), started_at, out_dir)
+    results = _results(
+        cfg,
+        fit,
+        final_val,
+        _data_summary(x_train, y_train, fit.training_set, y_val),
+        _timings(fit.seconds, started, fit.history, fit.checkpoint),
+        started_at,
+        out_dir,
+    )
     write_text_atomic(out_dir / "training_results.json", json.dumps(results, indent=2))
     remove_checkpoint(out_dir / "checkpoint")  # the run is complete: model.keras is the artifact now
     return {**results, "model": fit.model, "history": fit.history}
 
 
-def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume: bool, verbose: int,
-               devices) -> _Fit:
+def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume: bool, verbose: int, devices) -> _Fit:
     """The Keras loop: augmentation, focal loss, early stopping on validation, resumable checkpoints."""
     checkpoint_dir = out_dir / "checkpoint"
-    fingerprint = training_fingerprint({k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
-                                       [x_train, y_train, x_val, y_val])
+    fingerprint = training_fingerprint(
+        {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED}, [x_train, y_train, x_val, y_val]
+    )
     previous = load_checkpoint(checkpoint_dir, fingerprint) if resume else None
     if not resume:
         remove_checkpoint(checkpoint_dir)
@@ -334,8 +424,9 @@ def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume:
     return _Fit(model, history, outcome, session, training_set, seconds, checkpoint=callbacks.checkpoint)
 
 
-def _fit_closed_form(entry: ModelEntry, x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, verbose: int,
-                     devices) -> _Fit:
+def _fit_closed_form(
+    entry: ModelEntry, x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, verbose: int, devices
+) -> _Fit:
     """The entry's closed-form fit on the un-augmented training clips, the candidate chosen on validation.
 
     Class weighting follows the recipe (``focal_alpha``, ``class_weights``) computed on those clips;
@@ -350,16 +441,19 @@ def _fit_closed_form(entry: ModelEntry, x_train, y_train, x_val, y_val, cfg: dic
         model = build_model(cfg, x_train)
     seconds["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    solved = entry.closed_form(model, x_train, y_train, x_val, y_val, cfg, training_set.alpha,
-                               training_set.class_weight)
+    solved = entry.closed_form(
+        model, x_train, y_train, x_val, y_val, cfg, training_set.alpha, training_set.class_weight
+    )
     seconds["fit"] = time.perf_counter() - t0
     write_text_atomic(out_dir / "history.csv", solved.history.to_csv(index=False))
     outcome = _outcome(cfg, solved.history, solved.best_index, "closed_form", False, 0)
     monitor = cfg["early_stopping_monitor"]
     chosen = solved.history.iloc[solved.best_index]
-    message = (f"{cfg['model']}: closed-form fit, {len(solved.history)} candidates; chosen on validation "
-               f"{monitor} = {chosen[monitor]:.4f} (candidate {solved.best_index + 1}"
-               + (f", C = {chosen['C']:g})" if "C" in chosen else ")"))
+    message = (
+        f"{cfg['model']}: closed-form fit, {len(solved.history)} candidates; chosen on validation "
+        f"{monitor} = {chosen[monitor]:.4f} (candidate {solved.best_index + 1}"
+        + (f", C = {chosen['C']:g})" if "C" in chosen else ")")
+    )
     logger.info(message)
     if verbose:
         print(message, flush=True)

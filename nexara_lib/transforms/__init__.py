@@ -6,4 +6,5 @@ seeded per-clip augmentation copies built from them.
 Importing the package registers every transform (``frame_ops``, ``frame_views``, then ``feature_ops``),
 so a lookup through ``nexara_lib.transforms.registry`` always sees the whole registry.
 """
+
 from nexara_lib.transforms import feature_ops, frame_ops, frame_views  # noqa: F401  (registers the transforms)

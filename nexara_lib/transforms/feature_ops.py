@@ -5,6 +5,7 @@ They cost no re-extraction, never change shapes and never change labels. The aug
 fixed settings and they take their randomness from the ``rng`` input, in a fixed order of draws.
 The test-time views (feature_shift, feature_noise) are deterministic given their parameters.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,13 @@ from nexara_lib.transforms.registry import fixed_draw, register_transform
 # --------------------------------------------------------------------------
 # Augmentation ops: random per clip
 # --------------------------------------------------------------------------
-@register_transform("noise", "features", "gaussian noise, per-feature sigma = 0.1 x that feature's std over the "
-                    "batch", needs=("rng",), draw=fixed_draw(scale=0.1))
+@register_transform(
+    "noise",
+    "features",
+    "gaussian noise, per-feature sigma = 0.1 x that feature's std over the batch",
+    needs=("rng",),
+    draw=fixed_draw(scale=0.1),
+)
 def noise(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Add Gaussian noise with a per-feature sigma of ``scale`` x that feature's std over clips and time."""
     # per-feature std keeps the noise meaningful whatever the backbone's feature ranges are
@@ -24,8 +30,13 @@ def noise(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     return x + rng.standard_normal(x.shape, dtype=np.float32) * (params["scale"] * std)
 
 
-@register_transform("feature_dropout", "features", "zero a random 10% of the feature channels of each clip, for "
-                    "all its time steps", needs=("rng",), draw=fixed_draw(rate=0.1))
+@register_transform(
+    "feature_dropout",
+    "features",
+    "zero a random 10% of the feature channels of each clip, for all its time steps",
+    needs=("rng",),
+    draw=fixed_draw(rate=0.1),
+)
 def feature_dropout(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Zero a random ``rate`` of feature channels of each clip, for all its time steps."""
     # one mask per clip, shared over time: a channel missing for a whole clip mimics an
@@ -34,8 +45,13 @@ def feature_dropout(x: np.ndarray, params: dict, rng: np.random.Generator) -> np
     return x * keep
 
 
-@register_transform("temporal_shift", "features", "shift each clip by a random number of steps, up to 20% of T "
-                    "either way; vacated steps repeat the edge step", needs=("rng",), draw=fixed_draw(max_fraction=0.2))
+@register_transform(
+    "temporal_shift",
+    "features",
+    "shift each clip by a random number of steps, up to 20% of T either way; vacated steps repeat the edge step",
+    needs=("rng",),
+    draw=fixed_draw(max_fraction=0.2),
+)
 def temporal_shift(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Shift each clip by up to ``max_fraction`` of T steps either way; vacated steps repeat the edge frame."""
     n, t, _ = x.shape
@@ -46,8 +62,13 @@ def temporal_shift(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.
     return x[np.arange(n)[:, None], source]
 
 
-@register_transform("speed", "features", "resample each clip in time at a random playback rate in [0.8, 1.25] "
-                    "(log-uniform)", needs=("rng",), draw=fixed_draw(min_rate=0.8, max_rate=1.25))
+@register_transform(
+    "speed",
+    "features",
+    "resample each clip in time at a random playback rate in [0.8, 1.25] (log-uniform)",
+    needs=("rng",),
+    draw=fixed_draw(min_rate=0.8, max_rate=1.25),
+)
 def speed(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Resample each clip in time at a random playback rate (linear interpolation between steps)."""
     n, t, _ = x.shape
@@ -64,8 +85,13 @@ def speed(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     return x[rows, low] * (1 - frac) + x[rows, high] * frac
 
 
-@register_transform("mix", "features", "mixup of each clip with another clip of the same label; the label is "
-                    "unchanged", needs=("rng", "labels"), draw=fixed_draw(alpha=0.4))
+@register_transform(
+    "mix",
+    "features",
+    "mixup of each clip with another clip of the same label; the label is unchanged",
+    needs=("rng", "labels"),
+    draw=fixed_draw(alpha=0.4),
+)
 def mix(x: np.ndarray, params: dict, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     """Mixup of each clip with another clip of the SAME label; the label is unchanged.
 
@@ -93,8 +119,12 @@ def mix(x: np.ndarray, params: dict, rng: np.random.Generator, labels: np.ndarra
 # --------------------------------------------------------------------------
 # Test-time views: deterministic
 # --------------------------------------------------------------------------
-@register_transform("feature_shift", "features", "shift the feature sequence one step later, repeating the first "
-                    "step", tta_params={"shift": 1})
+@register_transform(
+    "feature_shift",
+    "features",
+    "shift the feature sequence one step later, repeating the first step",
+    tta_params={"shift": 1},
+)
 def feature_shift(features: np.ndarray, params: dict) -> np.ndarray:
     """Move every clip ``params["shift"]`` steps later in time with edge padding (no wrap-around of the clip end)."""
     shift = params["shift"]
@@ -106,8 +136,13 @@ def feature_shift(features: np.ndarray, params: dict) -> np.ndarray:
     return features[:, source, :].copy()
 
 
-@register_transform("feature_noise", "features", "small seeded gaussian noise scaled by the training per-dimension "
-                    "std", needs=("feature_std",), tta_params={"scale": 0.05, "seed": 0})
+@register_transform(
+    "feature_noise",
+    "features",
+    "small seeded gaussian noise scaled by the training per-dimension std",
+    needs=("feature_std",),
+    tta_params={"scale": 0.05, "seed": 0},
+)
 def feature_noise(features: np.ndarray, params: dict, feature_std) -> np.ndarray:
     """Add ``scale * feature_std * N(0, 1)`` noise drawn from ``params["seed"]``, keeping the dtype.
 
@@ -116,7 +151,8 @@ def feature_noise(features: np.ndarray, params: dict, feature_std) -> np.ndarray
     """
     std = np.asarray(feature_std, dtype=np.float32)
     if std.shape != (features.shape[-1],) or not np.isfinite(std).all() or (std < 0).any():
-        raise ValueError(f"feature_std must be ({features.shape[-1]},) finite non-negative values, "
-                         f"got shape {std.shape}")
+        raise ValueError(
+            f"feature_std must be ({features.shape[-1]},) finite non-negative values, got shape {std.shape}"
+        )
     noise_draw = np.random.default_rng(params["seed"]).standard_normal(features.shape, dtype=np.float32)
     return (features.astype(np.float32) + params["scale"] * std * noise_draw).astype(features.dtype)

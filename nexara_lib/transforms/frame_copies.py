@@ -10,13 +10,14 @@ same for all frames of the clip, so motion is preserved) from a stable hash of
 ``augmentation_transform_name(ops, copy, seed)`` is the name the copy's features are cached
 under beside the clean ones ("aug-<8 hex>-c<copy>").
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,8 +42,10 @@ def check_frame_augment_ops(ops: Sequence[str]) -> list[str]:
     ops = check_transform_names(ops, level="frame", use="augment", what="frame augmentation ops")
     duplicates = sorted({op for op in ops if ops.count(op) > 1})
     if duplicates:
-        raise ValueError(f"frame augmentation ops {duplicates} are listed more than once in {ops}; "
-                         f"list each op once (available: {available_transforms('frame', 'augment')})")
+        raise ValueError(
+            f"frame augmentation ops {duplicates} are listed more than once in {ops}; "
+            f"list each op once (available: {available_transforms('frame', 'augment')})"
+        )
     return ops
 
 
@@ -65,8 +68,10 @@ def _check_frames(frames) -> np.ndarray:
     single = frames.ndim == 4 and frames.shape[-1] == 3
     pairs = frames.ndim == 5 and frames.shape[1] == 2 and frames.shape[-1] == 3
     if not (single or pairs) or frames.dtype != np.uint8:
-        raise ValueError(f"FrameAugmentation.apply expects uint8 RGB frames (T, H, W, 3) or pairs (T, 2, H, W, 3), "
-                         f"got shape {frames.shape} dtype {frames.dtype}; decode with read_frames first")
+        raise ValueError(
+            f"FrameAugmentation.apply expects uint8 RGB frames (T, H, W, 3) or pairs (T, 2, H, W, 3), "
+            f"got shape {frames.shape} dtype {frames.dtype}; decode with read_frames first"
+        )
     return frames
 
 

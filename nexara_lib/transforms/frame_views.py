@@ -16,9 +16,10 @@ the whole frame dilutes it. Two views look closer, for every backbone alike:
 Resizing uses INTER_AREA like whole frames (``video.reader.to_rgb``), so a motion crop that falls back
 to the whole frame gives exactly the clean stream's frame.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -61,10 +62,15 @@ def check_motion_crop_params(params: Mapping) -> dict:
     """``params`` completed with the defaults; ``fraction`` must be a number in (0, 1]."""
     out = _complete("motion_crop", params, MOTION_CROP_DEFAULTS)
     fraction = out["fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)) \
-            or not 0 < float(fraction) <= 1:
-        raise ValueError(f"view 'motion_crop': fraction must be a number in (0, 1] (the window's share of the "
-                         f"frame height and width; parameter motion_crop_fraction), got {fraction!r}")
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float, np.floating, np.integer))
+        or not 0 < float(fraction) <= 1
+    ):
+        raise ValueError(
+            f"view 'motion_crop': fraction must be a number in (0, 1] (the window's share of the "
+            f"frame height and width; parameter motion_crop_fraction), got {fraction!r}"
+        )
     out["fraction"] = float(fraction)
     return out
 
@@ -74,11 +80,14 @@ def check_tiles_params(params: Mapping) -> dict:
     out = _complete("tiles", params, TILES_DEFAULTS)
     grid = out["grid"]
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"view 'tiles': grid must be an integer >= 2 (tiles per side; parameter tiles_grid; "
-                         f"1 would be the whole frame, the clean stream), got {grid!r}")
+        raise ValueError(
+            f"view 'tiles': grid must be an integer >= 2 (tiles per side; parameter tiles_grid; "
+            f"1 would be the whole frame, the clean stream), got {grid!r}"
+        )
     if out["pooling"] not in POOLINGS:
-        raise ValueError(f"view 'tiles': pooling must be one of {list(POOLINGS)} (parameter tile_pooling), "
-                         f"got {out['pooling']!r}")
+        raise ValueError(
+            f"view 'tiles': pooling must be one of {list(POOLINGS)} (parameter tile_pooling), got {out['pooling']!r}"
+        )
     out["grid"] = int(grid)
     return out
 
@@ -135,17 +144,27 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
 
 def _check_size(name: str, size) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"view {name!r}: size must be the backbone's square input side (a positive integer), "
-                         f"got {size!r}")
+        raise ValueError(
+            f"view {name!r}: size must be the backbone's square input side (a positive integer), got {size!r}"
+        )
     return int(size)
 
 
-@register_transform("motion_crop", "regions", "per sampled frame, the fraction x (height, width) window with the "
-                    "most frame-difference energy against the next frame, resized to the backbone's input; the "
-                    "whole frame when nothing moves", needs=("size", "pairs"),
-                    stream=StreamView(MOTION_CROP_DEFAULTS, check_motion_crop_params,
-                                      key=lambda p: f"motion_crop-f{_key_number(p['fraction'])}",
-                                      regions=lambda p: 1, reads_next=True))
+@register_transform(
+    "motion_crop",
+    "regions",
+    "per sampled frame, the fraction x (height, width) window with the "
+    "most frame-difference energy against the next frame, resized to the backbone's input; the "
+    "whole frame when nothing moves",
+    needs=("size", "pairs"),
+    stream=StreamView(
+        MOTION_CROP_DEFAULTS,
+        check_motion_crop_params,
+        key=lambda p: f"motion_crop-f{_key_number(p['fraction'])}",
+        regions=lambda p: 1,
+        reads_next=True,
+    ),
+)
 def motion_crop(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.ndarray, dict]:
     """Crop every (frame, next frame) pair at its motion window and resize the crop to ``size``.
 
@@ -159,8 +178,10 @@ def motion_crop(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tup
         window is the whole frame because nothing moved}).
     """
     if frames.ndim != 5:
-        raise ValueError("view 'motion_crop' needs each sampled frame with its next frame, (T, 2, H, W, 3); "
-                         "decode with read_sampled_frames(..., size=None, with_next=True)")
+        raise ValueError(
+            "view 'motion_crop' needs each sampled frame with its next frame, (T, 2, H, W, 3); "
+            "decode with read_sampled_frames(..., size=None, with_next=True)"
+        )
     fraction = check_motion_crop_params(params)["fraction"]
     size = _check_size("motion_crop", size)
     out = np.empty((len(frames), 2 if pairs else 1, size, size, 3), np.uint8)
@@ -178,7 +199,7 @@ def motion_crop(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tup
         else:
             top, left, crop_h, crop_w = window
         for j in range(out.shape[1]):
-            out[i, j] = _resize(frames[i, j, top:top + crop_h, left:left + crop_w], size)
+            out[i, j] = _resize(frames[i, j, top : top + crop_h, left : left + crop_w], size)
     return (out if pairs else out[:, 0]), {"motion_fallback_frames": fallbacks}
 
 
@@ -192,12 +213,19 @@ def tile_bounds(length: int, grid: int) -> list[tuple[int, int]]:
     return [(int(stop - (base + (i < extra))), int(stop)) for i, stop in enumerate(stops)]
 
 
-@register_transform("tiles", "regions", "every sampled frame cut into grid x grid tiles (row-major), each resized "
-                    "to the backbone's input and encoded on its own; pooled over tiles (max or mean) on loading",
-                    needs=("size", "pairs"),
-                    stream=StreamView(TILES_DEFAULTS, check_tiles_params,
-                                      key=lambda p: f"tiles-{p['grid']}x{p['grid']}",
-                                      regions=lambda p: p["grid"] ** 2))
+@register_transform(
+    "tiles",
+    "regions",
+    "every sampled frame cut into grid x grid tiles (row-major), each resized "
+    "to the backbone's input and encoded on its own; pooled over tiles (max or mean) on loading",
+    needs=("size", "pairs"),
+    stream=StreamView(
+        TILES_DEFAULTS,
+        check_tiles_params,
+        key=lambda p: f"tiles-{p['grid']}x{p['grid']}",
+        regions=lambda p: p["grid"] ** 2,
+    ),
+)
 def tiles(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.ndarray, dict]:
     """Cut every frame (both frames of a pair alike) into ``grid`` x ``grid`` tiles at ``size``.
 
@@ -217,8 +245,9 @@ def tiles(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.
         raise ValueError("view 'tiles' for a pair backbone needs (frame, next frame) pairs (T, 2, H, W, 3)")
     height, width = stacked.shape[2:4]
     if height < grid or width < grid:
-        raise ValueError(f"view 'tiles': a {width}x{height} frame cannot be cut into {grid}x{grid} tiles; "
-                         f"lower tiles_grid")
+        raise ValueError(
+            f"view 'tiles': a {width}x{height} frame cannot be cut into {grid}x{grid} tiles; lower tiles_grid"
+        )
     keep = 2 if pairs else 1
     out = np.empty((len(stacked), grid * grid, keep, size, size, 3), np.uint8)
     for r, (top, bottom) in enumerate(tile_bounds(height, grid)):
@@ -239,8 +268,10 @@ def pool_regions(features: np.ndarray, regions: int, pooling: str) -> np.ndarray
     if regions == 1:
         return features
     if features.ndim != 3 or features.shape[-1] % regions:
-        raise ValueError(f"pool_regions: expected (N, T, {regions} * D) features of {regions} regions per frame, "
-                         f"got shape {features.shape}; was the cache written by another view?")
+        raise ValueError(
+            f"pool_regions: expected (N, T, {regions} * D) features of {regions} regions per frame, "
+            f"got shape {features.shape}; was the cache written by another view?"
+        )
     if pooling not in POOLINGS:
         raise ValueError(f"pool_regions: pooling must be one of {list(POOLINGS)}, got {pooling!r}")
     split = features.reshape(features.shape[:2] + (regions, features.shape[-1] // regions))

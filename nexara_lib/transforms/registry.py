@@ -21,11 +21,12 @@ Every named transform, whether it augments training data or makes a test-time vi
   read record. Each is extracted as a feature stream of its own, its parameters in the cache key
   (``StreamView``).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class StreamView:
         regions: ``checked params -> R``, frames given per sampled frame (cached as ``(T, R * D)``).
         reads_next: needs every sampled frame's next decoded frame (then frames come as pairs).
     """
+
     defaults: Mapping
     check: Callable[[Mapping], dict]
     key: Callable[[Mapping], str]
@@ -86,8 +88,10 @@ class Transform:
     def view_params(self, seed: int | None = None) -> dict:
         """The test-time view's parameters; a seeded view (a "seed" among them) takes ``seed`` when given."""
         if self.tta_params is None:
-            raise ValueError(f"transform {self.name!r} is not a test-time view (it serves {list(self.uses)}); "
-                             f"TTA views: {available_transforms(use='tta')}")
+            raise ValueError(
+                f"transform {self.name!r} is not a test-time view (it serves {list(self.uses)}); "
+                f"TTA views: {available_transforms(use='tta')}"
+            )
         params = dict(self.tta_params)
         if seed is not None and "seed" in params:
             params["seed"] = int(seed)
@@ -120,52 +124,67 @@ def _check_regions(name: str, frames, span) -> np.ndarray:
     single = frames.ndim == 4 and frames.shape[-1] == 3
     pairs = frames.ndim == 5 and frames.shape[1] == 2 and frames.shape[-1] == 3
     if not (single or pairs) or frames.dtype != np.uint8 or frames.shape[0] == 0:
-        raise ValueError(f"transform {name!r} acts on regions of native-resolution frames: expects uint8 RGB "
-                         f"frames (T, H, W, 3) or (frame, next frame) pairs (T, 2, H, W, 3), got shape "
-                         f"{frames.shape} dtype {frames.dtype}; decode with read_sampled_frames(size=None)")
+        raise ValueError(
+            f"transform {name!r} acts on regions of native-resolution frames: expects uint8 RGB "
+            f"frames (T, H, W, 3) or (frame, next frame) pairs (T, 2, H, W, 3), got shape "
+            f"{frames.shape} dtype {frames.dtype}; decode with read_sampled_frames(size=None)"
+        )
     return frames
 
 
 def _check_pixels(name: str, frames, span) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"transform {name!r} acts on pixels: expects uint8 RGB frames (T, H, W, 3), got shape "
-                         f"{frames.shape} dtype {frames.dtype}")
+        raise ValueError(
+            f"transform {name!r} acts on pixels: expects uint8 RGB frames (T, H, W, 3), got shape "
+            f"{frames.shape} dtype {frames.dtype}"
+        )
     return frames
 
 
 def check_indices(name: str, indices, span) -> np.ndarray:
     """Sampled frame indices as int64 (a copy), checked to lie in ``[0, span - 1]``; ``name`` says who asks."""
     if isinstance(span, bool) or not isinstance(span, (int, np.integer)) or span < 1:
-        raise ValueError(f"{name}: span must be a positive integer (n_frames, or n_frames - 1 for pairs), "
-                         f"got {span!r}")
+        raise ValueError(f"{name}: span must be a positive integer (n_frames, or n_frames - 1 for pairs), got {span!r}")
     indices = np.asarray(indices)
     if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"{name}: indices must be a non-empty 1-D integer array (from sampled_indices), "
-                         f"got shape {indices.shape} dtype {indices.dtype}")
+        raise ValueError(
+            f"{name}: indices must be a non-empty 1-D integer array (from sampled_indices), "
+            f"got shape {indices.shape} dtype {indices.dtype}"
+        )
     if indices.min() < 0 or indices.max() > span - 1:
-        raise ValueError(f"{name}: indices must lie in [0, span - 1] = [0, {span - 1}], got "
-                         f"[{indices.min()}, {indices.max()}]; pass the span the indices were sampled over")
+        raise ValueError(
+            f"{name}: indices must lie in [0, span - 1] = [0, {span - 1}], got "
+            f"[{indices.min()}, {indices.max()}]; pass the span the indices were sampled over"
+        )
     return indices.astype(np.int64)
 
 
 def _check_features(name: str, features, span) -> np.ndarray:
     features = np.asarray(features)
     if features.ndim != 3 or not np.issubdtype(features.dtype, np.floating):
-        raise ValueError(f"transform {name!r} acts on features: expects float features (N, T, D), got shape "
-                         f"{features.shape} dtype {features.dtype}")
+        raise ValueError(
+            f"transform {name!r} acts on features: expects float features (N, T, D), got shape "
+            f"{features.shape} dtype {features.dtype}"
+        )
     return features
 
 
-_CHECKS = {"pixels": _check_pixels, "sampling": check_indices, "regions": _check_regions,
-           "features": _check_features}
+_CHECKS = {"pixels": _check_pixels, "sampling": check_indices, "regions": _check_regions, "features": _check_features}
 
 TRANSFORMS = Registry("transform")
 
 
-def register_transform(name: str, acts_on: str, description: str, *, needs: Sequence[str] = (),
-                       draw: Callable[[np.random.Generator], dict] | None = None,
-                       tta_params: Mapping | None = None, stream: StreamView | None = None) -> Callable:
+def register_transform(
+    name: str,
+    acts_on: str,
+    description: str,
+    *,
+    needs: Sequence[str] = (),
+    draw: Callable[[np.random.Generator], dict] | None = None,
+    tta_params: Mapping | None = None,
+    stream: StreamView | None = None,
+) -> Callable:
     """Decorator that adds ``fn(x, params, **needed inputs)`` to ``TRANSFORMS`` under ``name``.
 
     Args:
@@ -186,22 +205,29 @@ def register_transform(name: str, acts_on: str, description: str, *, needs: Sequ
     if not set(needs) <= set(INPUTS):
         raise ValueError(f"transform {name!r}: needs must be among {list(INPUTS)}, got {list(needs)}")
     if (stream is not None) != (acts_on == "regions") or (stream is not None and (draw or tta_params is not None)):
-        raise ValueError(f"transform {name!r}: a stream view (stream=...) acts on regions and serves nothing else, "
-                         f"and a regions transform is a stream view; got acts_on {acts_on!r}, "
-                         f"stream {'given' if stream is not None else 'missing'}")
+        raise ValueError(
+            f"transform {name!r}: a stream view (stream=...) acts on regions and serves nothing else, "
+            f"and a regions transform is a stream view; got acts_on {acts_on!r}, "
+            f"stream {'given' if stream is not None else 'missing'}"
+        )
     if draw is None and tta_params is None and stream is None:
-        raise ValueError(f"transform {name!r}: give draw (augmentation), tta_params (test-time view) or both, "
-                         "or stream (a stream view)")
+        raise ValueError(
+            f"transform {name!r}: give draw (augmentation), tta_params (test-time view) or both, "
+            "or stream (a stream view)"
+        )
     fixed = None if tta_params is None else MappingProxyType(dict(tta_params))
-    return TRANSFORMS.register(name, lambda fn: Transform(name, acts_on, description, fn, tuple(needs), draw, fixed,
-                                                          stream))
+    return TRANSFORMS.register(
+        name, lambda fn: Transform(name, acts_on, description, fn, tuple(needs), draw, fixed, stream)
+    )
 
 
 def fixed_draw(**settings) -> Callable[[np.random.Generator], dict]:
     """A ``draw`` that returns ``settings`` and takes nothing from the rng, for ops random per clip
     (their randomness comes from the ``rng`` input of ``apply``)."""
+
     def draw(rng: np.random.Generator) -> dict:
         return dict(settings)
+
     return draw
 
 
@@ -216,12 +242,16 @@ def available_transforms(level: str | None = None, use: str | None = None) -> li
         raise ValueError(f"level must be one of {LEVELS} or None, got {level!r}")
     if use is not None and use not in USES:
         raise ValueError(f"use must be one of {USES} or None, got {use!r}")
-    return [name for name in TRANSFORMS.names()
-            if (level is None or TRANSFORMS[name].level == level) and (use is None or use in TRANSFORMS[name].uses)]
+    return [
+        name
+        for name in TRANSFORMS.names()
+        if (level is None or TRANSFORMS[name].level == level) and (use is None or use in TRANSFORMS[name].uses)
+    ]
 
 
-def check_transform_names(names: Sequence[str], *, level: str | None = None, use: str | None = None,
-                          what: str = "transforms") -> list[str]:
+def check_transform_names(
+    names: Sequence[str], *, level: str | None = None, use: str | None = None, what: str = "transforms"
+) -> list[str]:
     """Validate a list of transform names for one purpose.
 
     Args:
@@ -245,7 +275,9 @@ def check_transform_names(names: Sequence[str], *, level: str | None = None, use
     misfits = [name for name in dict.fromkeys(names) if name not in fitting]
     if misfits:
         kind = " ".join(word for word in (level and f"{level}-level", _USE_WORDS.get(use)) if word)
-        found = "; ".join(f"{name!r} acts on {TRANSFORMS[name].acts_on} and serves {'/'.join(TRANSFORMS[name].uses)}"
-                          for name in misfits)
+        found = "; ".join(
+            f"{name!r} acts on {TRANSFORMS[name].acts_on} and serves {'/'.join(TRANSFORMS[name].uses)}"
+            for name in misfits
+        )
         raise ValueError(f"{what} must be {kind} transforms, but {found}; available {what}: {fitting}")
     return list(names)

@@ -4,13 +4,19 @@
 a missing file or broken link, an image or HTML page with a video suffix, an MP4 whose
 recording or download never finished.
 """
+
 from __future__ import annotations
 
 import os
 import struct
 
-_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-                     (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"))
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"BM", "a BMP image"),
+)
 
 
 def _sniff_content(head: bytes) -> str:
@@ -27,7 +33,7 @@ def _sniff_content(head: bytes) -> str:
     except UnicodeDecodeError as err:
         if err.start < len(head) - 3:  # not just a character cut at the end of the sample
             return ""
-        text = head[:err.start].decode("utf-8")
+        text = head[: err.start].decode("utf-8")
     if "<html" in text[:300].lower() or text.lstrip().lower().startswith("<!doctype html"):
         return "an HTML page (a failed download?)"
     return "a text file"
@@ -62,13 +68,16 @@ def _mp4_box_problem(path: str, size: int, max_boxes: int = 10_000) -> str:
             if box_size < 8:
                 return f"corrupt MP4: box {name!r} at byte {offset} has an impossible size {box_size}"
             if offset + box_size > size:
-                return (f"truncated MP4: its {name!r} box needs {offset + box_size} bytes but the file has {size} "
-                        "(an unfinished download or recording)")
+                return (
+                    f"truncated MP4: its {name!r} box needs {offset + box_size} bytes but the file has {size} "
+                    "(an unfinished download or recording)"
+                )
             kinds.add(kind)
             offset += box_size
     if not kinds & {b"moov", b"moof"}:
-        return ("incomplete MP4: no 'moov' box (the index of where frames are), so the recording or "
-                "download did not finish")
+        return (
+            "incomplete MP4: no 'moov' box (the index of where frames are), so the recording or download did not finish"
+        )
     return ""
 
 

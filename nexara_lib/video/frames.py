@@ -6,6 +6,7 @@ this clip's timings say (see ``video.reader``). Reading stops after the last
 needed frame; a clip that decodes fewer frames than its indices assume has them
 re-mapped onto the frames that do decode.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,15 +33,18 @@ def sample_frame_indices(n_frames: int, t: int) -> np.ndarray:
         (for t >= 2).
     """
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
-        raise ValueError(f"sample_frame_indices: n_frames must be a positive integer, got {n_frames!r}; "
-                         "probe the clip first and skip clips with no frames")
+        raise ValueError(
+            f"sample_frame_indices: n_frames must be a positive integer, got {n_frames!r}; "
+            "probe the clip first and skip clips with no frames"
+        )
     if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
         raise ValueError(f"sample_frame_indices: t (frames per clip) must be a positive integer, got {t!r}")
     return np.rint(np.linspace(0, int(n_frames) - 1, int(t))).astype(np.int64)
 
 
-def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: bool = False,
-                        allow_seek: bool = True) -> tuple[np.ndarray, dict]:
+def read_sampled_frames(
+    path: str | os.PathLike, indices, size=None, with_next: bool = False, allow_seek: bool = True
+) -> tuple[np.ndarray, dict]:
     """Decode the frames at ``indices`` exactly (see ``video.reader``) and say how.
 
     Same arguments and frames as ``read_frames``; no warning is raised, the record says it all.
@@ -54,8 +58,9 @@ def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: 
     size = target_size(size)
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or (idx < 0).any():
-        raise ValueError(f"read_frames({path!r}): indices must be a non-empty 1-D sequence of integers >= 0, "
-                         f"got {indices!r}")
+        raise ValueError(
+            f"read_frames({path!r}): indices must be a non-empty 1-D sequence of integers >= 0, got {indices!r}"
+        )
     idx = idx.astype(np.int64)
 
     def needed_for(ix: np.ndarray) -> set[int]:
@@ -67,8 +72,10 @@ def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: 
     if stats.ended_early and int(idx.max()) >= stats.decoded:  # not just the successor of the last frame
         decoded = stats.decoded
         if decoded == 0:
-            raise VideoReadError(f"cannot read video {path!r}: no frame decodes (corrupt or unsupported codec); "
-                                 "run the audit to list such files")
+            raise VideoReadError(
+                f"cannot read video {path!r}: no frame decodes (corrupt or unsupported codec); "
+                "run the audit to list such files"
+            )
         # The pass reached the end, so ``decoded`` is the true count. Spread the request
         # over it the same way it was spread over the assumed count.
         assumed = int(idx.max()) + 1
@@ -83,8 +90,10 @@ def read_sampled_frames(path: str | os.PathLike, indices, size=None, with_next: 
     shape = frames[int(idx[0])].shape
     if size is None and any(f.shape != shape for f in frames.values()):
         # Resolution changes inside a clip are rare; unify to the first frame's size.
-        frames = {k: cv2.resize(f, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if f.shape != shape else f
-                  for k, f in frames.items()}
+        frames = {
+            k: cv2.resize(f, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if f.shape != shape else f
+            for k, f in frames.items()
+        }
     if not with_next:
         return np.stack([frames[int(i)] for i in idx]), record
     # Only decoded frames are in ``frames``: no successor means i is the last frame. Pairs are filled in place
@@ -124,7 +133,11 @@ def read_frames(path: str | os.PathLike, indices, size=None, with_next: bool = F
     frames, record = read_sampled_frames(path, indices, size, with_next)
     if record["remapped"]:
         assumed = int(np.max(indices))
-        warnings.warn(ShortVideoWarning(
-            f"{path}: only {record['frames_decoded']} frames decode but indices up to {assumed} were asked for; "
-            f"indices re-mapped onto frames 0..{record['frames_decoded'] - 1}"), stacklevel=2)
+        warnings.warn(
+            ShortVideoWarning(
+                f"{path}: only {record['frames_decoded']} frames decode but indices up to {assumed} were asked for; "
+                f"indices re-mapped onto frames 0..{record['frames_decoded'] - 1}"
+            ),
+            stacklevel=2,
+        )
     return frames

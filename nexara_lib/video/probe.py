@@ -13,6 +13,7 @@ Probing seeks only over long gaps and checks the result, so a long clip with a
 plausible header is never decoded whole. Why a bad file is bad is told by ``video.bad_files``;
 reading sampled frames is ``video.frames``.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,9 +49,23 @@ TIMING_TOLERANCE = 0.10
 
 def empty_probe() -> dict:
     """The probe record of a file nothing is known about yet (every key ``probe_video`` returns)."""
-    return {"opened": False, "codec": "", "frames_header": 0, "frames": 0, "fps": float("nan"),
-            "duration_s": float("nan"), "width": 0, "height": 0, "bytes": 0, "first_frame_ok": False,
-            "last_frame_ok": False, "phash": "", "warnings": "", "status": "unusable", "reason": ""}
+    return {
+        "opened": False,
+        "codec": "",
+        "frames_header": 0,
+        "frames": 0,
+        "fps": float("nan"),
+        "duration_s": float("nan"),
+        "width": 0,
+        "height": 0,
+        "bytes": 0,
+        "first_frame_ok": False,
+        "last_frame_ok": False,
+        "phash": "",
+        "warnings": "",
+        "status": "unusable",
+        "reason": "",
+    }
 
 
 def _fourcc_text(value: float) -> str:
@@ -63,6 +78,7 @@ def _fourcc_text(value: float) -> str:
 
 
 # --------------------------------------------------------------------------- frames seen while probing
+
 
 def _dhash(frame: np.ndarray) -> int | None:
     """64-bit difference hash of a frame: brighter-than-right-neighbour bits of a 9x8 grey thumbnail.
@@ -166,6 +182,7 @@ def _frames_by_counting(path: str, first: dict) -> tuple[int, dict]:
 
 # --------------------------------------------------------------------------- probe
 
+
 def _read_header(cap: cv2.VideoCapture, info: dict) -> None:
     info["codec"] = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
     header = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -188,8 +205,10 @@ def _timing(info: dict, first: dict, last: dict | None, notes: list[str]) -> Non
         info["fps"] = n / from_stamps
         notes.append(f"no frame rate in the header; {info['fps']:.3g} fps estimated from frame timestamps")
     elif abs(from_stamps - nominal) > TIMING_TOLERANCE * nominal:
-        notes.append(f"variable or wrong frame rate: frame timestamps span {from_stamps:.2f} s but {n} frames "
-                     f"at the header's {fps:g} fps last {nominal:.2f} s (duration taken from the timestamps)")
+        notes.append(
+            f"variable or wrong frame rate: frame timestamps span {from_stamps:.2f} s but {n} frames "
+            f"at the header's {fps:g} fps last {nominal:.2f} s (duration taken from the timestamps)"
+        )
 
 
 def _frame_notes(info: dict, grey: bool) -> list[str]:
@@ -288,6 +307,7 @@ def probe_video(path: str | os.PathLike) -> dict:
 
 # --------------------------------------------------------------------------- perceptual hashes
 
+
 def parse_phash(text: str) -> tuple[np.ndarray, np.ndarray]:
     """Frame hashes of a ``phash`` string as (uint64 values, bool valid) arrays of equal length.
 
@@ -305,8 +325,9 @@ def parse_phash(text: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         values = [0 if p == "-" else int(p, 16) for p in parts]
     except ValueError:
-        raise ValueError(f"parse_phash: {text!r} is not a phash (hex frame hashes joined by ':', "
-                         "'-' for none)") from None
+        raise ValueError(
+            f"parse_phash: {text!r} is not a phash (hex frame hashes joined by ':', '-' for none)"
+        ) from None
     if any(v >= 1 << 64 for v in values):
         raise ValueError(f"parse_phash: {text!r} has a frame hash longer than 64 bits")
     return np.array(values, np.uint64), np.array([p != "-" for p in parts], bool)

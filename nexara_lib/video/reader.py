@@ -16,6 +16,7 @@ frames returned therefore always equal those of a full sequential decode.
 
 Memory holds only the requested frames, resized as they are decoded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,13 +51,14 @@ class VideoReadError(ValueError):
 @dataclasses.dataclass
 class ReadStats:
     """How a clip was read: what ``read_frames_at`` did, for the extraction records."""
-    grabs: int = 0                 # frames decoded by grabbing forward
-    seeks: int = 0                 # verified seeks used
-    seek_fallbacks: int = 0        # seeks that landed on the wrong frame (then grabbed instead)
+
+    grabs: int = 0  # frames decoded by grabbing forward
+    seeks: int = 0  # verified seeks used
+    seek_fallbacks: int = 0  # seeks that landed on the wrong frame (then grabbed instead)
     grab_ms: float = float("nan")  # measured mean cost of one grab
     seek_ms: float = float("nan")  # measured mean cost of one seek (with its grab)
-    decoded: int = 0               # frames the clip yielded before stopping (its true length if it ended early)
-    ended_early: bool = False      # the clip ended before the last requested frame
+    decoded: int = 0  # frames the clip yielded before stopping (its true length if it ended early)
+    ended_early: bool = False  # the clip ended before the last requested frame
 
     @property
     def strategy(self) -> str:
@@ -74,8 +76,11 @@ def target_size(size) -> tuple[int, int] | None:
         return None
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
         raise ValueError(f"read_frames: size must be None, a positive int (square) or (width, height), got {size!r}")
     return int(size[0]), int(size[1])
 
@@ -97,19 +102,24 @@ class _Capture:
         self.cap = self._open()
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.frame_ms = 1000.0 / fps if math.isfinite(fps) and 0 < fps <= 1000 else float("nan")
-        self.position = 0               # index of the frame the next grab yields
-        self.first_ms = float("nan")    # timestamp of frame 0
+        self.position = 0  # index of the frame the next grab yields
+        self.first_ms = float("nan")  # timestamp of frame 0
         self.grab_s = 0.0
         self.timed_grabs = 0
         self.seek_s = 0.0
 
     def _open(self) -> cv2.VideoCapture:
         threads = _DECODER_THREADS["n"]
-        cap = (cv2.VideoCapture(self.path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads]) if threads
-               else cv2.VideoCapture(self.path))
+        cap = (
+            cv2.VideoCapture(self.path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
+            if threads
+            else cv2.VideoCapture(self.path)
+        )
         if not cap.isOpened():
-            raise VideoReadError(f"cannot read video {self.path!r}: it does not open as a video "
-                                 "(missing, empty, corrupt or not a video); run the audit to list such files")
+            raise VideoReadError(
+                f"cannot read video {self.path!r}: it does not open as a video "
+                "(missing, empty, corrupt or not a video); run the audit to list such files"
+            )
         return cap
 
     def release(self) -> None:
@@ -174,8 +184,9 @@ class _Capture:
         return True
 
 
-def read_frames_at(path: str, needed: set[int], size=None, allow_seek: bool = True
-                   ) -> tuple[dict[int, np.ndarray], ReadStats]:
+def read_frames_at(
+    path: str, needed: set[int], size=None, allow_seek: bool = True
+) -> tuple[dict[int, np.ndarray], ReadStats]:
     """Decode the frames whose indices are in ``needed``, in one forward pass.
 
     Args:

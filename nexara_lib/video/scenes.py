@@ -11,6 +11,7 @@ coherent and periodic versus bursty, opposing and jerky.
 ``SCENES`` maps each scenario to its factory; every random draw comes from the
 clip's own generator, in a fixed order.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,6 +77,7 @@ def bystander(rng, width, height):
         def walker(t):
             arms, legs = _gait(phase0 + 2 * math.pi * freq * t, 0.3, 0.25)
             return person.pose(start + speed * t, 1 if speed > 0 else -1, 0.05, arms, legs)
+
         return walker
     facing = int(rng.choice([-1, 1]))
     wave_freq = rng.uniform(0.3, 0.8)
@@ -86,6 +88,7 @@ def bystander(rng, width, height):
         arms = ((gesture, 0.8 + 0.3 * gesture), (0.1, 0.2))
         legs = ((0.08, 0.02), (-0.08, 0.02))
         return person.pose(person.x + sway * math.sin(2 * math.pi * 0.4 * t), facing, 0.0, arms, legs)
+
     return stander
 
 
@@ -147,8 +150,9 @@ def _fight_scene(rng, width, height, duration, kind):
         attacker = a if kind != "brawl" or rng.random() < 0.5 else b
         limb = "leg" if kind == "kick" and rng.random() < 0.6 else ("near" if rng.random() < 0.5 else "far")
         strikes.append((onset, attacker, limb, rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.2)))
-    jitter = {id(p): tuple(_random_walk_keys(rng, duration, rng.uniform(0.05, 0.08)) for _ in range(3))
-              for p in (a, b)}  # x, y and torso-lean tracks
+    jitter = {
+        id(p): tuple(_random_walk_keys(rng, duration, rng.uniform(0.05, 0.08)) for _ in range(3)) for p in (a, b)
+    }  # x, y and torso-lean tracks
     circling = {id(p): (rng.uniform(0.2, 0.5), rng.uniform(0, 2 * math.pi)) for p in (a, b)}
 
     def in_burst(t):
@@ -195,6 +199,7 @@ def _fight_scene(rng, width, height, duration, kind):
 
     def scene(t):
         return [fighter(a, b, t), fighter(b, a, t)], []
+
     return scene
 
 
@@ -222,6 +227,7 @@ def _running_scene(rng, width, height, duration):
             bob = 0.03 * abs(math.sin(phase))
             poses.append(person.pose(x, 1 if speed > 0 else -1, 0.25, arms, legs, bob))
         return poses, []
+
     return scene
 
 
@@ -232,28 +238,41 @@ def _dancing_scene(rng, width, height, duration):
     for i in range(count):
         person = _Person(rng, width, height, x=width * (i + 1) / (count + 1) + rng.uniform(-0.05, 0.05) * width)
         beat = rng.uniform(1.6, 2.6)
-        dancers.append((person, beat, rng.uniform(0, 2 * math.pi), rng.choice([0.0, math.pi]),
-                        int(rng.choice([-1, 1])), rng.uniform(0.08, 0.2)))
+        dancers.append(
+            (
+                person,
+                beat,
+                rng.uniform(0, 2 * math.pi),
+                rng.choice([0.0, math.pi]),
+                int(rng.choice([-1, 1])),
+                rng.uniform(0.08, 0.2),
+            )
+        )
 
     def scene(t):
         poses = []
         for person, beat, phase0, arm_offset, facing, sway in dancers:
             w = 2 * math.pi * beat * t + phase0
-            arms = ((1.5 + 1.3 * math.sin(w), 0.7 + 0.5 * math.sin(w + 1.0)),
-                    (1.5 + 1.3 * math.sin(w + arm_offset), 0.7 + 0.5 * math.sin(w + arm_offset + 1.0)))
+            arms = (
+                (1.5 + 1.3 * math.sin(w), 0.7 + 0.5 * math.sin(w + 1.0)),
+                (1.5 + 1.3 * math.sin(w + arm_offset), 0.7 + 0.5 * math.sin(w + arm_offset + 1.0)),
+            )
             legs = ((0.35 * math.sin(w), 0.3 + 0.3 * math.sin(w)), (-0.35 * math.sin(w), 0.3 - 0.3 * math.sin(w)))
             x = person.x + sway * person.s * math.sin(w / 2)
             bob = 0.04 * abs(math.sin(w))
             poses.append(person.pose(x, facing, 0.15 * math.sin(w / 2), arms, legs, bob))
         return poses, []
+
     return scene
 
 
 def _sport_scene(rng, width, height, duration):
     """2-3 players passing a ball fast along an arc, with a smooth throwing swing."""
     count = int(rng.integers(2, 4))
-    players = [_Person(rng, width, height, x=width * (0.15 + 0.7 * i / (count - 1)) + rng.uniform(-0.05, 0.05) * width)
-               for i in range(count)]
+    players = [
+        _Person(rng, width, height, x=width * (0.15 + 0.7 * i / (count - 1)) + rng.uniform(-0.05, 0.05) * width)
+        for i in range(count)
+    ]
     ball_color = tuple(int(v) for v in rng.integers(150, 256, size=3))
     passes, t, holder = [], rng.uniform(0.0, 0.3), int(rng.integers(count))
     while t < duration:
@@ -301,6 +320,7 @@ def _sport_scene(rng, width, height, duration):
             hx, hy = hand_point(last[3] if last else passes[0][2], t)
             balls.append(Ball(hx, hy, radius, ball_color))
         return poses, balls
+
     return scene
 
 
@@ -338,6 +358,7 @@ def _hugging_scene(rng, width, height, duration):
 
     def scene(t):
         return [person_at(a, -1, t), person_at(b, 1, t)], []
+
     return scene
 
 
@@ -347,6 +368,7 @@ def _walking_scene(rng, width, height, duration):
 
     def scene(t):
         return [p(t) for p in people], []
+
     return scene
 
 

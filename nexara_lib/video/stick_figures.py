@@ -3,6 +3,7 @@
 A figure has a head, a torso and two-segment arms and legs (``Pose``); far limbs are
 drawn first and darker. Coordinates carry sub-pixel bits so slow motion stays smooth.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ class Pose(NamedTuple):
     ((upper, bend), (upper, bend)) angles in rad, near limb first. Limb angle
     0 hangs straight down, pi/2 points forward, pi points up.
     """
+
     x: float
     y: float
     s: float
@@ -110,5 +112,6 @@ def visible_color(color: tuple, background_luma: float, min_contrast: float = 50
 
 
 def draw_ball(img: np.ndarray, ball: Ball) -> None:
-    cv2.circle(img, _fixed((ball.x, ball.y)), int(round(ball.r * _SUBPIXEL_SCALE)), ball.color, -1,
-               cv2.LINE_AA, _SUBPIXEL)
+    cv2.circle(
+        img, _fixed((ball.x, ball.y)), int(round(ball.r * _SUBPIXEL_SCALE)), ball.color, -1, cv2.LINE_AA, _SUBPIXEL
+    )

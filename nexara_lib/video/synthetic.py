@@ -8,6 +8,7 @@ noise. This module renders clips, writes them and lays out the dataset.
 Every clip is drawn from its own seeded generator, so the same ``seed`` gives
 byte-for-byte the same frames, and a finished dataset is reused.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,12 @@ from nexara_lib.video.stick_figures import draw_ball, draw_figure, luma, visible
 GENERATOR_VERSION = 1  # bump whenever the rendered content changes, so old datasets regenerate
 VIOLENT_SCENARIOS = ("punch", "brawl", "kick")
 NONVIOLENT_SCENARIOS = ("running", "dancing", "sport", "hugging", "walking")
-FRAME_SIZES = ((112, 84), (128, 96), (160, 120), (192, 144))  # (width, height), small on purpose: fast to write and read
+FRAME_SIZES = (
+    (112, 84),
+    (128, 96),
+    (160, 120),
+    (192, 144),
+)  # (width, height), small on purpose: fast to write and read
 FPS_CHOICES = (15, 20, 25, 30)
 DURATION_RANGE_S = (2.0, 4.0)
 VAL_FRACTION = 0.2  # share of each class written to val/, the rest to train/
@@ -43,8 +49,9 @@ LISTING_COLUMNS = ["path", "split", "label", "class_name", "scenario", "width", 
 def _background(rng, width, height):
     """Textured static backdrop: low-frequency colour blotches, a floor, a few boxes, fine grain."""
     base = rng.uniform(40, 200, size=3)
-    blotches = cv2.resize(rng.uniform(-40, 40, size=(4, 5, 3)).astype(np.float32), (width, height),
-                          interpolation=cv2.INTER_CUBIC)
+    blotches = cv2.resize(
+        rng.uniform(-40, 40, size=(4, 5, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+    )
     bg = np.clip(base + blotches, 0, 255).astype(np.float32)
     horizon = int(height * rng.uniform(0.45, 0.65))
     bg[horizon:] = bg[horizon:] * rng.uniform(0.5, 0.9) + rng.uniform(0, 40, size=3)
@@ -74,15 +81,19 @@ def render_clip(scenario: str, width: int, height: int, fps: int, n_frames: int,
     if width < 32 or height < 32 or fps <= 0 or n_frames < 2:
         raise ValueError(
             f"render_clip: need width, height >= 32, fps > 0 and n_frames >= 2; got width={width}, "
-            f"height={height}, fps={fps}, n_frames={n_frames}")
+            f"height={height}, fps={fps}, n_frames={n_frames}"
+        )
     rng = np.random.default_rng(seed)
     duration = n_frames / fps
     background = _background(rng, width, height)
     background_luma = float(luma(background.reshape(-1, 3).mean(0)))
     scene = SCENES[scenario](rng, width, height, duration)
     # Bystanders: calm people around a fight or a hug (they may walk through it).
-    extras = [bystander(rng, width, height) for _ in range(rng.integers(0, 3))] \
-        if scenario in VIOLENT_SCENARIOS + ("hugging",) else []
+    extras = (
+        [bystander(rng, width, height) for _ in range(rng.integers(0, 3))]
+        if scenario in VIOLENT_SCENARIOS + ("hugging",)
+        else []
+    )
 
     # Camera: gain drifts slowly, flickers a little, and the sensor adds noise.
     # Noise comes from a small pool of fields shifted each frame: never static, cheap to draw.
@@ -111,16 +122,26 @@ def render_clip(scenario: str, width: int, height: int, fps: int, n_frames: int,
             draw_ball(canvas, ball)
         if shake:
             # Hand-held camera: smooth global sway, the same for both classes.
-            sx = shake * (math.sin(2 * math.pi * shake_freqs[0] * t + shake_phases[0])
-                          + 0.5 * math.sin(2 * math.pi * shake_freqs[1] * t + shake_phases[1]))
-            sy = shake * 0.6 * (math.sin(2 * math.pi * shake_freqs[2] * t + shake_phases[2])
-                                + 0.5 * math.sin(2 * math.pi * shake_freqs[3] * t + shake_phases[3]))
-            canvas = cv2.warpAffine(canvas, np.float32([[1, 0, sx], [0, 1, sy]]), (width, height),
-                                    borderMode=cv2.BORDER_REFLECT)
-        gain = gain0 * (1 + drift_amp * math.sin(2 * math.pi * drift_freq * t + drift_phase)
-                        + flicker * rng.standard_normal())
+            sx = shake * (
+                math.sin(2 * math.pi * shake_freqs[0] * t + shake_phases[0])
+                + 0.5 * math.sin(2 * math.pi * shake_freqs[1] * t + shake_phases[1])
+            )
+            sy = (
+                shake
+                * 0.6
+                * (
+                    math.sin(2 * math.pi * shake_freqs[2] * t + shake_phases[2])
+                    + 0.5 * math.sin(2 * math.pi * shake_freqs[3] * t + shake_phases[3])
+                )
+            )
+            canvas = cv2.warpAffine(
+                canvas, np.float32([[1, 0, sx], [0, 1, sy]]), (width, height), borderMode=cv2.BORDER_REFLECT
+            )
+        gain = gain0 * (
+            1 + drift_amp * math.sin(2 * math.pi * drift_freq * t + drift_phase) + flicker * rng.standard_normal()
+        )
         oy, ox = rng.integers(0, pad, size=2)
-        noise = noise_pool[rng.integers(0, len(noise_pool)), oy:oy + height, ox:ox + width]
+        noise = noise_pool[rng.integers(0, len(noise_pool)), oy : oy + height, ox : ox + width]
         frame = canvas.astype(np.float32) * (gain * tint) + noise
         np.clip(frame, 0, 255, out=frame)
         frames[i] = frame.astype(np.uint8)
@@ -140,19 +161,24 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int, scratch_di
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(
             f"write_clip: frames must be a non-empty (N, H, W, 3) uint8 BGR array, got shape {frames.shape} "
-            f"dtype {frames.dtype} for {path}")
+            f"dtype {frames.dtype} for {path}"
+        )
     height, width = frames.shape[1:3]
     with atomic_path(path, tmp_dir=scratch_dir, keep_suffix=True) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (width, height))
         if not writer.isOpened():
-            raise ValueError(f"write_clip: OpenCV could not open a MJPG writer for {tmp}; check that the folder is writable")
+            raise ValueError(
+                f"write_clip: OpenCV could not open a MJPG writer for {tmp}; check that the folder is writable"
+            )
         try:
             for frame in frames:
                 writer.write(frame)
         finally:
             writer.release()
         if not tmp.is_file() or tmp.stat().st_size == 0:
-            raise OSError(f"write_clip: OpenCV wrote nothing to {tmp}; is the MJPG codec available in this OpenCV build?")
+            raise OSError(
+                f"write_clip: OpenCV wrote nothing to {tmp}; is the MJPG codec available in this OpenCV build?"
+            )
 
 
 # --------------------------------------------------------------------------- dataset
@@ -191,9 +217,20 @@ def plan_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0) -> pd.
             scenario = scenarios[k % len(scenarios)]
             split = "val" if k in val_members else "train"
             name = f"{CLASS_DIRS[label].lower()}_{k:04d}_{scenario}.avi"
-            rows.append(dict(path=str(out_dir / split / CLASS_DIRS[label] / name), split=split, label=label,
-                             class_name=CLASS_DIRS[label], scenario=scenario, width=int(width),
-                             height=int(height), fps=fps, frames=frames, clip_seed=clip_seed))
+            rows.append(
+                dict(
+                    path=str(out_dir / split / CLASS_DIRS[label] / name),
+                    split=split,
+                    label=label,
+                    class_name=CLASS_DIRS[label],
+                    scenario=scenario,
+                    width=int(width),
+                    height=int(height),
+                    fps=fps,
+                    frames=frames,
+                    clip_seed=clip_seed,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -206,8 +243,9 @@ def _is_generated_name(name: str) -> bool:
     return re.fullmatch(r"(fight|nonfight)_\d{4,}_[a-z]+\.avi", name) is not None
 
 
-def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: int = 0,
-                               progress: bool = False) -> pd.DataFrame:
+def generate_synthetic_dataset(
+    out_dir: str | os.PathLike, n_clips: int, seed: int = 0, progress: bool = False
+) -> pd.DataFrame:
     """Write a synthetic violence dataset in the RWF-2000 layout, or reuse a finished one.
 
     Layout: ``<out_dir>/{train,val}/{Fight,NonFight}/*.avi`` (MJPG). A marker
@@ -250,7 +288,8 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
     if foreign:
         raise ValueError(
             f"generate_synthetic_dataset: {out_dir} already holds {len(foreign)} video(s) this generator did "
-            f"not write (e.g. {foreign[0]}); point out_dir at an empty or synthetic-only folder")
+            f"not write (e.g. {foreign[0]}); point out_dir at an empty or synthetic-only folder"
+        )
     for stray in strays:
         stray.unlink()  # left by an earlier synthetic dataset with other settings
     for d in layout_dirs:
@@ -261,10 +300,13 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, n_clips: int, seed: i
     rows = plan.itertuples(index=False)
     if progress:
         from tqdm.auto import tqdm
+
         rows = tqdm(rows, total=len(plan), desc="synthetic clips", file=sys.stderr)
     for row in rows:
         frames = render_clip(row.scenario, row.width, row.height, row.fps, row.frames, row.clip_seed)
         write_clip(row.path, frames, row.fps, scratch)
     shutil.rmtree(scratch, ignore_errors=True)
-    write_text_atomic(marker_path, json.dumps(_marker(n_clips, seed), indent=2) + "\n")  # written last: the set is complete
+    write_text_atomic(
+        marker_path, json.dumps(_marker(n_clips, seed), indent=2) + "\n"
+    )  # written last: the set is complete
     return listing
