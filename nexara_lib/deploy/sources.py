@@ -24,9 +24,12 @@ import cv2
 import numpy as np
 
 from nexara_lib.config import SCHEMA
-from nexara_lib.deploy.source_specs import (
+from nexara_lib.deploy.source_specs import (  # noqa: F401  (re-exported: callers import them from here)
+    LIVE_SCHEMES,
+    VIDEO_EXTENSIONS,
     SourceError,
-    SourceSpec,  # noqa: F401
+    SourceSpec,
+    expand_sources,
     mask_credentials,
 )
 from nexara_lib.video.reader import to_rgb
