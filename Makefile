@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo surv test test-slow test-all test-fast bench clean
+.PHONY: install demo surv lint docs test test-slow test-all test-fast bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,14 @@ demo: install  ## synthetic data, whole pipeline, CPU, under 5 minutes of notebo
 
 surv: install  ## the real surveillance clips in ../shared/data/surv-fight-dev
 	$(VENV)/bin/nexara run -f params/base.yaml -f params/surv_dev.yaml
+
+lint: install  ## ruff (lint + format check) and mypy on nexara_lib, configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+docs: install  ## regenerate docs/parameters.md from the parameter schema (tests/test_docs.py checks it is current)
+	$(VENV)/bin/nexara params --out docs/parameters.md
 
 # Two pytest workers; the tests that read the one smoke run share a worker (xdist_group "smoke_run").
 XDIST := -n 2 --dist loadgroup
@@ -42,6 +50,7 @@ bench: install  ## speed benchmarks, JSON reports under outputs/bench/ (not test
 	$(PY) -m benchmarks.bench_training --out outputs/bench/training.json
 	$(PY) -m benchmarks.bench_extraction --out outputs/bench/extraction.json
 	$(PY) -m benchmarks.bench_detect --out outputs/bench/detect.json
+	$(PY) -m benchmarks.bench_study --out outputs/bench/study.json  # long: surv_dev's whole selection, three times
 
 clean:
 	rm -rf outputs/* .pytest_cache

@@ -3,10 +3,15 @@ this machine with ``mobilenet_v1_tflite``, the lag behind live, head latency per
 peak memory over a long source against a short one. JSON out; nothing asserts on a time.
 
 The mosaic is built from the real surveillance clips in ../shared/data/surv-fight-dev (each cell a
-different clip, looped), the head is the run recipe's ``hybrid`` at surv_dev's size with its
-normalization adapted on real clip features (random weights: latency and memory do not depend on
-them). Long sources loop one short mosaic file with continuous timestamps (``LoopingCapture``),
-so a one-hour source needs no hour of video on disk; every frame is still decoded.
+different clip, looped). The head is the recipe ``params/surv_dev.yaml`` carries forward: ``pooled_linear``
+on the whole frame + the motion crop (``--streams``), T = 16, windows of surv_dev's W = 2 s (the median
+duration of its training clips; ``--window-s``), its normalization adapted on random features (latency
+and memory do not depend on the weights). Long sources loop one short mosaic file with continuous
+timestamps (``LoopingCapture``), so a one-hour source needs no hour of video on disk; every frame is still
+decoded. ``--before DIR`` also runs every unpaced case with the library of another checkout (e.g. the last
+commit: ``git archive HEAD | tar -x -C DIR``) on the same export and mosaics: before and after in one run.
+The CPU floor says how many cells the backbone alone allows: cores / (encoded frames per cell-second x the
+backbone's CPU seconds per frame, measured here).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +37,10 @@ from benchmarks.bench_common import load_average, run_cli
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "surv-fight-dev"
 FPS = 25.0
-T, WINDOW_S = 16, 5.0
+T, WINDOW_S, STRIDE = 16, 2.0, 0.5  # surv_dev: T = 16, W = the median training clip (2 s), stride W/2
+STREAMS = ("identity", "motion_crop")  # what surv_dev's recipe selection carries forward
+MODEL = "pooled_linear"
+GRIDS = ("1x1", "2x2", "2x3", "3x3")
 
 
 class LoopingCapture:
@@ -94,27 +103,30 @@ def write_mosaic(out: Path, rows: int, cols: int, seconds: float, cell=(320, 240
     return out
 
 
-def build_export(folder: Path) -> Path:
-    """A surv_dev-sized hybrid head on mobilenet_v1_tflite features, exported in every variant."""
+def build_export(folder: Path, model_name: str = MODEL, items=STREAMS, window_s: float = WINDOW_S) -> Path:
+    """A surv_dev-sized head (``model_name``) on mobilenet_v1_tflite features of the stream ``items``, exported
+    in every variant."""
     import keras
 
     from nexara_lib.deploy.export import export_head
-    from nexara_lib.features.stream import FeatureStream
+    from nexara_lib.features.stream_set import StreamSet
     from nexara_lib.training.model_files import save_model_atomic
     from nexara_lib.training.models import adapt_input_normalization, create_sequence_model, model_defaults
 
     keras.utils.set_random_seed(0)
-    stream = FeatureStream("mobilenet_v1_tflite", "imagenet", T)
-    sizes = dict(dense_units=256, lstm_units=64, lstm_units_last=32, head_units=[64, 32])
-    model = create_sequence_model("hybrid", (T, stream.feature_dim), **{**model_defaults("hybrid"), **sizes})
-    adapt_input_normalization(
-        model, np.random.default_rng(0).gamma(1.0, 0.5, (64, T, stream.feature_dim)).astype("float32")
+    run = {"backbone": "mobilenet_v1_tflite", "backbone_weights": "imagenet", "frames_per_clip": T, "image_size": 0}
+    streams = StreamSet.parse(list(items), run)
+    sizes = (
+        dict(dense_units=256, lstm_units=64, lstm_units_last=32, head_units=[64, 32]) if model_name == "hybrid" else {}
     )
+    dim = streams.feature_dim
+    model = create_sequence_model(model_name, (T, dim), **{**model_defaults(model_name), **sizes})
+    adapt_input_normalization(model, np.random.default_rng(0).gamma(1.0, 0.5, (64, T, dim)).astype("float32"))
     save_model_atomic(model, folder / "model.keras")
     facts = {
-        "run": {"name": "bench", "model": "hybrid", "stream_set": "identity"},
-        "streams": [{**stream.describe(), "item": "identity"}],
-        "window_s": WINDOW_S,
+        "run": {"name": "bench", "model": model_name, "stream_set": streams.name},
+        "streams": [{**s.describe(), "item": item} for s, item in zip(streams.streams, streams.items, strict=True)],
+        "window_s": window_s,
         "threshold": {
             "on": 0.5,
             "false_alarm_rate": 0.05,
@@ -152,39 +164,53 @@ class RssSampler(threading.Thread):
         }
 
 
-def detect_case(export: Path, mosaic: Path, grid: int, seconds: float, realtime: bool) -> dict:
-    """One detector run on the mosaic looped for ``seconds`` (in this process)."""
+def detect_case(
+    export: Path, mosaic: Path, grid: tuple[int, int], seconds: float, realtime: bool, evidence: bool = False
+) -> dict:
+    """One detector run on the mosaic looped for ``seconds`` (in this process); alert evidence recorded only with
+    ``evidence`` (a library without evidence recording runs without it either way)."""
+    import inspect
+
     from nexara_lib.deploy.detect import detect
 
+    options = {"evidence": evidence} if "evidence" in inspect.signature(detect).parameters else {}
+    rows, cols = int(grid[0]), int(grid[1])
     sampler = RssSampler()
     with tempfile.TemporaryDirectory() as out:
         sampler.start()
+        cpu0 = time.process_time()
         result = detect(
             [str(mosaic)],
             export,
-            {"detect_cooldown_s": 30.0},
+            {"detect_cooldown_s": 30.0, "detect_stride": STRIDE},
             out,
-            grid=(grid, grid),
+            grid=(rows, cols),
             realtime=realtime,
             opener=lambda uri: LoopingCapture(str(uri), seconds),
             figure=False,
+            **options,
         )
+        detect_cpu = time.process_time() - cpu0
         sampler.stop.set()
         sampler.join()
     summary = result.summary
+    cells = rows * cols
     return {
-        "grid": f"{grid}x{grid}",
-        "cells": grid * grid,
+        "grid": f"{rows}x{cols}",
+        "cells": cells,
         "source_s": seconds,
         "realtime": realtime,
         "wall_s": round(summary["wall_s"], 2),
         "realtime_factor": round(summary["realtime_factor"] or 0, 3),
         "windows": summary["windows"],
         "backbone_frames": summary["backbone"]["frames"],
+        "backbone_frames_per_cell_second": round(summary["backbone"]["frames"] / (cells * seconds), 2),
         "backbone_s": round(summary["backbone"]["seconds"], 2),
         "head_s": round(summary["head"]["seconds"], 3),
         "lag_s": summary["lag_s"],
         "behind_live_s": summary["behind_live_s"],
+        "detect_cpu_s": round(detect_cpu, 1),
+        "cpu_s_per_cell_second": round(detect_cpu / (cells * seconds), 4),
         "cpu_s": round(time.process_time(), 1),
         "process_peak_rss_mb": round(_peak_rss_mb(), 1),
         "rss_while_detecting": sampler.report(),
@@ -195,81 +221,143 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(case: dict) -> dict:
-    """Run one case in a fresh process: peak memory is per process."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_detect", "--child", json.dumps(case)]
-    done = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    )
+def _child(case: dict, library: str | Path | None = None) -> dict:
+    """Run one case in a fresh process (peak memory is per process), with this checkout's library or, given
+    ``library``, another checkout's (the benchmark script is this one either way)."""
+    root = Path(library).resolve() if library is not None else REPO
+    if not (root / "nexara_lib").is_dir():
+        raise ValueError(f"--before {str(library)!r} holds no nexara_lib/: give a checkout of another commit")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(case)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise ValueError(f"benchmark case {case} failed:\n{done.stderr[-2000:]}")
+        raise ValueError(f"benchmark case {case} ({root}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def parse_grids(texts) -> list[tuple[int, int]]:
+    """Grids written as RxC ("2x3"), as (rows, cols)."""
+    from nexara_lib.deploy.grid import parse_grid
+
+    return [parse_grid(t) for t in texts]
+
+
+def backbone_floor(items, stride: float, window_s: float, repeats: int = 6) -> dict:
+    """The backbone's CPU seconds per encoded frame (batches of 8 frames of real clips, measured here) and what
+    it allows: encoded frames per cell-second (every stream's T frames per window, a window every stride x W,
+    no position shared), CPU per cell-second, and cells in real time on this machine's cores."""
+    from nexara_lib.features.backbones import create_backbone
+
+    encode = create_backbone("mobilenet_v1_tflite", "imagenet", 0)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
+    encode(frames)
+    cpu0 = time.process_time()
+    for _ in range(repeats):
+        encode(frames)
+    per_frame = (time.process_time() - cpu0) / (repeats * len(frames))
+    rate = len(items) * T / (stride * window_s)
+    cores = os.cpu_count() or 1
+    return {
+        "backbone_cpu_ms_per_frame": round(1000 * per_frame, 2),
+        "encoded_frames_per_cell_second": round(rate, 2),
+        "backbone_cpu_s_per_cell_second": round(rate * per_frame, 4),
+        "cores": cores,
+        "cells_floor": round(cores / (rate * per_frame), 2),
+        "how": "cores / (encoded frames per cell-second x backbone CPU per frame): the most cells the backbone "
+        "alone lets a perfectly parallel schedule keep up with; decoding, cutting and the head come on top",
+    }
+
+
+def sustained(cases: list[dict]) -> int:
+    return max([r["cells"] for r in cases if r["realtime_factor"] >= 1.0] or [0])
 
 
 def run(args) -> None:
     if args.child:
         case = json.loads(args.child)
         os.environ.setdefault("NEXARA_PRETRAINED_DIR", str(REPO.parent / "shared" / "models"))
-        print(
-            json.dumps(
-                detect_case(Path(case["export"]), Path(case["mosaic"]), case["grid"], case["seconds"], case["realtime"])
-            )
+        result = detect_case(
+            Path(case["export"]),
+            Path(case["mosaic"]),
+            case["grid"],
+            case["seconds"],
+            case["realtime"],
+            case["evidence"],
         )
+        print(json.dumps(result))
         return
     os.environ.setdefault("NEXARA_PRETRAINED_DIR", str(REPO.parent / "shared" / "models"))
-    args.grids = sorted(set(args.grids) | {1, args.live_grid})  # the memory cases use 1x1, the live run its grid
-    work = Path(tempfile.mkdtemp(prefix="bench-detect-"))
-    export = build_export(work)
+    grids = parse_grids(args.grids)
+    live_grid = parse_grids([args.live_grid])[0]
+    work = Path(tempfile.mkdtemp(prefix="bench-detect-"))  # the export and mosaics, removed at the end
+    try:
+        _measure(args, grids, live_grid, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(args, grids: list[tuple[int, int]], live_grid: tuple[int, int], work: Path) -> None:
+    """Every case of the benchmark, with the export and mosaics in ``work``; writes the report."""
+    export = build_export(work, args.model, args.streams.split("+"), args.window_s)
     from nexara_lib.deploy.export import load_export
     from nexara_lib.deploy.parity import head_latency
 
     heads = {v: load_export(export, v)[0] for v in ("float32", "float16", "int8")}
     latency = head_latency(heads, batches=(1, 9), repeats=30)
-    mosaics = {g: write_mosaic(work / f"mosaic-{g}x{g}.mp4", g, g, 20.0) for g in args.grids}
-    throughput = [
-        _child(
-            {
-                "export": str(export),
-                "mosaic": str(mosaics[g]),
-                "grid": g,
-                "seconds": args.throughput_s,
-                "realtime": False,
-            }
-        )
-        for g in args.grids
-    ]
-    sustained = max([r["cells"] for r in throughput if r["realtime_factor"] >= 1.0] or [0])
-    live = _child(
-        {
+    mosaics = {
+        g: write_mosaic(work / f"mosaic-{g[0]}x{g[1]}.mp4", g[0], g[1], 20.0) for g in {*grids, live_grid, (1, 1)}
+    }
+
+    def case(grid, seconds, realtime):
+        return {
             "export": str(export),
-            "mosaic": str(mosaics[args.live_grid]),
-            "grid": args.live_grid,
-            "seconds": args.live_s,
-            "realtime": True,
+            "mosaic": str(mosaics[grid]),
+            "grid": grid,
+            "seconds": seconds,
+            "realtime": realtime,
+            "evidence": args.evidence,
         }
-    )
-    short = _child(
-        {"export": str(export), "mosaic": str(mosaics[1]), "grid": 1, "seconds": args.memory_short_s, "realtime": False}
-    )
-    long = _child(
-        {"export": str(export), "mosaic": str(mosaics[1]), "grid": 1, "seconds": args.memory_long_s, "realtime": False}
-    )
+
+    load_before = load_average()
+    before = [_child(case(g, args.throughput_s, False), args.before) for g in grids] if args.before else None
+    throughput = [_child(case(g, args.throughput_s, False)) for g in grids]
+    live = _child(case(live_grid, args.live_s, True)) if args.live_s > 0 else None
+    short = _child(case((1, 1), args.memory_short_s, False)) if args.memory_long_s > 0 else None
+    long = _child(case((1, 1), args.memory_long_s, False)) if args.memory_long_s > 0 else None
+    items = args.streams.split("+")
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": load_average()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        },
         "setup": {
             "backbone": "mobilenet_v1_tflite",
+            "model": args.model,
+            "streams": items,
             "T": T,
-            "window_s": WINDOW_S,
-            "stride": 0.5,
+            "window_s": args.window_s,
+            "stride": STRIDE,
             "fps": FPS,
             "cell_px": [320, 240],
+            "throughput_source_s": args.throughput_s,
+            "before": str(args.before) if args.before else None,
+            "alert_evidence": "recorded" if args.evidence else "off (--evidence records it, as nexara detect does)",
         },
         "head_latency_ms": latency.to_dict("records"),
         "throughput": throughput,
-        "cells_sustained_in_real_time": sustained,
+        "cells_sustained_in_real_time": sustained(throughput),
+        "throughput_before": before,
+        "cells_sustained_in_real_time_before": sustained(before) if before else None,
+        "floor": backbone_floor(items, STRIDE, args.window_s),
         "live": live,
-        "live_lag_under_1s": bool(live["behind_live_s"]["max"] is not None and live["behind_live_s"]["max"] < 1.0),
-        "memory": {
+        "live_lag_under_1s": bool(
+            live and live["behind_live_s"]["max"] is not None and live["behind_live_s"]["max"] < 1.0
+        ),
+        "memory": None
+        if long is None
+        else {
             "short_source_s": args.memory_short_s,
             "long_source_s": args.memory_long_s,
             "short_peak_rss_mb": short["rss_while_detecting"]["peak_mb"],
@@ -286,20 +374,32 @@ def run(args) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("cells_sustained_in_real_time", "live_lag_under_1s", "memory")}, indent=2))
+    keys = (
+        "cells_sustained_in_real_time",
+        "cells_sustained_in_real_time_before",
+        "floor",
+        "live_lag_under_1s",
+        "memory",
+    )
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/bench/detect.json")
-    parser.add_argument(
-        "--grids", type=int, nargs="+", default=[1, 2, 3, 4], help="grid sides whose throughput is measured"
-    )
+    parser.add_argument("--grids", nargs="+", default=list(GRIDS), help="grids (RxC) whose throughput is measured")
     parser.add_argument("--throughput-s", type=float, default=60.0, help="source seconds per throughput case")
-    parser.add_argument("--live-grid", type=int, default=3, help="grid side of the real-time (paced) run")
-    parser.add_argument("--live-s", type=float, default=600.0, help="seconds of the paced run (10 minutes)")
+    parser.add_argument("--live-grid", default="2x3", help="grid (RxC) of the real-time (paced) run")
+    parser.add_argument("--live-s", type=float, default=600.0, help="seconds of the paced run (10 minutes; 0 = none)")
     parser.add_argument("--memory-short-s", type=float, default=60.0)
-    parser.add_argument("--memory-long-s", type=float, default=3600.0)
+    parser.add_argument("--memory-long-s", type=float, default=3600.0, help="0 = no memory cases")
+    parser.add_argument("--model", default=MODEL, help="the head's model (registry name)")
+    parser.add_argument("--streams", default="+".join(STREAMS), help="the head's streams, '+'-joined")
+    parser.add_argument("--window-s", type=float, default=WINDOW_S, help="window length W in seconds")
+    parser.add_argument(
+        "--before", default=None, help="a checkout of another commit: its library runs every unpaced case too"
+    )
+    parser.add_argument("--evidence", action="store_true", help="record alert evidence (nexara detect's default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser
 

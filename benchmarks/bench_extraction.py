@@ -19,14 +19,18 @@ ours' wall <= 1.2x max(decode alone, model alone); peak RSS of the 10-minute cli
 the 2-second one. Benchmarks are not tests: nothing here asserts on a time.
 
 A **views** part extracts the same clips once more per stream view (``--views``, default identity,
-motion_crop and tiles; each into a fresh cache, same workers): clips/s with and without the motion crop
-(and the tiles), and the motion crop's whole-frame fallbacks. ``--views-only`` runs just that part
-(a report with ``views`` and no naive/decode/model/RSS parts).
+motion_crop, motion_image, motion_image_crop and tiles; each into a fresh cache, same workers): clips/s
+with and without each view, and how often the motion views found no motion (``motion_fallback_frames``) or
+compared with the neighbouring sampled frame because the next decoded frame repeated the sampled one
+(``motion_neighbour_frames``). ``--views-only`` runs just that part (a report with ``views`` and no
+naive/decode/model/RSS parts); ``--keep-features DIR`` keeps its caches there (for a probe on them).
 
 Run it with ``make bench`` or::
 
     python -m benchmarks.bench_extraction --out outputs/bench/extraction.json
     python -m benchmarks.bench_extraction --views-only --clips 20 --frames 16 --out outputs/bench/views.json
+    python -m benchmarks.bench_extraction --views-only --frames 16 --views identity,motion_crop,motion_image_crop \
+        --keep-features outputs/bench/features --out outputs/bench/views.json
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ LONG_CLIP = (600.0, 5)  # 10 minutes at a low frame rate (3000 frames) keeps wri
 QUICK_LONG_CLIP = (20.0, 5)  # --quick: a 20-second long clip (100 frames)
 QUICK_CLIPS = 4  # --quick without --clips: this many real clips
 RUN_ORDER = ("decode_only", "model_only", "ours", "naive")  # within each repeat
-VIEWS = ("identity", "motion_crop", "tiles")  # the views part: the clean stream, then each stream view
+VIEWS = ("identity", "motion_crop", "motion_image", "motion_image_crop", "tiles")  # the clean stream, then each view
+MOTION_RECORDS = ("motion_fallback_frames", "motion_neighbour_frames")  # summed over clips for the motion views
 _RSS_RESULT_PREFIX = "RSS_RESULT "  # the line a measuring child prints its result on
 
 
@@ -212,23 +217,32 @@ def _per_clip(count: int, frames_per_clip: int, wall: float) -> dict:
     }
 
 
-def _run_ours(manifest, cfg: dict, stream=None) -> dict:
+def _run_ours(manifest, cfg: dict, stream=None, keep: str | Path | None = None) -> dict:
     """``extract_features`` of ``stream`` (default: the clean stream) into a fresh temporary cache (removed
-    afterwards)."""
+    afterwards), or into ``keep`` (kept; the stream's folder there must not exist yet)."""
+    import contextlib
+
     from nexara_lib.features.cache import read_clip_records
     from nexara_lib.features.extract import extract_features
     from nexara_lib.features.stream import FeatureStream
 
     stream = stream or FeatureStream(cfg["backbone"], cfg["weights"], cfg["frames"])
+    if keep is not None and stream.cache_dir(keep).exists():
+        raise ValueError(
+            f"--keep-features {str(keep)!r} already holds {stream.key}: the benchmark times a fresh extraction; "
+            "give an empty folder"
+        )
     cpu0 = _cpu_seconds()
-    with tempfile.TemporaryDirectory(prefix="nexara-bench-extract-") as cache_root:
+    place = tempfile.TemporaryDirectory(prefix="nexara-bench-extract-") if keep is None else None
+    with place or contextlib.nullcontext(str(keep)) as cache_root:
         t0 = time.perf_counter()
         summary = extract_features(manifest, stream, cache_root, workers=cfg["workers"], progress=False)
         wall = time.perf_counter() - t0
         records = read_clip_records(summary["cache_dir"])
     cpu1 = _cpu_seconds()
-    if "motion_fallback_frames" in records.columns:  # motion_crop: sampled frames that kept the whole frame
-        summary["motion_fallback_frames"] = int(records["motion_fallback_frames"].sum())
+    for name in MOTION_RECORDS:  # motion views: frames without motion, frames compared with their neighbour
+        if name in records.columns:
+            summary[name] = int(records[name].fillna(0).sum())
     summary = {k: v for k, v in summary.items() if k not in ("cache_dir",)}
     return {
         "wall_s": wall,
@@ -515,7 +529,7 @@ def check_views(views) -> tuple[str, ...]:
     return tuple(views)
 
 
-def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
+def _views_part(manifest, cfg: dict, views: tuple[str, ...], keep: str | Path | None = None) -> dict:
     """``extract_features`` once per view on the same clips, each into a fresh cache: clips/s and costs."""
     from nexara_lib.features.stream import FeatureStream
 
@@ -523,7 +537,7 @@ def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
     out: dict = {}
     for view in views:
         stream = base if view == "identity" else base.with_view(view)
-        run = _run_ours(manifest, cfg, stream)
+        run = _run_ours(manifest, cfg, stream, keep)
         summary = run["summary"]
         out[view] = {
             "key": stream.key,
@@ -537,7 +551,7 @@ def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
             "model_s": run["model_s"],
             "wait_s": run["wait_s"],
             "cpu_s": run["cpu_s"],
-            "motion_fallback_frames": summary.get("motion_fallback_frames"),
+            **{name: summary.get(name) for name in MOTION_RECORDS},
         }
     if "identity" in out:
         for view in views:
@@ -546,8 +560,8 @@ def _views_part(manifest, cfg: dict, views: tuple[str, ...]) -> dict:
     out["method"] = (
         "extract_features(workers, default batch size) per view on the same clips, each into a fresh "
         "temporary cache, one run each, in the order listed; stream views decode the sampled frames "
-        "at native resolution and cut them in the decoder processes (motion_crop also decodes each "
-        "sampled frame's next frame); tiles encode grid**2 frames per sampled frame"
+        "at native resolution and cut them in the decoder processes (the motion views also decode each "
+        "sampled frame's next frame, in the same pass); tiles encode grid**2 frames per sampled frame"
     )
     return out
 
@@ -590,8 +604,10 @@ def bench_views(
     frames: int = 20,
     workers: int = 2,
     views=VIEWS,
+    keep_features: str | Path | None = None,
 ) -> dict:
-    """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report)."""
+    """Only the views part: clips/s of the clean stream and each stream view on the same clips (JSON report);
+    ``keep_features``: a folder that keeps the extracted caches (each stream's folder must not exist there)."""
     from nexara_lib.io import write_json_atomic
 
     stream, cfg, views = _bench_setup(backbone, weights, frames, workers, clips, views)
@@ -599,7 +615,7 @@ def bench_views(
     load_before = load_average()
     total0 = time.perf_counter()
     manifest, unusable = select_clips(data_dir, clips)
-    part = _views_part(manifest, cfg, views)
+    part = _views_part(manifest, cfg, views, keep_features)
     headline = _views_headline(part)
     report = {
         "benchmark": "feature_extraction_views",
@@ -889,6 +905,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--views-only", action="store_true", help="run only the views part (no naive/decode/model/RSS parts)"
     )
+    parser.add_argument(
+        "--keep-features", default=None, help="--views-only: keep the views' feature caches in this folder"
+    )
     return parser
 
 
@@ -906,6 +925,7 @@ def main(argv: list[str] | None = None) -> int:
                 frames=args.frames,
                 workers=args.workers,
                 views=args.views or VIEWS,
+                keep_features=args.keep_features,
             )
         return bench_extraction(
             args.out,

@@ -22,4 +22,5 @@ def per_class_accuracy(y_true, prob, threshold: float = 0.5) -> tuple[float, flo
     """(accuracy on non-violent clips, accuracy on violent clips); NaN for a class with no clip."""
     y = np.asarray(y_true).ravel()
     pred = predict_labels(np.asarray(prob).ravel(), threshold)
-    return tuple(float(np.mean(pred[y == c] == c)) if np.any(y == c) else float("nan") for c in (0, 1))
+    nonviolent, violent = (float(np.mean(pred[y == c] == c)) if np.any(y == c) else float("nan") for c in (0, 1))
+    return nonviolent, violent

@@ -74,6 +74,11 @@ class RunLayout:
         """Notebook 07's test videos and detector outputs."""
         return self.artifacts / "deploy"
 
+    @property
+    def reviews(self) -> Path:
+        """Operators' verdicts on alerts (notebook 09; ``nexara feedback`` reads it)."""
+        return self.run_dir / "reviews.jsonl"
+
     def require(self, path: Path, produced_by: str) -> Path:
         """Return ``path`` or fail naming the notebook that produces it."""
         if not path.exists():

@@ -9,9 +9,11 @@ import yaml
 from matplotlib.figure import Figure
 from test_training import TINY_CONFIG, burst_clips
 
+from nexara_lib.evaluation.metrics import metric_function
 from nexara_lib.run.params import resolve_params
 from nexara_lib.training import study as ablation
 from nexara_lib.training.study import Pool, load_ablation_config, run_recipe_study, study_configs
+from nexara_lib.training.study_results import group_bootstrap_diff
 
 pytestmark = pytest.mark.slow  # trains every study unit; the smoke run's 03 runs the study end to end
 
@@ -124,10 +126,10 @@ def test_group_bootstrap_resamples_whole_groups():
     groups = np.array(["a", "a", "a", "a", "b", "b", "c", "c"])
     better = np.where(y == 1, 0.9, 0.1)
     worse = np.full(8, 0.4)  # everything non-violent
-    fn = ablation.metric_function("accuracy")
-    diff, low, high = ablation.group_bootstrap_diff(y, worse, better, groups, fn, n=200)
+    fn = metric_function("accuracy")
+    diff, low, high = group_bootstrap_diff(y, worse, better, groups, fn, n=200)
     assert diff == pytest.approx(0.5) and low <= diff <= high
-    same = ablation.group_bootstrap_diff(y, better, better, groups, fn, n=50)
+    same = group_bootstrap_diff(y, better, better, groups, fn, n=50)
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same non-zero length"):
-        ablation.group_bootstrap_diff(y, worse, better, groups[:3], fn)
+        group_bootstrap_diff(y, worse, better, groups[:3], fn)

@@ -110,7 +110,10 @@ def test_discover_generic_split_layout_with_split_synonyms(tmp_path):
 def test_class_folder_synonyms(tmp_path, violent, non_violent):
     root = make_tree(tmp_path / "d", {f"{violent}/a.avi": 2, f"{non_violent}/b.avi": 2})
     clips = discover_clips([root])
-    assert dict(zip(clips["rel_path"], clips["label"])) == {f"{violent}/a.avi": 1, f"{non_violent}/b.avi": 0}
+    assert dict(zip(clips["rel_path"], clips["label"], strict=True)) == {
+        f"{violent}/a.avi": 1,
+        f"{non_violent}/b.avi": 0,
+    }
     assert set(clips["split"]) == {""}
 
 
@@ -139,7 +142,7 @@ def test_discover_real_life_violence_situations(tmp_path):
     )
     clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"Real Life Violence Dataset": "real-life-violence-situations"}
-    assert dict(zip(clips["rel_path"], clips["label"])) == {
+    assert dict(zip(clips["rel_path"], clips["label"], strict=True)) == {
         "NonViolence/NV_1.mp4": 0,
         "Violence/V_1.mp4": 1,
         "Violence/V_2.mp4": 1,
@@ -159,7 +162,7 @@ def test_discover_hockey_flat_folder(tmp_path):
     )
     clips = discover_clips([root])
     assert clips.attrs["layouts"] == {"HockeyFights": "hockey/movies-flat"}
-    assert dict(zip(clips["rel_path"], clips["label"])) == {
+    assert dict(zip(clips["rel_path"], clips["label"], strict=True)) == {
         "fi1_xvid.avi": 1,
         "newfi2.avi": 1,
         "newno4.avi": 0,
@@ -251,7 +254,9 @@ def test_grouped_splits_are_grouped_stratified_and_deterministic():
         assert share["val"] == pytest.approx(0.15, abs=0.06) and share["test"] == pytest.approx(0.15, abs=0.06)
     pd.testing.assert_frame_equal(result, assign_splits(table, (0.7, 0.15, 0.15), seed=5))
     shuffled = assign_splits(table.sample(frac=1, random_state=1), (0.7, 0.15, 0.15), seed=5)
-    assert dict(zip(shuffled["path"], shuffled["split"])) == dict(zip(result["path"], result["split"]))
+    assert dict(zip(shuffled["path"], shuffled["split"], strict=True)) == dict(
+        zip(result["path"], result["split"], strict=True)
+    )
 
 
 def test_few_groups_still_fill_every_split_or_fail_clearly():
@@ -297,7 +302,7 @@ def test_duplicate_across_dataset_splits_is_flagged_as_leakage(tmp_path):
         result = assign_splits(clips)
     leaked = result[result["leakage"]]
     assert sorted(leaked["rel_path"]) == ["train/Fight/Fight_0.avi", "val/Fight/copy_of_train.avi"]
-    assert dict(zip(leaked["rel_path"], leaked["split"]))["val/Fight/copy_of_train.avi"] == "test"
+    assert dict(zip(leaked["rel_path"], leaked["split"], strict=True))["val/Fight/copy_of_train.avi"] == "test"
     assert leaked["group"].nunique() == 1
 
 
@@ -328,7 +333,7 @@ def test_groups_csv_missing_clip_gets_own_group_with_warning(tmp_path):
     messages = " ".join(str(w.message) for w in record)
     assert "not in groups CSV" in messages and "fight/fi2.avi" in messages
     assert "different label" in messages and "noFight/no1.avi" in messages
-    groups = dict(zip(grouped["rel_path"], grouped["group"]))
+    groups = dict(zip(grouped["rel_path"], grouped["group"], strict=True))
     assert groups["fight/fi1.avi"] == groups["noFight/no1.avi"] == "csv:camA"
     assert groups["fight/fi2.avi"] not in (groups["fight/fi1.avi"],)
     bad = tmp_path / "bad.csv"
@@ -363,7 +368,7 @@ def test_build_manifest_reports_unusable_files_and_keeps_good_ones(tmp_path):
     (root / "fight" / "notes.txt").write_text("not a clip")
 
     manifest, unusable, summary = build_manifest([root], seed=0, workers=1, progress=False)
-    reasons = dict(zip(unusable["rel_path"], unusable["reason"]))
+    reasons = dict(zip(unusable["rel_path"], unusable["reason"], strict=True))
     assert set(reasons) == {"fight/empty.mp4", "noFight/text.avi", "fight/single.avi"}
     assert reasons["fight/empty.mp4"] == "file is empty (0 bytes)"
     assert reasons["noFight/text.avi"].startswith("not a video: the file is a text file with a .avi suffix")

@@ -125,7 +125,7 @@ def write_vfr_mkv(path, ticks=(1,) * 10 + (3,) * 10, fps=10.0):
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot mux raw packets (VIDEOWRITER_PROP_RAW_VIDEO), so no VFR clip")
     pts = 0
-    for frame, tick in zip(frames, ticks):
+    for frame, tick in zip(frames, ticks, strict=True):
         ok, jpeg = cv2.imencode(".jpg", frame)
         writer.set(cv2.VIDEOWRITER_PROP_PTS, pts)
         writer.write(jpeg.reshape(1, -1))
@@ -150,7 +150,7 @@ SCRIPT_NAME = "<script>alert('x')<script> & co.avi"
 
 
 def reasons_of(unusable):
-    return dict(zip(unusable["rel_path"], unusable["reason"]))
+    return dict(zip(unusable["rel_path"], unusable["reason"], strict=True))
 
 
 def audit_of(root, **kwargs):
@@ -253,7 +253,7 @@ def test_directory_symlink_loops_are_skipped_without_mislabelling(tmp_path):
     os.symlink(root / "noFight", root / "noFight" / "to_self")
     os.symlink("missing_target.avi", root / "fight" / "dangling.avi")
     clips = discover_clips([root])
-    assert dict(zip(clips["rel_path"], clips["label"])) == {
+    assert dict(zip(clips["rel_path"], clips["label"], strict=True)) == {
         "fight/dangling.avi": 1,
         "fight/fi0.avi": 1,
         "fight/fi1.avi": 1,
@@ -530,7 +530,7 @@ def test_a_dataset_with_every_problem_audits_to_completion(tmp_path):
     with pytest.warns(UserWarning, match="leakage"):
         manifest, unusable, summary = build_manifest([root], seed=3, workers=2, progress=False)
 
-    assert dict(zip(manifest["rel_path"], manifest["label"])) == good
+    assert dict(zip(manifest["rel_path"], manifest["label"], strict=True)) == good
     assert (manifest["status"] == "ok").all()
     reasons = reasons_of(unusable)
     assert set(reasons) == set(bad)

@@ -4,6 +4,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from benchmarks.bench_detect import LoopingCapture, RssSampler
 
@@ -38,3 +39,33 @@ def test_rss_sampler_reports_peaks_of_this_process():
     report = sampler.report()
     assert report["samples"] >= 3 and report["peak_mb"] >= report["first_tenth_peak_mb"] > 0
     assert block.sum() == 64 * 2**20
+
+
+def test_grids_are_rows_by_columns_and_sustained_cells_need_real_time():
+    from benchmarks.bench_detect import parse_grids, sustained
+
+    assert parse_grids(["1x1", "2x3", "3X3"]) == [(1, 1), (2, 3), (3, 3)]
+    cases = [
+        {"cells": 4, "realtime_factor": 1.4},
+        {"cells": 6, "realtime_factor": 1.0},
+        {"cells": 9, "realtime_factor": 0.7},
+    ]
+    assert sustained(cases) == 6 and sustained(cases[2:]) == 0
+
+
+def test_before_must_name_a_checkout(tmp_path):
+    from benchmarks.bench_detect import _child
+
+    with pytest.raises(ValueError, match="holds no nexara_lib"):
+        _child({}, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_benchmark_head_is_surv_devs_recipe(tmp_path):
+    from benchmarks.bench_detect import build_export
+    from nexara_lib.io import read_json
+
+    facts = read_json(build_export(tmp_path) / "export.json")
+    assert facts["run"]["model"] == "pooled_linear" and facts["window_s"] == 2.0
+    assert [s["item"] for s in facts["streams"]] == ["identity", "motion_crop"]
+    assert facts["input"]["T"] == 16 and facts["input"]["D"] == 2 * 1024

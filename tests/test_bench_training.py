@@ -133,7 +133,7 @@ def test_repeats_interleave_and_the_least_disturbed_run_counts(tmp_path, monkeyp
 def test_data_is_deterministic_balanced_float32():
     a = make_bench_data(10, 6, 3, 8, seed=1)
     b = make_bench_data(10, 6, 3, 8, seed=1)
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         np.testing.assert_array_equal(left, right)
     x_train, y_train, x_val, y_val = a
     assert x_train.shape == (10, 3, 8) and x_train.dtype == np.float32 and x_val.shape == (6, 3, 8)

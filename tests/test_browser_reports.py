@@ -76,11 +76,16 @@ BAD_PAGE = """<!DOCTYPE html>
 </body></html>
 """
 
-CLEAN_PAGE = """<!DOCTYPE html>
+ONE_PIXEL_PNG = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
+
+CLEAN_PAGE = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>clean</title></head>
 <body>
 <h1 id="intro">Clean page</h1>
-<img alt="one pixel" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==">
+<img alt="one pixel" src="{ONE_PIXEL_PNG}">
 <a href="#intro">back to the top</a>
 <a href="other.html#part">the other page</a>
 <div style="overflow-x: auto"><div style="width: 2000px">wide, but scrolls inside its box</div></div>

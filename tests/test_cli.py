@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+
+from nexara_lib.run import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +92,130 @@ def test_cli_errors_are_one_clear_line(tmp_path):
 def test_params_command_prints_reference():
     proc = nexara("params")
     assert proc.returncode == 0 and "`frames_per_clip`" in proc.stdout
+
+
+def test_version_names_the_package_version_and_the_commit():
+    import nexara_lib
+    from nexara_lib.run.version import version_text
+
+    proc = nexara("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"nexara {nexara_lib.__version__} ("), proc.stdout
+    if (ROOT / ".git").exists():
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert f"git {commit.strip()[:12]}" in proc.stdout
+    assert "not a git checkout" in version_text(Path(nexara_lib.__file__).parent)  # an installed copy
+
+
+def test_help_texts_name_what_each_command_does():
+    proc = nexara("--help")
+    assert proc.returncode == 0 and "01..06" not in proc.stdout
+    assert "every NN_*.ipynb notebook" in proc.stdout and "--version" in proc.stdout
+
+
+LIBRARY_LINE = "[tcp @ 0x55d0c0ffee00] Connection to tcp://127.0.0.1:9 failed: Connection refused"
+
+
+def _library_output_script(log):
+    """A command body that prints like OpenCV/FFmpeg (C-level fd 2), like us (sys.stderr, stdout) and warns."""
+    return (
+        "import os, sys, logging, warnings\n"
+        "from nexara_lib.run.library_log import library_output\n"
+        f"with library_output({str(log)!r}):\n"
+        f"    os.write(2, {LIBRARY_LINE + chr(10)!r}.encode())\n"
+        "    logging.getLogger('tensorflow').warning('a TensorFlow warning')\n"
+        "    print('our progress line', file=sys.stderr)\n"
+        "    print('our result line')\n"
+        "print('error: our own error line', file=sys.stderr)\n"
+    )
+
+
+def test_library_lines_go_to_the_log_and_ours_stay_on_the_terminal(tmp_path):
+    log = tmp_path / "out" / "detect.log"
+    log.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _library_output_script(log)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "our result line\n"
+    assert proc.stderr == "our progress line\nerror: our own error line\n"
+    text = log.read_text()
+    assert LIBRARY_LINE in text and "a TensorFlow warning" in text and "our" not in text.split("\n", 1)[1]
+
+
+def test_a_command_refused_before_its_output_folder_exists_leaves_no_log(tmp_path):
+    log = tmp_path / "never-created" / "audit.log"
+    proc = subprocess.run([sys.executable, "-c", _library_output_script(log)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and LIBRARY_LINE not in proc.stderr, proc.stderr
+    assert not log.parent.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder that `nexara detect --run` accepts: params.yaml and an export of a tiny flow model."""
+    import keras
+    import yaml
+
+    from nexara_lib.deploy.export import export_head
+    from nexara_lib.features.stream import FeatureStream
+    from nexara_lib.training.model_files import save_model_atomic
+    from nexara_lib.training.models import create_sequence_model, model_defaults
+
+    run, T = tmp_path_factory.mktemp("tiny-run"), 4
+    stream = FeatureStream("flow", "none", T)
+    keras.utils.set_random_seed(0)
+    model = create_sequence_model("pooled_mlp", (T, stream.feature_dim), **model_defaults("pooled_mlp"))
+    save_model_atomic(model, run / "model.keras")
+    facts = {
+        "run": {"name": run.name, "model": "pooled_mlp", "stream_set": "identity"},
+        "streams": [{**stream.describe(), "item": "identity"}],
+        "window_s": 1.0,
+        "threshold": {
+            "on": 0.5,
+            "false_alarm_rate": 0.05,
+            "validation_fpr": 0.0,
+            "validation_recall": 1.0,
+            "chosen_on": "validation",
+        },
+    }
+    export_head(run / "model.keras", run / "artifacts" / "export", variants=("float32",), facts=facts)
+    params = {
+        "backbone": "flow",
+        "backbone_weights": "none",
+        "frames_per_clip": T,
+        "model": "pooled_mlp",
+        "synthetic_clips": 8,
+        "export_variants": ["float32"],
+    }
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    return run
+
+
+UNREACHABLE = "http://127.0.0.1:9/camera.mp4"  # the discard port: nothing listens, the connection is refused
+RAW_LINES = ("[tcp @", "WARN:", "global cap", "oneDNN", "absl::", "I0000", "XNNPACK")
+
+
+def test_detect_on_an_unreachable_stream_logs_the_library_lines(tmp_path, tiny_run, capfd):
+    """In process: FFmpeg's `[tcp @ 0x...] ... Connection refused` and OpenCV's `[ WARN:0@...] global cap.cpp`
+    land in <out>/detect.log, not on file descriptor 2; our lines are printed."""
+    out = tmp_path / "detect"
+    code = cli.main(
+        ["detect", UNREACHABLE, "--run", str(tiny_run), "--out", str(out), "--set", "detect_reconnect_attempts=0"]
+    )
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    for raw in RAW_LINES:
+        assert raw not in captured.out + captured.err, f"library line on the terminal: {raw!r}\n{captured.err}"
+    assert f"{UNREACHABLE}: " in captured.out and "cannot open" in captured.out and "events:" in captured.out
+    assert "Connection refused" in (out / "detect.log").read_text()
+
+
+@pytest.mark.slow
+def test_detect_command_on_an_unreachable_stream_shows_only_our_lines(tmp_path, tiny_run):
+    """The real command in a fresh process: TensorFlow's start-up lines too go to <out>/detect.log."""
+    out = tmp_path / "detect"
+    proc = nexara("detect", UNREACHABLE, "--run", tiny_run, "--out", out, "--set", "detect_reconnect_attempts=0")
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    for raw in RAW_LINES:
+        assert raw not in terminal, f"library line on the terminal: {raw!r}\n{terminal}"
+    assert f"{UNREACHABLE}: " in proc.stdout and "cannot open" in proc.stdout and "events:" in proc.stdout
+    log = (out / "detect.log").read_text()
+    assert "Connection refused" in log and "oneDNN" in log, log

@@ -39,11 +39,11 @@ def test_every_clip_is_evaluated_once_and_groups_never_straddle_parts():
 def test_folds_are_deterministic_per_seed():
     y, groups = grouped_pool(n_groups=16)
     a, b = grouped_folds(y, groups, 4, seed=1), grouped_folds(y, groups, 4, seed=1)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         np.testing.assert_array_equal(fa.evaluate, fb.evaluate)
         np.testing.assert_array_equal(fa.inner_val, fb.inner_val)
     c = grouped_folds(y, groups, 4, seed=2)
-    assert any(not np.array_equal(fa.evaluate, fc.evaluate) for fa, fc in zip(a, c))
+    assert any(not np.array_equal(fa.evaluate, fc.evaluate) for fa, fc in zip(a, c, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,7 @@ def test_file_frames_are_exactly_the_training_decode(tmp_path, fourcc, ext):
         assert source.fps == 10.0 and source.fps_source == "container"
     reference = decode_all(path)
     assert len(frames) == len(reference) == 24
-    for frame, expected in zip(frames, reference):
+    for frame, expected in zip(frames, reference, strict=True):
         assert frame.image.dtype == np.uint8 and frame.image.shape == (48, 64, 3)
         np.testing.assert_array_equal(frame.image, expected)
     assert [f.index for f in frames] == list(range(24))

@@ -81,7 +81,7 @@ def test_per_source_table_groups_and_checks_alignment():
         }
     )
     table = dg.per_source_table(manifest, TEST, 0.5)
-    assert set(zip(table["by"], table["value"])) == {
+    assert set(zip(table["by"], table["value"], strict=True)) == {
         ("all", "all"),
         ("source", "hockey"),
         ("source", "rwf"),

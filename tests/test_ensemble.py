@@ -149,3 +149,28 @@ def test_compare_with_best_member():
     w = en.fit_ensemble_weights(VAL)
     r = en.compare_with_best_member(test[0].y_true, test[0].prob, en.ensemble_predict(probs, w), n_bootstrap=50)
     assert set(r) >= {"best_member", "ensemble", "delta", "mcnemar", "accuracy_diff_ci"}
+
+
+def test_a_member_is_reused_only_for_the_same_clips_and_features():
+    """The trained-member fingerprint covers the data: changed features or clips retrain the member."""
+    from nexara_lib.config import SCHEMA
+    from nexara_lib.features.stream_set import StreamSet
+    from nexara_lib.stages.data import FeatureSplit
+    from nexara_lib.stages.ensemble import _fingerprint
+
+    params = {key: spec.default for key, spec in SCHEMA.items()} | {"backbone": "flow", "backbone_weights": "none"}
+    streams = StreamSet.from_params(params)
+    rng = np.random.default_rng(0)
+
+    def splits(x_train, ids=("a", "b")):
+        return {
+            "train": FeatureSplit("train", x_train, np.array([0, 1]), list(ids)),
+            "val": FeatureSplit("val", np.ones((1, 3, 2), np.float32), np.array([1]), ["c"]),
+        }
+
+    x = rng.normal(size=(2, 3, 2)).astype(np.float32)
+    same = _fingerprint(params, streams, splits(x))
+    assert same == _fingerprint(params, streams, splits(x.copy()))
+    assert same != _fingerprint(params, streams, splits(x + 1))
+    assert same != _fingerprint(params, streams, splits(x, ("a", "d")))
+    assert same != _fingerprint({**params, "seed": 7}, streams, splits(x))

@@ -391,7 +391,7 @@ def test_parity_and_latency_tables(hybrid_export):
 
     latency = head_latency({"keras": reference, "float32": heads["float32"]}, batches=(1, 9), repeats=3, warmup=1)
     assert list(latency.columns) == list(LATENCY_COLUMNS) and len(latency) == 4
-    assert list(zip(latency["variant"], latency["batch"])) == [
+    assert list(zip(latency["variant"], latency["batch"], strict=True)) == [
         ("keras", 1),
         ("keras", 9),
         ("float32", 1),

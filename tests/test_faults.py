@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from test_runner import _params_file, _write_notebook
 
-from nexara_lib.run import cli, fingerprint, runner
+from nexara_lib.run import cli, execute, fingerprint, runner
 from nexara_lib.run.failures import NotebookFailed, RunInterrupted
 from nexara_lib.run.io_errors import RunnerIOError
 
@@ -271,7 +271,7 @@ def test_the_fingerprint_covers_the_library_code_and_the_inputs(tmp_path):
 def _fail_writes(monkeypatch, name: str, code: int, after: int = 0, times: int = 1):
     """Make the runner's writes of files called ``name`` fail with ``code`` (after ``after`` good ones,
     ``times`` times), as a disk that fills up or turns read-only would."""
-    real, seen = runner.write_json_atomic, {"n": 0}
+    real, seen = execute.write_json_atomic, {"n": 0}  # RunRecord (run.json) writes through it
 
     def write(path, obj):
         if Path(path).name == name:
@@ -280,7 +280,7 @@ def _fail_writes(monkeypatch, name: str, code: int, after: int = 0, times: int =
                 raise OSError(code, os.strerror(code), str(Path(path).parent / f".{name}.{os.getpid()}.tmp"))
         return real(path, obj)
 
-    monkeypatch.setattr(runner, "write_json_atomic", write)
+    monkeypatch.setattr(execute, "write_json_atomic", write)
 
 
 def test_a_full_disk_under_the_runner_is_one_line_and_recorded_in_run_json(tmp_path, monkeypatch, capsys):

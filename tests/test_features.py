@@ -15,7 +15,7 @@ def write_video(path, n_frames=12, size=(64, 48), seed=0):
     rng = np.random.default_rng(seed)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, size)
     x = 5
-    for i in range(n_frames):
+    for _ in range(n_frames):
         frame = rng.integers(0, 40, (size[1], size[0], 3), dtype=np.uint8)
         x = (x + 3 + seed) % (size[0] - 12)
         cv2.rectangle(frame, (x, 10), (x + 10, 30), (255, 255, 255), -1)

@@ -23,7 +23,7 @@ def _shifted(img, dx, dy):
 
 
 def _features_of(frame_a, frame_b):
-    return dict(zip(FEATURE_NAMES, flow_features(np.stack([np.stack([frame_a, frame_b])]))[0]))
+    return dict(zip(FEATURE_NAMES, flow_features(np.stack([np.stack([frame_a, frame_b])]))[0], strict=True))
 
 
 def test_shape_dtype_and_names():

@@ -228,7 +228,10 @@ def test_hflip_mirrors_when_flip_is_drawn():
 def test_brightness_contrast_moves_the_mean_in_the_expected_direction(brighter):
     frames = _gradient_frames()
     mean = frames.mean()
-    expected_change = lambda p: (p["alpha"] - 1) * mean + p["beta"]
+
+    def expected_change(p):
+        return (p["alpha"] - 1) * mean + p["beta"]
+
     aug = _draw_where("brightness_contrast", lambda p: expected_change(p) > 5 if brighter else expected_change(p) < -5)
     params = aug.params["brightness_contrast"]
     out = aug.apply(frames)

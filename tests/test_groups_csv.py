@@ -54,7 +54,7 @@ def test_csv_rows_naming_clips_that_do_not_exist_are_reported(tmp_path):
     clips = discover_clips([root])
     rows = [
         {"clip": rel, "label": label, "source_group": f"g{i}"}
-        for i, (rel, label) in enumerate(zip(clips["rel_path"], clips["label"]))
+        for i, (rel, label) in enumerate(zip(clips["rel_path"], clips["label"], strict=True))
     ]
     rows += [{"clip": f"train/Fight/missing_{i}.avi", "label": 1, "source_group": "gx"} for i in range(7)]
     csv = tmp_path / "groups.csv"

@@ -68,7 +68,9 @@ def test_model_trains_saves_and_reloads(name, batch, tmp_path):
     before = [w.copy() for w in model.get_weights()]
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "train step changed nothing"
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)), (
+        "train step changed nothing"
+    )
 
     probs = model.predict(x, verbose=0)
     assert probs.shape == (N, 2)

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from nexara_lib.config import SCHEMA, ParamError, Range, parse_override
-from nexara_lib.run.params import params_from_namespace, reference_table, resolve_params
+from nexara_lib.run.param_docs import parameters_page
+from nexara_lib.run.params import params_from_namespace, resolve_params
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -143,15 +144,22 @@ def test_rwf_placeholder_path_fails_fast_naming_the_file():
         resolve_params([PARAMS / "base.yaml", PARAMS / "rwf2000_vgg19.yaml"])
 
 
-def test_reference_table_lists_every_key():
-    table = reference_table()
+def test_unquoted_on_and_off_in_yaml_mean_the_words(tmp_path):
+    """YAML 1.1 reads `multi_gpu: off` as false; the documented spelling must work unquoted."""
+    f = tmp_path / "gpu.yaml"
+    f.write_text("multi_gpu: off\nmixed_precision: on\n")
+    params = resolve_params([PARAMS / "base.yaml", PARAMS / "smoke.yaml", f])
+    assert params["multi_gpu"] == "off" and params["mixed_precision"] == "on"
+    f.write_text("multi_gpu: on\n")  # not a choice of multi_gpu: the usual message
+    with pytest.raises(ParamError, match="multi_gpu"):
+        resolve_params([PARAMS / "base.yaml", PARAMS / "smoke.yaml", f])
+
+
+def test_parameter_page_lists_every_key_once_with_its_default():
+    page = parameters_page()
     for key in SCHEMA:
-        assert f"`{key}`" in table
-
-
-def test_readme_parameter_reference_is_current():
-    readme = (PARAMS.parent / "README.md").read_text()
-    assert reference_table() in readme, "README.md parameter table is stale: paste `nexara params` output"
+        assert page.count(f"| `{key}` |") == 1, key
+    assert "| `frames_per_clip` | `20` |" in page  # the schema's default, as YAML
 
 
 def test_base_yaml_does_not_repeat_schema_defaults():

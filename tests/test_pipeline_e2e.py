@@ -25,6 +25,8 @@ NOTEBOOKS = [
     "05_tta",
     "06_ensemble",
     "07_deploy",
+    "08_field_adaptation",
+    "09_alert_review",
 ]
 REMOTE = re.compile(r"<(?:script|link)[^>]+(?:src|href)=\"(?:https?:)?//", re.IGNORECASE)
 

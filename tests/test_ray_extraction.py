@@ -63,7 +63,7 @@ def manifest(tmp_path_factory):
             "label": i % 2,
             "frames": n,
         }
-        for i, (size, n) in enumerate(zip(CLIP_SIZES, CLIP_FRAMES))
+        for i, (size, n) in enumerate(zip(CLIP_SIZES, CLIP_FRAMES, strict=True))
     ]
     corrupt = folder / "corrupt.avi"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
@@ -90,7 +90,7 @@ def flow_jobs(manifest):
 def collect(results):
     """{clip_id: (features or None, error or None)} from an executor's items, checking each job comes once."""
     out = {}
-    for job, feats, error, record in results:
+    for job, feats, error, _record in results:
         assert job.clip_id not in out
         assert (feats is None) != (error is None)
         out[job.clip_id] = (feats, error)

@@ -64,7 +64,12 @@ def test_transforms_by_level_and_use():
         "hflip",
         "identity",
     ]
-    assert available_transforms(use="stream") == ["motion_crop", "tiles"]  # regions of frames: tests/test_views.py
+    assert available_transforms(use="stream") == [  # tests/test_views.py, tests/test_motion_images.py
+        "motion_crop",
+        "motion_image",
+        "motion_image_crop",
+        "tiles",
+    ]
     assert available_transforms() == TRANSFORMS.names()
     # one name, one transform: the frame views that are also augmentations are registered once
     assert get_transform("hflip").uses == get_transform("brightness_contrast").uses == ("augment", "tta")

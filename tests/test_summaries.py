@@ -3,6 +3,7 @@ the top of the index and of every stakeholder report, and the index page built f
 
 import base64
 import csv
+import json
 
 import pandas as pd
 import pytest
@@ -176,7 +177,7 @@ def test_record_summary_refuses_empty_sentences(tmp_path):
     [(0.0032, "3.2 ms"), (0.9162, "0.9 s"), (14.2, "14.2 s"), (375, "6 min 15 s"), (3725, "1 h 02 min")],
 )
 def test_one_format_for_seconds(seconds, text):
-    from nexara_lib.stages.tables import format_seconds
+    from nexara_lib.stages.formats import format_seconds
 
     assert format_seconds(seconds) == text
 
@@ -211,3 +212,139 @@ def test_report_figures_are_described_by_their_section():
     for stakeholder in (True, False):
         page = render_notebook_html(nbformat.from_dict(nb), stakeholder, "4. Per class")
         assert 'alt="Figure: Confusion matrices"' in page and "No description has been provided" not in page
+
+
+# --- step 3 leads with the model the run carries forward ----------------------------------------------------------
+
+RUN_PARAMS = {"model": "hybrid", "streams": ["identity"], "seed": 0}
+TRAINED = {  # the run's own recipe (hybrid on the whole frame), trained on train with early stopping on val
+    "best_metrics": {"val_balanced_accuracy": 0.742, "val_class_gap": 0.08},
+    "best_epoch": 11,
+    "epochs_run": 18,
+    "timings": {"seconds_per_epoch": 1.5},
+}
+REFIT = {"on": "train + val", "length or strength": "C = 0.1 (median out-of-fold choice)", "clips": 152}
+
+
+def _selection(winner_recipe="pooled_linear", winner_streams="identity+motion_crop"):
+    """A Selection as notebook 03 builds it: a winner other than the run's own recipe, unless asked."""
+    from nexara_lib.training.selection import Candidate, Selection
+
+    model = "hybrid" if winner_recipe == "default" else winner_recipe
+    winner = Candidate(
+        winner_recipe, winner_streams, {**RUN_PARAMS, "model": model, "streams": winner_streams.split("+")}
+    )
+    rows = [
+        (winner.name, winner_recipe, winner_streams, 0.831, 0.012),
+        ("default | identity", "default", "identity", 0.605, 0.02),
+    ]
+    ranking = pd.DataFrame(
+        [
+            {
+                "rank": i + 1,
+                "candidate": name,
+                "recipe": recipe,
+                "streams": streams,
+                "accuracy": acc,
+                "accuracy std": std,
+                "balanced accuracy": acc,
+                "class gap": 0.05,
+                "AUC": 0.88,
+            }
+            for i, (name, recipe, streams, acc, std) in enumerate(rows)
+        ]
+    )
+    comparisons = pd.DataFrame(
+        [{"against": "default | identity", "role": "runner-up", "difference": 0.226, "low": 0.12, "high": 0.33}]
+    )
+    choices = {"epochs": 4, "threshold": 0.84, "temperature": 1.1}
+    return Selection(ranking, winner, comparisons, pd.DataFrame(), choices, {}, cv_folds=5, seeds=[1, 2, 3])
+
+
+def test_step_3_names_the_selected_model_first_and_the_runs_own_recipe_second():
+    from nexara_lib.stages.training import describe_training
+
+    result, verdict = describe_training(TRAINED, _selection(), RUN_PARAMS, refit=REFIT)
+    assert result.startswith("The model carried forward is pooled_linear on whole frame + motion crop, chosen by ")
+    assert "5-fold cross-validation" in result and "83.1% cross-validated accuracy" in result
+    assert "refit on train + val (152 clips), C = 0.1" in result
+    assert result.index("pooled_linear") < result.index("83.1%") < result.index("hybrid") < result.index("74.2%")
+    assert "The run's own recipe, hybrid on whole frame, reached 74.2% balanced accuracy" in result
+    assert verdict.startswith("pooled_linear | identity+motion_crop is carried forward")
+
+
+def test_step_3_when_selection_carries_the_runs_own_recipe():
+    from nexara_lib.stages.training import describe_training
+
+    result, _ = describe_training(TRAINED, _selection("default", "identity"), RUN_PARAMS, refit=REFIT)
+    assert result.startswith("The model carried forward is hybrid on whole frame, chosen by ")
+    assert "It is the run's own recipe; trained on the training clips alone it reached 74.2%" in result
+
+
+def test_step_3_without_selection_carries_the_runs_recipe():
+    from nexara_lib.stages.training import describe_training
+
+    result, verdict = describe_training(TRAINED, None, RUN_PARAMS)
+    assert result.startswith("The model carried forward is the run's own recipe, hybrid on whole frame: it reached")
+    assert "goes forward" in verdict
+
+
+def test_step_3_headline_and_index_lead_with_the_carried_model(tmp_path):
+    from nexara_lib.layout import RunLayout
+    from nexara_lib.stages.training import publish_headline
+
+    run_dir = _run(tmp_path)
+    layout = RunLayout(run_dir)
+    write_json_atomic(layout.selection, {"carried": {"refit": REFIT}})
+    publish_headline(TRAINED, _selection(), RUN_PARAMS, layout)
+    figures = list(json.loads((run_dir / "artifacts" / "headline.json").read_text())["03_hybrid_training"])
+    assert figures[:3] == [
+        "model carried forward (chosen by cross-validation)",
+        "its cross-validated accuracy",
+        "its refit",
+    ]
+    assert figures.index("the run's own recipe") < figures.index("the run's own recipe: validation balanced accuracy")
+    page = write_index(run_dir).read_text()
+    step = page[page.index("3. ") :]
+    assert step.index("pooled_linear on whole frame + motion crop") < step.index("74.2%")
+
+
+def test_steps_4_and_5_name_the_carried_model():
+    from nexara_lib.stages.data import RunRecipe
+    from nexara_lib.stages.formats import stream_set_words
+
+    assert stream_set_words("identity+motion_crop+flow:identity") == "whole frame + motion crop + whole frame (flow)"
+    selected = RunRecipe({"model": "pooled_linear", "streams": ["identity", "motion_crop"]}, None, None, {"x": 1})
+    own = RunRecipe(RUN_PARAMS, None, None, None)
+    assert (
+        selected.describe()
+        == "pooled_linear on whole frame + motion crop (chosen by cross-validation, refit on train + val)"
+    )
+    assert own.describe() == "hybrid on whole frame (the run's own recipe)"
+    test = {
+        "accuracy": 0.9,
+        "accuracy_ci_low": 0.8,
+        "accuracy_ci_high": 0.95,
+        "acc_violent": 0.9,
+        "acc_nonviolent": 0.9,
+    }
+    result, _ = describe_test_result(test, 25, selected.describe())
+    assert result.startswith("The model carried forward, pooled_linear on whole frame + motion crop (chosen by ")
+    assert "was tested on 25 test clips" in result
+
+
+def test_step_2_over_a_complete_cache_says_so_instead_of_a_speed(tmp_path):
+    """A rerun of 02 whose clips are all cached computes nothing: no speed (it used to fail formatting None)."""
+    from nexara_lib.layout import open_run
+    from nexara_lib.stages.features import publish_headline
+
+    layout = open_run(tmp_path / "run")
+    cached = pd.DataFrame([{"clips": 12, "failed": 0, "cached_before": 12, "clips_per_s": None}])
+    publish_headline({"frames_per_clip": 6, "backbone": "flow"}, layout, cached)
+    summary = json.loads(layout.summaries.read_text())["02_feature_extraction"]
+    assert "already in the feature cache (12 reused)" in summary["result"]
+    assert "clips per second" not in json.loads(layout.headline.read_text())["02_feature_extraction"]
+    computed = pd.DataFrame([{"clips": 12, "failed": 1, "cached_before": 0, "clips_per_s": 3.25}])
+    publish_headline({"frames_per_clip": 6, "backbone": "flow"}, layout, computed)
+    summary = json.loads(layout.summaries.read_text())["02_feature_extraction"]
+    assert "11 clips" in summary["result"] and "at 3.2 clips per second" in summary["result"]

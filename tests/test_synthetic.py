@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -20,10 +21,13 @@ from video_utils import decode_all
 
 from nexara_lib.features.flow import flow_features
 from nexara_lib.video.synthetic import (
+    CLIPS_PER_CAMERA,
     GENERATOR_VERSION,
+    GROUPS_NAME,
     LISTING_COLUMNS,
     MARKER_NAME,
     NONVIOLENT_SCENARIOS,
+    VAL_FRACTION,
     VIOLENT_SCENARIOS,
     generate_synthetic_dataset,
     render_clip,
@@ -66,8 +70,13 @@ def test_layout_counts_and_balance(dataset):
         for cls in ("Fight", "NonFight"):
             assert (root / split / cls).is_dir()
     counts = listing.groupby(["split", "label"]).size()
-    assert counts[("train", 1)] == counts[("train", 0)] == 40
-    assert counts[("val", 1)] == counts[("val", 0)] == 10
+    assert counts[("train", 1)] + counts[("val", 1)] == counts[("train", 0)] + counts[("val", 0)] == 50
+    # val/ holds whole cameras, VAL_FRACTION of them, and so about that share of each class
+    cameras = listing.groupby("camera")
+    assert cameras["split"].nunique().max() == 1
+    val_cameras = (cameras["split"].first() == "val").sum()
+    assert val_cameras == round(VAL_FRACTION * cameras.ngroups) == 3
+    assert counts[("val", 1)] == counts[("val", 0)] and 0.15 <= counts[("val", 1)] / 50 <= 0.25
     for path, label, split, class_name in listing[["path", "label", "split", "class_name"]].itertuples(index=False):
         parts = Path(path).parts
         assert parts[-3] == split and parts[-2] == class_name == ("Fight" if label == 1 else "NonFight")
@@ -75,14 +84,56 @@ def test_layout_counts_and_balance(dataset):
     assert set(listing.loc[listing.label == 0, "scenario"]) == set(NONVIOLENT_SCENARIOS)
     # Every scenario appears in validation too, not only in training.
     assert listing.loc[listing.split == "val", "scenario"].nunique() >= 6
-    assert listing[["width", "height"]].drop_duplicates().shape[0] >= 3
-    assert listing["fps"].nunique() >= 3
     assert listing["width"].between(112, 192).all() and listing["fps"].between(15, 30).all()
     seconds = listing["frames"] / listing["fps"]
     assert seconds.between(1.9, 4.1).all()
     marker = json.loads((root / MARKER_NAME).read_text())
     assert marker == {"n_clips": N_SEPARABILITY_CLIPS, "seed": 0, "generator_version": GENERATOR_VERSION}
     assert not (root / ".partial").exists()
+
+
+def test_clips_come_from_cameras_that_record_both_classes(dataset):
+    root, listing = dataset
+    cameras = listing.groupby("camera")
+    assert cameras.ngroups == 100 // CLIPS_PER_CAMERA
+    # a camera fixes frame size and rate, records both classes about equally, and several scenarios
+    assert (cameras[["width", "height", "fps"]].nunique() == 1).all().all()
+    per_class = listing.groupby(["camera", "label"]).size().unstack()
+    assert (per_class.min(axis=1) >= 3).all() and ((per_class[1] - per_class[0]).abs() <= 1).all()
+    assert cameras["scenario"].nunique().min() >= 4
+    assert listing[["width", "height"]].drop_duplicates().shape[0] >= 3 and listing["fps"].nunique() >= 3
+    # groups.csv beside the dataset names each clip's camera: what the audit groups the splits by
+    groups = pd.read_csv(root / GROUPS_NAME)
+    assert list(groups.columns) == ["clip", "label", "source_group"]
+    expected = {
+        (str(Path(p).relative_to(root)), int(lab), cam) for p, lab, cam in listing[["path", "label", "camera"]].values
+    }
+    assert set(map(tuple, groups.values.tolist())) == expected
+
+
+def test_a_camera_fixes_the_view_every_clip_of_it_shows(dataset):
+    """First frames of two clips of one camera differ far less than those of two cameras of the same size."""
+    _, listing = dataset
+
+    def first_frame(path):
+        cap = cv2.VideoCapture(path)
+        ok, frame = cap.read()
+        cap.release()
+        assert ok, path
+        return frame.astype(np.float32)
+
+    same, other = [], []
+    for _, rows in listing.groupby(["width", "height"]):
+        by_camera = [group["path"].tolist() for _, group in rows.groupby("camera")]
+        for paths in by_camera:
+            same.append(np.median(np.abs(first_frame(paths[0]) - first_frame(paths[1]))))
+        for a, b in zip(by_camera, by_camera[1:], strict=False):
+            other.append(np.median(np.abs(first_frame(a[0]) - first_frame(b[0]))))
+    assert same and other
+    print(
+        f"median |difference| of first frames: same camera {np.median(same):.1f}, other camera {np.median(other):.1f}"
+    )
+    assert np.median(same) * 2 < np.median(other)
 
 
 def test_files_are_real_readable_videos(dataset):
@@ -104,11 +155,11 @@ def test_same_seed_same_frames_different_seed_different(tmp_path):
     a = generate_synthetic_dataset(tmp_path / "a", 6, seed=7)
     b = generate_synthetic_dataset(tmp_path / "b", 6, seed=7)
     c = generate_synthetic_dataset(tmp_path / "c", 6, seed=8)
-    for pa, pb in zip(a["path"], b["path"]):
+    for pa, pb in zip(a["path"], b["path"], strict=True):
         np.testing.assert_array_equal(decode_all(pa), decode_all(pb))
     differs = [
         decode_all(pa).shape != decode_all(pc).shape or not np.array_equal(decode_all(pa), decode_all(pc))
-        for pa, pc in zip(a["path"], c["path"])
+        for pa, pc in zip(a["path"], c["path"], strict=True)
     ]
     assert all(differs)
     assert a.drop(columns="path").equals(b.drop(columns="path"))

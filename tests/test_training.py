@@ -493,7 +493,7 @@ def test_missing_class_in_validation_names_the_split(small_data, tmp_path):
     ],
 )
 def test_bad_arrays_are_rejected(small_data, tmp_path, change, match):
-    arrays = dict(zip(["x_train", "y_train", "x_val", "y_val"], small_data))
+    arrays = dict(zip(["x_train", "y_train", "x_val", "y_val"], small_data, strict=True))
     change(arrays)
     with pytest.raises(ValueError, match=match):
         training.train_sequence_model(config=TINY_CONFIG, out_dir=tmp_path, **arrays)

@@ -58,7 +58,7 @@ def manifest_of(paths, frames):
     return pd.DataFrame(
         [
             {"clip_id": f"clip{i}", "path": str(p), "label": i % 2, "frames": n}
-            for i, (p, n) in enumerate(zip(paths, frames))
+            for i, (p, n) in enumerate(zip(paths, frames, strict=True))
         ]
     )
 
@@ -85,7 +85,7 @@ def job_for(stream: FeatureStream, path, n_frames) -> ClipJob:
 def test_motion_window_holds_the_moving_square_at_every_sampled_frame(moving):
     indices = sampled_indices(20, T, pairs=True)
     pairs, _ = read_sampled_frames(moving, indices, size=None, with_next=True)
-    for i, (frame, following) in zip(indices, pairs):
+    for i, (frame, following) in zip(indices, pairs, strict=True):
         top, left, height, width = motion_window(frame, following, 0.5)
         assert (height, width) == (60, 80)
         x, y = square_at(i)
@@ -240,7 +240,11 @@ def test_view_parameters_come_from_the_run_and_are_checked():
     ):
         with pytest.raises(ValueError, match=match):
             base.with_view(name, **params)
-    with pytest.raises(ValueError, match=r"'hflip' is not a stream view; stream views: \['motion_crop', 'tiles'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'hflip' is not a stream view; stream views: "
+        r"\['motion_crop', 'motion_image', 'motion_image_crop', 'tiles'\]",
+    ):
         base.with_view("hflip")
     with pytest.raises(ValueError, match="need a stream view"):
         FeatureStream("flow", "none", 16, view_params=(("grid", 2),))

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -173,9 +174,19 @@ def _clip_rows(
     return rows, skipped, unlabelled
 
 
-def _discover_root(root: Path) -> tuple[list[dict], dict]:
+class _RootReport(TypedDict):
+    """What ``_discover_root`` found besides the clip rows."""
+
+    layout: str
+    notes: list[str]
+    skipped_non_video: int
+    unlabelled: list[str]
+
+
+def _discover_root(root: Path) -> tuple[list[dict], _RootReport]:
     """Rows and a report for one dataset root."""
-    folder, seen = root, set()
+    folder = root
+    seen: set[str] = set()  # real paths of the folders walked, so each is walked once
     for _ in range(MAX_WRAPPER_DEPTH + 1):
         dirs, files = _entries(folder)
         split_dirs = [d for d in dirs if d.name.lower() in SPLIT_SYNONYMS]
@@ -184,7 +195,7 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         if split_dirs or class_dirs or flat_videos or len(dirs) != 1:
             break
         folder = dirs[0]  # a single wrapper folder, e.g. an unzipped archive's top folder
-    report = {"layout": "", "notes": [], "skipped_non_video": 0, "unlabelled": []}
+    report: _RootReport = {"layout": "", "notes": [], "skipped_non_video": 0, "unlabelled": []}
     rows: list[dict] = []
     root_real = os.path.realpath(root)
 
@@ -196,12 +207,8 @@ def _discover_root(root: Path) -> tuple[list[dict], dict]:
         return len(new)
 
     def add_class_folder(class_dir: Path, split="", dataset_split=""):
-        found = add(
-            _walk_files(class_dir, seen, root_real, report["notes"]),
-            lambda f, lab=class_label(class_dir.name): lab,
-            split,
-            dataset_split,
-        )
+        label = class_label(class_dir.name)
+        found = add(_walk_files(class_dir, seen, root_real, report["notes"]), lambda f: label, split, dataset_split)
         if not found:
             report["notes"].append(f"class folder {class_dir.relative_to(root).as_posix()!r} holds no video files")
 
@@ -292,7 +299,7 @@ def _stratified_subsample(clips: pd.DataFrame, max_clips: int, seed: int) -> pd.
     for i in np.argsort(-(quota - take), kind="stable")[: max_clips - take.sum()]:
         take[i] += 1
     keep = []
-    for (_, index), k in zip(strata, take):
+    for (_, index), k in zip(strata, take, strict=True):
         keep.extend(rng.permutation(np.asarray(index))[:k].tolist())
     return clips.loc[sorted(keep)].reset_index(drop=True)
 
@@ -327,8 +334,9 @@ def discover_clips(data_dirs, max_clips: int = 0, seed: int = 0) -> pd.DataFrame
         raise ValueError(
             f"data_dirs lists the same folder twice: {[str(r) for r in roots]}; each clip would be counted twice"
         )
-    frames, layouts, notes, skipped = [], {}, [], {}
-    for root, source in zip(roots, _source_names(roots)):
+    frames, layouts, skipped = [], {}, {}
+    notes: list[str] = []
+    for root, source in zip(roots, _source_names(roots), strict=True):
         rows, report = _discover_root(root)
         frame = pd.DataFrame(rows, columns=["path", "rel_path", "label", "class_name", "split", "dataset_split"])
         frame["source"] = source

@@ -39,18 +39,19 @@ def _perceptual_pairs(phashes: list[str], max_distance: float, block_bytes: int 
             masks.append(m)
     if len(rows) < 2:
         return []
-    values, masks = np.stack(values), np.stack(masks)
+    value_rows, mask_rows = np.stack(values), np.stack(masks)
     step = max(1, block_bytes // (len(rows) * k * 8))
     pairs = []
     for lo in range(0, len(rows), step):
         # Rows lo..lo+step against columns lo..end: the upper triangle, each pair once.
-        both = masks[lo : lo + step, None, :] & masks[None, lo:, :]
-        bits = np.where(both, np.bitwise_count(values[lo : lo + step, None, :] ^ values[None, lo:, :]), 0).sum(-1)
+        both = mask_rows[lo : lo + step, None, :] & mask_rows[None, lo:, :]
+        differing = np.bitwise_count(value_rows[lo : lo + step, None, :] ^ value_rows[None, lo:, :])
+        bits = np.where(both, differing, 0).sum(-1)
         frames = both.sum(-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             distance = bits / (64.0 * frames)
         hit_a, hit_b = np.nonzero((frames >= 2) & (distance <= max_distance))
-        for a, b in zip(hit_a.tolist(), hit_b.tolist()):
+        for a, b in zip(hit_a.tolist(), hit_b.tolist(), strict=True):
             if b > a:  # never a clip with itself
                 pairs.append((rows[lo + a], rows[lo + b], float(distance[a, b])))
     return pairs
@@ -72,7 +73,8 @@ def _cluster_listing(
                 by_hash.setdefault(sha1[r], []).append(r)
         for same in by_hash.values():  # a chain says it all: a = b, b = c, ...
             pairs[c].extend(
-                {"a": keys[a], "b": keys[b], "kind": "exact", "distance": 0.0} for a, b in zip(same, same[1:])
+                {"a": keys[a], "b": keys[b], "kind": "exact", "distance": 0.0}
+                for a, b in zip(same, same[1:], strict=False)
             )
     for i, j, distance in perceptual:
         if i in cluster_of:
@@ -125,8 +127,8 @@ def find_duplicates(clips: pd.DataFrame, max_distance: float = PHASH_MAX_DISTANC
     keys = (out["source"].astype(str) + "/" + out["rel_path"].astype(str)).tolist()
     usable = (out["status"] == "ok").to_numpy() if "status" in out else np.ones(len(out), bool)
     # Unusable files are never compared: two empty files share a SHA-1 but are no clip.
-    sha1 = [h if ok and isinstance(h, str) else "" for h, ok in zip(out["sha1"], usable)]
-    phash = [p if ok else "" for p, ok in zip(out["phash"], usable)] if "phash" in out else [""] * len(out)
+    sha1 = [h if ok and isinstance(h, str) else "" for h, ok in zip(out["sha1"], usable, strict=True)]
+    phash = [p if ok else "" for p, ok in zip(out["phash"], usable, strict=True)] if "phash" in out else [""] * len(out)
     perceptual = [(i, j, d) for i, j, d in _perceptual_pairs(phash, max_distance) if not sha1[i] or sha1[i] != sha1[j]]
     units = linked_units([sha1], pairs=[(i, j) for i, j, _ in perceptual])
     members: dict[int, list[int]] = {}

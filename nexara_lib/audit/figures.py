@@ -71,7 +71,7 @@ def frame_grid_figure(manifest: pd.DataFrame, per_class: int = 4, frames: int = 
     """Frames sampled evenly from a few random clips of each class.
 
     Args:
-        manifest: from ``build_manifest`` (needs path, label, frames).
+        manifest: from ``build_manifest`` (needs path, source, rel_path, label, frames).
         per_class: clips shown per class (rows).
         frames: frames shown per clip (columns).
         seed: which clips are drawn.
@@ -81,16 +81,17 @@ def frame_grid_figure(manifest: pd.DataFrame, per_class: int = 4, frames: int = 
     if per_class < 1 or frames < 1:
         raise ValueError(f"frame_grid_figure: per_class and frames must be >= 1, got {per_class}, {frames}")
     rng = np.random.default_rng(seed)
-    picks = []
+    picks: list = []  # the chosen rows, as itertuples() gives them
     for label in (1, 0):
-        rows = manifest[manifest["label"] == label].sort_values("path")
-        chosen = rng.choice(len(rows), size=min(per_class, len(rows)), replace=False) if len(rows) else []
+        # in dataset order (source, rel_path), not by absolute path: the same clips wherever the data lies
+        rows = manifest[manifest["label"] == label].sort_values(["source", "rel_path"], kind="stable")
+        chosen = rng.choice(len(rows), size=min(per_class, len(rows)), replace=False).tolist()
         picks.extend(rows.iloc[sorted(chosen)].itertuples())
     if not picks:
         raise ValueError("frame_grid_figure: the manifest has no clips to show")
     fig = Figure(figsize=(2.2 * frames, 1.9 * len(picks)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(picks), frames, squeeze=False))
-    for row, clip in zip(axes, picks):
+    for row, clip in zip(axes, picks, strict=True):
         name = f"{CLASS_NAMES[int(clip.label)]} | {clip.source}/{clip.rel_path}"
         try:
             n = int(clip.frames) if int(clip.frames) > 0 else 1

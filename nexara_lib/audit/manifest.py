@@ -80,6 +80,7 @@ def _clip_facts(manifest: pd.DataFrame) -> dict[str, dict]:
             manifest["dataset_split"],
             manifest["label"],
             manifest["duplicate_kind"],
+            strict=True,
         )
     }
 
@@ -122,7 +123,8 @@ def _duplicate_report(manifest: pd.DataFrame, clusters: list[dict], method: dict
 def _leakage_report(manifest: pd.DataFrame, duplicates: dict) -> dict:
     """What leaks between splits: duplicate clusters, then groups (source recordings) not explained by one."""
     facts = _clip_facts(manifest)
-    items, covered = [], set()
+    items: list[dict] = []
+    covered: set[str] = set()
     for cluster in duplicates["list"]:
         if not cluster["same_split"]:
             items.append(
@@ -169,7 +171,9 @@ def _warning_report(manifest: pd.DataFrame) -> dict:
         "by_kind": dict(kinds.most_common()),
         "list": [
             {"clip": f"{s}/{r}", "warnings": w}
-            for s, r, w in zip(with_warnings["source"], with_warnings["rel_path"], with_warnings["warnings"])
+            for s, r, w in zip(
+                with_warnings["source"], with_warnings["rel_path"], with_warnings["warnings"], strict=True
+            )
         ][:MAX_LISTED],
     }
 
@@ -207,8 +211,9 @@ def build_manifest(
 
     Args:
         data_dirs: dataset folder(s).
-        groups_csv: optional CSV (clip, label, source_group); None groups
-            duplicate clusters (identical bytes or look-alike frames).
+        groups_csv: optional CSV (clip, label, source_group) or a list of them (a CSV inside a data root
+            describes that root's clips: ``attach_groups``); None groups duplicate clusters (identical bytes
+            or look-alike frames).
         fractions: train/val/test shares for data without splits.
         seed: seed for subsampling and split assignment.
         workers: probe processes (0 = in this process, without a timeout).
@@ -244,17 +249,17 @@ def build_manifest(
             f"most common reasons: {reasons}. See the files with probe_video(path)"
         )
     manifest = assign_splits(grouped[usable], fractions=fractions, seed=seed)
-    manifest["clip_id"] = [make_clip_id(s, r) for s, r in zip(manifest["source"], manifest["rel_path"])]
+    manifest["clip_id"] = [make_clip_id(s, r) for s, r in zip(manifest["source"], manifest["rel_path"], strict=True)]
     split_notes = manifest.attrs.get("split_notes", [])
     manifest = manifest[list(MANIFEST_COLUMNS)].reset_index(drop=True)
     duplicates = _duplicate_report(manifest, deduped.attrs["duplicate_clusters"], deduped.attrs["duplicate_method"])
     seconds = probed.attrs.get("probe_seconds", 0.0)
     summary = {
         "data_dirs": found["data_dirs"],
-        "groups_csv": str(groups_csv) if groups_csv is not None else None,
+        "groups_csv": grouped.attrs.get("groups_report", {}).get("groups_csv"),
         "layouts": found["layouts"],
         "seed": seed,
-        "fractions": dict(zip(SPLITS, fractions)),
+        "fractions": dict(zip(SPLITS, fractions, strict=True)),
         "clips_found": int(len(grouped)),
         "clips_usable": int(len(manifest)),
         "clips_unusable": int(len(unusable)),

@@ -141,7 +141,7 @@ def _hand_out(pool: list[_Worker], pending: deque, paths: list[str]) -> None:
 def _wait_for_news(pool: list[_Worker], timeout_s: float | None) -> None:
     """Block until a worker sends something or dies, or until the next deadline passes."""
     limits = [
-        w.since + (timeout_s if w.ready else WORKER_START_S)
+        w.since + (timeout_s if w.ready and timeout_s is not None else WORKER_START_S)
         for w in pool
         if not w.ready or (w.task is not None and timeout_s is not None)
     ]
@@ -188,12 +188,14 @@ def _probe_in_processes(
     # pool) that a fork would copy in an undefined state.
     context = multiprocessing.get_context("spawn")
     pending = deque(range(len(paths)))
-    pool = [_start_worker(context, probe_fn, want_hash) for _ in range(min(workers, len(paths)))]
+    # A slot is None once its worker is stopped with nothing left to hand out (dropped after the sweep).
+    pool: list[_Worker | None] = [_start_worker(context, probe_fn, want_hash) for _ in range(min(workers, len(paths)))]
     try:
-        while pending or any(w.task is not None for w in pool):
-            _hand_out(pool, pending, paths)
-            _wait_for_news(pool, timeout_s)
-            for k, w in enumerate(pool):
+        while pending or any(w is not None and w.task is not None for w in pool):
+            live = [w for w in pool if w is not None]  # the same list as pool here: None slots were dropped
+            _hand_out(live, pending, paths)
+            _wait_for_news(live, timeout_s)
+            for k, w in enumerate(live):
                 alive = _drain(w, results, on_done) and w.process.is_alive()
                 reason = _failure(w, alive, timeout_s)
                 if not reason:
@@ -207,9 +209,9 @@ def _probe_in_processes(
                 pool[k] = _start_worker(context, probe_fn, want_hash) if pending else None
             pool = [w for w in pool if w is not None]
     finally:
-        for w in pool:
-            if w is not None:
-                _stop_worker(w, kill=w.task is not None or not w.process.is_alive())
+        for slot in pool:
+            if slot is not None:
+                _stop_worker(slot, kill=slot.task is not None or not slot.process.is_alive())
 
 
 def _check_probe_options(workers, probe_timeout_s, probe_fn) -> None:
@@ -305,14 +307,17 @@ def probe_clips(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    out = _probe_frame(clips, results, want_hash)
+    probed = [r for r in results if r is not None]
+    if len(probed) != len(results):  # both loops above fill every slot; a gap would misalign clips and results
+        raise RuntimeError(f"{len(results) - len(probed)} clips were never probed")
+    out = _probe_frame(clips, probed, want_hash)
     reasons = out["reason"].astype(str)
     names = (
         (out["source"].astype(str) + "/" + out["rel_path"].astype(str))
         if {"source", "rel_path"} <= set(out)
         else out["path"]
     )
-    slowest = sorted(zip((r.get("probe_s", 0.0) for r in results), names), key=lambda t: -t[0])[:5]
+    slowest = sorted(zip((r.get("probe_s", 0.0) for r in probed), names, strict=True), key=lambda t: -t[0])[:5]
     out.attrs.update(clips.attrs)
     out.attrs.update(
         {

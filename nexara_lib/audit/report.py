@@ -22,7 +22,9 @@ def audit_overview(summary: Mapping) -> pd.Series:
             "non-video files skipped": _total(summary["non_video_files_skipped"]),
             "imbalance ratio (majority / minority)": summary["imbalance_ratio"],
             "groups (source recordings or duplicate clusters)": summary["groups"],
-            "duplicate clusters (exact / perceptual / both)": f"{dup['exact_clusters']} / {dup['perceptual_clusters']} / {dup['mixed_clusters']}",
+            "duplicate clusters (exact / perceptual / both)": (
+                f"{dup['exact_clusters']} / {dup['perceptual_clusters']} / {dup['mixed_clusters']}"
+            ),
             "duplicate clusters spanning two splits": dup["across_splits"],
             "clips leaking between splits": leak["clips"],
             "clips with probe warnings": summary["probe_warnings"]["clips"],

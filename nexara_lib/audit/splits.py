@@ -9,7 +9,7 @@ near-copy of a test clip in training reports inflated accuracy.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,7 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
         ValueError: missing columns, bad fractions, a source with splits but no
             train, or too few groups to fill train, val and test.
     """
-    fractions = dict(zip(SPLITS, check_fractions(fractions)))
+    fractions = dict(zip(SPLITS, check_fractions(fractions), strict=True))
     for column in ("label", "group"):
         if column not in clips:
             raise ValueError(
@@ -83,7 +83,7 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     source = df["source"].astype(str) if "source" in df else pd.Series("", index=df.index)
     allowed, origin, notes = _split_choices(split, source, fractions)
     units = linked_units([df[c].fillna("").astype(str).tolist() for c in LINK_COLUMNS if c in df])
-    strata = list(zip(source, df["label"].astype(int)))
+    strata = list(zip(source, df["label"].astype(int), strict=True))
     final = split.copy()
     target, stratum_total = _split_targets(allowed, strata, fractions)
     pinned, pool_units = _units_to_place(df, units, allowed, split)
@@ -169,10 +169,12 @@ def _split_choices(
     return allowed, origin, notes
 
 
-def _split_targets(allowed: list, strata: list[tuple], fractions: dict[str, float]) -> tuple[Counter, Counter]:
+def _split_targets(
+    allowed: list, strata: list[tuple], fractions: dict[str, float]
+) -> tuple[defaultdict[tuple, float], Counter]:
     """Target clips per (split, stratum), each free row spreading its weight over the splits it may take;
     and free rows per stratum."""
-    target: Counter = Counter()
+    target: defaultdict[tuple, float] = defaultdict(float)  # fractional clips: a row spreads over its splits
     stratum_total: Counter = Counter()
     for i, choices in enumerate(allowed):
         if choices is None:
@@ -192,9 +194,10 @@ def _units_to_place(
     Returns:
         (pinned, pool_units): pinned maps a free row of a unit that partly sits
         in a dataset split to the split it follows; pool_units lists every other
-        unit with free rows as (its first path, unit id, free rows, the splits all
-        of them may take), sorted.
+        unit with free rows as (its first clip by ``_clip_keys``, unit id, free rows,
+        the splits all of them may take), sorted.
     """
+    keys = _clip_keys(df)
     unit_rows: dict[int, list[int]] = {}
     for i, u in enumerate(units):
         unit_rows.setdefault(int(u), []).append(i)
@@ -212,27 +215,44 @@ def _units_to_place(
                 pinned[i] = followed if followed in allowed[i] else split[i] or followed
             continue
         choices = tuple(s for s in SPLITS if all(s in allowed[i] for i in pool)) or ("train",)
-        pool_units.append((min(df.at[i, "path"] if "path" in df else str(i) for i in pool), u, pool, choices))
+        pool_units.append((min(keys[i] for i in pool), u, pool, choices))
     pool_units.sort()
     return pinned, pool_units
 
 
+def _clip_keys(df: pd.DataFrame) -> list[str]:
+    """What orders the units before the seeded shuffle: each clip's place inside its dataset ("source/rel_path"),
+    never its absolute path, so the same dataset moved or mounted elsewhere gets the same splits. Without
+    rel_path, the path as given; without either, the row number."""
+    if "rel_path" in df:
+        source = df["source"].astype(str) if "source" in df else pd.Series("", index=df.index)
+        return (source + "/" + df["rel_path"].astype(str)).tolist()
+    if "path" in df:
+        return df["path"].astype(str).tolist()
+    return [str(i) for i in range(len(df))]
+
+
 def _place_units(
-    pool_units: list[tuple], strata: list[tuple], target: Counter, stratum_total: Counter, assigned: Counter, seed: int
+    pool_units: list[tuple],
+    strata: list[tuple],
+    target: defaultdict[tuple, float],
+    stratum_total: Counter,
+    assigned: Counter,
+    seed: int,
 ) -> dict:
     """Split per unit (by its index in ``pool_units``), greedily: each unit goes where its strata stay
     closest to their targets, given the clips ``assigned`` so far."""
     assigned = Counter(assigned)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(pool_units))
+    shuffled = rng.permutation(len(pool_units)).tolist()
     # Largest units first (they are the hardest to place); the shuffle breaks ties by seed.
-    order = sorted(order, key=lambda k: -len(pool_units[k][2]))
+    order = sorted(shuffled, key=lambda k: -len(pool_units[k][2]))
     unit_split: dict = {}
     for k in order:
         _, _, pool, choices = pool_units[k]
         counts = Counter(strata[i] for i in pool)
 
-        def cost(s):
+        def cost(s: str, counts: Counter = counts) -> tuple[float, float, int]:
             delta = sum(
                 ((assigned[(s, st)] + c - target[(s, st)]) ** 2 - (assigned[(s, st)] - target[(s, st)]) ** 2)
                 / max(stratum_total[st], 1)

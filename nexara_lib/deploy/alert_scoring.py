@@ -23,7 +23,7 @@ def _label(value) -> int:
             if text in names:
                 return names.index(text)
     elif isinstance(value, numbers.Real) and value in (0, 1):
-        return int(value)
+        return int(float(value))
     raise ValueError(f"truth label {value!r} is not 0/1 or one of {CLASS_NAMES}")
 
 
@@ -53,7 +53,8 @@ def score_alerts(
     """Alerts of one source/cell against its labelled violent segments.
 
     Give the alarm periods (``Confirmation.periods``) to count every false alarm, also one that a fight
-    followed within the cooldown (its episode was continued); give the episodes to score pages. An episode spans [start_t, end_t] (an open one runs to ``duration_s``). A violent segment is
+    followed within the cooldown (its episode was continued); give the episodes to score pages. An episode spans
+    [start_t, end_t] (an open one runs to ``duration_s``). A violent segment is
     detected when an episode overlaps it (each side widened by ``tolerance_s``); its onset-to-alarm
     is the first such episode's alarm_t minus the segment start (0 when an alarm was already on).
     Touching violent segments (consecutive violent clips) count as one.
@@ -135,7 +136,7 @@ def compare_policies(
         )
     rows = []
     for name, policy in policies.items():
-        totals = collections.Counter()
+        totals: collections.Counter[str] = collections.Counter()
         onsets, hours = [], 0.0
         for (source, cell), confirmation in replay(windows, policy).items():
             segments = track_lookup(truth, source, cell)

@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -153,19 +154,30 @@ class Confirmation:
         self.periods: list[Episode] = []
         self.events: list[dict] = []
         self._recent: collections.deque = collections.deque(maxlen=policy.n)  # (verdict, seq, window)
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()  # windows per state
         self._seq = 0
         self._first_seq = 0  # seq of the open episode's first window
         self._last: WindowScore | None = None
         self.alarm_on = False  # whether an episode is open now
         self._finished = False
 
+    @staticmethod
+    def _score(window: WindowScore) -> float:
+        """The score of a "scored" window (``WindowScore`` checks it has one, so None here is a bug)."""
+        if window.score is None:
+            raise ValueError(
+                f"window {window.source!r}/{window.cell!r} at {window.start_t!r} s is {window.state!r} and has no "
+                "score; only 'scored' windows can raise or clear an alarm"
+            )
+        return window.score
+
     def _verdict(self, window: WindowScore) -> str | None:
         if window.state != "scored":
             return None
-        if window.score >= self.policy.on_threshold:
+        score = self._score(window)
+        if score >= self.policy.on_threshold:
             return "hit"
-        return "low" if window.score < self.policy.off_threshold else None
+        return "low" if score < self.policy.off_threshold else None
 
     def _event(self, kind: str, t: float, **extra) -> dict:
         event = {"type": kind, "t": float(t), **dataclasses.asdict(self.episodes[-1]), **extra}
@@ -253,8 +265,9 @@ class Confirmation:
             period.windows += 1
             period.last_frame = window.last_frame
             if verdict == "hit":
-                episode.peak = max(episode.peak, window.score)
-                period.peak = max(period.peak, window.score)
+                score = self._score(window)
+                episode.peak = max(episode.peak, score)
+                period.peak = max(period.peak, score)
             lows = sum(v == "low" for v, _, _ in self._recent)
             if verdict == "low" and lows >= self.policy.k:
                 events.append(self._close(window, "scores fell below the off-threshold"))
@@ -339,7 +352,7 @@ class EventLog(contextlib.AbstractContextManager):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
-        self._handle = open(self.path, "a" if append else "w", encoding="ascii", newline="\n")
+        self._handle: TextIO | None = open(self.path, "a" if append else "w", encoding="ascii", newline="\n")
 
     def write(self, event: dict) -> None:
         """Append one event (NumPy values, paths and NaN are converted; NaN becomes null)."""

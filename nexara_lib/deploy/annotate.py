@@ -31,7 +31,7 @@ class Annotator:
 
     def __init__(self, out_dir: str | Path, fps: float = 25.0):
         self.out_dir, self.fps = Path(out_dir), float(fps)
-        self.writers: dict[str, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
+        self.writers: dict[str, tuple[cv2.VideoWriter, tuple[int, int], Path]] = {}  # writer, size, its temp file
         self.paths: dict[str, Path] = {}
 
     def frame(self, source: str, image: np.ndarray, fps: float | None, layout, cells: list[dict]) -> None:
@@ -41,7 +41,7 @@ class Annotator:
             path = self.out_dir / f"{safe_stem(source)}.annotated.mp4"
             self.out_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps or self.fps, (width, height))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps or self.fps, (width, height))
             if not writer.isOpened():
                 raise ValueError(f"cannot write the annotated video {path}: OpenCV has no mp4v encoder here")
             self.writers[source], self.paths[source] = (writer, (width, height), tmp), path
@@ -52,7 +52,7 @@ class Annotator:
             scale = (size[0] / width, size[1] / height)
         else:
             scale = (1.0, 1.0)
-        for cell, state in zip(layout.cells, cells):
+        for cell, state in zip(layout.cells, cells, strict=True):
             x0, y0 = int(cell.x0 * scale[0]), int(cell.y0 * scale[1])
             x1, y1 = int(cell.x1 * scale[0]) - 1, int(cell.y1 * scale[1]) - 1
             colour = ALARM if state["alarm"] else (CALM if state["state"] == "scored" else UNKNOWN)

@@ -3,78 +3,37 @@ confirmed alerts.
 
 Every source has one reader (``deploy.sources``) and decodes each frame once. A grid picture is cut
 into cells (``deploy.grid``); every cell is its own stream with its own windows, confirmation and
-alerts. Each sampled frame's backbone inputs are computed as soon as it arrives, all the cells
-due for that frame in one backbone call; windows completed by a frame are scored in one head call.
-A window whose picture is black or frozen is ``no_signal``; one cut by a gap (a dropped stream, a
-timestamp jump, a resolution change) is ``gap``; a head failure is ``error`` — none of them is a
-probability. Memory holds the frames of open windows only, whatever the length of the source.
+alerts. Each sampled frame's products (view inputs, embeddings: ``deploy.frame_products``) are computed
+once, as soon as it and its next frame have arrived, all the cells due for that frame in one backbone
+call, and shared by every window and stream that reads them; windows completed by a frame are scored in
+one head call. A window whose picture is black or frozen is ``no_signal``; one cut by a gap (a dropped
+stream, a timestamp jump, a resolution change) is ``gap``; a head failure is ``error`` — none of them is a
+probability. Memory holds the products of open windows only, whatever the length of the source; the
+settings and each source's state are in ``deploy.detector_state``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nexara_lib.config import SCHEMA
 from nexara_lib.deploy.alerts import AlarmPolicy, Confirmation, EventLog, WindowScore
 from nexara_lib.deploy.annotate import Annotator
-from nexara_lib.deploy.grid import GridError, grid_layout, signal_problem, split_cells, thumbnail
+from nexara_lib.deploy.detector_state import CellState, DetectorSettings, SourceState, source_summary, spread
+from nexara_lib.deploy.frame_products import FrameProducts
+from nexara_lib.deploy.grid import GridError, grid_layout, signal_problem
 from nexara_lib.deploy.head import HeadError
+from nexara_lib.deploy.source_specs import camera_key
 from nexara_lib.deploy.sources import FrameSource, SourceError, SourceSpec
 from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.deploy.windows import WindowPlan, WindowSampler
 
+__all__ = ["Detector", "DetectorSettings"]  # DetectorSettings lives in deploy.detector_state
+
 # With several sources, a live one that has no new frame yields after this long (s), so the others go on.
 LIVE_POLL_S = 0.02
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectorSettings:
-    """How the detector cuts, samples and confirms (from the run's ``detect_*`` parameters and the export)."""
-
-    window_s: float
-    stride: float
-    frames_per_window: int
-    policy: AlarmPolicy
-    grid: tuple[int, int] = (1, 1)
-    margin: int = SCHEMA["detect_grid_margin"].default  # the parameter schema owns every default
-    min_cell: int = SCHEMA["detect_min_cell"].default
-    max_gap_s: float = SCHEMA["detect_max_gap_s"].default
-    stall_s: float = SCHEMA["detect_stall_s"].default
-    reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default
-    fps: float | None = None  # override the sources' frame rate
-    realtime: bool = False  # pace file sources at their frame rate (a camera's pace), for lag measurements
-
-
-@dataclasses.dataclass
-class _Cell:
-    name: str
-    confirmation: Confirmation
-    features: dict = dataclasses.field(default_factory=dict)  # (stream, g) -> (D,)
-    thumbs: dict = dataclasses.field(default_factory=dict)  # g -> thumbnail
-    windows: int = 0
-    last: WindowScore | None = None  # the latest window (annotated video)
-
-
-class _SourceState:
-    """One source's reader, grid and per-cell windows."""
-
-    def __init__(self, spec: SourceSpec, reader: FrameSource, settings: DetectorSettings):
-        self.spec, self.reader, self.settings = spec, reader, settings
-        self.layout = None
-        self.cells: list[_Cell] = []
-        self.sampler: WindowSampler | None = None
-        self.plan: WindowPlan | None = None
-        self.segment = None
-        self.shape = None
-        self.awaiting_next = []  # picked frames whose per-frame features wait for their next frame
-        self.last_t = None
-        self.first_t = None
-        self.wall0 = 0.0  # wall clock when the source started
-        self.status, self.message = "ok", ""
 
 
 class Detector:
@@ -86,6 +45,10 @@ class Detector:
         settings: ``DetectorSettings``.
         log: optional ``EventLog`` receiving alerts, clears, gaps and statuses as they happen.
         annotator: optional ``Annotator`` writing every picture with its cells' scores and alarms.
+        observers: ``DetectorObserver``s (``deploy.observers``) called with every frame, window and event;
+            one whose ``frame`` returns False stops that source (alert evidence, calibration's footage limit).
+        policies: camera key (``camera`` or ``camera/cell``) -> its ``AlarmPolicy`` (a calibrated camera's own
+            threshold); default ``settings.policy`` for every camera.
     """
 
     def __init__(
@@ -95,6 +58,8 @@ class Detector:
         settings: DetectorSettings,
         log: EventLog | None = None,
         annotator: Annotator | None = None,
+        observers: Sequence = (),
+        policies: Callable[[str], AlarmPolicy] | None = None,
     ):
         if head.T != settings.frames_per_window or head.D != features.feature_dim:
             raise ValueError(
@@ -104,11 +69,12 @@ class Detector:
             )
         self.head, self.features, self.settings, self.log = head, features, settings, log
         self.annotator = annotator
+        self.observers, self.policies = list(observers), policies
         self.windows: list[WindowScore] = []
         self.head_s, self.head_calls = 0.0, 0
         self.lags: list[float] = []  # seconds from the frame that completed windows to their scores
         self.behind_s: list[float] = []  # realtime: seconds from a window's end (on the source's clock) to its score
-        self.states: list[_SourceState] = []
+        self.states: list[SourceState] = []
         self.wall0 = 0.0
 
     # ------------------------------------------------------------------ running
@@ -120,7 +86,7 @@ class Detector:
         ``source_options`` go to every ``FrameSource`` (tests inject ``opener``, ``sleep``, ``clock``).
         """
         self.states = [
-            _SourceState(
+            SourceState(
                 spec,
                 FrameSource(
                     spec,
@@ -158,6 +124,15 @@ class Detector:
                         continue
                     if self.settings.realtime:
                         self._pace(state, frame.t)
+                    if not all([o.frame(state.spec, frame) for o in self.observers]):  # every observer sees it
+                        state.status, state.message = (
+                            "stopped",
+                            "; ".join(filter(None, (o.stop_reason(state.spec) for o in self.observers))),
+                        )
+                        self._end_source(state)
+                        state.reader.close()
+                        active.remove(item)
+                        continue
                     self._take(state, frame)
                     if state.status == "error":
                         active.remove(item)
@@ -174,7 +149,7 @@ class Detector:
             self.annotator.close()
         return self._summary(self.states, time.perf_counter() - self.wall0)
 
-    def _start(self, state: _SourceState):
+    def _start(self, state: SourceState):
         """Open a source: (state, frame iterator), or None (reported) when it does not open."""
         try:
             state.reader.open()
@@ -185,7 +160,7 @@ class Detector:
         state.wall0 = time.perf_counter()
         return state, iter(state.reader.frames())
 
-    def _pace(self, state: _SourceState, t: float) -> None:
+    def _pace(self, state: SourceState, t: float) -> None:
         """Wait until frame time ``t`` is due on the wall clock, as a camera would deliver it."""
         if state.first_t is None:
             state.first_t = t
@@ -194,7 +169,7 @@ class Detector:
             time.sleep(delay)
 
     # ------------------------------------------------------------------ frames
-    def _take(self, state: _SourceState, frame) -> None:
+    def _take(self, state: SourceState, frame) -> None:
         if state.first_t is None:
             state.first_t = frame.t
         shape = frame.image.shape[:2]
@@ -216,13 +191,14 @@ class Detector:
                 self.features.reads_next,
             )
             state.sampler = WindowSampler(state.plan, frame.t)
+            state.products = FrameProducts(self.features, state.plan, state.layout)
             state.segment = frame.segment
         state.last_t = frame.t
         picked = state.sampler.push(frame.index, frame.t, frame.image)
         self._frames_picked(state, picked)
         self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
 
-    def _annotate(self, state: _SourceState, frame) -> None:
+    def _annotate(self, state: SourceState, frame) -> None:
         cells = [
             {
                 "score": c.last.score if c.last is not None else None,
@@ -233,7 +209,7 @@ class Detector:
         ]
         self.annotator.frame(state.spec.name, frame.image, state.reader.fps, state.layout, cells)
 
-    def _lay_out(self, state: _SourceState, shape) -> bool:
+    def _lay_out(self, state: SourceState, shape) -> bool:
         rows, cols = self.settings.grid
         try:
             state.layout = grid_layout(shape[0], shape[1], rows, cols, self.settings.margin, self.settings.min_cell)
@@ -244,55 +220,32 @@ class Detector:
         state.shape = shape
         if not state.cells:
             state.cells = [
-                _Cell(cell.name, Confirmation(self.settings.policy, state.spec.name, cell.name))
+                CellState(cell.name, Confirmation(self._policy(state.spec, cell.name), state.spec.name, cell.name))
                 for cell in state.layout.cells
             ]
         return True
 
-    def _frames_picked(self, state: _SourceState, picked) -> None:
-        """Thumbnails and per-frame backbone inputs of newly picked frames, every cell in one backbone call."""
+    def _frames_picked(self, state: SourceState, picked) -> None:
+        """Products of newly picked frames once their next frame is known, every cell in one backbone call."""
         state.awaiting_next.extend(picked)
         ready = [p for p in state.awaiting_next if p.next_known]
         state.awaiting_next = [p for p in state.awaiting_next if not p.next_known]
-        jobs = []
-        for p in ready:
-            crops = split_cells(p.image, state.layout)
-            nexts = split_cells(p.next_image, state.layout) if p.next_image is not None else crops
-            for c, cell in enumerate(state.cells):
-                cell.thumbs[p.g] = thumbnail(crops[c])
-                for i in range(len(self.features.streams)):
-                    if not self.features.window_level(i) and (i, p.g) not in cell.features:
-                        jobs.append(((c, i, p.g), i, self.features.frame_job(i, crops[c], nexts[c])))
-        for (c, i, g), rows in self.features.encode(jobs).items():
-            state.cells[c].features[(i, g)] = self.features.pooled(i, rows, 1)[0]
-        if not self.features.needs_native_frames:
-            for p in ready:  # nothing needs the picture any more: free it now
-                p.image = p.next_image = None
+        state.products.add(ready, state.sampler.open)
 
     # ------------------------------------------------------------------ windows
-    def _complete(self, state: _SourceState, done, arrived: float) -> None:
-        """Score completed windows: no-signal check, window-level streams, one head call for all cells."""
+    def _complete(self, state: SourceState, done, arrived: float) -> None:
+        """Score completed windows: no-signal check, the shared per-frame products, one head call for all cells."""
         if not done:
             return
         plan, sampler = state.plan, state.sampler
         batch, meta = [], []
-        window_jobs = []
         for m, picked in done:
             targets = plan.targets(m)
             start_t, end_t = sampler.window_span(m)
             positions = sorted(picked)
             first, last = picked[positions[0]].index, picked[positions[-1]].index
-            # window-level streams read native cells: cut each picked frame (and its next) once, not per cell
-            cells_of = (
-                {
-                    g: (split_cells(p.image, state.layout), split_cells(p.next_image, state.layout))
-                    for g, p in picked.items()
-                }
-                if self.features.needs_native_frames
-                else {}
-            )
             for c, cell in enumerate(state.cells):
-                problem = signal_problem([cell.thumbs[g] for g in sorted(set(targets[0]))])
+                problem = signal_problem(state.products.thumbs(c, sorted(set(targets[0]))))
                 base = dict(
                     source=state.spec.name,
                     cell=cell.name,
@@ -304,25 +257,8 @@ class Detector:
                 if problem:
                     meta.append((c, base, "no_signal", f"picture {problem}"))
                     continue
-                for i in range(len(self.features.streams)):
-                    if self.features.window_level(i):
-                        crops = [cells_of[g][0][c] for g in targets[i]]
-                        nexts = [cells_of[g][1][c] for g in targets[i]]
-                        window_jobs.append(((m, c, i), i, self.features.window_job(i, crops, nexts)))
-                meta.append((c, base, "scored", (m, targets)))
-        window_feats = self.features.encode(window_jobs) if window_jobs else {}
-        for c, base, kind, extra in meta:
-            if kind != "scored":
-                continue
-            m, targets = extra
-            cell = state.cells[c]
-            parts = []
-            for i in range(len(self.features.streams)):
-                if self.features.window_level(i):
-                    parts.append(self.features.pooled(i, window_feats[(m, c, i)], len(targets[i])))
-                else:
-                    parts.append(np.stack([cell.features[(i, g)] for g in targets[i]]))
-            batch.append(np.concatenate(parts, axis=1))
+                batch.append(state.products.window(m, c))
+                meta.append((c, base, "scored", m))
         scores, error = self._score(batch)
         k = 0
         for c, base, kind, extra in meta:
@@ -355,26 +291,24 @@ class Detector:
             return None, "the model returned a non-finite score"
         return scores, None
 
-    def _record(self, state: _SourceState, c: int, window: WindowScore) -> None:
+    def _record(self, state: SourceState, c: int, window: WindowScore) -> None:
         cell = state.cells[c]
         cell.windows += 1
         cell.last = window
         self.windows.append(window)
+        for observer in self.observers:
+            observer.window(window)
         for event in cell.confirmation.update(window):
             self._emit(event)
 
-    def _forget(self, state: _SourceState) -> None:
-        """Drop per-frame features and thumbnails below every open window (bounded memory)."""
+    def _forget(self, state: SourceState) -> None:
+        """Drop per-frame products below every open window (bounded memory)."""
         sampler = state.sampler
         lowest = min([min(p) for p in sampler.open.values()] + [state.plan.start(sampler.next_window)])
-        for cell in state.cells:
-            for key in [k for k in cell.features if k[1] < lowest]:
-                del cell.features[key]
-            for g in [g for g in cell.thumbs if g < lowest]:
-                del cell.thumbs[g]
+        state.products.forget(lowest, sampler.open)
 
     # ------------------------------------------------------------------ gaps and ends
-    def _end_segment(self, state: _SourceState, reason: str, resume_t: float) -> None:
+    def _end_segment(self, state: SourceState, reason: str, resume_t: float) -> None:
         """A gap: finish what the segment's last frame allows; windows cut short and the gap itself are unknown."""
         if state.sampler is None:
             return
@@ -415,12 +349,9 @@ class Detector:
                         reason,
                     ),
                 )
-        for cell in state.cells:
-            cell.features.clear()
-            cell.thumbs.clear()
-        state.sampler, state.segment, state.awaiting_next = None, None, []
+        state.sampler, state.segment, state.products, state.awaiting_next = None, None, None, []
 
-    def _end_source(self, state: _SourceState) -> None:
+    def _end_source(self, state: SourceState) -> None:
         if state.sampler is not None:
             self._frames_picked(state, state.sampler.end())
             self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
@@ -440,31 +371,18 @@ class Detector:
             )
         self._emit({"type": "status", "source": state.spec.name, "status": state.status, "message": state.message})
 
+    def _policy(self, spec: SourceSpec, cell: str) -> AlarmPolicy:
+        return self.policies(camera_key(spec.camera_name, cell)) if self.policies else self.settings.policy
+
     def _emit(self, event: dict) -> None:
         if self.log is not None:
             self.log.write(event)
+        for observer in self.observers:
+            observer.event(event)
 
     # ------------------------------------------------------------------ summary
-    def _summary(self, states: list[_SourceState], wall_s: float) -> dict:
-        sources = []
-        for state in states:
-            reader = state.reader
-            duration = (state.last_t - state.first_t) if state.last_t is not None else 0.0
-            cells = [{"cell": cell.name, **cell.confirmation.summary()} for cell in state.cells]
-            sources.append(
-                {
-                    "source": state.spec.name,
-                    "status": state.status,
-                    "message": state.message,
-                    "fps": getattr(reader, "fps", None),
-                    "fps_source": getattr(reader, "fps_source", None),
-                    "duration_s": duration,
-                    "stats": dict(getattr(reader, "stats", {})),
-                    "gaps": [dataclasses.asdict(g) for g in getattr(reader, "gaps", [])],
-                    "events": list(getattr(reader, "events", [])),
-                    "cells": cells,
-                }
-            )
+    def _summary(self, states: list[SourceState], wall_s: float) -> dict:
+        sources = [source_summary(state) for state in states]
         source_s = sum(s["duration_s"] for s in sources)
         return {
             "sources": sources,
@@ -477,8 +395,8 @@ class Detector:
                 "seconds": self.features.model_s,
             },
             "head": {"calls": self.head_calls, "seconds": self.head_s},
-            "lag_s": _spread(self.lags),
-            "behind_live_s": _spread(self.behind_s),
+            "lag_s": spread(self.lags),
+            "behind_live_s": spread(self.behind_s),
         }
 
     @property
@@ -492,9 +410,3 @@ class Detector:
         """Every stretch an alarm was on, of every source and cell, in time order (``Confirmation.periods``)."""
         found = [e for s in self.states for c in s.cells for e in c.confirmation.periods]
         return sorted(found, key=lambda e: (e.alarm_t, e.source, e.cell))
-
-
-def _spread(values: list[float]) -> dict:
-    if not values:
-        return {"median": None, "p95": None, "max": None}
-    return {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}

@@ -24,21 +24,24 @@ sha256 before running it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import platform
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from nexara_lib.deploy.head import HeadError, KerasHead, TFLiteHead, head_input_shape, quiet_stderr, quiet_tensorflow
+from nexara_lib.deploy.convert import (
+    ExportError,
+    builtin_ops_model,
+    convert_variant,
+    first_line,
+    quiet_conversion,
+    write_saved_model,
+)
+from nexara_lib.deploy.head import HeadError, KerasHead, TFLiteHead, head_input_shape, quiet_tensorflow
 from nexara_lib.deploy.parity import TOLERANCES, probe_windows
-from nexara_lib.io import read_json, to_jsonable, write_atomic, write_json_atomic
+from nexara_lib.io import atomic_path, read_json, to_jsonable, write_json_atomic
 
 EXPORT_FILE = "export.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -51,10 +54,6 @@ RESERVED_KEYS = MANIFEST_KEYS + ("T", "D")  # facts may not use these
 REEXPORT = "re-run `nexara export RUN_DIR`"
 
 logger = logging.getLogger("nexara.deploy")
-
-
-class ExportError(ValueError):
-    """An export cannot be written, found, trusted or used for this run (the message says what to do)."""
 
 
 def head_file(variant: str) -> str:
@@ -70,12 +69,6 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(err).__name__}: {line[:limit]}{'…' if len(line) > limit else ''}"
-
-
 def check_variants(variants) -> tuple[str, ...]:
     """The variants to export, in ``VARIANTS`` order; ``ExportError`` for an unknown, repeated or empty list."""
     chosen = [variants] if isinstance(variants, str) else list(variants or ())
@@ -86,24 +79,6 @@ def check_variants(variants) -> tuple[str, ...]:
             f"got {variants!r}; set export_variants accordingly"
         )
     return tuple(v for v in VARIANTS if v in chosen)
-
-
-# --- quiet TensorFlow ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence absl/TensorFlow Python logs and the converter's C++ stderr (MLIR dumps) for a block."""
-    names = ("absl", "tensorflow")
-    levels = [logging.getLogger(n).level for n in names]
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with quiet_stderr():
-            yield
-    finally:
-        for n, level in zip(names, levels):
-            logging.getLogger(n).setLevel(level)
 
 
 # --- the model -------------------------------------------------------------------------
@@ -118,127 +93,15 @@ def _load_model(model_path: Path):
             "file of the carried-forward model)"
         )
     try:
-        with _quiet():
+        with quiet_conversion():
             return load_sequence_model(model_path)
     except Exception as err:
         raise ExportError(
-            f"cannot load model {model_path} ({_first_line(err)}); it must be a .keras file saved by this library"
+            f"cannot load model {model_path} ({first_line(err)}); it must be a .keras file saved by this library"
         ) from None
-
-
-def _unroll_config(node) -> int:
-    """Set every ``unroll: False`` in a (nested) model config to True; returns how many were set."""
-    count = 0
-    if isinstance(node, dict):
-        if node.get("unroll") is False:
-            node["unroll"] = True
-            count += 1
-        for value in node.values():
-            count += _unroll_config(value)
-    elif isinstance(node, list):
-        for value in node:
-            count += _unroll_config(value)
-    return count
-
-
-def builtin_ops_model(model, where: str = "model"):
-    """The model TFLite builtins can run: ``model`` itself, or a clone with its recurrent layers unrolled.
-
-    The clone is rebuilt from ``model``'s config and gets its weights through Keras' own weight file (so
-    layers that derive state from their weights, like ``Normalization``, are restored as on a load).
-    """
-    import keras
-
-    config = model.get_config()
-    if _unroll_config(config) == 0:
-        return model
-    try:
-        with _quiet():
-            clone = type(model).from_config(config)
-            with tempfile.TemporaryDirectory(prefix="nexara-unroll-") as tmp:
-                weights = Path(tmp) / "head.weights.h5"
-                model.save_weights(weights)
-                clone.load_weights(weights)
-    except Exception as err:
-        raise ExportError(
-            f"{where}: cannot unroll its recurrent layers for a builtin-ops TFLite export "
-            f"({_first_line(err)}); recurrent layers need a fixed number of time steps T"
-        ) from None
-    if not isinstance(clone, keras.Model):
-        raise ExportError(f"{where}: rebuilding it from its config gave a {type(clone).__name__}, not a model")
-    return clone
 
 
 # --- writing -----------------------------------------------------------------------------
-
-
-def _write_saved_model(model, T: int, D: int, final: Path, where: str) -> None:
-    """Write a SavedModel serving ``(None, T, D)`` to a temporary folder, then swap it in."""
-    import keras
-
-    tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
-    old = final.parent / f".{final.name}.{os.getpid()}.old"
-    for stale in (tmp, old):
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        with _quiet():
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.add_endpoint(
-                "serve",
-                fn=lambda x: model(x, training=False),
-                input_signature=[keras.InputSpec(shape=(None, T, D), dtype="float32", name="features")],
-            )
-            archive.write_out(str(tmp), verbose=False)
-    except Exception as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"{where}: writing the SavedModel failed ({_first_line(err)})") from None
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _missing_ops(err: BaseException) -> list[str]:
-    """The TF ops a converter error says builtin TFLite lacks (from its structured errors, else its text)."""
-    ops = {
-        e.operator.name
-        for e in getattr(err, "errors", None) or ()
-        if "ERROR_NEEDS_" in str(e) and getattr(getattr(e, "operator", None), "name", "")
-    }
-    ops |= set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", str(err)))
-    return sorted(ops)
-
-
-def _convert(saved_model: Path, variant: str, where: str) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic-range int8 weights
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    try:
-        with _quiet():
-            return converter.convert()
-    except Exception as err:
-        ops = _missing_ops(err)
-        if ops:
-            raise ExportError(
-                f"{where} cannot be exported with TFLite builtin ops only: it uses {', '.join(ops)}, "
-                "which LiteRT's builtin kernels lack (Select TF ops are not used: edge runtimes do "
-                "not ship them). Replace the layer that uses them with builtin-friendly ops "
-                "(keras.ops matmul/add/tanh/sigmoid/softmax/mean...) and retrain, or export another "
-                "model from available_models()"
-            ) from None
-        details = [
-            str(e.error_message).strip().splitlines()[0]
-            for e in getattr(err, "errors", None) or ()
-            if str(getattr(e, "error_message", "")).strip()
-        ]
-        cause = "; ".join(dict.fromkeys(details))[:400] if details else _first_line(err)
-        raise ExportError(f"{where}: TFLite conversion ({variant}) failed: {cause}") from None
 
 
 def _probe(reference: KerasHead, path: Path, variant: str) -> float:
@@ -321,11 +184,13 @@ def export_head(model_path, out_dir, *, variants=VARIANTS, facts: dict | None = 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / EXPORT_FILE).unlink(missing_ok=True)  # from here until the end: "no export", never a mix
-    _write_saved_model(builtin_ops_model(model, where), T, D, out_dir / SAVED_MODEL_DIR, where)
+    write_saved_model(builtin_ops_model(model, where), T, D, out_dir / SAVED_MODEL_DIR, where)
     entries = {}
     for variant in chosen:
-        blob = _convert(out_dir / SAVED_MODEL_DIR, variant, where)
-        path = write_atomic(out_dir / head_file(variant), lambda handle: handle.write(blob), binary=True)
+        blob = convert_variant(out_dir / SAVED_MODEL_DIR, variant, where)
+        path = out_dir / head_file(variant)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(blob)
         delta = _probe(reference, path, variant)
         if variant == "float32" and delta > TOLERANCES["float32"]:
             raise ExportError(

@@ -165,7 +165,7 @@ def signal_problem(thumbs: list[np.ndarray], black_level: float = 12.0, frozen_d
     if all(float(t.mean()) < black_level and float(t.std()) < BLACK_MAX_STD for t in thumbs):
         return "black"
     if len(thumbs) >= 2 and all(
-        float(np.abs(a.astype(np.float32) - b).mean()) < frozen_diff for a, b in zip(thumbs, thumbs[1:])
+        float(np.abs(a.astype(np.float32) - b).mean()) < frozen_diff for a, b in zip(thumbs, thumbs[1:], strict=False)
     ):
         return "frozen"
     return None

@@ -69,7 +69,8 @@ class _Clip:
         self.size = (int(info["width"]), int(info["height"]))
         self.duration = self.frames / self.fps
         self._cap: cv2.VideoCapture | None = None
-        self._index, self._frame = -1, None
+        self._index = -1
+        self._frame: np.ndarray | None = None
 
     def frame(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """Frame ``index`` (not before the last one asked for) as BGR of ``size``."""
@@ -77,7 +78,7 @@ class _Clip:
             raise ValueError(
                 f"{self.path.name}: frame {index} asked after frame {self._index} (reading is forward only)"
             )
-        if index == self._index:
+        if index == self._index and self._frame is not None:
             return self._frame
         if self._cap is None:
             self._cap = cv2.VideoCapture(str(self.path))

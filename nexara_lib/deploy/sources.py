@@ -101,18 +101,22 @@ class FrameSource:
         self._opener = opener or (lambda uri: _default_opener(uri, spec.live, stall_s))
         self._sleep, self._clock = sleep, clock
         self.fps, self.fps_source = (float(fps), "given") if fps is not None else (float("nan"), "")
-        self.gaps, self.events = [], []  # Gap; dicts {"t", "event", ...}
+        self.gaps: list[Gap] = []
+        self.events: list[dict] = []  # {"t", "event", ...}
         self.stats = {"frames": 0, "bad_frames": 0, "converted": 0, "dropped": 0, "reconnects": 0, "unrecorded": 0}
         self.status, self.message = "ok", ""
         self.poll_s: float | None = None  # live: yield None after this long without a frame (None = wait)
-        self._cap, self._t0, self._thread = None, 0.0, None
+        self._cap: cv2.VideoCapture | None = None  # or what ``opener`` returned (tests: a fake capture)
+        self._t0 = 0.0
+        self._thread: threading.Thread | None = None
         self._opened = self._started = self._closed = self._reader_done = False
         self._pending: collections.deque = collections.deque()  # (ok, raw, pos_ms, arrival) read on opening
         self._queue: collections.deque = collections.deque()  # live: (t, image, gap reason) for the consumer
         self._cond, self._stop = threading.Condition(), threading.Event()
         self._size: tuple[int, int] | None = None  # (w, h) of the last usable frame
         self._read_count = self._stamp_reads = 0  # file timing: successful reads (usable or not),
-        self._prev_raw = self._prev_t = None  # the last container stamp and t
+        self._prev_raw: float | None = None  # the last container stamp and t
+        self._prev_t: float | None = None
         self._last_t: float | None = None  # delivery side: last delivered t, segment
         self._segment = self._dropped_at_last = 0
 
@@ -134,7 +138,7 @@ class FrameSource:
             raise SourceError(f"cannot open {self.name}: {why}")
         self._t0 = self._clock()
         try:
-            self._settle_fps()
+            self._settle_fps(self._cap)
         except SourceError:
             self._release()  # and the frames read to measure the rate; open() may be tried again
             raise
@@ -150,8 +154,8 @@ class FrameSource:
             cap.release()
         return cap if cap is not None and cap.isOpened() else None
 
-    def _settle_fps(self) -> None:
-        stored = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    def _settle_fps(self, cap: cv2.VideoCapture) -> None:
+        stored = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if self.fps_source != "given" and math.isfinite(stored) and 0 < stored <= MAX_FPS:
             self.fps, self.fps_source = stored, "container"
         if self.fps_source:
@@ -182,7 +186,7 @@ class FrameSource:
             },
         )
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame | None]:
         """The source's frames in order; opens the source, and a live source's reader thread starts now.
 
         Returns:
@@ -409,6 +413,6 @@ class FrameSource:
 
 def _median_fps(stamps: list[float]) -> float | None:
     """Frame rate from the median positive interval of ``stamps`` (at least two intervals), or None."""
-    steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a]  # pairwise
     fps = 1.0 / statistics.median(steps) if len(steps) >= 2 else 0.0
     return fps if 0 < fps <= MAX_FPS else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from matplotlib.artist import Artist
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -37,7 +38,8 @@ COLORS = {
 
 def _tracks(windows: Sequence[WindowScore], episodes: Sequence[Episode]) -> list[tuple[str, str]]:
     seen: dict[tuple[str, str], None] = {}
-    for item in (*windows, *episodes):
+    items: list[WindowScore | Episode] = [*windows, *episodes]
+    for item in items:
         seen.setdefault((item.source, item.cell), None)
     return list(seen)
 
@@ -58,10 +60,10 @@ def _runs(windows: list[WindowScore]) -> list[tuple[str, float, float]]:
 def _draw_scores(ax, windows: list[WindowScore], policy: AlarmPolicy, scale: float) -> None:
     """Each scored window as a horizontal segment over its span (red at or above the on-threshold),
     a thin line through the window centres, and the on/off threshold lines."""
-    scored = [w for w in windows if w.state == "scored"]
+    scored = [(w, w.score) for w in windows if w.state == "scored" and w.score is not None]
     if scored:
-        segments = [[(w.start_t / scale, w.score), (w.end_t / scale, w.score)] for w in scored]
-        colors = [COLORS["hit"] if w.score >= policy.on_threshold else COLORS["score"] for w in scored]
+        segments = [[(w.start_t / scale, score), (w.end_t / scale, score)] for w, score in scored]
+        colors = [COLORS["hit"] if score >= policy.on_threshold else COLORS["score"] for _, score in scored]
         ax.add_collection(LineCollection(segments, colors=colors, linewidths=2.2))
         centres = [w.score if w.state == "scored" else float("nan") for w in windows]  # broken at unknowns
         ax.plot([(w.start_t + w.end_t) / 2 / scale for w in windows], centres, color=COLORS["score"], lw=0.6, alpha=0.5)
@@ -103,8 +105,8 @@ def _draw_truth(ax, segments: list[dict] | None, t_end: float, scale: float) -> 
     ax.text(0, (low + high) / 2, "truth ", ha="right", va="center", fontsize=7, transform=ax.get_yaxis_transform())
 
 
-def _legend_handles(policy: AlarmPolicy, states: set[str], with_truth: bool) -> list:
-    handles = [
+def _legend_handles(policy: AlarmPolicy, states: set[str], with_truth: bool) -> list[Artist]:
+    handles: list[Artist] = [
         Line2D([], [], color=COLORS["score"], lw=2.2, label="window score"),
         Line2D([], [], color=COLORS["hit"], lw=2.2, label="score >= on-threshold"),
         Line2D([], [], color=COLORS["on"], ls="--", label=f"on-threshold {policy.on_threshold:.2f}"),
@@ -128,6 +130,7 @@ def timeline_figure(
     policy: AlarmPolicy,
     truth: Mapping[str, list[dict]] | None = None,
     title: str = "",
+    policies: Mapping[tuple[str, str], AlarmPolicy] | None = None,
 ) -> Figure:
     """Scores, alarms and truth over time, one row per (source, cell).
 
@@ -138,6 +141,7 @@ def timeline_figure(
         truth: optional {"source/cell" or source or cell: [{"start_t", "end_t", "label"}]}; rows
             without an entry get no truth band.
         title: figure title (the policy is added below it).
+        policies: {(source, cell): policy} of rows with a policy of their own (a calibrated camera's threshold).
     Returns:
         The Figure; its axes are in row order, each titled "source · cell".
     """
@@ -160,13 +164,14 @@ def timeline_figure(
     scale, unit = (60.0, "min") if t_end > MINUTES_AFTER_S else (1.0, "s")
     axes = fig.subplots(len(tracks), 1, sharex=True, squeeze=False)[:, 0]
     states, any_truth = set(), False
-    for ax, (source, cell) in zip(axes, tracks):
+    for ax, (source, cell) in zip(axes, tracks, strict=True):
         mine = sorted((w for w in windows if (w.source, w.cell) == (source, cell)), key=lambda w: w.start_t)
         own_end = max([w.end_t for w in mine] + [1e-9])
         states |= {w.state for w in mine}
         _draw_unknown(ax, mine, scale)
         _draw_episodes(ax, [e for e in episodes if (e.source, e.cell) == (source, cell)], own_end, scale)
-        _draw_scores(ax, mine, policy, scale)
+        own = (policies or {}).get((source, cell))
+        _draw_scores(ax, mine, own or policy, scale)
         segments = track_lookup(truth, source, cell) if truth else None
         if segments is not None:
             any_truth = True
@@ -174,7 +179,8 @@ def timeline_figure(
         ax.set_ylim(TRUTH_BAND[0] - 0.03 if segments is not None else -0.03, 1.05)
         ax.set_yticks([0, 0.5, 1])
         ax.set_ylabel("score")
-        ax.set_title(f"{source} · {cell}" if cell else source, loc="left", fontsize=9)
+        calibrated = f" · calibrated on-threshold {own.on_threshold:.2f}" if own else ""
+        ax.set_title((f"{source} · {cell}" if cell else source) + calibrated, loc="left", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlim(0, t_end / scale)
     axes[-1].set_xlabel(f"time ({unit})")

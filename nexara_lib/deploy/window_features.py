@@ -2,14 +2,13 @@
 preprocessing, same backbone, same rounding as the cache.
 
 Extraction (``features.clip_jobs.decode_job``) resizes every sampled frame to the backbone's square
-size with INTER_AREA, or hands the native frames to a stream view (``motion_crop``, ``tiles``); the
-backbone encodes them; the cache rounds to float16; loading pools a view's regions. Here the same
-steps run per sampled frame as soon as it (and its next frame, where read) has arrived, so a
-window's backbone work is spread over the window instead of landing at its end. A view whose output
-for one frame depends on the window's other frames (``motion_crop`` compares with the neighbouring
-sampled frame when nothing moves) runs on the whole window when it completes.
+size with INTER_AREA, or hands the native frames to a stream view (``motion_crop``, ``motion_image``,
+``motion_image_crop``, ``tiles``); the backbone encodes them; the cache rounds to float16; loading pools
+a view's regions. ``WindowFeatures`` holds the streams and their encoders and does the encoding, the
+rounding and the pooling; ``deploy.frame_products`` computes each sampled frame's view inputs once, as
+soon as the frame (and its next frame) has arrived, and shares them between windows and streams.
 
-Inputs of many cells (and windows) are batched into one backbone call per encoder.
+Inputs of many cells (and frames) are batched into one backbone call per encoder.
 """
 
 from __future__ import annotations
@@ -17,24 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Sequence
 
-import cv2
 import numpy as np
 
 from nexara_lib.features.backbones import create_backbone
 from nexara_lib.features.cache import as_cached
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.transforms.frame_views import pool_regions
-from nexara_lib.transforms.registry import get_transform
 
-# Stream views whose output for a frame depends on the other sampled frames of its window.
-WINDOW_LEVEL_VIEWS = ("motion_crop",)
-
-
-def resize_like_training(frame: np.ndarray, size: int) -> np.ndarray:
-    """An RGB frame at the backbone's square size, as ``video.reader.to_rgb`` resizes decoded frames."""
-    if frame.shape[:2] == (size, size):
-        return np.ascontiguousarray(frame)
-    return cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+# Stream views the detector computes live (``deploy.frame_products``): views that look at a frame's motion
+# (its next frame, or its neighbouring sampled frame when nothing moves against the next one), and views of
+# a frame alone.
+MOTION_VIEWS = ("motion_crop", "motion_image", "motion_image_crop")
+FRAME_VIEWS = ("tiles",)
 
 
 class WindowFeatures:
@@ -51,6 +44,12 @@ class WindowFeatures:
         if not streams:
             raise ValueError("the detector needs at least one feature stream")
         self.streams = tuple(streams)
+        for stream in self.streams:
+            if stream.view is not None and stream.transform not in MOTION_VIEWS + FRAME_VIEWS:
+                raise ValueError(
+                    f"the detector cannot compute stream view {stream.transform!r} live; it knows "
+                    f"{list(MOTION_VIEWS + FRAME_VIEWS)}"
+                )
         self.encoders = dict(encoders or {})
         for stream in self.streams:
             key = self.encoder_key(stream)
@@ -69,38 +68,6 @@ class WindowFeatures:
     @property
     def feature_dim(self) -> int:
         return sum(s.feature_dim for s in self.streams)
-
-    def window_level(self, i: int) -> bool:
-        """True when stream ``i`` is computed on whole windows (its view looks at neighbouring sampled frames)."""
-        return self.streams[i].transform in WINDOW_LEVEL_VIEWS and self.streams[i].view is not None
-
-    @property
-    def needs_native_frames(self) -> bool:
-        """Whether picked frames must be kept until their window completes."""
-        return any(self.window_level(i) for i in range(len(self.streams)))
-
-    def _prepare(self, i: int, frames: np.ndarray, nexts: np.ndarray | None) -> np.ndarray:
-        """Backbone inputs of sampled frames (N, H, W, 3) (+ their next frames) for stream ``i``:
-        (N * regions, S, S, 3), or (N * regions, 2, S, S, 3) for pair backbones."""
-        stream = self.streams[i]
-        size = stream.size
-        if stream.view is None:
-            small = np.stack([resize_like_training(f, size) for f in frames])
-            if not stream.pairs:
-                return small
-            following = np.stack([resize_like_training(f, size) for f in nexts])
-            return np.stack([small, following], axis=1)
-        native = np.stack([frames, nexts], axis=1) if stream.reads_next else frames
-        out, _ = get_transform(stream.transform).apply(native, dict(stream.view_params), size=size, pairs=stream.pairs)
-        return out
-
-    def frame_job(self, i: int, frame: np.ndarray, next_frame: np.ndarray | None) -> np.ndarray:
-        """Backbone inputs of one sampled frame for a per-frame stream ``i``."""
-        return self._prepare(i, frame[None], None if next_frame is None else next_frame[None])
-
-    def window_job(self, i: int, frames: Sequence[np.ndarray], nexts: Sequence[np.ndarray] | None) -> np.ndarray:
-        """Backbone inputs of a window's T sampled frames for stream ``i`` (any stream)."""
-        return self._prepare(i, np.stack(frames), None if nexts is None else np.stack(nexts))
 
     def encode(self, jobs: Sequence[tuple[Hashable, int, np.ndarray]]) -> dict:
         """Encode many jobs ``(key, stream index, inputs)`` with one backbone call per encoder.

@@ -7,6 +7,7 @@ only applied to test. The figures live in ``evaluation.figures``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -270,7 +271,7 @@ def metrics_report(
         "max_fpr": choose_threshold(val_preds, "max_fpr", max_fpr=max_fpr),
     }
     temperature = fit_temperature(val_preds)
-    report = {
+    report: dict[str, Any] = {
         "chosen_on": "val",
         "thresholds": thresholds,
         "max_false_positive_rate": max_fpr,

@@ -94,6 +94,12 @@ def fit_ensemble_weights(val_member_preds: Sequence[Predictions]) -> np.ndarray:
         grad = -((y / q - (1 - y) / (1 - q)) @ p.T) / len(y)
         return loss, grad
 
+    def sum_minus_one(w: np.ndarray) -> float:
+        return float(w.sum() - 1.0)
+
+    def sum_gradient(w: np.ndarray) -> np.ndarray:
+        return np.ones_like(w)
+
     # SLSQP handles the simplex (bounds + sum = 1) directly and can reach exact zeros.
     result = optimize.minimize(
         loss_and_grad,
@@ -101,7 +107,7 @@ def fit_ensemble_weights(val_member_preds: Sequence[Predictions]) -> np.ndarray:
         jac=True,
         method="SLSQP",
         bounds=[(0.0, 1.0)] * k,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        constraints=[{"type": "eq", "fun": sum_minus_one, "jac": sum_gradient}],
         options={"maxiter": 500, "ftol": 1e-10},
     )
     w = np.clip(np.nan_to_num(result.x, nan=0.0), 0.0, None)
@@ -317,7 +323,7 @@ class EnsembleArtifact:
         probs = np.stack(
             [
                 np.asarray(member_predict(path, x), dtype=np.float64).reshape(-1)
-                for path, x in zip(self.member_paths, features_by_member)
+                for path, x in zip(self.member_paths, features_by_member, strict=True)
             ]
         )
         prob = self.combine(probs)

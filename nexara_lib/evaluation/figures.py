@@ -40,7 +40,7 @@ def confusion_matrix_figure(y_true, pred, title: str | None = None) -> Figure:
         rates = counts / counts.sum(axis=1, keepdims=True)
     fig = Figure(figsize=(8.5, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, values, name in zip(axes, (counts, rates), ("counts", "fraction of true class")):
+    for ax, values, name in zip(axes, (counts, rates), ("counts", "fraction of true class"), strict=True):
         ax.imshow(np.nan_to_num(rates), cmap="Blues", vmin=0, vmax=1)  # colour by rate in both: comparable
         for t in (0, 1):
             for q in (0, 1):
@@ -79,7 +79,7 @@ def per_class_accuracy_figure(rows: Sequence[tuple[str, float, float, float]], t
     ax = fig.subplots()
     positions = np.arange(len(rows))[::-1]
     ax.barh(positions, values, xerr=[low, high], color="#4c8fc7", capsize=4, height=0.55)
-    for y, value in zip(positions, values):
+    for y, value in zip(positions, values, strict=True):
         ax.text(0.02, y, f"{value:.1%}", ha="left", va="center", color="white", fontsize=10, fontweight="bold")
     ax.set_yticks(positions, labels)
     ax.set_xlim(0, 1.0)
@@ -116,7 +116,8 @@ def roc_pr_figure(
         precision, recall, _ = precision_recall_curve(y, p)
         ax_pr.plot(recall, precision, color=line.get_color(), label=f"{split} (PR AUC {m['pr_auc']:.3f})")
         ax_pr.axhline(y.mean(), color=line.get_color(), lw=0.8, ls=":")  # chance level = prevalence
-        for (name, t), marker in zip((operating_points or {}).items(), markers):
+        for i, (name, t) in enumerate((operating_points or {}).items()):
+            marker = markers[i % len(markers)]  # markers repeat rather than drop an operating point
             mt = binary_metrics(y, p, t)
             ax_roc.plot(
                 mt["fpr"], mt["recall_violent"], marker, color=line.get_color(), label=f"{split} @ {name} ({t:.2f})"
@@ -168,7 +169,9 @@ def threshold_sweep_figure(
     ax.plot(t, sweep["acc_violent"], label="accuracy violent (recall)")
     ax.plot(t, sweep["acc_nonviolent"], label="accuracy non-violent")
     ax.plot(t, sweep["fpr"], ls=":", label="false positive rate")
-    for (name, value), color in zip((chosen or {}).items(), ("black", "tab:red", "tab:purple", "tab:brown")):
+    colors = ("black", "tab:red", "tab:purple", "tab:brown")
+    for i, (name, value) in enumerate((chosen or {}).items()):
+        color = colors[i % len(colors)]  # colours repeat rather than drop a chosen threshold
         ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{name}: {value:.3f}")
     ax.set(
         xlabel="threshold (violent if prob >= threshold)",
@@ -242,7 +245,7 @@ def attention_gallery_figure(
         )
     if titles is not None and len(titles) != len(frames_list):
         raise ValueError(f"attention_gallery_figure: {len(frames_list)} clips but {len(titles)} titles")
-    for i, (frames, att) in enumerate(zip(frames_list, attention_list)):
+    for i, (frames, att) in enumerate(zip(frames_list, attention_list, strict=True)):
         frames, att = np.asarray(frames), np.asarray(att)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(
@@ -258,7 +261,7 @@ def attention_gallery_figure(
     t_max = max(np.asarray(f).shape[0] for f in frames_list)
     fig = Figure(figsize=(min(18.0, max(6.0, 0.75 * t_max)), 2.3 * n), layout="constrained")
     axes = fig.subplots(2 * n, 1, height_ratios=[1.0, 0.5] * n)
-    for i, (frames, att) in enumerate(zip(frames_list, attention_list)):
+    for i, (frames, att) in enumerate(zip(frames_list, attention_list, strict=True)):
         frames, att = np.asarray(frames), np.asarray(att, dtype=np.float64)
         t = frames.shape[0]
         ax_img, ax_bar = axes[2 * i], axes[2 * i + 1]

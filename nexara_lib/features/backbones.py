@@ -14,6 +14,7 @@ path to a local weights file (``.h5``/``.weights.h5`` for Keras backbones, the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,7 @@ class BackboneSpec:
     framework: str = "keras"  # what runs it: keras (mixed precision on GPU possible), litert, opencv
     input_dtype: str = "uint8"  # what it takes: uint8 RGB frames; it returns float32 features
     pretrained_file: str = ""  # file name of its 'imagenet' weights inside pretrained_dir ('' = downloaded by Keras)
-    factory: Callable = dataclasses.field(repr=False, compare=False, default=None)
+    factory: Callable = dataclasses.field(repr=False, compare=False, kw_only=True)  # (weights, size) -> encoder
 
 
 _REGISTRY = Registry("backbone")
@@ -72,7 +73,7 @@ def register_backbone(
             framework,
             "uint8",
             pretrained_file,
-            factory,
+            factory=factory,
         ),
     )
 
@@ -150,13 +151,31 @@ def create_backbone(name: str, weights: str = "imagenet", image_size: int = 0, m
     return encode
 
 
+_WEIGHTS_DIGESTS: dict[tuple, str] = {}  # (real path, size, mtime_ns) -> digest: each file version hashed once
+
+
 def weights_identity(weights: str) -> str:
-    """A short, stable name for ``weights`` used in cache keys (file: name + size + mtime)."""
+    """A short, stable name for ``weights`` used in cache keys: 'imagenet', 'none', or a file's name, size and a
+    hash of its bytes (a folder's: of every file's relative path and bytes).
+
+    Never where the file lies or when it was written: the same weights copied to another folder or machine name
+    the same cache, and a changed file names a new one. Hashed once per process and file version.
+    """
     if weights in ("imagenet", "none"):
         return weights
     path = Path(weights)
     stat = path.stat()
-    return f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    version = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if version not in _WEIGHTS_DIGESTS:
+        digest = hashlib.sha1()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.relative_to(path).as_posix().encode() if file != path else b"")
+            with open(file, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        _WEIGHTS_DIGESTS[version] = digest.hexdigest()[:10]
+    return f"{path.stem}-{stat.st_size}-{_WEIGHTS_DIGESTS[version]}"
 
 
 def _check_frames(frames: np.ndarray, pairs: bool) -> np.ndarray:

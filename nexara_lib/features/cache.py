@@ -4,9 +4,10 @@ clip was read (``clips.jsonl``) and the clips that failed (``failures.json``).
 A clip's file holds ``(T, D)`` float16 features, or ``(T, R * D)`` under a stream view of R regions
 per frame (``tiles``: the tiles of a frame side by side, row-major); ``FeatureStream.load`` pools them.
 
-A clip's file name carries a hash of its manifest row (path, bytes, content hash, frame
-count), so a replaced or re-encoded file gets new features. Every file is written to a
-temporary name and renamed: a crash leaves complete files or none.
+A clip's file name carries a hash of its clip id and content facts (bytes, content hash, frame
+count; ``clip_cache_name``), so a replaced or re-encoded file gets new features and a moved dataset
+keeps its cache (names of the older, path-based scheme are carried over once: ``cache_migration``).
+Every file is written to a temporary name and renamed: a crash leaves complete files or none.
 
 A clip's ``.npy`` is never trusted because it exists: it is written with a checksum file
 (``<name>.npy.sum``: shape, dtype, size, sha256; ``features.cache_entries``) and every read goes
@@ -61,16 +62,33 @@ def as_cached(features) -> np.ndarray:
     return np.asarray(features, dtype=CACHE_DTYPE).astype(np.float32)
 
 
-def clip_cache_name(row) -> str:
-    """File name of one clip's features: its id plus a hash of its manifest row's content.
+def _content_field(row, key: str) -> str:
+    """A manifest field as text, the same whichever way the row was read (103, 103.0 and "103" alike; missing = "")."""
+    value = row.get(key, "")
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
-    The hash covers the path, size in bytes, content hash (sha1 from the audit) and verified
-    frame count, so a replaced or re-encoded file gets new features.
+
+def clip_cache_name(row) -> str:
+    """File name of one clip's features: its id plus a hash of who the clip is and what it holds.
+
+    The hash covers the clip id (the dataset folder's name and the path inside it, ``audit.make_clip_id``)
+    and the content facts of the audit: size in bytes, content hash (sha1) and verified frame count. So
+    a replaced or re-encoded file gets new features, while the same dataset moved, mounted elsewhere or
+    read from another output root keeps its names: nothing here depends on an absolute path. The name
+    also seeds the clip's augmentation draws (``clip_jobs``), so those do not depend on a path either.
     """
-    ident = f"{row['path']}|{row.get('bytes', '')}|{row.get('sha1', '')}|{row.get('frames', '')}"
+    ident = json.dumps(["clip", str(row["clip_id"]), *(_content_field(row, k) for k in ("bytes", "sha1", "frames"))])
     digest = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:10]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(row["clip_id"]))[:80]
-    return f"{safe}-{digest}.npy"
+    return f"{clip_name_prefix(row['clip_id'])}{digest}.npy"
+
+
+def clip_name_prefix(clip_id) -> str:
+    """The readable start of every cache name of clip ``clip_id`` (its id, file-name safe, then a dash)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(clip_id))[:80] + "-"
 
 
 class CacheWriter:
@@ -202,7 +220,9 @@ def load_features(
             checksum file, ...); the message names it. Re-running extraction computes it again.
     """
     cache_dir = Path(cache_dir)
-    xs, ys, ids = [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    ids: list[str] = []
     for _, row in manifest.iterrows():
         path = cache_dir / clip_cache_name(row)
         if path.exists():

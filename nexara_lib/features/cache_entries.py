@@ -101,7 +101,7 @@ def _read_sum(path: Path) -> dict:
         dtype = np.dtype(meta["dtype"]) if ok else None
     except (KeyError, TypeError, ValueError):
         ok = False
-    if not ok or dtype.hasobject:
+    if not ok or dtype is None or dtype.hasobject:
         raise CacheEntryError(
             path, f"its checksum file {where.name} does not hold format {ENTRY_FORMAT} (shape, dtype, bytes, sha256)"
         )

@@ -29,7 +29,7 @@ from nexara_lib.video.reader import VideoReadError
 class ClipJob:
     """What to decode for one clip under one transform."""
 
-    name: str  # cache file name (clip id + manifest-row hash)
+    name: str  # cache file name (clip id + content hash, ``cache.clip_cache_name``); seeds augmentation draws
     clip_id: str
     path: str
     n_frames: int  # verified frame count from the audit (0 = unknown: probed first)
@@ -100,6 +100,7 @@ def _frame_transform(job: ClipJob):
     """(index resampling ``(indices, span=)`` or None, frame function or None, augmentation params or None)."""
     if job.augmentation is not None:
         ops, copy, seed = job.augmentation
+        # keyed by the cache name (clip id and content, never a path): the same copy wherever the dataset lies
         aug = draw_augmentation(list(ops), job.name, copy, seed)
         return aug.jitter_indices, aug.apply, aug.params
     if job.transform == "identity" or stream_view(job) is not None:

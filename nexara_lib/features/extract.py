@@ -7,19 +7,27 @@ a Ray cluster, ``features.ray_executor``); both write the same cache, so a run c
 executors and resume. A rerun computes only the clips without a good cache entry: every existing
 entry is checked first (checksum, shape, dtype; ``features.cache_entries``), and a bad one is moved
 aside into ``<cache dir>/bad/``, computed again and listed under ``bad_entries`` in the summary.
+Entries under the older, path-based cache names are carried over first (``features.cache_migration``)
+and counted under ``legacy``.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nexara_lib.features.backbones import create_backbone
 from nexara_lib.features.cache import CacheWriter, check_entries, clip_cache_name
-from nexara_lib.features.clip_jobs import ClipJob, check_job_transform
+from nexara_lib.features.cache_migration import (
+    legacy_clip_cache_name,
+    migrate_legacy_entries,
+    migrate_legacy_stream_dir,
+)
+from nexara_lib.features.clip_jobs import ClipJob, DecodedClip, check_job_transform
 from nexara_lib.features.local_executor import FeatureBatcher, decoded_clips
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.io import write_json_atomic
@@ -105,7 +113,10 @@ def extract_features(
     Returns:
         dict with cache_dir, key, counts (clips, cached_before, computed, failed list with
         reasons), bad_entries (cache entries found unusable, moved aside and computed again: one
-        ``{file, clip_id, reason, moved_to}`` each), padded clips, seeks used, and timings: decode_s
+        ``{file, clip_id, reason, moved_to}`` each), legacy (entries found under the older, path-based
+        names: renamed, recomputed (augmentation copies) or unmatched, each with a count and the reason,
+        and the stream's old folder name when it was keyed by a weights file's modification time;
+        ``cache_migration``), padded clips, seeks used, and timings: decode_s
         (elapsed decoder-seconds summed over workers; decoders run at low priority, so this includes
         time waiting for a core), decode_cpu_s (CPU the decoding really cost), model_s, wait_s (local:
         backbone idle, waiting on decoders; Ray: the driver waiting on the cluster), write_s, wall_s,
@@ -113,12 +124,16 @@ def extract_features(
     """
     _check_arguments(manifest, stream, workers, executor)
     cache_dir = stream.cache_dir(cache_root)
+    renamed_from = migrate_legacy_stream_dir(stream, cache_root)  # a weights file keyed by its modification time
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob(".*.tmp"):  # a clip file a killed run was writing: never renamed, never valid
         stale.unlink(missing_ok=True)
     jobs = _jobs(manifest, stream)
     if jobs:
         check_job_transform(jobs[0])  # a feature-level transform fails here, before any worker starts
+    legacy_names = [legacy_clip_cache_name(row) for _, row in manifest.iterrows()]
+    legacy = migrate_legacy_entries(cache_dir, jobs, legacy_names, redraw=stream.augmentation is not None)
+    legacy["stream_folder_renamed_from"] = renamed_from
     bad = check_entries(cache_dir, jobs)  # moved aside: computed again below
     writer = CacheWriter(cache_dir)
     todo = [job for job in jobs if not (cache_dir / job.name).exists()]
@@ -127,7 +142,7 @@ def extract_features(
         [] if retry_failed else [job for job in todo if writer.known_failure(job.name) and job.name not in recheck]
     )
     todo = [job for job in todo if job not in skipped]
-    summary = {
+    summary: dict[str, Any] = {
         "cache_dir": str(cache_dir),
         "key": stream.key,
         "backbone": stream.backbone,
@@ -139,6 +154,7 @@ def extract_features(
         "computed": 0,
         "failed": [writer.failures[job.name] for job in skipped],
         "bad_entries": bad,
+        "legacy": legacy,
         "padded": 0,
         "seeks": 0,
     }
@@ -227,12 +243,12 @@ def local_results(jobs, encode, batch_frames: int, workers: int, timer: dict):
     record) as clips complete;
     ``timer`` gets model_s and wait_s.
     """
-    batcher = FeatureBatcher(encode, batch_frames)
-    waiting = {}
+    batcher: FeatureBatcher[str] = FeatureBatcher(encode, batch_frames)
+    waiting: dict[str, DecodedClip] = {}
     queue_clips = max(2, 2 * -(-batch_frames // max(1, jobs[0].encoded_frames)) + workers) if jobs else 2
     for answer in decoded_clips(jobs, workers, queue_clips, timer):
-        if answer.error is not None:
-            yield answer.job, None, answer.error, answer.record
+        if answer.error is not None or answer.frames is None:
+            yield answer.job, None, answer.error or "the decoder returned no frames", answer.record
             continue
         waiting[answer.job.name] = answer
         frames = answer.frames

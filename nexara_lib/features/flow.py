@@ -66,7 +66,8 @@ def dense_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
     Returns:
         (WORK_SIZE, WORK_SIZE, 2) float32 flow in working-size pixels (dx, dy).
     """
-    return cv2.calcOpticalFlowFarneback(_to_gray(frame_a), _to_gray(frame_b), None, **FARNEBACK)
+    # OpenCV's stub types ``flow`` as a required array; None (allocate the output) is what its docs prescribe.
+    return cv2.calcOpticalFlowFarneback(_to_gray(frame_a), _to_gray(frame_b), None, **FARNEBACK)  # type: ignore[call-overload]
 
 
 def _quantiles(values: np.ndarray, qs: tuple) -> np.ndarray:

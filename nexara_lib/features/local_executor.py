@@ -23,7 +23,8 @@ import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -198,8 +199,11 @@ def decoded_clips(jobs: list[ClipJob], workers: int, queue_clips: int, timer: di
     timer["wait_s"] = pool.wait_s
 
 
-class FeatureBatcher:
-    """Encode clips' frames in batches of exactly ``batch_frames`` frames.
+K = TypeVar("K", bound=Hashable)  # a clip's key in FeatureBatcher (its job index, its name)
+
+
+class FeatureBatcher(Generic[K]):
+    """Encode clips' frames in batches of exactly ``batch_frames`` frames; ``K`` is the type of a clip's key.
 
     Args:
         encode: ``frames (B, ...) uint8 -> features (B, D)``.
@@ -211,12 +215,12 @@ class FeatureBatcher:
     def __init__(self, encode: Callable[[np.ndarray], np.ndarray], batch_frames: int):
         self.encode, self.batch_frames = encode, max(1, int(batch_frames))
         self.frames: list[np.ndarray] = []  # frames waiting, in order
-        self.owners: list[tuple[object, int, int]] = []  # (clip key, frames, regions per row) in arrival order
+        self.owners: list[tuple[K, int, int]] = []  # (clip key, frames, regions per row) in arrival order
         self.done_rows: list[np.ndarray] = []  # encoded rows not yet handed back
         self.model_s = 0.0
         self.calls = 0
 
-    def add(self, key, frames: np.ndarray, regions: int = 1) -> list[tuple[object, np.ndarray]]:
+    def add(self, key: K, frames: np.ndarray, regions: int = 1) -> list[tuple[K, np.ndarray]]:
         """Queue one clip's frames; returns the clips completed by the batches this filled.
 
         Args:
@@ -237,19 +241,19 @@ class FeatureBatcher:
             )
         self.frames.extend(frames)
         self.owners.append((key, len(frames), int(regions)))
-        out = []
+        out: list[tuple[K, np.ndarray]] = []
         while len(self.frames) >= self.batch_frames:
             out.extend(self._run(self.batch_frames))
         return out
 
-    def flush(self) -> list[tuple[object, np.ndarray]]:
+    def flush(self) -> list[tuple[K, np.ndarray]]:
         """Encode whatever is left (one padded batch) and return the completed clips."""
-        out = []
+        out: list[tuple[K, np.ndarray]] = []
         while self.frames:
             out.extend(self._run(min(self.batch_frames, len(self.frames))))
         return out
 
-    def _run(self, n: int) -> list[tuple[object, np.ndarray]]:
+    def _run(self, n: int) -> list[tuple[K, np.ndarray]]:
         batch = np.stack(self.frames[:n])
         del self.frames[:n]
         if n < self.batch_frames:  # keep one input shape: pad with copies of the last frame
@@ -259,7 +263,7 @@ class FeatureBatcher:
         self.model_s += time.perf_counter() - t0
         self.calls += 1
         self.done_rows.extend(feats)
-        completed = []
+        completed: list[tuple[K, np.ndarray]] = []
         while self.owners and len(self.done_rows) >= self.owners[0][1]:
             key, count, regions = self.owners.pop(0)
             feats = np.stack(self.done_rows[:count])

@@ -134,7 +134,7 @@ def _check_reachable(address: str) -> None:
 
 def _runtime_env() -> dict:
     """What a remote cluster's workers need: this library, and where pretrained files are."""
-    env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+    env: dict[str, object] = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
     if os.environ.get(PRETRAINED_DIR_ENV):
         env["env_vars"] = {PRETRAINED_DIR_ENV: os.environ[PRETRAINED_DIR_ENV]}
     return env
@@ -172,11 +172,12 @@ def connect_ray(address: str | None, workers: int):
 def _init_error(address: str | None, err: Exception) -> RuntimeError:
     """A one-paragraph error for a failed ``ray.init``: what failed, its root cause, what to check."""
     where = f"join the Ray cluster at {address!r}" if address else "start a local Ray instance"
-    root = err
+    root: BaseException = err
     for _ in range(10):  # ray.init wraps the real reason (bounded: a chain could loop)
-        if (root.__cause__ or root.__context__) is None:
+        cause = root.__cause__ or root.__context__
+        if cause is None:
             break
-        root = root.__cause__ or root.__context__
+        root = cause
     reason = _one_line(err) if root is err else f"{_one_line(err)} (cause: {_one_line(root)})"
     if "AuthenticationError" in f"{type(root).__name__} {root}":
         hint = (

@@ -53,12 +53,13 @@ def encode_chunk(encode: Callable[[np.ndarray], np.ndarray], chunk: Chunk, batch
         ([(job index, features (T, D) float32 (stream views: (T, regions * D)) or None, error or None, record)],
         seconds in ``encode``).
     """
-    batcher = FeatureBatcher(encode, batch_frames)
-    results, records = [], {}
+    batcher: FeatureBatcher[int] = FeatureBatcher(encode, batch_frames)
+    results: list[tuple[int, np.ndarray | None, str | None, dict]] = []
+    records: dict[int, dict] = {}
     for index, job in chunk:
         answer = decode_job(job)
-        if answer.error is not None:
-            results.append((index, None, answer.error, answer.record))
+        if answer.error is not None or answer.frames is None:
+            results.append((index, None, answer.error or "the decoder returned no frames", answer.record))
             continue
         records[index] = answer.record
         for done, feats in batcher.add(index, answer.frames, job.regions):
@@ -72,7 +73,7 @@ def _worker_encoder(settings: ChunkSettings):
     """This worker process's encoder for ``settings``, built once and kept in ``_ENCODERS``."""
     from nexara_lib.features.backbones import create_backbone, weights_identity
 
-    try:  # a weights file's size and mtime: a file replaced between runs on a long-lived worker is reloaded
+    try:  # a weights file's content hash: a file replaced between runs on a long-lived worker is reloaded
         weights = weights_identity(settings.weights)
     except OSError:
         weights = settings.weights  # missing here: create_backbone says so

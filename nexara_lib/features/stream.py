@@ -5,9 +5,9 @@ and handed to extraction, training, TTA and ensembles, so the backbone spec is l
 once, ``frames_per_clip`` keeps one name, and the cache key is computed in one place.
 Everything that changes the numbers is in the key: backbone, weights, T, frame size and
 the frame transform (clean, a frame-level TTA view, a stream view with its parameters, e.g.
-``motion_crop-f0.50`` or ``tiles-2x2``, or a seeded augmentation copy). A stream view of R regions
-per frame is cached as (T, R * D); ``load`` pools the regions (``tile_pooling``), so every model
-sees (T, D).
+``motion_crop-f0.50``, ``motion_image_crop-g4.00-f0.50`` or ``tiles-2x2``, or a seeded augmentation
+copy). A stream view of R regions per frame is cached as (T, R * D); ``load`` pools the regions
+(``tile_pooling``), so every model sees (T, D).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ IDENTITY = "identity"
 # Run parameters of each stream view: view parameter -> schema key (``view_params_from``).
 VIEW_PARAM_KEYS = {
     "motion_crop": {"fraction": "motion_crop_fraction"},
+    "motion_image": {"gain": "motion_image_gain", "fraction": "motion_crop_fraction"},
+    "motion_image_crop": {"gain": "motion_image_gain", "fraction": "motion_crop_fraction"},
     "tiles": {"grid": "tiles_grid", "pooling": "tile_pooling"},
 }
 
@@ -88,6 +90,12 @@ class FeatureStream:
         if view is not None:  # complete and check once: equal parameters, equal streams, equal keys
             checked = view.check(dict(self.view_params))
             object.__setattr__(self, "view_params", tuple(sorted(checked.items())))
+            if self.pairs and not view.pair_backbones:
+                raise ValueError(
+                    f"stream view {self.transform!r} gives images that are not frames of the clip, but backbone "
+                    f"{self.backbone!r} reads (frame, next frame) pairs; use it with the run's image backbone "
+                    f"(the item {self.transform!r}, not '{self.backbone}:{self.transform}')"
+                )
 
     @classmethod
     def from_params(cls, params: Mapping, backbone: str | None = None, weights: str | None = None) -> FeatureStream:
@@ -172,13 +180,15 @@ class FeatureStream:
         return dataclasses.replace(self, transform=transform, augmentation=None, view_params=())
 
     def with_view(self, name: str, params: Mapping | None = None, **view_params) -> FeatureStream:
-        """The same stream under stream view ``name`` ('motion_crop', 'tiles'), cached under its own key.
+        """The same stream under stream view ``name`` ('motion_crop', 'motion_image', 'motion_image_crop',
+        'tiles'), cached under its own key.
 
         Args:
             name: a transform serving "stream" (``available_transforms(use="stream")``).
             params: a run's parameters, read for the view's (``view_params_from``: motion_crop_fraction,
-                tiles_grid, tile_pooling); None = the view's own defaults (fraction=0.5; grid=2, pooling='max').
-            **view_params: the view's parameters by name (fraction; grid, pooling); they win over ``params``.
+                motion_image_gain, tiles_grid, tile_pooling); None = the view's own defaults (fraction=0.5;
+                gain=4.0; grid=2, pooling='max').
+            **view_params: the view's parameters by name (fraction; gain; grid, pooling); they win over ``params``.
         Raises:
             ValueError: an unknown view or parameter, or a value out of range.
         """

@@ -4,9 +4,11 @@ normalisation, fit on the training split, standardises every dimension, so each 
 normalised on its own scale whatever the others' are.
 
 A stream set is written as a list of items ``[backbone:]view``: ``identity`` (the run's backbone on
-the whole frame), ``motion_crop``, ``tiles``, ``flow:identity`` (another backbone, at the run's T
-and frame size). The run's ``streams`` parameter is one such list; ``candidate_streams`` holds
-alternatives joined with ``+`` (``identity+motion_crop``) for the recipe selection to compare.
+the whole frame), ``motion_crop``, ``motion_image`` (the whole frame's difference image),
+``motion_image_crop`` (the difference image at the motion-crop window), ``tiles``, ``flow:identity``
+(another backbone, at the run's T and frame size). The run's ``streams`` parameter is one such list;
+``candidate_streams`` holds alternatives joined with ``+`` (``identity+motion_crop``) for the recipe
+selection to compare.
 """
 
 from __future__ import annotations
@@ -91,5 +93,5 @@ class StreamSet:
                 "every stream of a set must sample the same T frames"
             )
         y_first, ids_first = loaded[0][1], loaded[0][2]
-        label = dict(zip(ids_first, y_first))
+        label = dict(zip(ids_first, y_first, strict=True))
         return np.concatenate(parts, axis=2), np.asarray([label[c] for c in order], dtype=np.int64), order

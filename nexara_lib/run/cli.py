@@ -1,4 +1,5 @@
-"""Command line: `nexara run | synth | audit | extract | export | detect | params` (also `python -m nexara_lib`)."""
+"""Command line: `nexara run | synth | audit | extract | export | detect | calibrate | feedback | params` (also
+`python -m nexara_lib`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import argparse
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from nexara_lib.config import SCHEMA, ParamError, parse_override
+from nexara_lib.run.field_cli import (
+    add_field_commands,
+    add_site_argument,
+    calibration_lines,
+    detect_site,
+    evidence_line,
+)
 
 
 def _cmd_run(args) -> int:
@@ -78,6 +87,7 @@ def _cmd_extract(args) -> int:
     import pandas as pd
 
     from nexara_lib.features.backbones import use_pretrained_dir
+    from nexara_lib.features.cache_migration import describe_legacy
     from nexara_lib.features.extract import extract_augmented_copies, extract_features
     from nexara_lib.features.stream import FeatureStream
 
@@ -113,6 +123,8 @@ def _cmd_extract(args) -> int:
         for bad in summary["bad_entries"]:
             kept = Path(summary["cache_dir"]) / bad["moved_to"]
             print(f"  recomputed {bad['file']}: {bad['reason']} (the bad file is kept as {kept})")
+        if describe_legacy(summary):
+            print(f"  {describe_legacy(summary)}")
     return 0
 
 
@@ -150,11 +162,13 @@ def _cmd_detect(args) -> int:
     params, layout = _run_params(args.run, args.set)
     recipe = run_recipe(params, layout)
     out = Path(args.out) if args.out else layout.run_dir / "detect"
+    export_dir = args.export_dir or layout.export_dir
     result = detect(
         args.source,
-        args.export_dir or layout.export_dir,
+        export_dir,
         params,
         out,
+        site=detect_site(args.site, export_dir),
         grid=args.grid,
         variant=args.variant,
         fps=args.fps,
@@ -173,6 +187,9 @@ def _cmd_detect(args) -> int:
         )
         note = f" ({source['message']})" if source["message"] else ""
         print(f"{source['source']}: {source['duration_s']:.1f} s, {alerts} alert(s), {states}{note}")
+    for line in [*calibration_lines(result.summary["calibration"]), evidence_line(result.summary["evidence"], out)]:
+        if line:
+            print(line)
     print(
         f"{result.summary['windows']} windows at {result.summary['realtime_factor'] or 0:.1f}x real time; "
         f"events: {result.events_path}"
@@ -181,10 +198,29 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_params(args) -> int:
-    from nexara_lib.run.params import reference_table
+    from nexara_lib.io import write_text_atomic
+    from nexara_lib.run.param_docs import parameters_page
 
-    print(reference_table())
+    page = parameters_page()
+    if args.out:
+        write_text_atomic(args.out, page)
+        print(f"parameter reference ({len(SCHEMA)} keys) -> {args.out}")
+    else:
+        print(page, end="")
     return 0
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: computed when asked (it runs git), not each time the parser is built."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from nexara_lib.run.version import version_text
+
+        print(version_text())
+        parser.exit()
 
 
 def _default(key: str):
@@ -194,9 +230,12 @@ def _default(key: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexara", description="NexaraVision violence-detection experiments")
+    parser.add_argument("--version", action=_VersionAction, help="print the package version and git commit, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run notebooks 01..06 headless on layered parameter files")
+    run = sub.add_parser(
+        "run", help="run every NN_*.ipynb notebook of notebooks/ in number order, headless, on layered parameters"
+    )
     run.add_argument(
         "-f", "--file", action="append", required=True, help="parameter YAML (repeat: layered left to right)"
     )
@@ -279,15 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--realtime", action="store_true", help="pace files at their frame rate, as a camera would")
     detect.add_argument("--annotate", action="store_true", help="also write each source as an annotated video")
     detect.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detect_* parameter")
+    add_site_argument(detect)
     detect.set_defaults(func=_cmd_detect)
+    add_field_commands(sub, _run_params)
 
-    params = sub.add_parser("params", help="print the parameter reference (Markdown)")
+    params = sub.add_parser("params", help="print the parameter reference (Markdown: docs/parameters.md)")
+    params.add_argument("--out", help="write it to this file instead, e.g. docs/parameters.md (make docs)")
     params.set_defaults(func=_cmd_params)
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     return f"warning: {message}\n"  # users need the finding, not the library line that raised it
+
+
+# Where a command's library messages go (OpenCV, FFmpeg, TensorFlow: see library_log): its output folder, or the
+# run's logs/ (never a folder of clips that a later audit would scan: feedback's --out is a dataset).
+_LIBRARY_LOG_FOLDER: dict[str, Callable[[argparse.Namespace], Path | None]] = {
+    "audit": lambda args: Path(args.out),
+    "extract": lambda args: Path(args.out),
+    "export": lambda args: Path(args.run_dir) / "logs",
+    "detect": lambda args: Path(args.out) if args.out else Path(args.run) / "detect",
+    "calibrate": lambda args: Path(args.out) if args.out else Path(args.run) / "calibrate",
+    "feedback": lambda args: Path(args.run) / "logs" if args.run else None,
+}
+
+
+def _run_command(args) -> int:
+    """The command, its library messages in ``<output folder>/<command>.log`` (the terminal keeps ours)."""
+    where = _LIBRARY_LOG_FOLDER.get(args.command)
+    folder = where(args) if where else None
+    if folder is None:
+        return args.func(args)
+    from nexara_lib.run.library_log import library_output
+
+    with library_output(folder / f"{args.command}.log"):
+        return args.func(args)
 
 
 def main(argv=None) -> int:
@@ -295,7 +363,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     previous = _stop_on_sigterm()
     try:
-        return args.func(args)
+        return _run_command(args)
     except KeyboardInterrupt as err:  # the runner's RunInterrupted says where the partial notebook is
         print(f"nexara {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from nexara_lib.io import read_json, write_text_atomic
 from nexara_lib.layout import RunLayout
 from nexara_lib.run.report_copy import shorten_paths
 from nexara_lib.run.summary_box import stage_title, summary_box_html
-from nexara_lib.stages.tables import format_number, format_seconds
+from nexara_lib.stages.formats import format_number, format_seconds
 
 # --- headline figures -------------------------------------------------------
 
@@ -175,9 +175,11 @@ table { border-collapse: collapse; margin: 0.5em 0; max-width: 100%; } td, th { 
 th { background: #f6f6f6; font-weight: 600; } .meta { color: #666; } code { background: #f4f4f4; padding: 0 0.2em; }
 .status { font-weight: bold; padding: 0.1em 0.5em; border-radius: 0.3em; white-space: nowrap; font-size: 0.85em; }
 .ok { background: #d8f5d8; color: #14621b; } .failed { background: #fbd9d9; color: #8b1010; }
-.running, .retried { background: #fff1c2; color: #6b5200; } .not-run, .pending, .interrupted, .kept { background: #eee; color: #555; }
+.running, .retried { background: #fff1c2; color: #6b5200; }
+.not-run, .pending, .interrupted, .kept { background: #eee; color: #555; }
 .error { color: #8b1010; white-space: pre-wrap; } .verdict { font-style: italic; }
-.figures { display: flex; flex-wrap: wrap; gap: 1.2em; } .figures figure { flex: 1 1 320px; max-width: 520px; margin: 0.5em 0; }
+.figures { display: flex; flex-wrap: wrap; gap: 1.2em; }
+.figures figure { flex: 1 1 320px; max-width: 520px; margin: 0.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } dt { font-weight: 600; margin-top: 0.6em; } dd { margin-left: 1.2em; }
 """
@@ -272,7 +274,7 @@ def write_index(run_dir: str | Path) -> Path:
         "<h2>Step by step</h2>",
     ]
     for stem in stems:
-        entry = next((e for n, e in notebooks.items() if Path(n).stem == stem), {})
+        entry: Any = next((e for n, e in notebooks.items() if Path(n).stem == stem), {})  # run.json: checked below
         body += _stage_html(
             stem,
             entry if isinstance(entry, Mapping) else {},

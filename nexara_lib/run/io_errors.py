@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeGuard
 
 # Errors of the place written to, not of the program: the operator fixes them.
 OPERATOR_ERRNOS = {
@@ -53,7 +54,7 @@ def _free_space(path: Path) -> str:
     return "unknown"
 
 
-def is_operator_error(err: BaseException) -> bool:
+def is_operator_error(err: BaseException) -> TypeGuard[OSError]:
     return isinstance(err, OSError) and err.errno in OPERATOR_ERRNOS
 
 
@@ -63,7 +64,7 @@ def describe(err: OSError, path: str | Path | None = None) -> str:
     temporary = _ATOMIC_TMP.match(target.name)
     if temporary:  # an atomic write's temporary file: name the file being written
         target = target.with_name(temporary[1] + (temporary[2] or ""))
-    what = OPERATOR_ERRNOS.get(err.errno, err.strerror or type(err).__name__)
+    what = (OPERATOR_ERRNOS.get(err.errno) if err.errno is not None else None) or err.strerror or type(err).__name__
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = f"{_free_space(target)} there; free some space (or set output_root to a bigger disk) and run again"
     elif err.errno == errno.EROFS:

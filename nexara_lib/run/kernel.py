@@ -10,7 +10,6 @@ killed (``kill -9``, a lost terminal) ends, and takes its decoder processes with
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import sys
@@ -95,9 +94,10 @@ def guarded_kernel_manager(log_file: str | Path | None = None) -> type:
             there: they travel to the executed notebook as usual. An ipykernel is started with
             ``NO_FD_CAPTURE``, so C-level output goes here and not into the cells.
     """
-    base = _async_kernel_manager()
+    # imported on first use: jupyter_client costs time that listing notebooks or checking parameters should not pay
+    from jupyter_client.manager import AsyncKernelManager
 
-    class GuardedKernelManager(base):
+    class GuardedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
             if "-m" not in cmd[1:-1]:  # not `python [options] -m <launcher> ...`: nothing to wrap
@@ -115,11 +115,3 @@ def guarded_kernel_manager(log_file: str | Path | None = None) -> type:
                 return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
 
     return GuardedKernelManager
-
-
-@functools.cache
-def _async_kernel_manager() -> type:
-    # imported on first use: jupyter_client costs time that listing notebooks or checking parameters should not pay
-    from jupyter_client.manager import AsyncKernelManager
-
-    return AsyncKernelManager

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nexara_lib.audit.groups import read_groups_csv
 from nexara_lib.config import SCHEMA, Params, coerce, load_yaml, param_fail
 from nexara_lib.features.backbones import available_backbones
@@ -77,11 +75,12 @@ def _check_consistency(values: dict, sources: dict) -> None:
     need(
         values["detect_head_variant"] in variants,
         "detect_head_variant",
-        f"the detector runs an exported variant: {values['detect_head_variant']!r} is not in export_variants {variants}",
+        f"the detector runs an exported variant: {values['detect_head_variant']!r} "
+        f"is not in export_variants {variants}",
     )
-    if values["groups_csv"]:  # checked with the other parameters: exit 2 before any clip is probed
+    for csv in values["groups_csv"] or []:  # checked with the other parameters: exit 2 before any clip is probed
         try:
-            read_groups_csv(values["groups_csv"])
+            read_groups_csv(csv)
         except ValueError as err:
             param_fail("groups_csv", sources.get("groups_csv", "default"), str(err))
     _check_registry_names(values, sources)
@@ -155,12 +154,3 @@ def params_from_namespace(param_files: Iterable[str | Path], namespace: Mapping[
     """
     injected = {k: v for k, v in namespace.items() if k in SCHEMA}
     return resolve_params(param_files, injected, overrides_source="notebook parameters")
-
-
-def reference_table() -> str:
-    """The parameter reference as a Markdown table (embedded in README.md)."""
-    lines = ["| key | stage | default | meaning |", "|---|---|---|---|"]
-    for p in SCHEMA.values():
-        default = yaml.safe_dump(p.default, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
-        lines.append(f"| `{p.name}` | {p.stage} | `{default}` | {p.help} |")
-    return "\n".join(lines)

@@ -290,34 +290,34 @@ def quiet_full_copy(nb: nbformat.NotebookNode) -> None:
         outputs = cell.get("outputs")
         if not outputs:
             continue
-        first: dict[tuple[str, str], tuple[int, int]] = {}
+        first: dict[tuple[str, str], tuple[int, int, str]] = {}  # key -> (output, line, its text)
         repeats: dict[tuple[str, str], int] = {}
-        lines_of: dict[int, list[str | None]] = {}
+        lines_of: dict[int, list[str | None]] = {}  # None: a repeat, dropped
         for i, out in enumerate(outputs):
             if out.get("output_type") != "stream":
                 continue
-            lines: list[str | None] = _text(out.get("text", "")).splitlines(keepends=True)
+            lines = _text(out.get("text", "")).splitlines(keepends=True)
+            shown: list[str | None] = list(lines)
             for j, line in enumerate(lines):
                 key = _cpp_key(out.get("name", ""), line)
                 if key is None:
                     continue
                 if key in first:
                     repeats[key] = repeats.get(key, 0) + 1
-                    lines[j] = None
+                    shown[j] = None
                 else:
-                    first[key] = (i, j)
-            lines_of[i] = lines
+                    first[key] = (i, j, line)
+            lines_of[i] = shown
         if not repeats:
             continue
         for key, n in repeats.items():
-            i, j = first[key]
-            line = lines_of[i][j]
+            i, j, line = first[key]
             end = "" if line.endswith("\n") else "\n"
             lines_of[i][j] = f"{line}{end}(the same message {n} more time{'s' if n > 1 else ''})\n"
         kept = []
         for i, out in enumerate(outputs):
             if i in lines_of:
-                out["text"] = "".join(line for line in lines_of[i] if line is not None)
+                out["text"] = "".join(text for text in lines_of[i] if text is not None)
                 if not out["text"]:
                     continue
             kept.append(out)

@@ -74,7 +74,7 @@ def _finish_page(page: str, title: str) -> str:
     changed = False
     for tag in soup.find_all(["script", "link"]):
         url = tag.get("src") if tag.name == "script" else tag.get("href")
-        if url and _REMOTE_URL.match(url):
+        if isinstance(url, str) and _REMOTE_URL.match(url):
             tag.decompose()
             changed = True
     for image in soup.find_all("img", alt=_NO_ALT):
@@ -168,8 +168,8 @@ def render_reports(executed_notebook_path: str | Path, reports_dir: str | Path) 
     if not executed.is_file():
         raise FileNotFoundError(f"cannot render reports: executed notebook {executed} does not exist")
     nb = nbformat.read(executed, as_version=4)
-    run_dir = executed.resolve().parent.parent
-    run_dir = run_dir if (run_dir / "run.json").is_file() else None
+    parent = executed.resolve().parent.parent  # <run>/notebooks/<notebook>: the run folder, when it is one
+    run_dir = parent if (parent / "run.json").is_file() else None
     full_path, stakeholder_path = report_paths(executed.name, reports_dir)
     full_path.parent.mkdir(parents=True, exist_ok=True)
     title = stage_title(executed.stem)

@@ -10,29 +10,27 @@ saved.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from nexara_lib.config import dump_params
-from nexara_lib.io import read_json, write_json_atomic
+from nexara_lib.io import read_json
 from nexara_lib.layout import RunLayout
-from nexara_lib.run.failures import NotebookFailed, RunInterrupted, describe_failure, first_line, hung
+from nexara_lib.run.execute import RunRecord, execute_notebook, now_iso
+from nexara_lib.run.failures import NotebookFailed, RunInterrupted
 from nexara_lib.run.fingerprint import notebook_fingerprint, run_fingerprint
 from nexara_lib.run.index_page import write_index
 from nexara_lib.run.io_errors import RunnerIOError, describe, is_operator_error, operator_errors
-from nexara_lib.run.kernel import KERNEL_NAME, REPO_ROOT, ensure_kernel, guarded_kernel_manager, kernel_env
+from nexara_lib.run.kernel import KERNEL_NAME, REPO_ROOT, ensure_kernel
 from nexara_lib.run.lock import mark_interrupted, run_lock
 from nexara_lib.run.params import resolve_params
-from nexara_lib.run.reports import render_reports
+from nexara_lib.run.reproduction import reproduction_record
 from nexara_lib.run.runinfo import git_info, package_versions
-from nexara_lib.stages.tables import format_seconds
+from nexara_lib.stages.formats import format_seconds
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)_.+\.ipynb$")
@@ -49,7 +47,7 @@ def list_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[Path]:
     return sorted(p for p in notebooks_dir.iterdir() if p.is_file() and _NOTEBOOK_NAME.match(p.name))
 
 
-def select_notebooks(available: list[Path], wanted: Iterable[str | int] | None) -> list[Path]:
+def select_notebooks(available: list[Path], wanted: Iterable[str | int] | str | int | None) -> list[Path]:
     """Pick notebooks by number (``3``, ``"03"``) or name (``"03_training"``, ``"03_training.ipynb"``).
 
     Returns the chosen notebooks in pipeline order; ``None`` chooses all.
@@ -74,10 +72,6 @@ def select_notebooks(available: list[Path], wanted: Iterable[str | int] | None) 
 # --- run record -----------------------------------------------------------------
 
 
-def _now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def _new_run_dir(output_root: Path, run_name: str, param_files: list[str]) -> Path:
     """``output_root/run_name``; an empty name becomes ``<last params stem>-<timestamp>`` (never reused)."""
     if run_name:
@@ -88,47 +82,6 @@ def _new_run_dir(output_root: Path, run_name: str, param_files: list[str]) -> Pa
     while candidate.exists():  # two runs started within the same second
         candidate, n = output_root / f"{base}-{n}", n + 1
     return candidate
-
-
-def _not_unknown_parameter(record: logging.LogRecord) -> bool:
-    # Every resolved parameter is injected (so --set reaches every notebook), and a notebook
-    # declares only the keys it shows; papermill would warn once per undeclared key.
-    return not record.getMessage().startswith("Passed unknown parameter")
-
-
-@contextlib.contextmanager
-def _papermill_logging():
-    """Show streamed cell output (papermill logs it at INFO) unless the caller configured logging."""
-    logger = logging.getLogger("papermill")
-    logger.addFilter(_not_unknown_parameter)
-    handler = None
-    if not (logging.getLogger().handlers or logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    old_level = logger.level
-    if handler:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeFilter(_not_unknown_parameter)
-        if handler:
-            logger.removeHandler(handler)
-            logger.setLevel(old_level)
-
-
-def _render(executed: Path, run_dir: Path, entry: dict, log: Callable[[str], Any]) -> None:
-    """Render both reports into ``entry``; a rendering problem is logged, never hides the notebook's result."""
-    try:
-        full, stakeholder = render_reports(executed, run_dir / "reports")
-        entry["reports"] = {
-            "full": str(full.relative_to(run_dir)),
-            "stakeholder": str(stakeholder.relative_to(run_dir)),
-        }
-    except Exception as err:  # noqa: BLE001 - reports are secondary to the executed notebook
-        entry["report_error"] = f"{type(err).__name__}: {err}"
-        log(f"  warning: could not render the HTML reports of {executed.name}: {err}")
 
 
 # --- pipeline -------------------------------------------------------------------
@@ -175,43 +128,21 @@ def run_pipeline(
             its reports and index.html are written first.
         RunInterrupted: Ctrl-C (or SIGTERM via the command line); recorded the same way.
     """
-    param_files = [param_files] if isinstance(param_files, (str, Path)) else list(param_files)
-    param_files = [str(Path(f).expanduser().resolve()) for f in param_files]
+    given = [param_files] if isinstance(param_files, (str, Path)) else list(param_files)
+    files = [str(Path(f).expanduser().resolve()) for f in given]
     overrides = dict(overrides or {})
-    params = resolve_params(param_files, overrides)  # ParamError before anything is created
+    params = resolve_params(files, overrides)  # ParamError before anything is created
     selected = select_notebooks(list_notebooks(notebooks_dir), notebooks)
     if not selected:
         raise ValueError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
     kernel = ensure_kernel(kernel_name)
 
-    run_dir = (
-        Path(run_dir).resolve() if run_dir else _new_run_dir(Path(params.output_root), params.run_name, param_files)
-    )
+    run_dir = Path(run_dir).resolve() if run_dir else _new_run_dir(Path(params.output_root), params.run_name, files)
     keep = () if force or notebooks is not None else selected
     with operator_errors(run_dir):  # a full disk, read-only or forbidden folder: one line, see io_errors
         run_dir.mkdir(parents=True, exist_ok=True)
         with run_lock(run_dir, log):  # one run per folder: a second one refuses at once, naming the holder
-            return _run_locked(run_dir, params, param_files, overrides, selected, keep, kernel, log, notebooks_dir)
-
-
-class _Record:
-    """``run.json`` of this run, written after every change; the runner's own file errors become
-    ``RunnerIOError`` (one line), and a failure is recorded in it while it can still be written."""
-
-    def __init__(self, path: Path, run: dict):
-        self.path, self.run = path, run
-
-    def save(self) -> None:
-        with operator_errors(self.path):
-            write_json_atomic(self.path, self.run)
-
-    def try_save(self) -> str | None:
-        """Save; on a file error return its one-line description instead of raising."""
-        try:
-            self.save()
-        except RunnerIOError as err:
-            return str(err)
-        return None
+            return _run_locked(run_dir, params, files, overrides, selected, keep, kernel, log, notebooks_dir)
 
 
 def _run_locked(
@@ -231,7 +162,7 @@ def _run_locked(
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         dump_params(params, run_dir / "params.yaml")
     shared = run_fingerprint(params.to_dict())
-    entries = {}
+    entries: dict[str, dict[str, Any]] = {}
     for path in list_notebooks(notebooks_dir):
         if path in selected:
             entries[path.stem] = {
@@ -249,7 +180,7 @@ def _run_locked(
         "run_name": run_dir.name,
         "run_dir": str(run_dir),
         "status": "running",
-        "started_at": _now(),
+        "started_at": now_iso(),
         "finished_at": None,
         "duration_s": None,
         "param_files": param_files,
@@ -261,7 +192,7 @@ def _run_locked(
         "kernel": kernel,
         "notebooks": entries,
     }
-    record = _Record(run_dir / "run.json", run)
+    record = RunRecord(run_dir / "run.json", run)
     record.save()
     log(f"run folder: {run_dir}")
 
@@ -281,10 +212,12 @@ def _run_locked(
                 )
                 continue
             reusable = set()  # this one runs: later notebooks' inputs may change, so they run too
-            _execute(notebook, entry, run_dir, injected, params, kernel, record, number, len(selected), log)
+            execute_notebook(notebook, entry, run_dir, injected, params, kernel, record, number, len(selected), log)
     except BaseException as err:  # noqa: BLE001 - recorded, then re-raised as one clear error
-        if isinstance(err, RunnerIOError) or is_operator_error(err):
-            run["error"] = str(err) if isinstance(err, RunnerIOError) else describe(err)
+        if isinstance(err, RunnerIOError):
+            run["error"] = str(err)
+        elif is_operator_error(err):
+            run["error"] = describe(err)
         _finish(record, run_dir, run_started, selected, number, log)
         if not isinstance(err, Exception):  # Ctrl-C or SIGTERM
             executed = run_dir / "notebooks" / selected[number - 1].name if number else None
@@ -304,98 +237,8 @@ def _finished_before(before: dict, entry: dict, run_dir: Path) -> bool:
     )
 
 
-def _execute(
-    notebook: Path,
-    entry: dict,
-    run_dir: Path,
-    injected: dict,
-    params,
-    kernel: str,
-    record: _Record,
-    number: int,
-    total: int,
-    log: Callable[[str], Any],
-) -> None:
-    """Run one notebook (one more try if it hung), render its reports; raise NotebookFailed if it failed."""
-    import papermill  # imported here: listing notebooks or checking params should stay fast
-
-    executed = run_dir / "notebooks" / notebook.name
-    kernel_log = run_dir / "logs" / f"{notebook.stem}.kernel.log"  # the kernel process's own output
-    entry.update(
-        status="running",
-        started_at=_now(),
-        executed=str(executed.relative_to(run_dir)),
-        kernel_log=str(kernel_log.relative_to(run_dir)),
-    )
-    record.save()
-    log(f"[{number}/{total}] {notebook.name} ...")
-    started = time.monotonic()
-    error: BaseException | None = None
-    try:
-        for attempt in (1, 2):
-            try:
-                with kernel_env(), _papermill_logging():
-                    papermill.execute_notebook(
-                        str(notebook),
-                        str(executed),
-                        parameters=injected,
-                        cwd=str(run_dir),
-                        kernel_name=kernel,
-                        log_output=True,
-                        progress_bar=True,
-                        execution_timeout=params["cell_timeout_s"],
-                        kernel_manager_class=guarded_kernel_manager(kernel_log),
-                    )
-                error = None
-            except Exception as err:  # noqa: BLE001 - recorded, then raised as NotebookFailed below
-                error = err
-            if attempt == 1 and hung(error):
-                # A cell past cell_timeout_s or a kernel that died: known papermill/nbclient hangs (a lost
-                # reply) pass on a rerun, so the notebook gets one more try, recorded in run.json.
-                entry["retried"] = f"{type(error).__name__}: {first_line(str(error))}"
-                log(f"  {notebook.name}: {entry['retried']}; running the notebook once more")
-                continue
-            break
-    except BaseException:  # Ctrl-C or SIGTERM: the caller records the run and says where the partial notebook is
-        entry.update(
-            status="interrupted",
-            duration_s=round(time.monotonic() - started, 3),
-            error="interrupted (Ctrl-C or SIGTERM)",
-        )
-        raise
-    entry["duration_s"] = round(time.monotonic() - started, 3)
-    if executed.exists():
-        _render(executed, run_dir, entry, log)
-    if error is None:
-        entry["status"] = "ok"
-        record.save()
-        try:  # the index as it stands, so each report's link back to it works while later notebooks run
-            write_index(run_dir)
-        except OSError as err:  # the final index write at the end of the run reports a persistent problem
-            log(f"  warning: could not update reports/index.html: {err}")
-        log(f"  ok in {entry['duration_s']:.1f}s")
-        return
-    message, details = describe_failure(notebook, executed, run_dir, error)
-    entry.update(
-        status="failed",
-        failed_cell=details,
-        error=f"{details['ename']}: {details['evalue']}"
-        + (f" (cell {details['cell']}: {details['source_line']})" if details["cell"] else ""),
-    )
-    unsaved = record.try_save()  # the notebook's own error comes first, a full disk is said after it
-    if unsaved:
-        message += f"\n  {unsaved}"
-    raise NotebookFailed(
-        message,
-        notebook=notebook.name,
-        partial_notebook=executed,
-        run_dir=run_dir,
-        **{k: details[k] for k in ("cell", "source_line", "ename", "evalue")},
-    ) from error
-
-
 def _finish(
-    record: _Record, run_dir: Path, started: float, selected: list[Path], done: int, log: Callable[[str], Any]
+    record: RunRecord, run_dir: Path, started: float, selected: list[Path], done: int, log: Callable[[str], Any]
 ) -> None:
     """Close the record (notebooks after the ``done``-th are not run), write the index.
 
@@ -408,10 +251,11 @@ def _finish(
     # The run's status covers what this call ran, not results kept from an earlier run in the folder.
     statuses = [run["notebooks"][n.stem].get("status") for n in selected[:done]]
     status = "failed" if run.get("error") else next((s for s in ("failed", "interrupted") if s in statuses), "ok")
-    run.update(status=status, finished_at=_now(), duration_s=round(time.monotonic() - started, 3))
+    run.update(status=status, finished_at=now_iso(), duration_s=round(time.monotonic() - started, 3))
     selection = read_json(RunLayout(run_dir).selection)
     if selection is not None:  # notebook 03 chose the recipe by cross-validation: say which, in the run record
         run["selection"] = {k: selection[k] for k in ("winner", "choices", "verdict")}
+    run["reproduction"] = reproduction_record(run["params"], run_dir)  # what feeds results, and where things lay
     unsaved = record.try_save()
     try:
         with operator_errors(run_dir / "reports" / "index.html"):

@@ -28,6 +28,8 @@ STAGE_TITLES = {
     "05_tta": "5. Test-time augmentation",
     "06_ensemble": "6. Combining several models (ensemble)",
     "07_deploy": "7. From model to detector",
+    "08_field_adaptation": "8. What a new camera gains from calibration and reviewed clips",
+    "09_alert_review": "9. Alert review",
 }
 # The section whose result is the run's headline (the test accuracy with its CI).
 HEADLINE_SECTION = "04_per_class_diagnostics"
@@ -51,7 +53,8 @@ def stage_title(stem: str) -> str:
 
 def _clip_counts(manifest: Path) -> tuple[Counter, Counter]:
     """(usable clips per split, usable clips per class name) from the manifest; empty when it is missing."""
-    splits, classes = Counter(), Counter()
+    splits: Counter[str] = Counter()
+    classes: Counter[str] = Counter()
     if not manifest.is_file():
         return splits, classes
     with manifest.open(newline="", encoding="utf-8") as f:

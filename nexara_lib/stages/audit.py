@@ -10,7 +10,7 @@ from nexara_lib.audit.figures import class_balance_figure, duration_figure, fram
 from nexara_lib.audit.manifest import build_manifest, write_audit
 from nexara_lib.audit.report import audit_overview, duplicates_table, leakage_table, notes_list, warnings_table
 from nexara_lib.layout import RunLayout, save_figure
-from nexara_lib.stages.data import prepare_data_dirs
+from nexara_lib.stages.data import prepare_data_dirs, run_groups_csv
 from nexara_lib.stages.headline import record_headline, record_summary
 
 
@@ -24,12 +24,12 @@ class AuditResult:
 
 
 def run_audit(params, layout: RunLayout) -> AuditResult:
-    """Discover and probe the run's clips (generating the synthetic set first if asked), make the
-    grouped splits and write ``manifest.csv``, ``unusable.csv`` and ``audit.json``."""
+    """Discover and probe the run's clips (generating the synthetic set first if asked: grouped by its
+    cameras), make the grouped splits and write ``manifest.csv``, ``unusable.csv`` and ``audit.json``."""
     data_dirs = prepare_data_dirs(params)
     manifest, unusable, summary = build_manifest(
         data_dirs,
-        groups_csv=params.groups_csv,
+        groups_csv=run_groups_csv(params, data_dirs),
         fractions=tuple(params.split_fractions),
         seed=params.seed,
         workers=params.probe_workers,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,8 @@ from nexara_lib.features.stream import FeatureStream
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json
 from nexara_lib.layout import RunLayout
-from nexara_lib.video.synthetic import generate_synthetic_dataset
+from nexara_lib.stages.formats import stream_set_words
+from nexara_lib.video.synthetic import GROUPS_NAME, generate_synthetic_dataset
 
 SPLITS = ("train", "val", "test")
 
@@ -45,6 +47,14 @@ def prepare_data_dirs(params: Mapping) -> list[str]:
         generate_synthetic_dataset(out, params["synthetic_clips"], seed=params["seed"], progress=True)
         return [str(out)]
     return list(params["data_dir"])
+
+
+def run_groups_csv(params: Mapping, data_dirs: list[str]) -> str | None:
+    """The groups CSV the audit splits by: ``groups_csv`` when given, else the synthetic dataset's own
+    ``groups.csv`` (its clips grouped by camera) when the run generates one, else None."""
+    if params["groups_csv"] or not params["synthetic_clips"] > 0:
+        return params["groups_csv"]
+    return str(Path(data_dirs[0]) / GROUPS_NAME)
 
 
 def load_manifest(layout: RunLayout) -> pd.DataFrame:
@@ -91,10 +101,17 @@ class RunRecipe:
     come from its out-of-fold predictions (``validation``) instead of the validation split.
     """
 
-    params: Params
+    params: Mapping[str, Any]
     streams: StreamSet
     model_path: Path
     selection: dict | None
+
+    def describe(self) -> str:
+        """The carried-forward model in words, for the step summaries: its model, its streams, how it came."""
+        what = f"{self.params['model']} on {stream_set_words(self.params['streams'])}"
+        if self.selection is None:
+            return f"{what} (the run's own recipe)"
+        return f"{what} (chosen by cross-validation, refit on train + val)"
 
     def validation(self, fallback: Predictions) -> Predictions:
         """The predictions thresholds and calibration are chosen on: out-of-fold ones when selected."""
@@ -114,7 +131,7 @@ def member_streams(member: Mapping, params: Mapping) -> StreamSet:
     return StreamSet((f"{stream.backbone}:identity",), (stream,))
 
 
-def run_recipe(params: Params, layout: RunLayout) -> RunRecipe:
+def run_recipe(params: Mapping[str, Any], layout: RunLayout) -> RunRecipe:
     """The recipe notebook 03 carried forward (``artifacts/selection.json`` when it selected one)."""
     selection = read_json(layout.selection) if params["select_recipe"] == "cv" else None
     if selection is None:

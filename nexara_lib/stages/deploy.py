@@ -1,10 +1,10 @@
 """Notebook 07 glue: export the carried-forward model for the edge, check every export against Keras and
-the live detector against offline extraction, and run the detector on long test videos and a 2x2
-camera grid assembled from the run's test clips, with and without confirmation."""
+the live detector against offline extraction. Running the detector on long test videos and a 2x2 camera
+grid assembled from the run's test clips, with and without confirmation, is ``stages.deploy_videos``
+(re-exported here: the notebook calls one module)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,32 +12,41 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from nexara_lib.deploy.alert_scoring import compare_policies, score_alerts
-from nexara_lib.deploy.detect import DetectionResult, detect, expected_from_run, streams_from_export
+from nexara_lib.deploy.detect import detect, streams_from_export
 from nexara_lib.deploy.export import export_head, load_export
 from nexara_lib.deploy.head import KerasHead
-from nexara_lib.deploy.montage import assemble_grid_video, assemble_long_video
 from nexara_lib.deploy.parity import TOLERANCES, head_latency, head_parity, probability_parity
-from nexara_lib.deploy.timeline import timeline_figure
 from nexara_lib.deploy.window_features import WindowFeatures
 from nexara_lib.evaluation.ensemble import EnsembleArtifact
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.thresholds import choose_threshold, sweep_thresholds
 from nexara_lib.features.backbones import use_pretrained_dir
 from nexara_lib.io import write_json_atomic
-from nexara_lib.layout import RunLayout, save_figure
+from nexara_lib.layout import RunLayout
 from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
+from nexara_lib.stages.deploy_videos import (  # noqa: F401  (re-exported: notebook 07 calls them from here)
+    CALM_RUN,
+    VIOLENT_RUN,
+    TestVideos,
+    build_test_videos,
+    confirmation_tradeoff,
+    describe_deployment,
+    detection_table,
+    fight_pattern,
+    formatted,
+    publish_results,
+    run_detector,
+    timelines,
+    tradeoff_verdict,
+    tradeoff_view,
+)
 from nexara_lib.stages.diagnostics import load_run_model
 from nexara_lib.stages.ensemble import member_name
-from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.train import predict_proba
 
 # Stream vs offline: the live detector must give the offline probability within this (float32 head).
 STREAM_TOLERANCE = 1e-4
-# The long test video (at most `detect_test_clips` test clips): blocks of CALM_RUN non-violent clips then VIOLENT_RUN
-# violent ones (fights of a few seconds, rarer than calm stretches); each grid camera shows the same blocks shifted.
-CALM_RUN, VIOLENT_RUN = 4, 3
 
 
 def export_model(params: Mapping, layout: RunLayout) -> dict:
@@ -64,7 +73,9 @@ def export_model(params: Mapping, layout: RunLayout) -> dict:
         )
     facts = {
         "run": {"name": layout.run_dir.name, "model": recipe.params["model"], "stream_set": recipe.streams.name},
-        "streams": [{**s.describe(), "item": item} for item, s in zip(recipe.streams.items, recipe.streams.streams)],
+        "streams": [
+            {**s.describe(), "item": item} for item, s in zip(recipe.streams.items, recipe.streams.streams, strict=True)
+        ],
         "window_s": window_s,
         "window_from": "detect_window_s" if params["detect_window_s"] else "median training clip duration",
         "threshold": {
@@ -93,7 +104,7 @@ def export_ensemble(params: Mapping, layout: RunLayout) -> dict | None:
         return None
     folder = layout.export_dir / "ensemble"
     entries = []
-    for name, member, model_path in zip(names, members, artifact.member_paths):
+    for name, member, model_path in zip(names, members, artifact.member_paths, strict=True):
         streams = member_streams(member, carried)
         export_head(
             model_path,
@@ -101,7 +112,9 @@ def export_ensemble(params: Mapping, layout: RunLayout) -> dict | None:
             variants=("float32",),
             facts={
                 "member": name,
-                "streams": [{**s.describe(), "item": item} for item, s in zip(streams.items, streams.streams)],
+                "streams": [
+                    {**s.describe(), "item": item} for item, s in zip(streams.items, streams.streams, strict=True)
+                ],
             },
         )
         entries.append({"name": name, "export": name, "streams": list(streams.items)})
@@ -132,10 +145,10 @@ def ensemble_parity(ensemble: dict | None, params: Mapping, layout: RunLayout) -
         features.append(split.x)
         y = split.y
     keras_p = artifact.combine(
-        [KerasHead(load_sequence_model(p)).predict(x) for p, x in zip(artifact.member_paths, features)]
+        [KerasHead(load_sequence_model(p)).predict(x) for p, x in zip(artifact.member_paths, features, strict=True)]
     )
     heads = [load_export(layout.export_dir / "ensemble" / m["export"], "float32")[0] for m in ensemble["members"]]
-    lite_p = artifact.combine([head.predict(x) for head, x in zip(heads, features)])
+    lite_p = artifact.combine([head.predict(x) for head, x in zip(heads, features, strict=True)])
     row = probability_parity(
         "ensemble (float32 members)", keras_p, lite_p, y, artifact.threshold, TOLERANCES["float32"]
     )
@@ -168,24 +181,10 @@ def export_facts(export: dict) -> Markdown:
     return Markdown("\n".join(f"- **{key}**: {value}" for key, value in facts.items()))
 
 
-def _formatted(frame: pd.DataFrame, formats: Mapping[str, str]) -> pd.DataFrame:
-    """A copy of ``frame`` for reading: numbers as fixed decimals or percents, booleans as yes/no."""
-    out = frame.copy()
-    for column, fmt in formats.items():
-        if column in out.columns:
-            out[column] = [
-                ("yes" if v else "no")
-                if fmt == "yes/no"
-                else ("n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt))
-                for v in out[column]
-            ]
-    return out
-
-
 def parity_view(parity: pd.DataFrame, latency: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The parity and latency tables as a reader sees them (fixed decimals, yes/no)."""
     return (
-        _formatted(
+        formatted(
             parity,
             {
                 "max |Δp|": ".6f",
@@ -198,7 +197,7 @@ def parity_view(parity: pd.DataFrame, latency: pd.DataFrame) -> tuple[pd.DataFra
                 "within tolerance": "yes/no",
             },
         ),
-        _formatted(latency, {"ms per call": ".3f", "ms per window": ".3f"}),
+        formatted(latency, {"ms per call": ".3f", "ms per window": ".3f"}),
     )
 
 
@@ -224,8 +223,8 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
     offline = load_splits(rows.assign(split="test"), recipe.streams, layout, ("test",))["test"]
     head, _ = load_export(layout.export_dir, "float32")
     features = WindowFeatures(streams_from_export(export))
-    out = []
-    for (_, row), x in zip(rows.iterrows(), offline.x):
+    out: list[dict] = []
+    for (_, row), x in zip(rows.iterrows(), offline.x, strict=True):
         window_s = float(row["frames"]) / float(row["fps"])
         result = detect(
             [row["path"]],
@@ -236,6 +235,7 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
             window_s=window_s,
             features=features,
             figure=False,
+            evidence=False,
         )
         scored = result.windows[result.windows["state"] == "scored"]
         live = float(scored["score"].iloc[0]) if len(scored) else float("nan")
@@ -256,259 +256,6 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
 
 def stream_view(stream: pd.DataFrame) -> pd.DataFrame:
     """The live-vs-offline table as a reader sees it."""
-    return _formatted(
+    return formatted(
         stream, {"fps": ".2f", "offline p": ".6f", "live p": ".6f", "|Δp|": ".6f", "within 0.0001": "yes/no"}
     )
-
-
-def tradeoff_view(tradeoff: pd.DataFrame) -> pd.DataFrame:
-    """The confirmation trade-off as a reader sees it."""
-    return _formatted(tradeoff, {"false alarms per hour": ".1f", "median onset-to-alarm (s)": ".1f"})
-
-
-@dataclasses.dataclass
-class TestVideos:
-    """The assembled test videos and their ground truth (per source name and cell)."""
-
-    long_video: Path
-    grid_video: Path
-    truth: dict  # (source, cell) -> [{"start_t", "end_t", "label", "clip"}]
-    duration_s: float
-
-
-def fight_pattern(
-    rows: pd.DataFrame, limit: int, calm_run: int = CALM_RUN, violent_run: int = VIOLENT_RUN
-) -> list[tuple[str, int]]:
-    """Test clips in blocks of ``calm_run`` non-violent clips then ``violent_run`` violent ones (a fight of a
-    few seconds between longer calm stretches), while both classes last, at most ``limit`` clips."""
-    calm = rows[rows["label"] == 0]["path"].tolist()
-    violent = rows[rows["label"] == 1]["path"].tolist()
-    order = []
-    while calm and violent and len(order) < limit:
-        order += [(calm.pop(0), 0) for _ in range(min(calm_run, len(calm)))]
-        order += [(violent.pop(0), 1) for _ in range(min(violent_run, len(violent)))]
-    return order[:limit]
-
-
-def build_test_videos(params: Mapping, layout: RunLayout, clips: int | None = None) -> TestVideos:
-    """A long video of test clips (calm stretches and fights, ``fight_pattern``, known boundaries) and a 2x2 grid
-    whose four cameras show the same clips, each starting at another block."""
-    rows = load_manifest(layout)
-    rows = rows[rows["split"] == "test"].sort_values("clip_id")
-    order = fight_pattern(rows, clips or params["detect_test_clips"])
-    if len(order) < 2:
-        raise ValueError("the test split has fewer than two usable clips: nothing to assemble a test video from")
-    folder = layout.deploy_dir / "videos"
-    folder.mkdir(parents=True, exist_ok=True)
-    first = rows[rows["path"] == order[0][0]].iloc[0]
-    size = (int(first["width"]), int(first["height"]))
-    truth, cameras = {}, []
-    block = CALM_RUN + VIOLENT_RUN
-    blocks = max(1, len(order) // block)
-    for k in range(4):  # camera k starts k blocks (or quarters, with many blocks) into the sequence
-        shift = ((k * blocks) // 4 if blocks >= 4 else k % blocks) * block
-        path = folder / f"camera-{k + 1}.mp4"
-        segments = assemble_long_video(order[shift:] + order[:shift], path, size=size)
-        cameras.append(str(path))
-        if k == 0:
-            truth[(path.name, "full")] = segments
-        truth[("grid-2x2.mp4", f"r{k // 2 + 1}c{k % 2 + 1}")] = segments
-    grid = folder / "grid-2x2.mp4"
-    assemble_grid_video(cameras, 2, 2, grid, cell_size=size)
-    duration = max(s["end_t"] for s in truth[("camera-1.mp4", "full")])
-    return TestVideos(Path(cameras[0]), grid, truth, float(duration))
-
-
-def run_detector(videos: TestVideos, params: Mapping, layout: RunLayout) -> dict[str, DetectionResult]:
-    """The detector on the long video (one camera) and on the 2x2 grid (four cameras in one picture)."""
-    recipe = run_recipe(params, layout)
-    expected = expected_from_run(recipe.params, recipe.streams.streams)
-    common = dict(expected=expected)
-    return {
-        "long video": detect([str(videos.long_video)], layout.export_dir, params, layout.deploy_dir / "long", **common),
-        "2x2 grid": detect(
-            [str(videos.grid_video)], layout.export_dir, params, layout.deploy_dir / "grid", grid=(2, 2), **common
-        ),
-    }
-
-
-def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
-    """Per run: cameras, windows scored, alerts, speed against real time, and the status of every camera."""
-    rows = []
-    for name, result in results.items():
-        summary = result.summary
-        cells = [c for s in summary["sources"] for c in s["cells"]]
-        statuses = sorted({c["status"] for c in cells} | {s["status"] for s in summary["sources"]} - {"ok"})
-        rows.append(
-            {
-                "video": name,
-                "cameras": len(cells),
-                "windows": summary["windows"],
-                "alerts": summary["alerts"],
-                "speed": f"{summary['realtime_factor'] or 0.0:.1f} times real time",
-                "problems": ", ".join(statuses) or "none",
-            }
-        )
-    return pd.DataFrame(rows).set_index("video")
-
-
-def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout: RunLayout) -> list:
-    """The timeline of each detection run with its ground truth (saved as ``detector_timeline_*``)."""
-    figures = []
-    for name, result in results.items():
-        fig = timeline_figure(
-            result.window_scores,
-            result.episodes,
-            result.settings.policy,
-            truth=videos.truth,
-            title=f"Detector on the {name}",
-        )
-        save_figure(fig, layout, "detector_timeline_" + name.replace(" ", "_"))
-        figures.append(fig)
-    return figures
-
-
-def confirmation_tradeoff(results: Mapping[str, DetectionResult], videos: TestVideos) -> pd.DataFrame:
-    """Alerts with k-of-n confirmation against alerting on every window above the threshold, on every camera
-    of both videos: detected violent segments, false alarms (per hour) and time from onset to alarm."""
-    tables = []
-    for name, result in results.items():
-        policy = result.settings.policy
-        policies = {f"confirmed ({policy.k} of {policy.n})": policy}
-        if policy.k > 1:  # a lighter confirmation between the two, to show the trade-off's slope
-            policies[f"lighter ({policy.k - 1} of {policy.n - 1})"] = dataclasses.replace(
-                policy, k=policy.k - 1, n=max(policy.k - 1, policy.n - 1)
-            )
-        policies["every window above threshold"] = policy.unconfirmed()
-        sources = set(result.windows["source"])
-        truth = {key: segments for key, segments in videos.truth.items() if key[0] in sources}
-        table = compare_policies(result.window_scores, policies, truth, videos.duration_s)
-        tables.append(table.reset_index().assign(video=name, cameras=len(truth)))
-    return pd.concat(tables).set_index(["video", "policy"])
-
-
-def tradeoff_verdict(tradeoff: pd.DataFrame) -> Markdown:
-    """In words: what the configured k-of-n confirmation saved (false alarms) and cost (missed fights, delay)
-    against alarming on every window, summed over both test videos; says plainly when it did not pay for itself
-    or when there was nothing to compare."""
-    names = list(dict.fromkeys(tradeoff.index.get_level_values("policy")))
-    confirmed = tradeoff.xs(names[0], level="policy").sum(numeric_only=True)
-    every = tradeoff.xs(names[-1], level="policy").sum(numeric_only=True)
-    delay = tradeoff.xs(names[0], level="policy")["median onset-to-alarm (s)"].median()
-    delay_every = tradeoff.xs(names[-1], level="policy")["median onset-to-alarm (s)"].median()
-    saved = int(every["false alarms"] - confirmed["false alarms"])
-    lost = int(every["detected"] - confirmed["detected"])
-    words = (
-        f"With **{names[0]}**, {int(confirmed['false alarms'])} false alarm(s) and {int(confirmed['detected'])} of "
-        f"{int(confirmed['violent segments'])} fights alarmed; alarming on **every window above the threshold** "
-        f"gives {int(every['false alarms'])} false alarm(s) and {int(every['detected'])} fights alarmed. "
-    )
-    if every["false alarms"] == 0 and lost <= 0:
-        verdict = "On these videos there was no false alarm to save: the comparison cannot show a benefit yet."
-    elif saved > 0 and lost <= 0:
-        verdict = f"Confirmation pays for itself: {saved} fewer false alarm(s) and no fight missed."
-    elif saved > 0:
-        verdict = (
-            f"Confirmation trades {saved} fewer false alarm(s) for {lost} more missed fight(s); "
-            "choose k and n by which costs more on site."
-        )
-    else:
-        verdict = "Confirmation does not pay for itself on these videos: it saves no false alarm."
-    if np.isfinite(delay) and np.isfinite(delay_every):
-        verdict += (
-            f" Median time from the start of a fight to its alarm: {delay:.1f} s confirmed vs {delay_every:.1f} s."
-        )
-    for name in names[1:-1]:  # the lighter confirmation in between
-        middle = tradeoff.xs(name, level="policy")
-        total = middle.sum(numeric_only=True)
-        delay_middle = middle["median onset-to-alarm (s)"].median()
-        verdict += (
-            f" **{name.capitalize()}**: {int(total['false alarms'])} false alarm(s), {int(total['detected'])} of "
-            f"{int(total['violent segments'])} fights"
-            + (f", median delay {delay_middle:.1f} s." if np.isfinite(delay_middle) else ".")
-        )
-    return Markdown(words + verdict)
-
-
-def publish_results(
-    export: dict,
-    parity: pd.DataFrame,
-    stream: pd.DataFrame,
-    results: Mapping[str, DetectionResult],
-    videos: TestVideos,
-    tradeoff: pd.DataFrame,
-    layout: RunLayout,
-) -> None:
-    """Write ``artifacts/deploy/deploy.json`` (parity, stream check, detection, confirmation trade-off) and the
-    deploy figures of the run's index page."""
-    long_run = results["long video"]  # scored on alarm periods: every false alarm counts
-    scored = score_alerts(long_run.periods, videos.truth[(videos.long_video.name, "full")], videos.duration_s)
-    parity = parity.set_index("variant") if "variant" in parity.columns else parity
-    write_json_atomic(
-        layout.deploy_dir / "deploy.json",
-        {
-            "export": {k: export[k] for k in ("input", "window_s", "threshold", "variants")},
-            "parity": parity.reset_index().to_dict("records"),
-            "stream_vs_offline": stream.reset_index().to_dict("records"),
-            "detection": {
-                name: {k: r.summary[k] for k in ("windows", "alerts", "realtime_factor", "lag_s")}
-                for name, r in results.items()
-            },
-            "long_video": {**scored, "duration_s": videos.duration_s},
-            "confirmation": tradeoff.reset_index().to_dict("records"),
-        },
-    )
-    figures = {
-        "exported variants": ", ".join(export["variants"]),
-        "float32 export max |Δp| vs Keras": {"value": float(parity.loc["float32", "max |Δp|"]), "format": "number"},
-        "live vs offline max |Δp|": {"value": float(stream["|Δp|"].max()), "format": "number"},
-        "violent stretches alarmed (long test video)": f"{scored['detected']} of {scored['violent_segments']}",
-        "false alarms (long test video)": {"value": scored["false_alarms"], "format": "number"},
-        "real-time factor, 2x2 grid": {
-            "value": results["2x2 grid"].summary["realtime_factor"] or 0.0,
-            "format": "number",
-        },
-    }
-    if scored["median_onset_to_alarm_s"] is not None and np.isfinite(scored["median_onset_to_alarm_s"]):
-        figures["median onset to alarm (s)"] = {"value": scored["median_onset_to_alarm_s"], "format": "number"}
-    record_headline(layout.run_dir, "07_deploy", figures)
-    record_summary(layout.run_dir, "07_deploy", *describe_deployment(scored, parity, results["2x2 grid"].summary))
-
-
-def describe_deployment(scored: Mapping, parity: pd.DataFrame, grid: Mapping) -> tuple[str, str]:
-    """(result, verdict) of notebook 07 in plain words: fights alarmed and false alarms on the long test video,
-    whether every export matches the trained model, and whether the 2x2 grid keeps up with live video."""
-    delay = scored.get("median_onset_to_alarm_s")
-    result = (
-        f"On a test video made of test clips, the detector raised an alarm on {scored['detected']} of "
-        f"{scored['violent_segments']} fights, with {scored['false_alarms']} false alarm(s)"
-        + (
-            f"; the median alarm came {delay:.1f} s after a fight began."
-            if delay is not None and np.isfinite(delay)
-            else "."
-        )
-    )
-    factor = grid.get("realtime_factor") or 0.0
-    result += (
-        f" Four cameras at once (a 2x2 grid) were processed at {factor:.1f} times real time on this machine"
-        f" ({'it keeps up with live video' if factor >= 1 else 'slower than live video'})."
-    )
-    off = (
-        [str(v) for v, ok in zip(parity.index, parity["within tolerance"]) if not ok]
-        if "within tolerance" in parity.columns
-        else []
-    )
-    missed = scored["violent_segments"] - scored["detected"]
-    if missed == 0 and scored["false_alarms"] == 0:
-        verdict = "On these test videos the detector caught every fight without a false alarm."
-    else:
-        verdict = (
-            f"On these test videos it missed {missed} fight(s) and raised {scored['false_alarms']} false "
-            "alarm(s): tune the threshold or the k-of-n confirmation before relying on it."
-        )
-    verdict += (
-        f" The {', '.join(off)} export(s) do not match the trained model: do not ship them."
-        if off
-        else " Every exported model (for phones and edge boxes) gives the trained model's answers."
-    )
-    return result, verdict

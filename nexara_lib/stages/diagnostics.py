@@ -80,17 +80,16 @@ def diagnose(params: Mapping, layout: RunLayout) -> Diagnosis:
     )
     if recipe.selection is not None:
         report["chosen_on"] = "out-of-fold predictions on train + val (the 'val' metrics are out-of-fold)"
-        report["selection"] = _selection_report(recipe, splits["test"], preds["test"], report, params, layout)
+        report["selection"] = _selection_report(recipe.selection, splits["test"], preds["test"], report, params, layout)
     write_json_atomic(layout.metrics, report)
     return Diagnosis(manifest, splits, model, preds, report, recipe)
 
 
 def _selection_report(
-    recipe: RunRecipe, test: FeatureSplit, test_preds: Predictions, report: dict, params: Mapping, layout: RunLayout
+    selection: dict, test: FeatureSplit, test_preds: Predictions, report: dict, params: Mapping, layout: RunLayout
 ) -> dict:
     """The winner carried forward, and (reported, not chosen on) whether refitting it on train + val
     beat the same recipe trained on train with early stopping, on test at each one's threshold."""
-    selection = recipe.selection
     train_only = load_sequence_model(layout.run_dir / selection["carried"]["train_only_model_path"])
     threshold = report["thresholds"]["balanced_accuracy"]
     comparison = compare_paired(
@@ -127,7 +126,9 @@ def selection_table(diagnosis: Diagnosis) -> pd.Series:
             "model": selection["winner"]["name"],
             "chosen by": "grouped cross-validation on train + val",
             "threshold and temperature chosen on": "out-of-fold predictions",
-            "refit on train + val vs train only, test accuracy": f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]",
+            "refit on train + val vs train only, test accuracy": (
+                f"{diff[0]:+.3f} [95% CI {diff[1]:+.3f}, {diff[2]:+.3f}]"
+            ),
         },
         name="evaluated recipe",
     )
@@ -233,7 +234,7 @@ def clip_file_names(manifest: pd.DataFrame) -> dict:
         return {}
     return {
         cid: str(rel).replace("\\", "/").rsplit("/", 1)[-1]
-        for cid, rel in zip(manifest["clip_id"], manifest["rel_path"])
+        for cid, rel in zip(manifest["clip_id"], manifest["rel_path"], strict=True)
     }
 
 
@@ -258,7 +259,7 @@ def misclassified_gallery(
         attention, note = np.full(x.shape[:2], 1.0 / x.shape[1]), " (no attention layer: uniform)"
     rows, names = manifest.set_index("clip_id"), clip_file_names(manifest)
     frames_list, titles = [], []
-    for (_, item), att in zip(hardest.iterrows(), attention):
+    for _, item in hardest.iterrows():  # attention_gallery_figure checks one attention row per clip
         row = rows.loc[item["clip_id"]]
         indices = sample_frame_indices(int(row["frames"]), x.shape[1])
         frames_list.append(read_frames(row["path"], indices, size=thumb_size))
@@ -285,7 +286,7 @@ def publish_headline(diagnosis: Diagnosis, layout: RunLayout):
         )
     ]
     save_figure(per_class_accuracy_figure(rows, title="test clips labelled correctly"), layout, "per_class_accuracy")
-    result, verdict = describe_test_result(test, len(diagnosis.preds["test"]))
+    result, verdict = describe_test_result(test, len(diagnosis.preds["test"]), diagnosis.recipe.describe())
     record_summary(layout.run_dir, "04_per_class_diagnostics", result, verdict)
     return record_headline(
         layout.run_dir,
@@ -301,8 +302,10 @@ def publish_headline(diagnosis: Diagnosis, layout: RunLayout):
     )
 
 
-def describe_test_result(test: Mapping, n_clips: int) -> tuple[str, str]:
+def describe_test_result(test: Mapping, n_clips: int, model: str | None = None) -> tuple[str, str]:
     """(result, verdict): the test accuracy with its CI in one sentence, and what it means in plain words.
+
+    ``model``: the model carried forward in words (``RunRecipe.describe``), named first.
 
     The verdict reads the lower end of the 95% interval (how good the model is at least, with 95% confidence)
     and the gap between the classes (which kind of mistake dominates).
@@ -313,8 +316,9 @@ def describe_test_result(test: Mapping, n_clips: int) -> tuple[str, str]:
 
     acc, low, high = test["accuracy"], test["accuracy_ci_low"], test["accuracy_ci_high"]
     violent, calm = test["acc_violent"], test["acc_nonviolent"]
+    named = f"The model carried forward, {model}, was tested on" if model else "On"
     result = (
-        f"On {n_clips:,} test clips, never used for training or tuning, the model labelled {pct(acc)} correctly "
+        f"{named} {n_clips:,} test clips, never used for training or tuning: it labelled {pct(acc)} correctly "
         f"(95% CI {pct(low)} to {pct(high)}): {pct(violent)} of the violent clips and {pct(calm)} of the "
         "non-violent ones."
     )

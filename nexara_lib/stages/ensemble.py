@@ -40,6 +40,7 @@ from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import load_manifest, load_splits, member_streams, run_recipe
 from nexara_lib.stages.headline import record_headline, record_summary
+from nexara_lib.training.checkpoints import training_fingerprint
 from nexara_lib.training.model_files import CorruptModelFile, load_sequence_model
 from nexara_lib.training.train import predict_proba, train_sequence_model
 
@@ -76,10 +77,10 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
         splits = load_splits(manifest, streams, layout)
         config = _member_config(member, params)
         out_dir = layout.ensemble_dir / member_name(i, member, params)
-        fingerprint = _fingerprint(config, streams)
+        fingerprint = _fingerprint(config, streams, splits)
         previous = read_json(out_dir / "training_results.json", {})
         model, source = None, "trained here"
-        if _is_run_model(recipe, fingerprint):  # the same recipe, seed and data as 03's model: the same model
+        if _is_run_model(recipe, fingerprint, splits):  # the same recipe, seed and data as 03's model
             model = load_sequence_model(recipe.model_path)
             seconds = (
                 read_json(recipe.model_path.parent / "training_results.json", {})
@@ -116,7 +117,7 @@ def train_members(params: Mapping, layout: RunLayout, verbose: int = 0) -> list[
     return _align(members)
 
 
-def _is_run_model(recipe, fingerprint: str) -> bool:
+def _is_run_model(recipe, fingerprint: str, splits: Mapping) -> bool:
     """Whether a member with this fingerprint is notebook 03's model: no recipe selection, no frame-augmented
     training copies (members train on the clean clips), the same training keys, seed and streams, and the
     model is there. Training is deterministic when seeded, so training it again would give the same model."""
@@ -125,16 +126,21 @@ def _is_run_model(recipe, fingerprint: str) -> bool:
         recipe.selection is None
         and not params["frame_augment_copies"]
         and recipe.model_path.is_file()
-        and fingerprint == _fingerprint(params, recipe.streams)
+        and fingerprint == _fingerprint(params, recipe.streams, splits)
     )
 
 
-def _fingerprint(config: Mapping, streams: StreamSet) -> str:
-    """What makes a trained member: its training recipe, seed and input features (not e.g. the
-    ensemble method or TTA settings, so changing those reuses the trained members)."""
+def _fingerprint(config: Mapping, streams: StreamSet, splits: Mapping) -> str:
+    """What makes a trained member: its training recipe, seed, input features and the clips it learns from
+    (train and val: their ids and feature bytes, so changed data retrains it; not e.g. the ensemble method or
+    TTA settings, so changing those reuses the trained members)."""
     keys = sorted(stage_keys("training")) + ["seed", "frames_per_clip", "image_size"]
+    train, val = splits["train"], splits["val"]
+    data = training_fingerprint({"clips": [train.clip_ids, val.clip_ids]}, [train.x, train.y, val.x, val.y])
     return json.dumps(
-        {**{k: config[k] for k in keys}, "streams": [s.key for s in streams.streams]}, sort_keys=True, default=str
+        {**{k: config[k] for k in keys}, "streams": [s.key for s in streams.streams], "data": data},
+        sort_keys=True,
+        default=str,
     )
 
 
@@ -269,13 +275,14 @@ def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
     its own validation threshold), saved as ``ensemble_diversity``."""
     thresholds = [choose_threshold(m["val"]) for m in members]
     names = [m["name"] for m in members]
-    preds = np.stack([m["test"].pred(t) for m, t in zip(members, thresholds)])
+    preds = np.stack([m["test"].pred(t) for m, t in zip(members, thresholds, strict=True)])
     y = members[0]["test"].y_true
     fig = Figure(figsize=(5 + 2.2 * len(names), 4.2), layout="constrained")
     for ax, matrix, title in zip(
         fig.subplots(1, 2),
         (pairwise_disagreement(preds), error_correlation(y, preds)),
         ("pairwise disagreement (test)", "error correlation (test)"),
+        strict=True,
     ):
         sns.heatmap(pd.DataFrame(matrix, names, names), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", ax=ax)
         ax.set_title(title)
@@ -285,7 +292,7 @@ def diversity_figure(members: list[dict], layout: RunLayout) -> Figure:
 
 def ensemble_artifact(members: list[dict], combo: dict) -> EnsembleArtifact:
     """The deployable ``EnsembleArtifact`` of a fitted combination."""
-    paths = [m["model_path"] for m in members]
+    paths = tuple(m["model_path"] for m in members)
     meta = {"members": [m["name"] for m in members], "backbones": [m["backbone"] for m in members]}
     if combo["stacking"] is not None:
         return EnsembleArtifact.from_stacking(paths, combo["stacking"].model, combo["threshold"], metadata=meta)

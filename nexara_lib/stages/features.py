@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nexara_lib.features.backbones import describe_backbone
 from nexara_lib.features.cache import read_clip_records
+from nexara_lib.features.cache_migration import describe_legacy
 from nexara_lib.features.extract import extract_augmented_copies, extract_features
 from nexara_lib.features.stream import FeatureStream
 from nexara_lib.io import read_json, write_json_atomic
@@ -28,6 +29,7 @@ STREAM_COLUMNS = [
     "computed",
     "failed",
     "bad_entries",
+    "renamed",
     "padded",
     "seeks",
     "decode_cpu_s",
@@ -51,8 +53,10 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
     ``frame_augment_copies`` augmented copies of the training clips for the run's backbone.
 
     Returns:
-        One row per stream: computed / cached / failed / bad cache entry counts, throughput and the
-        time split (decode CPU seconds over all decoders, model seconds, wait = backbone idle waiting for frames).
+        One row per stream: computed / cached / failed / bad cache entry counts, entries renamed from the
+        older, location-based cache names (``renamed``), throughput and the time split (decode CPU seconds over
+        all decoders, model seconds, wait = backbone idle waiting for frames). Cache entries carried over from
+        those names, or computed again because of them, are also said in words.
     """
     manifest = load_manifest(layout)
     options = extraction_options(params)
@@ -77,6 +81,9 @@ def extract_run_features(params: Mapping, layout: RunLayout, progress: bool = Tr
     table = pd.DataFrame(summaries)
     table["failed"] = table["failed"].map(len)
     table["bad_entries"] = table["bad_entries"].map(len)  # moved aside into <cache>/bad/ and computed again
+    table["renamed"] = [s["legacy"]["renamed"]["count"] for s in summaries]
+    for note in filter(None, map(describe_legacy, summaries)):
+        print(note)
     return table[STREAM_COLUMNS]
 
 
@@ -114,9 +121,14 @@ def publish_headline(params: Mapping, layout: RunLayout, streams: pd.DataFrame):
     """Headline figures and the summary in plain words (clips encoded, failures, speed)."""
     main = streams.iloc[0]
     failed = int(main["failed"])
+    speed = main["clips_per_s"]
+    if pd.isna(speed):  # nothing computed this time (a rerun over a complete cache): no speed to speak of
+        speed, pace = None, f"all of them already in the feature cache ({int(main['cached_before']):,} reused)"
+    else:
+        pace = f"at {speed:.1f} clips per second"
     result = (
         f"{int(main['clips']) - failed:,} clips were each turned into {params['frames_per_clip']} feature "
-        f"vectors by the '{params['backbone']}' encoder, at {main['clips_per_s']:.1f} clips per second."
+        f"vectors by the '{params['backbone']}' encoder, {pace}."
     )
     verdict = (
         "Every clip is ready for training."
@@ -129,7 +141,7 @@ def publish_headline(params: Mapping, layout: RunLayout, streams: pd.DataFrame):
         "02_feature_extraction",
         {
             "encoder (backbone)": params["backbone"],
-            "clips per second": {"value": main["clips_per_s"], "format": "number"},
+            **({} if speed is None else {"clips per second": {"value": speed, "format": "number"}}),
             "clips that failed to decode": failed,
         },
     )

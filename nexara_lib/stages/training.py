@@ -10,15 +10,18 @@ from IPython.display import Markdown
 
 from nexara_lib.config import stage_keys
 from nexara_lib.features.stream_set import StreamSet
-from nexara_lib.io import write_json_atomic
+from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import FeatureSplit, load_manifest, load_splits, with_augmented_copies
+from nexara_lib.stages.formats import stream_set_words
 from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.training.figures import plot_training_history
 from nexara_lib.training.models import model_fit_kind
 from nexara_lib.training.selection import Selection, select_recipe, selection_candidates
 from nexara_lib.training.study import RecipeStudy, development_pool, study_for_run
+from nexara_lib.training.study_results import BASELINE
+from nexara_lib.training.study_units import StudyExecution
 from nexara_lib.training.train import train_sequence_model
 
 
@@ -75,7 +78,8 @@ def training_curves(result: dict, params: Mapping, layout: RunLayout) -> tuple:
 def recipe_study(params: Mapping, layout: RunLayout) -> RecipeStudy | Selection | None:
     """The run's recipe study on train + val (never test): with ``select_recipe: cv`` the selection over
     every candidate (stream sets, baseline models, ablation files), else the plain comparison of the
-    run's recipe with the ablation files (or None when nothing is asked for)."""
+    run's recipe with the ablation files (or None when nothing is asked for). Its units train where
+    ``study_executor`` and ``study_workers`` say (the notebook's process, worker processes, or Ray)."""
     manifest = load_manifest(layout)
     if params["select_recipe"] == "cv":
         candidates = selection_candidates(params)
@@ -91,6 +95,7 @@ def recipe_study(params: Mapping, layout: RunLayout) -> RecipeStudy | Selection 
             layout.models / "selection",
             fold_seed=params["seed"],
             n_bootstrap=params["bootstrap_samples"],
+            execution=StudyExecution.from_params(params),
         )
     return study_for_run(
         manifest, StreamSet.from_params(params), layout.features, params, layout.model_dir(params["model"]) / "study"
@@ -191,7 +196,8 @@ def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout,
         comparisons = study.comparisons.assign(
             **{
                 "95% CI": [
-                    f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(study.comparisons["low"], study.comparisons["high"])
+                    f"[{lo:+.3f}, {hi:+.3f}]"
+                    for lo, hi in zip(study.comparisons["low"], study.comparisons["high"], strict=True)
                 ]
             }
         )
@@ -232,52 +238,100 @@ def recipe_study_views(study: RecipeStudy | Selection | None, layout: RunLayout,
     return views + [fig]
 
 
-def publish_headline(result: dict, study: RecipeStudy | None, params: Mapping, layout: RunLayout):
-    """Headline figures and the summary in plain words (validation result, recipe comparison, what goes on)."""
+def publish_headline(result: dict, study: RecipeStudy | Selection | None, params: Mapping, layout: RunLayout):
+    """Headline figures and the summary in plain words, the model carried forward first: with a selection the
+    winner (its cross-validated accuracy, its refit), then the run's own recipe trained here."""
     best = result["best_metrics"]
-    record_summary(layout.run_dir, "03_hybrid_training", *describe_training(result, study, params))
-    return record_headline(
-        layout.run_dir,
-        "03_hybrid_training",
-        {
-            "model": params["model"],
-            "best epoch": {"value": result["best_epoch"], "format": "number"},
-            "validation balanced accuracy": best["val_balanced_accuracy"],
-            "validation gap between the classes": best["val_class_gap"],
-            "time per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "seconds"},
-            **_study_headline(study),
-        },
-    )
-
-
-def _study_headline(study) -> dict:
+    refit = None
+    if isinstance(study, Selection):  # carry_forward wrote how the winner was refit
+        refit = ((read_json(layout.selection) or {}).get("carried") or {}).get("refit")
+    record_summary(layout.run_dir, "03_hybrid_training", *describe_training(result, study, params, refit=refit))
+    own = {
+        "validation balanced accuracy": best["val_balanced_accuracy"],
+        "validation gap between the classes": best["val_class_gap"],
+        "best epoch": {"value": result["best_epoch"], "format": "number"},
+        "time per epoch": {"value": result["timings"]["seconds_per_epoch"], "format": "seconds"},
+    }
     if isinstance(study, Selection):
         row = study.ranking.iloc[0]
-        return {
-            "carried forward (chosen by cross-validation)": study.winner.name,
-            "cross-validated accuracy of the winner": {"value": row["accuracy"], "format": "percent"},
+        figures = {
+            "model carried forward (chosen by cross-validation)": _candidate_words(study.winner, params),
+            "its cross-validated accuracy": {"value": row["accuracy"], "format": "percent"},
+            "its refit": _refit_words(refit),
+            "the run's own recipe": _own_recipe_words(params),
+            **{f"the run's own recipe: {name}": value for name, value in own.items()},
         }
+    else:
+        figures = {"model carried forward": _own_recipe_words(params), **own, **_study_headline(study)}
+    return record_headline(layout.run_dir, "03_hybrid_training", figures)
+
+
+def _study_headline(study: RecipeStudy | None) -> dict:
     return study.headline() if study is not None else {}
 
 
-def describe_training(result: dict, study, params: Mapping, n_bootstrap: int = 500) -> tuple[str, str]:
-    """(result, verdict) of notebook 03 in plain words: the validation result of the trained model, and what
-    the recipe comparison says (differences with their 95% CIs, significant or not) and what goes forward."""
+def _own_recipe_words(params: Mapping) -> str:
+    return f"{params['model']} on {stream_set_words(params['streams'])}"
+
+
+def _candidate_words(candidate, params: Mapping) -> str:
+    """A selection candidate in words: its model on its streams (an ablation file named after its model)."""
+    model = candidate.config.get("model", params["model"])
+    named = model if candidate.recipe in (BASELINE, model) else f"{model} ({candidate.recipe})"
+    return f"{named} on {stream_set_words(candidate.streams)}"
+
+
+def _refit_words(refit: Mapping | None) -> str:
+    if not refit:
+        return "on train + val"
+    return f"on {refit['on']} ({refit['clips']} clips), {refit['length or strength']}"
+
+
+def describe_training(
+    result: dict,
+    study: RecipeStudy | Selection | None,
+    params: Mapping,
+    n_bootstrap: int = 500,
+    refit: Mapping | None = None,
+) -> tuple[str, str]:
+    """(result, verdict) of notebook 03 in plain words, the model carried forward first.
+
+    With a selection: the winner, its cross-validated accuracy and its refit (``refit``: the ``carried.refit`` of
+    ``selection.json``), then the run's own recipe's validation result. Without: the run's recipe (which goes
+    forward) and what the recipe comparison says (differences with their 95% CIs, significant or not).
+    """
     best = result["best_metrics"]
-    text = (
-        f"The {params['model']} model reached {100 * best['val_balanced_accuracy']:.1f}% balanced accuracy on "
-        f"the validation clips (best of {result['epochs_run']} epochs). Validation clips tune the model; the "
-        "honest test result is in step 4."
+    own = (
+        f"{100 * best['val_balanced_accuracy']:.1f}% balanced accuracy on the validation clips "
+        f"(best of {result['epochs_run']} epochs)"
     )
     if isinstance(study, Selection):
-        return text, (
-            f"The recipe carried forward, '{study.winner.name}', was chosen by grouped cross-validation "
-            f"on training and validation clips (never test). {study.verdict()}"
+        row = study.ranking.iloc[0]
+        winner = study.winner
+        own_recipe = winner.recipe == BASELINE and winner.streams == "+".join(params["streams"])
+        text = (
+            f"The model carried forward is {_candidate_words(winner, params)}, chosen by grouped "
+            f"{study.cv_folds}-fold cross-validation on the training and validation clips (never test): "
+            f"{100 * row['accuracy']:.1f}% cross-validated accuracy (± {100 * row['accuracy std']:.1f} points over "
+            f"{len(study.seeds)} seeds), then refit {_refit_words(refit)}. "
+            + (
+                f"It is the run's own recipe; trained on the training clips alone it reached {own}."
+                if own_recipe
+                else f"The run's own recipe, {_own_recipe_words(params)}, reached {own}."
+            )
+            + " The honest test result is in step 4."
         )
+        return text, study.verdict()
+    text = (
+        f"The model carried forward is the run's own recipe, {_own_recipe_words(params)}: it reached {own}. "
+        "Validation clips tune the model; the honest test result is in step 4."
+    )
     if study is None or len(study.names) < 2:
         return text, "No other recipe was compared; the one trained here goes forward to the evaluation."
     where = "cross-validated" if study.cv_folds >= 2 else "validation"
-    sentences, better, worse = [], [], []
+    sentences: list[str] = []
+    better: list[str] = []
+    worse: list[str] = []
     for name, metrics in study.paired_differences(("accuracy",), n_bootstrap, params["seed"]).items():
         diff, low, high = metrics["accuracy"]
         if not all(np.isfinite([diff, low, high])):

@@ -27,14 +27,15 @@ from nexara_lib.evaluation.stats import (
 )
 from nexara_lib.evaluation.tta import aggregate, choose_tta_views
 from nexara_lib.evaluation.tta import compare_with_without as compare
+from nexara_lib.features.cache_migration import describe_legacy
 from nexara_lib.features.extract import extract_features
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.layout import RunLayout
 from nexara_lib.stages.data import extraction_options, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.diagnostics import load_run_model
+from nexara_lib.stages.formats import format_seconds
 from nexara_lib.stages.headline import record_headline, record_summary
-from nexara_lib.stages.tables import format_seconds
 from nexara_lib.training.train import predict_proba
 from nexara_lib.transforms.registry import get_transform
 
@@ -46,6 +47,7 @@ class ScoredViews:
     views: dict[str, dict[str, Predictions]]
     costs: pd.DataFrame
     threshold: float
+    model: str = ""  # the model carried forward, in words (RunRecipe.describe)
 
 
 def score_views(params: Mapping, layout: RunLayout, progress: bool = True) -> ScoredViews:
@@ -55,7 +57,7 @@ def score_views(params: Mapping, layout: RunLayout, progress: bool = True) -> Sc
     model = load_run_model(recipe, layout)
     threshold = read_json(layout.require(layout.metrics, "04_per_class_diagnostics"))["thresholds"]["balanced_accuracy"]
     views, costs = tta_view_predictions(model, load_manifest(layout), recipe.params, layout, progress=progress)
-    return ScoredViews(views, costs, threshold)
+    return ScoredViews(views, costs, threshold, recipe.describe())
 
 
 def _extraction_seconds_per_clip(layout: RunLayout, key: str) -> float | None:
@@ -104,9 +106,11 @@ def tta_view_predictions(
         if entry.level == "frame" and name != "identity":
             view = streams.with_transform(name)
             summary = extract_features(
-                eval_rows, view.single, layout.features, progress=progress, **extraction_options(params)
+                eval_rows, view.streams[0], layout.features, progress=progress, **extraction_options(params)
             )
             extract_s = summary["wall_s"] / summary["computed"] if summary["computed"] else None
+            if describe_legacy(summary):  # entries carried over from the older, location-based cache names
+                print(describe_legacy(summary))
             splits = load_splits(manifest, view, layout, ("val", "test"))
         else:
             splits = {s: clean[s] for s in ("val", "test")}
@@ -148,12 +152,12 @@ def _align_views(raw: dict) -> dict:
 def tta_slowdown(costs: pd.DataFrame, chosen: list[str]) -> dict:
     """Seconds per clip without TTA (identity) and with the chosen views, and the ratio."""
     table = costs.set_index("view")
-    base_extract = table.loc["identity", "extract_s_per_clip"] if "identity" in table.index else None
-    base_extract = float(base_extract) if base_extract is not None and not pd.isna(base_extract) else 0.0
+    identity_extract = table["extract_s_per_clip"].get("identity")
+    base_extract = float(identity_extract) if identity_extract is not None and not pd.isna(identity_extract) else 0.0
     base = base_extract + float(table["predict_s_per_clip"].get("identity", table["predict_s_per_clip"].min()))
     with_tta = base_extract  # the clean frames are decoded once whatever the views
     for name in chosen:
-        row = table.loc[name]
+        row = table.loc[name].to_dict()  # one row per view
         extra = row["extract_s_per_clip"] if name != "identity" and row["level"] == "frame" else 0.0
         with_tta += float(extra or 0.0) + float(row["predict_s_per_clip"])
     return {
@@ -200,6 +204,7 @@ def compare_with_and_without(scored: ScoredViews, params: Mapping, layout: RunLa
     cost = tta_slowdown(scored.costs, chosen)
     verdict = describe_comparison("TTA vs no TTA", comparison["accuracy_diff_ci"], comparison["mcnemar"]["p_value"])
     result = {
+        "model": scored.model,
         "chosen": chosen,
         "threshold": threshold,
         "comparison": comparison,
@@ -265,7 +270,9 @@ def publish_headline(result: dict, layout: RunLayout):
         if result["chosen"] == ["identity"]
         else f"Views chosen on validation: {', '.join(result['chosen'])}; scoring takes {slowdown:.1f} times as long."
     )
-    record_summary(layout.run_dir, "05_tta", f"{result['verdict'][0].upper()}{result['verdict'][1:]} {views}", advice)
+    on = f"Test-time views on the model carried forward, {result['model']}. " if result.get("model") else ""
+    verdict = f"{result['verdict'][0].upper()}{result['verdict'][1:]}"
+    record_summary(layout.run_dir, "05_tta", f"{on}{verdict} {views}", advice)
     return record_headline(
         layout.run_dir,
         "05_tta",

@@ -75,7 +75,7 @@ def predict_class_probabilities(model: keras.Model, x, batch_size: int = 256) ->
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"features must have shape (N, T, D) with N > 0, got {x.shape}")
     expected = tuple(model.inputs[0].shape[1:])
-    if any(e is not None and e != a for e, a in zip(expected, x.shape[1:])):
+    if len(expected) != x.ndim - 1 or any(e is not None and e != a for e, a in zip(expected, x.shape[1:], strict=True)):
         raise ValueError(f"model {model.name!r} expects clips of shape {expected}, got {x.shape[1:]}")
     probs = model.predict(x, batch_size=batch_size, verbose=0)
     if isinstance(probs, (list, tuple)):  # e.g. an attention_model: probabilities come first

@@ -33,6 +33,8 @@ def _check_batch(x, y) -> tuple[np.ndarray, np.ndarray]:
 def _run_op(name: str, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One op on one batch: its draw takes nothing from ``rng`` (fixed settings), its per-clip randomness does."""
     op = get_transform(name)
+    if op.draw is None:
+        raise ValueError(f"{name!r} is not a feature augmentation op (it has no random draw); check augment_ops")
     return op.apply(x, op.draw(rng), rng=rng, labels=y).astype(np.float32, copy=False)
 
 

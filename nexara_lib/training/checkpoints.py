@@ -19,7 +19,8 @@ resumed.
 
 Random state is not saved but re-derived: ``EpochRandomState`` reseeds every generator an
 epoch draws from (Python, NumPy, the model's ``keras.random.SeedGenerator``s, which
-``save_weights`` does not keep; nothing in a fit draws from TensorFlow's global seed) from (run seed, epoch) alone when the epoch begins, and
+``save_weights`` does not keep; nothing in a fit draws from TensorFlow's global seed) from (run seed, epoch)
+alone when the epoch begins, and
 ``shuffle_order`` gives each epoch's order of the training clips the same way. So epoch e
 draws the same numbers whether its process started at epoch 0 or resumed at e, whichever
 earlier epoch the last commit was: kill + resume trains exactly as an uninterrupted run.
@@ -146,7 +147,8 @@ class EpochRandomState(keras.callbacks.Callback):
     Python ``random``, NumPy's global generator and each of the model's ``SeedGenerator``s (its
     own stream, counter back to 0). TensorFlow's global seed is left as the session set it: nothing in a
     fit draws from it, and resetting it clears TensorFlow's kernel cache (every epoch 3.4x slower).
-    Place it first, so callbacks that draw at epoch begin draw from the new state. The shuffle order is ``shuffle_order``
+    Place it first, so callbacks that draw at epoch begin draw from the new state. The shuffle order is
+    ``shuffle_order``
     (``run_steps.epoch_batches`` feeds the clips in it).
 
     Args:
@@ -206,7 +208,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self._resume_from = resume_from
         # A checkpoint of a finished fit is never fitted again (so on_train_begin never runs), yet its
         # best epoch and weights are read to save the model: restore them now, not only at train begin.
-        self.wait, self.best, self.best_epoch, self.best_weights = 0, None, 0, None
+        self.wait, self.best_epoch = 0, 0
+        self.best: float | None = None
+        self.best_weights: list[np.ndarray] | None = None
         self._restore()
 
     def on_train_begin(self, logs=None):
@@ -301,7 +305,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         ):
             best_file = f"best-{best_epoch + 1:04d}.npz"
             with atomic_path(self.directory / best_file, keep_suffix=True) as tmp:
-                np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.early_stopping.best_weights)})
+                # Any: numpy types **kwds against savez's own allow_pickle flag too; the keys here are w0, w1, ...
+                arrays: dict[str, Any] = {f"w{i}": w for i, w in enumerate(self.early_stopping.best_weights)}
+                np.savez(tmp, **arrays)
         state = {
             "fingerprint": self.fingerprint,
             "epochs_done": epoch + 1,

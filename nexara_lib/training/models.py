@@ -1,43 +1,29 @@
 """Sequence classifiers over cached frame features, behind one registry.
 
-Every model maps a clip's feature sequence ``(T, D)`` to a 2-way softmax
-(index 0 = non-violent, index 1 = violent). Models are registered by name with
-``@register_model`` and built with ``create_sequence_model(name, input_shape,
-**params)``, the single entry point (timm style). The sequence models pool time
-with the ``TemporalAttention`` layer (``nexara_lib.training.layers``), so
-``attention_model(model)`` gives their per-time-step weights; the pooled baselines
-(``pooled_linear``, ``pooled_mlp``: ``nexara_lib.training.pooled``) pool fixed
-statistics and have no attention (``attention_model`` raises ``ValueError``).
+Every model maps a clip's feature sequence ``(T, D)`` to a 2-way softmax (index 0 = non-violent, index 1 =
+violent). Models are registered by name with ``@register_model`` (``nexara_lib.training.model_registry``, which also
+states the rules a factory's keywords follow) and built with ``create_sequence_model(name, input_shape, **params)``,
+the single entry point (timm style). The sequence models pool time with the ``TemporalAttention`` layer
+(``nexara_lib.training.layers``), so ``attention_model(model)`` gives their per-time-step weights; the pooled
+baselines (``pooled_linear``, ``pooled_mlp``: ``nexara_lib.training.pooled``) pool fixed statistics and have no
+attention (``attention_model`` raises ``ValueError``).
 
-A registry entry also says how ``train_sequence_model`` fits the model
-(``model_fit_kind``): ``"keras"`` (the training loop: focal loss, early stopping)
-or ``"closed_form"`` (the entry's ``closed_form`` function solves for the weights,
-e.g. ``pooled_linear``'s logistic regression with C chosen on validation).
+A registry entry also says how ``train_sequence_model`` fits the model (``model_fit_kind``): ``"keras"`` (the
+training loop: focal loss, early stopping) or ``"closed_form"`` (the entry's ``closed_form`` function solves for the
+weights, e.g. ``pooled_linear``'s logistic regression with C chosen on validation).
 
-A factory's hyper-parameters are keyword-only. Those that are run parameters
-(``dropout``, ``lstm_units``, ...) have no default in the factory: the parameter
-schema (``nexara_lib.config.SCHEMA``) owns it and ``create_sequence_model`` fills it
-in. Only architecture knobs that are not run parameters (``conv_filters``,
-``num_heads``, ...) keep a default in their factory. Registration checks both rules.
-
-No ``Lambda`` layers: custom layers are registered serializable classes, so a
-model saves as ``.keras`` and reloads with ``keras.models.load_model`` in safe
-mode.
+No ``Lambda`` layers: custom layers are registered serializable classes, so a model saves as ``.keras`` and reloads
+with ``keras.models.load_model`` in safe mode.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import layers
 
-from nexara_lib.config import SCHEMA
-from nexara_lib.registry import Registry
 from nexara_lib.training.layers import (
     ATTENTION_LAYER_NAME,
     INPUT_NORMALIZATION_NAME,
@@ -50,107 +36,33 @@ from nexara_lib.training.layers import (
     check_units_list,
     regularizer,
 )
+from nexara_lib.training.model_registry import (
+    MODEL_REGISTRY,
+    ModelEntry,
+    available_models,
+    model_defaults,
+    model_entry,
+    model_factory,
+    model_fit_kind,
+    model_param_names,
+    model_params_from_config,
+    register_model,
+)
 from nexara_lib.training.pooled import fit_pooled_linear, pooled_linear, pooled_mlp
 
-MODEL_REGISTRY = Registry("sequence model")
-FIT_KINDS = ("keras", "closed_form")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelEntry:
-    """One registered model: its factory and, for a closed-form model, the function that fits it.
-
-    ``closed_form(model, x_train, y_train, x_val, y_val, cfg, alpha, class_weight)`` sets the weights of
-    a built model whose standardisation is adapted, and returns a ``pooled.ClosedFormFit`` (one history
-    row per candidate, the chosen one); it chooses only on the validation clips it is given.
-    """
-
-    factory: Callable[..., keras.Model]
-    closed_form: Callable | None = None
-
-    @property
-    def fit(self) -> str:
-        """'keras' (the training loop) or 'closed_form'."""
-        return FIT_KINDS[1] if self.closed_form is not None else FIT_KINDS[0]
-
-
-# --- registry ---------------------------------------------------------------
-
-
-def register_model(name: str, closed_form: Callable | None = None) -> Callable:
-    """Decorator that adds a model factory to ``MODEL_REGISTRY`` under ``name``.
-
-    The factory takes ``input_shape`` then keyword-only hyper-parameters; those keyword
-    names are the model's accepted parameters. A run parameter (a ``SCHEMA`` key) must
-    have no default in the factory (the schema owns it); any other keyword must have one.
-    ``closed_form``: the model's closed-form fit (see ``ModelEntry``); None = the Keras loop.
-    """
-    if closed_form is not None and not callable(closed_form):
-        raise TypeError(f"model {name!r}: closed_form must be a function or None, got {closed_form!r}")
-
-    def checked(factory: Callable) -> ModelEntry:
-        for p in _keyword_parameters(factory):
-            if p.name in SCHEMA and p.default is not p.empty:
-                raise TypeError(
-                    f"model {name!r}: {p.name!r} is a run parameter, so its default lives in "
-                    "nexara_lib.config.SCHEMA; remove the default from the factory"
-                )
-            if p.name not in SCHEMA and p.default is p.empty:
-                raise TypeError(
-                    f"model {name!r}: {p.name!r} is not a run parameter, so the factory must give it a default"
-                )
-        return ModelEntry(factory, closed_form)
-
-    return MODEL_REGISTRY.register(name, checked)
-
-
-def available_models() -> list[str]:
-    """Names of the registered sequence models, sorted."""
-    return MODEL_REGISTRY.names()
-
-
-def model_entry(name: str) -> ModelEntry:
-    """The registry entry of model ``name`` (factory, closed-form fit)."""
-    return MODEL_REGISTRY.lookup(name)
-
-
-def model_fit_kind(name: str) -> str:
-    """How ``train_sequence_model`` fits model ``name``: 'keras' or 'closed_form'."""
-    return model_entry(name).fit
-
-
-def _factory(name: str) -> Callable[..., keras.Model]:
-    return model_entry(name).factory
-
-
-def _keyword_parameters(factory: Callable) -> list[inspect.Parameter]:
-    return [p for p in inspect.signature(factory).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def model_param_names(name: str) -> tuple[str, ...]:
-    """Hyper-parameter names that model ``name`` accepts.
-
-    Args:
-        name: a registered model name.
-
-    Returns:
-        The keyword parameter names of the model's factory, in declaration order.
-    """
-    return tuple(p.name for p in _keyword_parameters(_factory(name)))
-
-
-def model_defaults(name: str) -> dict:
-    """Default hyper-parameters of model ``name`` (a fresh dict): the schema default of each run
-    parameter it accepts, the factory's own default of each architecture knob."""
-    return {
-        p.name: copy.deepcopy(SCHEMA[p.name].default) if p.default is p.empty else p.default
-        for p in _keyword_parameters(_factory(name))
-    }
-
-
-def model_params_from_config(config) -> dict:
-    """The hyper-parameters of model ``config['model']`` that ``config`` sets (e.g. the training config)."""
-    return {k: config[k] for k in model_param_names(config["model"]) if k in config}
+__all__ = [  # the registry's names are re-exported: importing this module is what fills the registry
+    "MODEL_REGISTRY",
+    "ModelEntry",
+    "adapt_input_normalization",
+    "available_models",
+    "create_sequence_model",
+    "model_defaults",
+    "model_entry",
+    "model_fit_kind",
+    "model_param_names",
+    "model_params_from_config",
+    "register_model",
+]
 
 
 def create_sequence_model(name: str, input_shape: Sequence[int], **params) -> keras.Model:
@@ -167,7 +79,7 @@ def create_sequence_model(name: str, input_shape: Sequence[int], **params) -> ke
         An uncompiled functional ``keras.Model`` with output ``(N, 2)``
         softmax probabilities in float32.
     """
-    factory = _factory(name)
+    factory = model_factory(name)
     accepted = model_param_names(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -258,7 +170,7 @@ def _attention_pool(x, attention_units: int, l2: float):
     return context
 
 
-def _classifier_head(x, head_units: list[int], dropout: float, l2: float):
+def _classifier_head(x, head_units: Sequence[int], dropout: float, l2: float):
     """Dense -> BN -> Dropout per entry of head_units (0.8x dropout on the last), then a float32 softmax."""
     for i, units in enumerate(head_units, start=1):
         x = layers.Dense(units, activation="relu", kernel_regularizer=regularizer(l2), name=f"head_dense_{i}")(x)

@@ -24,7 +24,9 @@ from nexara_lib.evaluation.metrics import metric_function
 from nexara_lib.evaluation.predictions import Predictions
 from nexara_lib.evaluation.thresholds import choose_threshold
 from nexara_lib.io import write_json_atomic
-from nexara_lib.training.study import BASELINE, Pool, RecipeStudy, group_bootstrap_diff, run_recipe_study, study_configs
+from nexara_lib.training.study import BASELINE, Pool, plan_study, run_studies, study_configs
+from nexara_lib.training.study_results import RecipeStudy, group_bootstrap_diff
+from nexara_lib.training.study_units import StudyExecution
 
 LINEAR_FLOOR = "pooled_linear"  # the floor every sequence model must beat on the same folds
 RANK_METRIC = "accuracy"
@@ -179,6 +181,7 @@ def select_recipe(
     fold_seed: int = 0,
     n_bootstrap: int = 1000,
     progress: bool = True,
+    execution: StudyExecution | None = None,
 ) -> Selection:
     """Cross-validate every candidate, rank them and pick the winner (writes ``selection.json``).
 
@@ -188,22 +191,26 @@ def select_recipe(
         seeds: training seeds; every candidate runs with each.
         cv_folds: k >= 2 grouped folds.
         out_dir: one sub-folder per stream set (the studies' units, reused on a rerun).
+        execution: where the units train (``study_units.StudyExecution``; default: in this process). The
+            units of every stream set's study are handed out together, so workers stay busy.
     """
     if cv_folds < 2:
         raise ValueError(f"select_recipe: cv needs cv_folds >= 2 (grouped k-fold on train + val), got {cv_folds}")
     out_dir = Path(out_dir)
-    studies = {}
-    for streams in dict.fromkeys(c.streams for c in candidates):
-        configs = {c.recipe: c.config for c in candidates if c.streams == streams}
-        studies[streams] = run_recipe_study(
+    stream_sets = list(dict.fromkeys(c.streams for c in candidates))
+    plans = [
+        plan_study(
             pools[streams],
-            configs,
+            {c.recipe: c.config for c in candidates if c.streams == streams},
             seeds,
             cv_folds,
             out_dir / streams.replace(":", "-"),
             fold_seed=fold_seed,
-            progress=progress,
+            tag=streams,
         )
+        for streams in stream_sets
+    ]
+    studies = dict(zip(stream_sets, run_studies(plans, execution, progress), strict=True))
     ranking = _ranking(candidates, studies)
     by_name = {c.name: c for c in candidates}
     winner = by_name[ranking.iloc[0]["candidate"]]
@@ -212,7 +219,8 @@ def select_recipe(
     if len(ranking) > 1:
         comparisons.append(("runner-up", by_name[ranking.iloc[1]["candidate"]]))
     floor = [c for c in candidates if c.recipe == LINEAR_FLOOR and c.name != winner.name]
-    floor.sort(key=lambda c: ranking.set_index("candidate").loc[c.name, "rank"])
+    ranked = list(ranking["candidate"])  # best first
+    floor.sort(key=lambda c: ranked.index(c.name))
     if floor and floor[0].name not in [c.name for _, c in comparisons]:
         comparisons.append(("linear-probe floor", floor[0]))
     rows = []

@@ -9,7 +9,10 @@ never used here.
 
 Units are resumable: a finished unit is stored as ``unit.json`` (metrics and held-out
 predictions, no model) and skipped on a rerun with the same configuration and data; an
-interrupted unit continues from its training checkpoint.
+interrupted unit continues from its training checkpoint. They train in this process, in worker
+processes or as Ray tasks (``study_units``, ``study_ray``); ``run_studies`` runs the units of
+several studies together (recipe selection: one study per stream set). The results
+(``RecipeStudy``, tables, paired comparisons) are in ``study_results``.
 """
 
 from __future__ import annotations
@@ -17,34 +20,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from nexara_lib.config import load_yaml, stage_keys
-from nexara_lib.evaluation.metrics import binary_metrics, metric_function
+from nexara_lib.evaluation.metrics import binary_metrics
 from nexara_lib.io import read_json, to_jsonable, write_json_atomic
 from nexara_lib.training.folds import Fold, grouped_folds, holdout_fold
-from nexara_lib.training.train import NOT_FINGERPRINTED, predict_proba, train_sequence_model
+from nexara_lib.training.study_ray import ray_unit_results
+from nexara_lib.training.study_results import BASELINE, STUDY_METRICS, RecipeStudy
+from nexara_lib.training.study_units import StudyExecution, UnitJob, in_process_results, longest_first, worker_results
+from nexara_lib.training.train import NOT_FINGERPRINTED
 
-BASELINE = "default"
-# what the study table and plot show (binary_metrics names at threshold 0.5)
-STUDY_METRICS = ("accuracy", "acc_violent", "acc_nonviolent", "class_gap", "roc_auc")
-METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "acc_violent": "violent acc.",
-    "acc_nonviolent": "non-violent acc.",
-    "class_gap": "class gap",
-    "roc_auc": "AUC",
-    "balanced_accuracy": "balanced acc.",
-}
 _TRAINING_KEYS = stage_keys("training")
 
 
@@ -159,224 +152,34 @@ def _unit_fingerprint(cfg: Mapping, seed: int, fold: Fold, pool_fingerprint: str
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
-def _train_unit(pool: Pool, fold: Fold, cfg: Mapping, seed: int, unit_dir: Path, fingerprint: str) -> dict:
-    quiet = logging.getLogger("nexara.training")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL + 1)  # dozens of units: their per-epoch gap warnings would bury the report
-    try:
-        result = train_sequence_model(
-            pool.x[fold.fit],
-            pool.y[fold.fit],
-            pool.x[fold.inner_val],
-            pool.y[fold.inner_val],
-            cfg,
-            unit_dir,
-            seed=seed,
-            verbose=0,
-        )
-    finally:
-        quiet.setLevel(level)
-    prob = predict_proba(result["model"], pool.x[fold.evaluate])
-    (unit_dir / "model.keras").unlink(missing_ok=True)  # units keep metrics and predictions, not 30 models
-    return {
-        "fingerprint": fingerprint,
-        "best_epoch": result["best_epoch"],
-        "epochs_run": result["epochs_run"],
-        "stop_reason": result["stop_reason"],
-        "seconds": result["timings"]["total_seconds"],
-        "seconds_per_epoch": result["timings"]["seconds_per_epoch"],
-        "clip_ids": [pool.clip_ids[i] for i in fold.evaluate],
-        "y": pool.y[fold.evaluate].tolist(),
-        "prob": prob.tolist(),
-    }
-
-
-def group_bootstrap_diff(
-    y, prob_a, prob_b, groups, metric_fn, n: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float, float]:
-    """(metric(b) - metric(a), low, high): a paired bootstrap that resamples whole groups.
-
-    Args:
-        y: labels (N,).
-        prob_a, prob_b: the two systems' probabilities on the same clips.
-        groups: source group of each clip; resampled with replacement, all clips of a drawn group
-            come along.
-        metric_fn: ``fn(y, prob) -> float`` (``evaluation.metric_function``).
-        n, seed, alpha: resamples, their seed, 1 - confidence.
-    """
-    y, prob_a, prob_b, groups = (np.asarray(v) for v in (y, prob_a, prob_b, groups))
-    if not len(y) == len(prob_a) == len(prob_b) == len(groups) or len(y) == 0:
-        raise ValueError("y, both probability arrays and groups must have the same non-zero length")
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    rng = np.random.default_rng(seed)
-    point = float(metric_fn(y, prob_b) - metric_fn(y, prob_a))
-    diffs = []
-    for _ in range(n):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if len(np.unique(y[idx])) < 2:
-            continue  # a resample with one class says nothing about per-class metrics
-        diffs.append(metric_fn(y[idx], prob_b[idx]) - metric_fn(y[idx], prob_a[idx]))
-    diffs = np.asarray(diffs, dtype=float)
-    diffs = diffs[np.isfinite(diffs)]
-    if diffs.size == 0:
-        return point, float("nan"), float("nan")
-    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    return point, float(low), float(high)
-
-
 @dataclasses.dataclass
-class RecipeStudy:
-    """Every unit's held-out metrics and predictions, and the tables and plot made from them.
+class StudyPlan:
+    """One study to run: its pool, configurations, seeds and folds, and where its units go."""
 
-    Attributes:
-        runs: one row per (config, seed, fold): STUDY_METRICS, balanced_accuracy, best_epoch, ...
-        predictions: one row per (config, seed, clip): y and prob on the clip's held-out fold.
-        configs: name -> the training keys it changes (for the notebook's table).
-        folds: the fold plan, described.
-        seeds: the seeds every configuration ran with.
-    """
-
-    runs: pd.DataFrame
-    predictions: pd.DataFrame
-    configs: pd.DataFrame
-    folds: pd.DataFrame
-    seeds: list
+    pool: Pool
+    configs: Mapping[str, Mapping]
+    seeds: list[int]
     cv_folds: int
+    out_dir: Path
+    fold_seed: int
+    folds: list[Fold]
+    tag: str = ""  # shown after the configuration's name in progress lines and errors (a stream set)
 
-    @property
-    def names(self) -> list[str]:
-        return list(dict.fromkeys(self.runs["config"]))
+    def units(self) -> list[tuple[str, int, Fold]]:
+        return [(name, seed, fold) for name in self.configs for seed in self.seeds for fold in self.folds]
 
-    def seed_means(self) -> pd.DataFrame:
-        """Per (config, seed): the metrics averaged over folds."""
-        metrics = list(STUDY_METRICS) + ["balanced_accuracy"]
-        return self.runs.groupby(["config", "seed"], sort=False)[metrics].mean().reset_index()
 
-    def summary(self) -> pd.DataFrame:
-        """Per configuration: mean and std over seeds of the fold-averaged metrics, formatted."""
-        per_seed = self.seed_means()
-        rows = {}
-        for name in self.names:
-            values = per_seed[per_seed["config"] == name]
-            row = {}
-            for metric in STUDY_METRICS:
-                mean = values[metric].mean()
-                std = values[metric].std(ddof=1) if len(values) > 1 else float("nan")
-                row[METRIC_LABELS[metric]] = f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
-            fold_std = self.runs[self.runs["config"] == name].groupby("seed")["accuracy"].std(ddof=1).mean()
-            row["accuracy std over folds"] = f"{fold_std:.3f}" if np.isfinite(fold_std) else "n/a"
-            row["best epoch (median)"] = int(self.runs.loc[self.runs["config"] == name, "best_epoch"].median())
-            rows[name] = row
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        table.index.name = f"mean ± std over {len(self.seeds)} seeds"
-        return table
-
-    def summary_numbers(self) -> dict:
-        """{config: {metric: {"mean", "std"}}} over seeds (for JSON and headlines)."""
-        per_seed = self.seed_means()
-        out = {}
-        for name in self.names:
-            values = per_seed[per_seed["config"] == name]
-            out[name] = {
-                m: {
-                    "mean": float(values[m].mean()),
-                    "std": float(values[m].std(ddof=1)) if len(values) > 1 else float("nan"),
-                }
-                for m in list(STUDY_METRICS) + ["balanced_accuracy"]
-            }
-        return out
-
-    def per_fold(self, metric: str = "accuracy") -> pd.DataFrame:
-        """``metric`` per configuration (rows) and fold (columns), mean over seeds."""
-        table = self.runs.pivot_table(index="config", columns="fold", values=metric, aggfunc="mean", sort=False)
-        return table.reindex(self.names).round(3)
-
-    def comparison(self, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """Each configuration minus 'default' on the pooled held-out predictions (probabilities averaged
-        over seeds), with paired 95% CIs from a bootstrap over source groups.
-
-        Clips of one recording are not independent, so whole groups are resampled (with one clip
-        per group this is the ordinary clip bootstrap)."""
-        differences = self.paired_differences(("accuracy", "balanced_accuracy", "acc_violent"), n_bootstrap, seed)
-        rows = {
-            f"{name} − {BASELINE}": {
-                f"Δ {METRIC_LABELS.get(metric, metric)}": f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
-                for metric, (d, lo, hi) in metrics.items()
-            }
-            for name, metrics in differences.items()
-        }
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        if not table.empty:
-            base = self.predictions[self.predictions["config"] == BASELINE]
-            table.index.name = (
-                f"paired 95% CI, bootstrap over {base['group'].nunique()} source groups "
-                f"({base['clip_id'].nunique()} held-out clips)"
-            )
-        return table
-
-    def paired_differences(self, metrics=("accuracy",), n_bootstrap: int = 1000, seed: int = 0) -> dict:
-        """{config: {metric: (difference, ci_low, ci_high)}}: each configuration minus 'default' (fractions)."""
-        pooled = self.predictions.groupby(["config", "clip_id"], sort=False).agg(
-            y=("y", "first"), prob=("prob", "mean"), group=("group", "first")
-        )
-        if BASELINE not in self.names:
-            return {}
-        base = pooled.loc[BASELINE]
-        y, groups = base["y"].to_numpy(), base["group"].to_numpy()
-        out = {}
-        for name in self.names:
-            if name == BASELINE:
-                continue
-            other = pooled.loc[name].reindex(base.index)
-            out[name] = {
-                metric: tuple(
-                    float(v)
-                    for v in group_bootstrap_diff(
-                        y,
-                        base["prob"].to_numpy(),
-                        other["prob"].to_numpy(),
-                        groups,
-                        metric_function(metric),
-                        n=n_bootstrap,
-                        seed=seed,
-                    )
-                )
-                for metric in metrics
-            }
-        return out
-
-    def figure(self) -> Figure:
-        """One panel per metric: each seed's fold-averaged value (dots) and mean ± std over seeds."""
-        per_seed = self.seed_means()
-        fig = Figure(figsize=(3.2 * len(STUDY_METRICS), 3.8), layout="constrained")
-        axes = fig.subplots(1, len(STUDY_METRICS), sharey=False)
-        positions = np.arange(len(self.names))
-        for ax, metric in zip(axes, STUDY_METRICS):
-            for i, name in enumerate(self.names):
-                values = per_seed.loc[per_seed["config"] == name, metric].to_numpy()
-                jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-                ax.scatter(i + jitter, values, s=18, color="grey", alpha=0.7, zorder=2)
-                std = values.std(ddof=1) if len(values) > 1 else 0.0
-                ax.errorbar(i, values.mean(), yerr=std, fmt="o", color=f"C{i}", capsize=5, markersize=8, zorder=3)
-            ax.set_xticks(positions, self.names, rotation=20, ha="right")
-            ax.set_title(METRIC_LABELS[metric])
-            ax.set_ylim(0, 1.02)
-            ax.grid(axis="y", alpha=0.3)
-        where = f"grouped {self.cv_folds}-fold CV" if self.cv_folds >= 2 else "fixed split, scored on val"
-        fig.suptitle(f"Recipes compared: {where}, mean ± std over seeds {self.seeds} (grey: one seed)")
-        return fig
-
-    def headline(self) -> dict:
-        """Headline figures: the held-out accuracy of the run's recipe and of each alternative (mean over seeds)."""
-        numbers = self.summary_numbers()
-        where = "cross-validated" if self.cv_folds >= 2 else "validation"
-        return {
-            f"recipe comparison: {where} accuracy, {'our recipe' if name == BASELINE else name}": {
-                "value": numbers[name]["accuracy"]["mean"],
-                "format": "percent",
-            }
-            for name in self.names
-        }
+def plan_study(
+    pool: Pool, configs: Mapping[str, Mapping], seeds, cv_folds: int, out_dir, fold_seed: int = 0, tag: str = ""
+) -> StudyPlan:
+    """Check a study's arguments and plan its folds (see ``run_recipe_study``)."""
+    if not configs:
+        raise ValueError("run_recipe_study needs at least one configuration (normally 'default', the run's recipe)")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("run_recipe_study needs at least one seed")
+    folds = plan_folds(pool, cv_folds, fold_seed)
+    return StudyPlan(pool, dict(configs), seeds, cv_folds, Path(out_dir), fold_seed, folds, tag)
 
 
 def run_recipe_study(
@@ -387,6 +190,7 @@ def run_recipe_study(
     out_dir: str | Path,
     fold_seed: int = 0,
     progress: bool = True,
+    execution: StudyExecution | None = None,
 ) -> RecipeStudy:
     """Train every (configuration, seed, fold) unit (or reuse it) and collect held-out metrics.
 
@@ -397,34 +201,93 @@ def run_recipe_study(
         cv_folds: k >= 2 for grouped k-fold CV, 0 for the fixed split (scored on val).
         out_dir: one folder per unit: ``<config>/seed<s>/<fold>/``; also ``study.json``.
         fold_seed: seeds the fold assignment (the same folds for every configuration and seed).
-        progress: print a line per unit.
+        progress: print a line per finished unit.
+        execution: where the units train (``study_units.StudyExecution``; default: in this process).
 
     Returns:
         A ``RecipeStudy``; ``study.json`` holds its runs and summary.
     """
-    if not configs:
-        raise ValueError("run_recipe_study needs at least one configuration (normally 'default', the run's recipe)")
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("run_recipe_study needs at least one seed")
-    out_dir = Path(out_dir)
-    folds = plan_folds(pool, cv_folds, fold_seed)
-    pool_fingerprint = pool.fingerprint()
-    units = [(name, seed, fold) for name in configs for seed in seeds for fold in folds]
-    group_of = dict(zip(pool.clip_ids, pool.groups))
-    runs, predictions = [], []
+    plan = plan_study(pool, configs, seeds, cv_folds, out_dir, fold_seed)
+    return run_studies([plan], execution, progress)[0]
+
+
+def run_units(
+    jobs: list[UnitJob], pools: Mapping[str, Pool], execution: StudyExecution | None = None
+) -> Iterator[tuple[UnitJob, dict]]:
+    """Train ``jobs`` where ``execution`` says (default: in this process, in the order given; elsewhere the
+    longest first) and yield ``(job, unit record)`` as each finishes.
+
+    Raises ``study_units.StudyUnitError`` naming a unit that failed, or a worker that died; the others
+    were stopped.
+    """
+    execution = execution or StudyExecution()
+    if not jobs:
+        return iter(())
+    if execution.executor == "ray":
+        return ray_unit_results(longest_first(jobs), pools, execution)
+    if execution.workers > 0:
+        return worker_results(longest_first(jobs), pools, execution.workers)
+    return in_process_results(jobs, pools)
+
+
+def run_studies(
+    plans: list[StudyPlan], execution: StudyExecution | None = None, progress: bool = True
+) -> list[RecipeStudy]:
+    """Run the units of several studies together (``run_recipe_study`` for each), so that workers stay
+    busy across studies; finished units are reused, the rest train where ``execution`` says.
+
+    Progress: one line per unit as it finishes, ``[k/N]`` counting finished units of all studies.
+    Raises ``study_units.StudyUnitError`` naming a unit that failed (finished units are kept).
+    """
     started = time.perf_counter()
-    for number, (name, seed, fold) in enumerate(units, start=1):
-        cfg = configs[name]
-        unit_dir = out_dir / name / f"seed{seed}" / fold.name
-        fingerprint = _unit_fingerprint(cfg, seed, fold, pool_fingerprint)
-        unit = read_json(unit_dir / "unit.json")
-        reused = unit is not None and unit.get("fingerprint") == fingerprint
-        if not reused:
+    jobs, done = [], {}
+    for index, plan in enumerate(plans):
+        pool_fingerprint = plan.pool.fingerprint()
+        for name, seed, fold in plan.units():
+            unit_dir = plan.out_dir / name / f"seed{seed}" / fold.name
+            fingerprint = _unit_fingerprint(plan.configs[name], seed, fold, pool_fingerprint)
+            unit = read_json(unit_dir / "unit.json")
+            if unit is not None and unit.get("fingerprint") == fingerprint:
+                done[(index, name, seed, fold.name)] = (unit, True)
+                continue
             if unit is not None:  # stale: other parameters or data
                 shutil.rmtree(unit_dir)
-            unit = _train_unit(pool, fold, cfg, seed, unit_dir, fingerprint)
-            write_json_atomic(unit_dir / "unit.json", unit)
+            label = _label(plan, name, seed, fold.name)
+            jobs.append(UnitJob(str(index), name, seed, fold, plan.configs[name], str(unit_dir), fingerprint, label))
+    total = sum(len(plan.units()) for plan in plans)
+    for count, ((index, name, seed, fold_name), (unit, _)) in enumerate(done.items(), start=1):
+        if progress:
+            _progress(count, total, _label(plans[index], name, seed, fold_name), unit, None, started)
+    pools = {str(index): plan.pool for index, plan in enumerate(plans)}
+    for count, (job, unit) in enumerate(run_units(jobs, pools, execution), start=len(done) + 1):
+        write_json_atomic(Path(job.unit_dir) / "unit.json", unit)
+        done[(int(job.pool), job.config, job.seed, job.fold.name)] = (unit, False)
+        if progress:
+            _progress(count, total, job.label, unit, unit["seconds"], started)
+    return [_collect(plan, index, done) for index, plan in enumerate(plans)]
+
+
+def _label(plan: StudyPlan, name: str, seed: int, fold_name: str) -> str:
+    return f"{name}{f' | {plan.tag}' if plan.tag else ''} seed {seed} {fold_name}"
+
+
+def _progress(count: int, total: int, label: str, unit: dict, seconds: float | None, started: float) -> None:
+    metrics = binary_metrics(np.asarray(unit["y"]), np.asarray(unit["prob"]), 0.5)
+    took = "reused" if seconds is None else f"{seconds:.0f} s"
+    print(
+        f"[{count}/{total}] {label}: accuracy {metrics['accuracy']:.3f}, violent {metrics['acc_violent']:.3f}, "
+        f"non-violent {metrics['acc_nonviolent']:.3f} ({took}); {time.perf_counter() - started:.0f} s elapsed",
+        flush=True,
+    )
+
+
+def _collect(plan: StudyPlan, index: int, done: Mapping[tuple, tuple[dict, bool]]) -> RecipeStudy:
+    """The study's tables from its finished units (in planned order), written as study.json and runs.csv."""
+    group_of = dict(zip(plan.pool.clip_ids, plan.pool.groups, strict=True))
+    runs: list[dict] = []
+    predictions: list[dict] = []
+    for name, seed, fold in plan.units():
+        unit, reused = done[(index, name, seed, fold.name)]
         metrics = binary_metrics(np.asarray(unit["y"]), np.asarray(unit["prob"]), 0.5)
         runs.append(
             {
@@ -439,36 +302,28 @@ def run_recipe_study(
         )
         predictions.extend(
             {"config": name, "seed": seed, "fold": fold.name, "clip_id": c, "group": group_of[c], "y": y, "prob": p}
-            for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"])
+            for c, y, p in zip(unit["clip_ids"], unit["y"], unit["prob"], strict=True)
         )
-        if progress:
-            took = "reused" if reused else f"{unit['seconds']:.0f} s"
-            print(
-                f"[{number}/{len(units)}] {name} seed {seed} {fold.name}: accuracy {metrics['accuracy']:.3f}, "
-                f"violent {metrics['acc_violent']:.3f}, non-violent {metrics['acc_nonviolent']:.3f} ({took}); "
-                f"{time.perf_counter() - started:.0f} s elapsed",
-                flush=True,
-            )
     study = RecipeStudy(
         pd.DataFrame(runs),
         pd.DataFrame(predictions),
-        changed_keys(configs),
-        pd.DataFrame([f.describe(pool.y) for f in folds]),
-        seeds,
-        cv_folds,
+        changed_keys(plan.configs),
+        pd.DataFrame([f.describe(plan.pool.y) for f in plan.folds]),
+        plan.seeds,
+        plan.cv_folds,
     )
     write_json_atomic(
-        out_dir / "study.json",
+        plan.out_dir / "study.json",
         {
-            "cv_folds": cv_folds,
-            "seeds": seeds,
-            "fold_seed": fold_seed,
-            "configs": {n: {k: c[k] for k in _TRAINING_KEYS} for n, c in configs.items()},
+            "cv_folds": plan.cv_folds,
+            "seeds": plan.seeds,
+            "fold_seed": plan.fold_seed,
+            "configs": {n: {k: c[k] for k in _TRAINING_KEYS} for n, c in plan.configs.items()},
             "summary": study.summary_numbers(),
             "runs": study.runs.to_dict(orient="records"),
         },
     )
-    study.runs.to_csv(out_dir / "runs.csv", index=False)
+    study.runs.to_csv(plan.out_dir / "runs.csv", index=False)
     return study
 
 
@@ -480,8 +335,9 @@ def study_for_run(
     out_dir: str | Path,
     progress: bool = True,
 ) -> RecipeStudy | None:
-    """The run's study (``cv_folds``, ``ablation_configs``, ``ablation_seeds``), or None when neither
-    cross-validation nor an ablation is asked for."""
+    """The run's study (``cv_folds``, ``ablation_configs``, ``ablation_seeds``; units train where
+    ``study_executor``/``study_workers`` say), or None when neither cross-validation nor an ablation is
+    asked for."""
     if params["cv_folds"] < 2 and not params["ablation_configs"]:
         return None
     configs = study_configs(params)  # bad ablation files fail here, before any training
@@ -494,4 +350,5 @@ def study_for_run(
         out_dir,
         fold_seed=params["seed"],
         progress=progress,
+        execution=StudyExecution.from_params(params),
     )

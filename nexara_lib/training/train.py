@@ -16,13 +16,12 @@ row per candidate instead of one per epoch.
 
 Its parts live beside it in ``nexara_lib.training``: the steps of a run (``run_steps``), the
 loss (``losses``), the learning rate and optimizer (``schedule``), the per-epoch monitor and
-clock (``monitor``), resumable checkpoints (``checkpoints``), model files (``model_files``) and
-the history plot (``figures``).
+clock (``monitor``), resumable checkpoints (``checkpoints``), model files (``model_files``), what
+``training_results.json`` holds (``results``) and the history plot (``figures``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -36,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from nexara_lib.config import SCHEMA, coerce, stage_keys
-from nexara_lib.io import to_jsonable, write_text_atomic
-from nexara_lib.training.arrays import check_splits, class_counts, predict_class_probabilities
+from nexara_lib.io import write_text_atomic
+from nexara_lib.training.arrays import check_splits, predict_class_probabilities
 from nexara_lib.training.checkpoints import (
     ResumableCheckpoint,
     load_checkpoint,
@@ -45,20 +44,11 @@ from nexara_lib.training.checkpoints import (
     training_fingerprint,
 )
 from nexara_lib.training.model_files import save_model_atomic
-from nexara_lib.training.models import (
-    ModelEntry,
-    available_models,
-    model_defaults,
-    model_entry,
-    model_param_names,
-    model_params_from_config,
-)
-from nexara_lib.training.monitor import MONITORABLE, check_gap_thresholds, gap_status, monitor_mode, per_class_metrics
+from nexara_lib.training.models import ModelEntry, available_models, model_entry
+from nexara_lib.training.monitor import MONITORABLE, check_gap_thresholds, per_class_metrics
 from nexara_lib.training.pooled import check_c_grid
+from nexara_lib.training.results import Fit, data_summary, fit_outcome, keras_outcome, results_json, timing_summary
 from nexara_lib.training.run_steps import (
-    RunCallbacks,
-    Session,
-    TrainingSet,
     build_and_compile,
     build_model,
     fit_or_restore,
@@ -73,28 +63,6 @@ logger = logging.getLogger("nexara.training")
 TRAINING_KEYS = stage_keys("training") + ("seed",)
 # training keys that do not change what is learned: left out of the checkpoint fingerprint
 NOT_FINGERPRINTED = ("tensorboard", "checkpoint_interval_s")
-# training keys only one way of fitting reads (the other ignores them)
-FIT_ONLY_KEYS = {
-    "keras": (
-        "focal_gamma",
-        "label_smoothing",
-        "optimizer",
-        "learning_rate",
-        "warmup_epochs",
-        "gradient_clip_norm",
-        "batch_size",
-        "epochs",
-        "early_stopping_patience",
-        "augment_factor",
-        "augment_ops",
-        "gap_stop_patience",
-        "checkpoint_interval_s",
-        "tensorboard",
-    ),
-    "closed_form": ("pooled_c_grid",),
-}
-# history columns that are not validation or training metrics
-NOT_METRICS = ("epoch", "epoch_seconds", "learning_rate", "C")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -165,156 +133,6 @@ def _write_history(
     return history_path
 
 
-# --- the results -------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Fit:
-    """A fitted model, by the Keras loop or in closed form, and what the results need of the fit."""
-
-    model: keras.Model
-    history: pd.DataFrame
-    outcome: dict
-    session: Session
-    training_set: TrainingSet
-    seconds: dict  # augment, build, fit
-    checkpoint: ResumableCheckpoint | None = None  # the Keras loop's
-    closed_form: dict | None = None  # the closed-form fit's candidates, scores and choice
-
-
-def _model_summary(cfg: Mapping[str, Any]) -> dict:
-    """The model, how it is fit, every hyper-parameter it was built with, and the keys it ignored."""
-    name = cfg["model"]
-    fit = model_entry(name).fit
-    accepted = model_param_names(name)
-    model_shape_keys = {k for m in available_models() for k in model_param_names(m)}
-    return {
-        "model": name,
-        "fit": fit,
-        "model_params": {**model_defaults(name), **model_params_from_config(cfg)},
-        "training_keys_unused_by_model": sorted(k for k in model_shape_keys & set(cfg) if k not in accepted),
-        "training_keys_unused_by_fit": sorted(k for kind, keys in FIT_ONLY_KEYS.items() if kind != fit for k in keys),
-    }
-
-
-def _outcome(
-    cfg: Mapping[str, Any],
-    history: pd.DataFrame,
-    best_index: int,
-    stop_reason: str,
-    stopped_early: bool,
-    initial_epoch: int,
-) -> dict:
-    """How the fit went: the monitored metric, the best row (epoch or candidate) and its metrics, why it stopped."""
-    monitor = cfg["early_stopping_monitor"]
-    best_row = history.iloc[best_index]
-    metric_columns = [c for c in history.columns if c not in NOT_METRICS]
-    return {
-        "monitor": monitor,
-        "monitor_mode": monitor_mode(monitor),
-        "best_epoch": best_index + 1,
-        "epochs_run": len(history),
-        "stopped_early": stopped_early,
-        "stop_reason": stop_reason,
-        "resumed_from_epoch": initial_epoch,
-        "best_metrics": {c: float(best_row[c]) for c in metric_columns},
-        "best_gap_status": gap_status(float(best_row["val_class_gap"]), cfg["gap_warning"], cfg["gap_critical"]),
-    }
-
-
-def _keras_outcome(cfg: Mapping[str, Any], history: pd.DataFrame, callbacks: RunCallbacks, initial_epoch: int) -> dict:
-    """The Keras loop's outcome: early stopping's best epoch, and which rule ended the run."""
-    best_index = (
-        int(callbacks.early_stopping.best_epoch)
-        if np.isfinite(history[cfg["early_stopping_monitor"]]).any()
-        else len(history) - 1
-    )
-    if callbacks.per_class.stopped_epoch is not None:
-        stop_reason = "critical_class_gap"
-    elif len(history) < cfg["epochs"]:
-        stop_reason = "early_stopping"
-    else:
-        stop_reason = "max_epochs"
-    return _outcome(cfg, history, best_index, stop_reason, len(history) < cfg["epochs"], initial_epoch)
-
-
-def _data_summary(x_train: np.ndarray, y_train: np.ndarray, training_set: TrainingSet, y_val: np.ndarray) -> dict:
-    """Clip shape, split sizes and class counts, before and after augmentation."""
-    return {
-        "timesteps": int(x_train.shape[1]),
-        "feature_dim": int(x_train.shape[2]),
-        "train_size": int(len(y_train)),
-        "train_size_augmented": int(len(training_set.y)),
-        "val_size": int(len(y_val)),
-        "train_class_counts": class_counts(y_train),
-        "train_class_counts_augmented": class_counts(training_set.y),
-        "val_class_counts": class_counts(y_val),
-    }
-
-
-def _timings(
-    seconds: Mapping[str, float], started: float, history: pd.DataFrame, checkpoint: ResumableCheckpoint | None
-) -> dict:
-    """Seconds per step (``seconds``: augment, build, fit, save), in total and per epoch (per candidate of a
-    closed-form fit)."""
-    epoch_seconds = history["epoch_seconds"].to_numpy(dtype=float)
-    # the first epoch includes graph tracing; steady-state speed excludes it when there is more than one
-    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
-    return {
-        **{f"{step}_seconds": seconds[step] for step in ("augment", "build", "fit", "save")},
-        "total_seconds": time.perf_counter() - started,
-        "seconds_per_epoch": float(np.mean(steady)),
-        "first_epoch_seconds": float(epoch_seconds[0]),
-        "checkpoint_seconds": checkpoint.seconds_spent if checkpoint else 0.0,
-        "checkpoint_commits": checkpoint.commits if checkpoint else 0,
-    }
-
-
-def _results(
-    cfg: Mapping[str, Any], fit: _Fit, final_val: dict, data: dict, timings: dict, started_at: str, out_dir: Path
-) -> dict:
-    """The contents of ``training_results.json`` (JSON-ready)."""
-    session, training_set = fit.session, fit.training_set
-    tensorboard = cfg["tensorboard"] and fit.checkpoint is not None  # the Keras loop writes the logs
-    return to_jsonable(
-        {
-            **_model_summary(cfg),
-            "training_params": cfg,
-            "seed": cfg["seed"],
-            "precision_policy": session.policy,
-            "distribution": {
-                "strategy": type(session.strategy).__name__,
-                "replicas": session.replicas,
-                "batch_size_per_replica": cfg["batch_size"],
-                "global_batch_size": session.global_batch,
-            },
-            "focal_alpha_used": training_set.alpha,
-            "class_weight_used": training_set.class_weight,
-            "n_parameters": int(fit.model.count_params()),
-            **fit.outcome,
-            "closed_form": fit.closed_form,
-            "final_val_metrics": final_val,
-            "data": data,
-            "timings": timings,
-            "versions": {"keras": keras.__version__, "numpy": np.__version__, "tensorflow": _tf_version()},
-            "started_at": started_at,
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "artifacts": {
-                "model": str(out_dir / "model.keras"),
-                "history": str(out_dir / "history.csv"),
-                "results": str(out_dir / "training_results.json"),
-                "tensorboard": str(out_dir / "tensorboard") if tensorboard else None,
-            },
-        }
-    )
-
-
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
-
-
 # --- training ---------------------------------------------------------------------------------
 
 
@@ -378,12 +196,12 @@ def train_sequence_model(
     t0 = time.perf_counter()
     save_model_atomic(fit.model, out_dir / "model.keras")
     fit.seconds["save"] = time.perf_counter() - t0
-    results = _results(
+    results = results_json(
         cfg,
         fit,
         final_val,
-        _data_summary(x_train, y_train, fit.training_set, y_val),
-        _timings(fit.seconds, started, fit.history, fit.checkpoint),
+        data_summary(x_train, y_train, fit.training_set, y_val),
+        timing_summary(fit.seconds, started, fit.history, fit.checkpoint),
         started_at,
         out_dir,
     )
@@ -392,7 +210,7 @@ def train_sequence_model(
     return {**results, "model": fit.model, "history": fit.history}
 
 
-def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume: bool, verbose: int, devices) -> _Fit:
+def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume: bool, verbose: int, devices) -> Fit:
     """The Keras loop: augmentation, focal loss, early stopping on validation, resumable checkpoints."""
     checkpoint_dir = out_dir / "checkpoint"
     fingerprint = training_fingerprint(
@@ -420,13 +238,13 @@ def _fit_keras(x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, resume:
     seconds["fit"] = time.perf_counter() - t0
     _write_history(history, out_dir, cfg, callbacks.checkpoint)  # raises if the loss diverged
     callbacks.checkpoint.mark_done()
-    outcome = _keras_outcome(cfg, history, callbacks, initial_epoch)
-    return _Fit(model, history, outcome, session, training_set, seconds, checkpoint=callbacks.checkpoint)
+    outcome = keras_outcome(cfg, history, callbacks, initial_epoch)
+    return Fit(model, history, outcome, session, training_set, seconds, checkpoint=callbacks.checkpoint)
 
 
 def _fit_closed_form(
     entry: ModelEntry, x_train, y_train, x_val, y_val, cfg: dict, out_dir: Path, verbose: int, devices
-) -> _Fit:
+) -> Fit:
     """The entry's closed-form fit on the un-augmented training clips, the candidate chosen on validation.
 
     Class weighting follows the recipe (``focal_alpha``, ``class_weights``) computed on those clips;
@@ -441,12 +259,13 @@ def _fit_closed_form(
         model = build_model(cfg, x_train)
     seconds["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    solved = entry.closed_form(
-        model, x_train, y_train, x_val, y_val, cfg, training_set.alpha, training_set.class_weight
-    )
+    solve = entry.closed_form
+    if solve is None:  # train_sequence_model sends only closed-form entries here
+        raise ValueError(f"model {cfg['model']!r} has no closed-form fit; it trains in the Keras loop")
+    solved = solve(model, x_train, y_train, x_val, y_val, cfg, training_set.alpha, training_set.class_weight)
     seconds["fit"] = time.perf_counter() - t0
     write_text_atomic(out_dir / "history.csv", solved.history.to_csv(index=False))
-    outcome = _outcome(cfg, solved.history, solved.best_index, "closed_form", False, 0)
+    outcome = fit_outcome(cfg, solved.history, solved.best_index, "closed_form", False, 0)
     monitor = cfg["early_stopping_monitor"]
     chosen = solved.history.iloc[solved.best_index]
     message = (
@@ -457,7 +276,7 @@ def _fit_closed_form(
     logger.info(message)
     if verbose:
         print(message, flush=True)
-    return _Fit(model, solved.history, outcome, session, training_set, seconds, closed_form=solved.details)
+    return Fit(model, solved.history, outcome, session, training_set, seconds, closed_form=solved.details)
 
 
 def predict_proba(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:

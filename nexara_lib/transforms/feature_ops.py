@@ -56,7 +56,7 @@ def temporal_shift(x: np.ndarray, params: dict, rng: np.random.Generator) -> np.
     """Shift each clip by up to ``max_fraction`` of T steps either way; vacated steps repeat the edge frame."""
     n, t, _ = x.shape
     max_shift = max(1, int(round(params["max_fraction"] * t))) if t > 1 else 0
-    shifts = rng.integers(-max_shift, max_shift + 1, size=n)
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(n,))
     # crop + edge pad rather than roll: wrapping the end of a clip onto its start is not a real clip
     source = np.clip(np.arange(t)[None, :] - shifts[:, None], 0, t - 1)
     return x[np.arange(n)[:, None], source]

@@ -151,7 +151,9 @@ def draw_augmentation(ops: Sequence[str], clip_key: str, copy: int, seed: int) -
 
     Args:
         ops: frame-level augmentation transform names, each at most once.
-        clip_key: a stable identifier of the clip (e.g. its clip id or cache file name).
+        clip_key: a stable identifier of the clip that does not depend on where it lies (extraction passes its
+            cache file name: clip id and content hash); a key with an absolute path in it would give another
+            copy for the same clip at another location.
         copy: the copy number, from 1.
         seed: the experiment's augmentation seed.
 
@@ -162,7 +164,12 @@ def draw_augmentation(ops: Sequence[str], clip_key: str, copy: int, seed: int) -
     _check_copy_and_seed(copy, seed, "draw_augmentation")
     if not isinstance(clip_key, str) or not clip_key:
         raise ValueError(f"draw_augmentation: clip_key must be a non-empty string (e.g. the clip id), got {clip_key!r}")
-    params = {name: get_transform(name).draw(_stable_rng(seed, clip_key, copy, name)) for name in names}
+    params = {}
+    for name in names:
+        draw = get_transform(name).draw
+        if draw is None:  # check_frame_augment_ops admits only transforms that serve "augment", so a bug
+            raise ValueError(f"draw_augmentation: transform {name!r} has no draw; it cannot augment frames")
+        params[name] = draw(_stable_rng(seed, clip_key, copy, name))
     return FrameAugmentation(tuple(names), clip_key, int(copy), int(seed), json.dumps(params, sort_keys=True))
 
 

@@ -4,11 +4,12 @@ On wide, mostly static CCTV frames a fight fills a small part of the picture, an
 the whole frame dilutes it. Two views look closer, for every backbone alike:
 
 - ``motion_crop``: per sampled frame, the window of ``fraction`` x (height, width) with the most
-  frame-difference energy against the next decoded frame (``motion_window``; when that frame is a
-  repeat, against the neighbouring sampled frame), cropped from the native-resolution frame and
-  resized to the backbone's input; a frame where nothing moves keeps the whole frame (counted in the
-  read record as ``motion_fallback_frames``). Pair backbones (``flow``)
-  get both frames of the pair cropped with the same window.
+  frame-difference energy against the next decoded frame (``motion_window``; when nothing moves against
+  it, typically a repeated frame, against the neighbouring sampled frame: ``motion_reference``), cropped
+  from the native-resolution frame and resized to the backbone's input; a frame where nothing moves
+  keeps the whole frame (counted in the read record as ``motion_fallback_frames``; frames compared with
+  their neighbour as ``motion_neighbour_frames``). Pair backbones (``flow``) get both frames of the pair
+  cropped with the same window. ``transforms.motion_images`` embeds the difference images themselves.
 - ``tiles``: every sampled frame cut into ``grid`` x ``grid`` tiles (row-major; remainders spread like
   ``np.array_split``), each resized to the backbone's input and encoded on its own. A clip is cached
   as ``(T, grid * grid * D)``; ``pool_regions`` pools the tiles (max or mean) when features are loaded.
@@ -96,7 +97,7 @@ def check_tiles_params(params: Mapping) -> dict:
 # Motion crop
 # --------------------------------------------------------------------------
 def _work_grey(frame: np.ndarray, work: tuple[int, int]) -> np.ndarray:
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)  # grid cells are views
     if (grey.shape[1], grey.shape[0]) != work:
         grey = cv2.resize(grey, work, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(grey, (MOTION_BLUR_KSIZE, MOTION_BLUR_KSIZE), 0)
@@ -135,11 +136,46 @@ def motion_window(frame: np.ndarray, following: np.ndarray, fraction: float) -> 
     return top, left, crop_h, crop_w
 
 
-def _resize(frame: np.ndarray, size: int) -> np.ndarray:
+def neighbour_of(i: int, count: int) -> int | None:
+    """The sampled frame a frame ``i`` of ``count`` is compared with when nothing moves against its next decoded
+    frame: the following sampled frame, the previous one for the last frame, None for a lone frame."""
+    if count < 2:
+        return None
+    return i + 1 if i + 1 < count else i - 1
+
+
+def motion_reference(
+    frame: np.ndarray, following: np.ndarray, neighbour: np.ndarray | None, fraction: float
+) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """The motion window of one sampled frame and what it was found against.
+
+    Many CCTV clips repeat frames (15 fps stored at 30): when nothing moves against the next decoded
+    frame (``motion_window`` is None), the frame is compared with ``neighbour``, its neighbouring sampled
+    frame (``neighbour_of``; already decoded: still one pass).
+
+    Returns:
+        (window or None when nothing moves against either, True when the window, or the lack of one, comes
+        from ``neighbour``: then ``neighbour`` is the frame's motion reference, else ``following`` is).
+    """
+    window = motion_window(frame, following, fraction)
+    if window is not None or neighbour is None:
+        return window, False
+    return motion_window(frame, neighbour, fraction), True
+
+
+def resize_square(frame: np.ndarray, size: int) -> np.ndarray:
     """A frame at the backbone's square size, INTER_AREA like ``video.reader.to_rgb``."""
     if frame.shape[:2] == (size, size):
         return np.ascontiguousarray(frame)
     return cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def crop_square(frame: np.ndarray, window: tuple[int, int, int, int] | None, size: int) -> np.ndarray:
+    """``frame`` cut at ``window`` (y, x, height, width; None = the whole frame) and resized to ``size``."""
+    if window is None:
+        return resize_square(frame, size)
+    top, left, crop_h, crop_w = window
+    return resize_square(frame[top : top + crop_h, left : left + crop_w], size)
 
 
 def _check_size(name: str, size) -> int:
@@ -185,22 +221,15 @@ def motion_crop(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tup
     fraction = check_motion_crop_params(params)["fraction"]
     size = _check_size("motion_crop", size)
     out = np.empty((len(frames), 2 if pairs else 1, size, size, 3), np.uint8)
-    fallbacks = 0
+    fallbacks = neighbours = 0
     for i, (frame, following) in enumerate(frames):
-        window = motion_window(frame, following, fraction)
-        if window is None and len(frames) > 1:
-            # Many CCTV clips repeat frames (15 fps stored at 30): when the next decoded frame is a copy,
-            # compare with the neighbouring sampled frame instead (already decoded: still one pass).
-            neighbour = frames[i + 1, 0] if i + 1 < len(frames) else frames[i - 1, 0]
-            window = motion_window(frame, neighbour, fraction)
-        if window is None:
-            fallbacks += 1
-            top, left, crop_h, crop_w = 0, 0, frame.shape[0], frame.shape[1]
-        else:
-            top, left, crop_h, crop_w = window
+        k = neighbour_of(i, len(frames))
+        window, from_neighbour = motion_reference(frame, following, None if k is None else frames[k, 0], fraction)
+        fallbacks += window is None
+        neighbours += from_neighbour
         for j in range(out.shape[1]):
-            out[i, j] = _resize(frames[i, j, top : top + crop_h, left : left + crop_w], size)
-    return (out if pairs else out[:, 0]), {"motion_fallback_frames": fallbacks}
+            out[i, j] = crop_square(frames[i, j], window, size)
+    return (out if pairs else out[:, 0]), {"motion_fallback_frames": fallbacks, "motion_neighbour_frames": neighbours}
 
 
 # --------------------------------------------------------------------------
@@ -254,7 +283,7 @@ def tiles(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.
         for c, (left, right) in enumerate(tile_bounds(width, grid)):
             for i in range(len(stacked)):
                 for j in range(keep):
-                    out[i, r * grid + c, j] = _resize(stacked[i, j, top:bottom, left:right], size)
+                    out[i, r * grid + c, j] = resize_square(stacked[i, j, top:bottom, left:right], size)
     out = out.reshape((-1,) + out.shape[2:])
     return (out if pairs else out[:, 0]), {"tiles": grid * grid}
 

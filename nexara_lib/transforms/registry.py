@@ -51,6 +51,8 @@ class StreamView:
             changes the cached numbers, and only those.
         regions: ``checked params -> R``, frames given per sampled frame (cached as ``(T, R * D)``).
         reads_next: needs every sampled frame's next decoded frame (then frames come as pairs).
+        pair_backbones: it can feed a backbone that reads (frame, next frame) pairs (``flow``); False for a
+            view whose output is no longer a frame of the clip (a difference image).
     """
 
     defaults: Mapping
@@ -58,6 +60,7 @@ class StreamView:
     key: Callable[[Mapping], str]
     regions: Callable[[Mapping], int]
     reads_next: bool = False
+    pair_backbones: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

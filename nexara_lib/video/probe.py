@@ -117,7 +117,7 @@ def _walk(cap: cv2.VideoCapture, position: int, targets: list[int], keep: set[in
     Returns:
         (facts by frame index, True when every target grabbed).
     """
-    seen = {}
+    seen: dict[int, dict] = {}
     for target in targets:
         if target - position > SEEK_MIN_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, target):
             position = target
