@@ -10,8 +10,11 @@ and memory do not depend on the weights). Long sources loop one short mosaic fil
 timestamps (``LoopingCapture``), so a one-hour source needs no hour of video on disk; every frame is still
 decoded. ``--before DIR`` also runs every unpaced case with the library of another checkout (e.g. the last
 commit: ``git archive HEAD | tar -x -C DIR``) on the same export and mosaics: before and after in one run.
-The CPU floor says how many cells the backbone alone allows: cores / (encoded frames per cell-second x the
-backbone's CPU seconds per frame, measured here).
+Every unpaced case runs with aligned windows (``detect_align_windows``, the default: the window and stride
+snapped so that overlapping windows sample the same frames) and without (``--align``); the report gives the
+window each used (length and stride in seconds and frames). The CPU floor says how many cells the backbone
+alone allows: cores / (encoded frames per cell-second x the backbone's CPU seconds per frame, measured here),
+with the frames the detector really encoded (shared products counted once) and the window plan's count.
 """
 
 from __future__ import annotations
@@ -165,15 +168,26 @@ class RssSampler(threading.Thread):
 
 
 def detect_case(
-    export: Path, mosaic: Path, grid: tuple[int, int], seconds: float, realtime: bool, evidence: bool = False
+    export: Path,
+    mosaic: Path,
+    grid: tuple[int, int],
+    seconds: float,
+    realtime: bool,
+    evidence: bool = False,
+    align: bool | None = None,
 ) -> dict:
     """One detector run on the mosaic looped for ``seconds`` (in this process); alert evidence recorded only with
-    ``evidence`` (a library without evidence recording runs without it either way)."""
+    ``evidence`` (a library without evidence recording runs without it either way); windows aligned or not by
+    ``align`` (None, or a library without alignment: its default)."""
     import inspect
 
+    from nexara_lib.config import SCHEMA
     from nexara_lib.deploy.detect import detect
 
     options = {"evidence": evidence} if "evidence" in inspect.signature(detect).parameters else {}
+    params = {"detect_cooldown_s": 30.0, "detect_stride": STRIDE}
+    if align is not None and "detect_align_windows" in SCHEMA:
+        params["detect_align_windows"] = bool(align)
     rows, cols = int(grid[0]), int(grid[1])
     sampler = RssSampler()
     with tempfile.TemporaryDirectory() as out:
@@ -182,7 +196,7 @@ def detect_case(
         result = detect(
             [str(mosaic)],
             export,
-            {"detect_cooldown_s": 30.0, "detect_stride": STRIDE},
+            params,
             out,
             grid=(rows, cols),
             realtime=realtime,
@@ -200,6 +214,8 @@ def detect_case(
         "cells": cells,
         "source_s": seconds,
         "realtime": realtime,
+        "align_windows": summary["settings"].get("align_windows", False),
+        "window": summary["sources"][0].get("window"),  # length and stride used (None: a library that says not)
         "wall_s": round(summary["wall_s"], 2),
         "realtime_factor": round(summary["realtime_factor"] or 0, 3),
         "windows": summary["windows"],
@@ -242,10 +258,9 @@ def parse_grids(texts) -> list[tuple[int, int]]:
     return [parse_grid(t) for t in texts]
 
 
-def backbone_floor(items, stride: float, window_s: float, repeats: int = 6) -> dict:
-    """The backbone's CPU seconds per encoded frame (batches of 8 frames of real clips, measured here) and what
-    it allows: encoded frames per cell-second (every stream's T frames per window, a window every stride x W,
-    no position shared), CPU per cell-second, and cells in real time on this machine's cores."""
+def backbone_cpu_per_frame(repeats: int = 6) -> float:
+    """The backbone's CPU seconds per encoded frame, measured here (batches of 8 frames; its cost does not depend
+    on the pixels)."""
     from nexara_lib.features.backbones import create_backbone
 
     encode = create_backbone("mobilenet_v1_tflite", "imagenet", 0)
@@ -254,18 +269,66 @@ def backbone_floor(items, stride: float, window_s: float, repeats: int = 6) -> d
     cpu0 = time.process_time()
     for _ in range(repeats):
         encode(frames)
-    per_frame = (time.process_time() - cpu0) / (repeats * len(frames))
-    rate = len(items) * T / (stride * window_s)
-    cores = os.cpu_count() or 1
+    return (time.process_time() - cpu0) / (repeats * len(frames))
+
+
+def planned_rate(items, stride: float, window_s: float, align: bool) -> dict:
+    """The window plan at FPS (``WindowPlan``, this checkout) and the frames it makes the backbone encode per
+    cell-second: every stream's positions that no earlier window sampled, times its regions, over the stride (an
+    upper bound: a still motion crop also reuses the whole frame's product)."""
+    from nexara_lib.deploy.windows import WindowPlan
+    from nexara_lib.features.stream_set import StreamSet
+
+    run = {"backbone": "mobilenet_v1_tflite", "backbone_weights": "imagenet", "frames_per_clip": T, "image_size": 0}
+    streams = StreamSet.parse(list(items), run).streams
+    plan = WindowPlan.build(
+        FPS, window_s, stride, T, [s.reads_next for s in streams], align=align, encodes=[s.regions for s in streams]
+    )
+    new = sum(
+        s.regions * (len(set(offs)) - plan.shared_positions(i))
+        for i, (s, offs) in enumerate(zip(streams, plan.offsets, strict=True))
+    )
+    return {"window": plan.describe(), "encoded_frames_per_cell_second": round(new / plan.stride_s, 2)}
+
+
+def floor(rate: float, per_frame: float, cores: int) -> dict:
+    """Cells the backbone alone lets ``cores`` keep up with at ``rate`` encoded frames per cell-second."""
     return {
-        "backbone_cpu_ms_per_frame": round(1000 * per_frame, 2),
         "encoded_frames_per_cell_second": round(rate, 2),
         "backbone_cpu_s_per_cell_second": round(rate * per_frame, 4),
-        "cores": cores,
         "cells_floor": round(cores / (rate * per_frame), 2),
+    }
+
+
+def measured_rate(cases: list[dict] | None) -> float | None:
+    """Frames the detector really encoded per cell-second (shared products counted once), median over the grids."""
+    return float(np.median([c["backbone_frames_per_cell_second"] for c in cases])) if cases else None
+
+
+def floors(items, stride: float, window_s: float, sets: dict) -> dict:
+    """The CPU floor with no sharing at all, and for every measured set of cases (aligned, unaligned, before):
+    from the frames it really encoded, and (this checkout's sets) from its window plan."""
+    per_frame, cores = backbone_cpu_per_frame(), os.cpu_count() or 1
+    out: dict = {
+        "backbone_cpu_ms_per_frame": round(1000 * per_frame, 2),
+        "cores": cores,
         "how": "cores / (encoded frames per cell-second x backbone CPU per frame): the most cells the backbone "
         "alone lets a perfectly parallel schedule keep up with; decoding, cutting and the head come on top",
+        "no_sharing": floor(len(items) * T / (stride * window_s), per_frame, cores),  # every stream's T per window
     }
+    for name, cases in sets.items():
+        rate = measured_rate(cases)
+        if rate is None:
+            continue
+        entry = {"measured": floor(rate, per_frame, cores)}
+        if name in ("aligned", "unaligned"):
+            plan = planned_rate(items, stride, window_s, name == "aligned")
+            entry["planned"] = {
+                "window": plan["window"],
+                **floor(plan["encoded_frames_per_cell_second"], per_frame, cores),
+            }
+        out[name] = entry
+    return out
 
 
 def sustained(cases: list[dict]) -> int:
@@ -283,6 +346,7 @@ def run(args) -> None:
             case["seconds"],
             case["realtime"],
             case["evidence"],
+            case.get("align"),
         )
         print(json.dumps(result))
         return
@@ -308,7 +372,7 @@ def _measure(args, grids: list[tuple[int, int]], live_grid: tuple[int, int], wor
         g: write_mosaic(work / f"mosaic-{g[0]}x{g[1]}.mp4", g[0], g[1], 20.0) for g in {*grids, live_grid, (1, 1)}
     }
 
-    def case(grid, seconds, realtime):
+    def case(grid, seconds, realtime, align=None):
         return {
             "export": str(export),
             "mosaic": str(mosaics[grid]),
@@ -316,15 +380,22 @@ def _measure(args, grids: list[tuple[int, int]], live_grid: tuple[int, int], wor
             "seconds": seconds,
             "realtime": realtime,
             "evidence": args.evidence,
+            "align": align,
         }
 
     load_before = load_average()
-    before = [_child(case(g, args.throughput_s, False), args.before) for g in grids] if args.before else None
-    throughput = [_child(case(g, args.throughput_s, False)) for g in grids]
-    live = _child(case(live_grid, args.live_s, True)) if args.live_s > 0 else None
-    short = _child(case((1, 1), args.memory_short_s, False)) if args.memory_long_s > 0 else None
-    long = _child(case((1, 1), args.memory_long_s, False)) if args.memory_long_s > 0 else None
+    aligns = {"both": (True, False), "on": (True,), "off": (False,)}[args.align]
+    sets: dict[str, list] = {"before": [], "unaligned": [], "aligned": []}
+    for g in grids:  # each grid's cases one after another, so a change of load hits them alike
+        if args.before:
+            sets["before"].append(_child(case(g, args.throughput_s, False), args.before))
+        for align in aligns:
+            sets["aligned" if align else "unaligned"].append(_child(case(g, args.throughput_s, False, align)))
+    live = _child(case(live_grid, args.live_s, True, aligns[0])) if args.live_s > 0 else None
+    short = _child(case((1, 1), args.memory_short_s, False, aligns[0])) if args.memory_long_s > 0 else None
+    long = _child(case((1, 1), args.memory_long_s, False, aligns[0])) if args.memory_long_s > 0 else None
     items = args.streams.split("+")
+    throughput = sets["aligned"] or sets["unaligned"]
     report = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -343,14 +414,22 @@ def _measure(args, grids: list[tuple[int, int]], live_grid: tuple[int, int], wor
             "cell_px": [320, 240],
             "throughput_source_s": args.throughput_s,
             "before": str(args.before) if args.before else None,
+            "align_windows": args.align,
+            "windows": {  # the window each set of cases used at FPS: length and stride, seconds and frames
+                name: planned_rate(items, STRIDE, args.window_s, name == "aligned")["window"]
+                for name in ("aligned", "unaligned")
+                if sets[name]
+            },
             "alert_evidence": "recorded" if args.evidence else "off (--evidence records it, as nexara detect does)",
         },
         "head_latency_ms": latency.to_dict("records"),
-        "throughput": throughput,
+        "throughput": throughput,  # aligned windows (the default), else unaligned (--align off)
         "cells_sustained_in_real_time": sustained(throughput),
-        "throughput_before": before,
-        "cells_sustained_in_real_time_before": sustained(before) if before else None,
-        "floor": backbone_floor(items, STRIDE, args.window_s),
+        "throughput_unaligned": sets["unaligned"] if sets["aligned"] else None,
+        "cells_sustained_in_real_time_unaligned": sustained(sets["unaligned"]) if sets["unaligned"] else None,
+        "throughput_before": sets["before"] or None,
+        "cells_sustained_in_real_time_before": sustained(sets["before"]) if sets["before"] else None,
+        "floor": floors(items, STRIDE, args.window_s, sets),
         "live": live,
         "live_lag_under_1s": bool(
             live and live["behind_live_s"]["max"] is not None and live["behind_live_s"]["max"] < 1.0
@@ -376,6 +455,7 @@ def _measure(args, grids: list[tuple[int, int]], live_grid: tuple[int, int], wor
     out.write_text(json.dumps(report, indent=2))
     keys = (
         "cells_sustained_in_real_time",
+        "cells_sustained_in_real_time_unaligned",
         "cells_sustained_in_real_time_before",
         "floor",
         "live_lag_under_1s",
@@ -398,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window-s", type=float, default=WINDOW_S, help="window length W in seconds")
     parser.add_argument(
         "--before", default=None, help="a checkout of another commit: its library runs every unpaced case too"
+    )
+    parser.add_argument(
+        "--align",
+        choices=("both", "on", "off"),
+        default="both",
+        help="unpaced cases with aligned windows (detect_align_windows), without, or both; paced and memory cases "
+        "take the first",
     )
     parser.add_argument("--evidence", action="store_true", help="record alert evidence (nexara detect's default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)

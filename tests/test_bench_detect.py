@@ -69,3 +69,15 @@ def test_the_benchmark_head_is_surv_devs_recipe(tmp_path):
     assert facts["run"]["model"] == "pooled_linear" and facts["window_s"] == 2.0
     assert [s["item"] for s in facts["streams"]] == ["identity", "motion_crop"]
     assert facts["input"]["T"] == 16 and facts["input"]["D"] == 2 * 1024
+
+
+def test_the_floor_counts_the_frames_the_window_plan_really_encodes():
+    from benchmarks.bench_detect import floor, measured_rate, planned_rate
+
+    aligned = planned_rate(["identity", "motion_crop"], 0.5, 2.0, align=True)
+    unaligned = planned_rate(["identity", "motion_crop"], 0.5, 2.0, align=False)
+    # surv_dev at 25 fps: 48 frames every 25 share 8 + 8 of 32 positions; 50 every 25 share 0 + 2
+    assert aligned["window"]["window_frames"] == 48 and aligned["window"]["aligned"]
+    assert aligned["encoded_frames_per_cell_second"] == 16.0 and unaligned["encoded_frames_per_cell_second"] == 30.0
+    assert floor(16.0, 0.01, 2)["cells_floor"] == 12.5
+    assert measured_rate([{"backbone_frames_per_cell_second": r} for r in (16.2, 15.9, 16.0)]) == 16.0

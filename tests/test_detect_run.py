@@ -55,13 +55,27 @@ def test_detect_writes_events_windows_summary_timelines_and_annotated_videos(tmp
     summary = json.loads((out / "summary.json").read_text())
     assert [s["source"] for s in summary["sources"]] == ["a.mp4", "b.mp4"]
     assert summary["settings"]["window_s"] == 1.0 and summary["settings"]["variant"] == "float32"
+    (used,) = summary["settings"]["windows_used"]  # the window actually used, aligned by default
+    assert summary["settings"]["align_windows"] and used["aligned"] and used["sources"] == ["a.mp4", "b.mp4"]
+    assert used["window_frames"] == 21 and used["window_s"] == 1.05 and used["stride_frames"] == 11  # T = 6, 20 fps
+    assert used["positions_shared_with_earlier_windows"] == [3] and summary["sources"][0]["window"]["aligned"]
     windows = pd.read_csv(out / "windows.csv")
     assert len(windows) == summary["windows"] == len(result.windows) > 0
+    assert ((windows["end_t"] - windows["start_t"]).round(6) == 1.05).all()
     assert set(windows["state"]) == {"scored"} and windows["score"].between(0, 1).all()
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["source"] for e in events if e["type"] == "status"] == ["a.mp4", "b.mp4"]
     assert {p.name for p in out.glob("*.timeline.png")} == {"a.timeline.png", "b.timeline.png"}
     assert {p.name for p in out.glob("*.annotated.mp4")} == {"a.annotated.mp4", "b.annotated.mp4"}
+
+
+def test_unaligned_windows_are_exactly_the_asked_length(tmp_path, export_dir):
+    clip = write_clip(tmp_path / "a.mp4", n=40)
+    result = detect([str(clip)], export_dir, {**PARAMS, "detect_align_windows": False}, tmp_path / "out", figure=False)
+    (used,) = result.summary["settings"]["windows_used"]
+    assert not result.summary["settings"]["align_windows"] and not used["aligned"]
+    assert (used["window_frames"], used["stride_frames"], used["window_s"]) == (20, 10, 1.0)
+    assert [w.start_t for w in result.window_scores] == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_an_export_that_does_not_match_the_run_is_refused_before_anything_runs(tmp_path, export_dir):

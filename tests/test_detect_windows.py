@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nexara_lib.deploy.windows import WindowPlan, WindowSampler
+from nexara_lib.deploy.windows import WindowPlan, WindowSampler, _candidates
 from nexara_lib.features.clip_jobs import sampled_indices
 
 
@@ -100,3 +100,84 @@ def test_memory_stays_bounded_over_a_long_stream():
         held.append(len(sampler.decided) + len(sampler.pending))
     assert max(held) <= 3 * 16
     assert max(held[-1000:]) == max(held[1000:2000])  # flat, not growing
+
+
+# ---------------------------------------------------------------- aligned windows (detect_align_windows)
+def _shared(plan):
+    return [plan.shared_positions(i) for i in range(len(plan.offsets))]
+
+
+def test_a_span_of_whole_steps_samples_exact_multiples_and_overlapping_windows_share_them():
+    """The training sampler's rounding, checked rather than assumed: over a span of (T - 1) * k + 1 frames its T
+    indices are exactly 0, k, 2k, ... (n = span, or span + 1 for streams reading the next frame), so windows every
+    k * j frames share T - j positions; such a plan is always among the aligned candidates."""
+    for t_count in range(2, 33):
+        for k in range(1, 13):
+            for reads_next in (False, True):
+                n = (t_count - 1) * k + 1 + reads_next
+                assert list(sampled_indices(n, t_count, reads_next)) == [i * k for i in range(t_count)]
+                for stride in (0.25, 0.5, 1.0):
+                    j = max(1, int(stride * (t_count - 1) + 0.5))
+                    assert (n, k * j) in _candidates(n, t_count, stride, [reads_next])
+                    plan = WindowPlan(25.0, n, k * j, (tuple(sampled_indices(n, t_count, reads_next).tolist()),), n)
+                    assert plan.shared_positions(0) == t_count - j
+                    assert plan.targets(1)[0][: t_count - j] == plan.targets(0)[0][j:]
+
+
+def _plans_to_check():
+    for fps in (10.0, 25.0, 29.97, 60.0):
+        for t_count in (2, 6, 16, 32):
+            for reads_next in ([False], [True], [False, True], [True, False, False]):
+                for window_s in (1.0, 2.0, 3.0):
+                    for stride in (0.5, 1.0):
+                        yield fps, t_count, reads_next, window_s, stride
+
+
+def test_aligned_plans_sample_as_training_and_share_at_least_what_the_asked_window_does():
+    gained = 0
+    for fps, t_count, reads_next, window_s, stride in _plans_to_check():
+        asked = WindowPlan.build(fps, window_s, stride, t_count, reads_next)
+        plan = WindowPlan.build(fps, window_s, stride, t_count, reads_next, align=True)
+        n = plan.window_frames
+        assert plan.requested_frames == asked.window_frames == int(round(window_s * fps))
+        assert abs(n - asked.window_frames) <= (t_count - 1) / 2
+        for offsets, r in zip(plan.offsets, reads_next, strict=True):
+            assert list(offsets) == list(sampled_indices(n, t_count, r))  # every window samples as training did
+        assert sum(_shared(plan)) >= sum(_shared(asked))
+        if not plan.aligned:  # nothing to gain: exactly the asked window
+            assert (n, plan.stride_frames) == (asked.window_frames, asked.stride_frames)
+        gained += sum(_shared(plan)) > sum(_shared(asked))
+    assert gained > 300  # of 384 plans (in the others no plan nearby shares more)
+
+
+def test_surv_devs_windows_share_half_their_frames_in_both_streams():
+    plan = WindowPlan.build(25.0, 2.0, 0.5, 16, [False, True], align=True)  # identity + motion_crop at W = 2 s
+    assert (plan.window_frames, plan.stride_frames, plan.aligned) == (48, 25, True)
+    assert plan.window_s == pytest.approx(1.92) and plan.stride_s == pytest.approx(1.0)
+    for m in range(5):
+        now, following = plan.targets(m), plan.targets(m + 1)
+        for i in (0, 1):  # window m+1's first half is exactly window m's second half, in both sampling grids
+            assert following[i][:8] == now[i][8:]
+            assert not set(following[i][8:]) & plan.positions(m)
+    assert _shared(plan) == [8, 8]
+    asked = WindowPlan.build(25.0, 2.0, 0.5, 16, [False, True])
+    assert (asked.window_frames, asked.stride_frames, _shared(asked)) == (50, 25, [0, 2])  # steps of 49/15, 48/15
+    assert plan.describe() == {
+        "window_s": 1.92,
+        "window_frames": 48,
+        "requested_frames": 50,
+        "stride_s": 1.0,
+        "stride_frames": 25,
+        "aligned": True,
+        "positions_shared_with_earlier_windows": [8, 8],
+    }
+
+
+def test_the_grid_most_encodes_use_shares_most_and_motion_streams_win_a_tie():
+    # T = 6 at 10 fps, 2 s: no plan nearby lets both grids share their most (3 of 6)
+    tie = WindowPlan.build(10.0, 2.0, 0.5, 6, [False, True], align=True)
+    plain_heavy = WindowPlan.build(10.0, 2.0, 0.5, 6, [False, True], align=True, encodes=[4, 1])  # tiles: 4 regions
+    assert _shared(tie) == [2, 3] and _shared(plain_heavy) == [3, 2]
+    assert (plain_heavy.window_frames, plain_heavy.stride_frames) == (20, 11)
+    with pytest.raises(ValueError, match="encodes"):
+        WindowPlan.build(25.0, 2.0, 0.5, 16, [False, True], align=True, encodes=[1])

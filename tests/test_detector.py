@@ -56,12 +56,14 @@ def head_for(d: int, seed: int = 0) -> KerasHead:
     return KerasHead(model)
 
 
-def settings(window_s=N / FPS, stride=1.0, k=1, n=1, **kw) -> DetectorSettings:
+def settings(window_s=N / FPS, stride=1.0, k=1, n=1, align_windows=False, **kw) -> DetectorSettings:
+    """Unaligned by default: windows of exactly ``window_s`` (a whole clip for the parity checks)."""
     return DetectorSettings(
         window_s=window_s,
         stride=stride,
         frames_per_window=T,
         policy=AlarmPolicy(on_threshold=0.5, off_threshold=0.4, k=k, n=n, cooldown_s=0.0),
+        align_windows=align_windows,
         **kw,
     )
 

@@ -62,9 +62,12 @@ def features_for(views, encoder):
     return WindowFeatures(streams, encoders={WindowFeatures.encoder_key(streams[0]): encoder})
 
 
-def settings(window_s, stride=1.0, **kw):
+def settings(window_s, stride=1.0, align_windows=False, **kw):
+    """Unaligned by default: parity checks feed windows of exactly the clip's length (or of a given length)."""
     policy = AlarmPolicy(on_threshold=0.5, off_threshold=0.4, k=1, n=1, cooldown_s=0.0)
-    return DetectorSettings(window_s=window_s, stride=stride, frames_per_window=T, policy=policy, **kw)
+    return DetectorSettings(
+        window_s=window_s, stride=stride, frames_per_window=T, policy=policy, align_windows=align_windows, **kw
+    )
 
 
 def scene(i: int, seed: int, size=(96, 72)) -> np.ndarray:
@@ -146,24 +149,59 @@ def grid_pictures(n: int) -> list[np.ndarray]:
     return pictures
 
 
-def test_grid_cells_with_overlapping_windows_score_exactly_their_cells_offline_features():
+@pytest.mark.parametrize("align", [False, True], ids=["unaligned", "aligned"])
+def test_grid_cells_with_overlapping_windows_score_exactly_their_cells_offline_features(align):
     pictures = grid_pictures(80)
     rgb = np.stack([cv2.cvtColor(p, cv2.COLOR_BGR2RGB) for p in pictures])
     cells = {"r1c1": rgb[:, :72, :96], "r1c2": rgb[:, :72, 96:], "r2c1": rgb[:, 72:, :96]}
     encoder = TinyEncoder(1)
     features = features_for(VIEWS, encoder)
     head = RecordingHead(features.feature_dim)
-    detector = Detector(head, features, settings(window_s=1.0, stride=0.5, grid=(2, 2), min_cell=64))
+    detector = Detector(
+        head, features, settings(window_s=1.0, stride=0.5, grid=(2, 2), min_cell=64, align_windows=align)
+    )
     detector.run([SourceSpec("monitor", "monitor", False)], opener=opener_of(capture(pictures)))
+    plan = detector.states[0].plan
+    n, windows = plan.window_frames, (80 - plan.window_frames) // plan.stride_frames + 1
+    assert (n, plan.stride_frames, windows, plan.aligned) == ((18, 10, 7, True) if align else (20, 10, 7, False))
     scored = [w for w in detector.windows if w.state == "scored"]
-    assert {w.cell for w in scored} == set(cells) and len(scored) == 3 * 7 == len(head.seen)
+    assert {w.cell for w in scored} == set(cells) and len(scored) == 3 * windows == len(head.seen)
     assert {w.state for w in detector.windows if w.cell == "r2c2"} == {"no_signal"}
-    for window, x in zip(scored, head.seen, strict=True):
+    for window, x in zip(scored, head.seen, strict=True):  # a window of n frames, as extraction reads a clip
         start = int(round(window.start_t * FPS))
-        want = offline_of_frames(cells[window.cell][start : start + 20], VIEWS, encoder)
+        want = offline_of_frames(cells[window.cell][start : start + n], VIEWS, encoder)
         np.testing.assert_array_equal(x, want, err_msg=f"{window.cell} at {window.start_t} s")
     # positions shared by overlapping windows, and the motion crop where nothing moved, are encoded once
-    assert features.frames < len(VIEWS) * T * 7 * 4, features.frames  # 7 windows of 4 cells, each stream T frames
+    assert features.frames < len(VIEWS) * T * windows * 4, features.frames  # windows x 4 cells x T per stream
+
+
+def test_aligned_windows_encode_every_shared_frame_once_and_score_as_extraction_does():
+    """identity + motion_crop (surv_dev's recipe) on a moving scene: the aligned grid's overlapping windows read
+    the same products, so the backbone encodes exactly one frame per sampled position and stream (counted on the
+    tiny encoder), far fewer per window than unaligned, and every window still scores its own clip's features."""
+    frames = [scene(i, seed=7) for i in range(200)]
+    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+    views, per_window = ["identity", "motion_crop"], {}
+    for align in (False, True):
+        encoder = TinyEncoder(2)
+        features = features_for(views, encoder)
+        head = RecordingHead(features.feature_dim)
+        detector = Detector(head, features, settings(window_s=1.0, stride=0.5, align_windows=align))
+        detector.run([SourceSpec("cam", "cam", False)], opener=opener_of(capture(frames)))
+        plan = detector.states[0].plan
+        opened = range((len(frames) - 1) // plan.stride_frames + 1)  # every window a frame reached the start of
+        sampled = [{g for m in opened for g in plan.targets(m)[i] if g < len(frames)} for i in range(len(views))]
+        assert features.frames == sum(len(positions) for positions in sampled), align  # one encode per position
+        scored = [w for w in detector.windows if w.state == "scored"]
+        assert len(scored) == (len(frames) - plan.window_frames) // plan.stride_frames + 1 == len(head.seen)
+        for window, x in zip(scored, head.seen, strict=True):
+            start = int(round(window.start_t * FPS))
+            want = offline_of_frames(rgb[start : start + plan.window_frames], views, encoder)
+            np.testing.assert_array_equal(x, want, err_msg=f"aligned={align}, window at {window.start_t} s")
+        per_window[align] = features.frames / len(scored)
+    shared = [plan.shared_positions(i) for i in range(len(views))]
+    assert shared == [2, 3]  # of T = 6 positions (unaligned here: [0, 1]; at surv_dev's 25 fps, 2 s: [8, 8])
+    assert per_window[True] <= 2 * T - sum(shared) + 1 < per_window[False], per_window  # + 1: the first window
 
 
 def test_identity_is_encoded_only_where_it_samples_and_a_still_motion_crop_reuses_it(tmp_path):
@@ -180,10 +218,13 @@ def test_identity_is_encoded_only_where_it_samples_and_a_still_motion_crop_reuse
         assert features.frames == want, still  # not identity at the motion crop's positions too
 
 
-def test_pictures_are_held_only_while_a_motion_fallback_may_need_them():
+@pytest.mark.parametrize("align", [False, True], ids=["unaligned", "aligned"])
+def test_pictures_are_held_only_while_a_motion_fallback_may_need_them(align):
     frames = [scene(i // 2, seed=6) for i in range(600)]  # half the next frames repeat: fallbacks all along
     features = features_for(["identity", "motion_crop", "motion_image_crop"], TinyEncoder())
-    detector = Detector(RecordingHead(features.feature_dim), features, settings(window_s=1.0, stride=0.5))
+    detector = Detector(
+        RecordingHead(features.feature_dim), features, settings(window_s=1.0, stride=0.5, align_windows=align)
+    )
     held, pictures = [], []
     original = detector._complete
 
@@ -194,7 +235,7 @@ def test_pictures_are_held_only_while_a_motion_fallback_may_need_them():
 
     detector._complete = spy
     detector.run([SourceSpec("long", "long", False)], opener=opener_of(capture(frames)))
-    assert sum(w.state == "scored" for w in detector.windows) > 50
+    assert sum(w.state == "scored" for w in detector.windows) > 40
     half = len(held) // 2
     assert max(held[half:]) <= max(held[:half])  # flat: nothing grows with the length of the source
     assert max(pictures) <= T  # most pictures are let go as soon as their products are computed
@@ -224,6 +265,7 @@ def test_a_real_clip_scores_live_what_extraction_caches_for_every_motion_view(tm
         stride=1.0,
         frames_per_window=8,
         policy=AlarmPolicy(on_threshold=0.5, off_threshold=0.4, k=1, n=1, cooldown_s=0.0),
+        align_windows=False,  # a window of exactly the clip's length
     )
     Detector(head, features, settings_8).run(expand_sources([str(clip)]))
     assert len(head.seen) == 1

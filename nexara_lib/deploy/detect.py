@@ -8,6 +8,7 @@ on validation. The run's ``detect_*`` parameters say how to confirm alerts and s
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def detector_settings(
         window_s=float(window),
         stride=float(cfg.detect_stride),
         frames_per_window=int(manifest["input"]["T"]),
+        align_windows=bool(cfg.detect_align_windows),
         policy=policy,
         grid=rows_cols,
         margin=int(cfg.detect_grid_margin),
@@ -75,6 +77,17 @@ def detector_settings(
         fps=fps,
         realtime=realtime,
     )
+
+
+def windows_used(sources: Sequence[Mapping]) -> list[dict]:
+    """The distinct windows the sources ran (``WindowPlan.describe``: length and stride in seconds and frames,
+    the alignment), each with the sources that ran it; a source's window depends on its frame rate."""
+    used: dict[str, dict] = {}
+    for source in sources:
+        if source.get("window") is not None:
+            key = json.dumps(source["window"], sort_keys=True)
+            used.setdefault(key, {**source["window"], "sources": []})["sources"].append(source["source"])
+    return list(used.values())
 
 
 class _CameraPolicies:
@@ -249,6 +262,8 @@ def detect(
         settings={
             "window_s": settings.window_s,
             "stride": settings.stride,
+            "align_windows": settings.align_windows,
+            "windows_used": windows_used(summary["sources"]),
             "grid": list(settings.grid),
             "on_threshold": settings.policy.on_threshold,
             "off_threshold": settings.policy.off_threshold,

@@ -136,7 +136,7 @@ class Detector:
                     self._take(state, frame)
                     if state.status == "error":
                         active.remove(item)
-                    elif self.annotator is not None and state.layout is not None:
+                    else:
                         self._annotate(state, frame)
         except BaseException:
             if self.annotator is not None:
@@ -182,6 +182,8 @@ class Detector:
                 return
         if state.segment is not None and frame.segment != state.segment:
             self._end_segment(state, "gap in the source", frame.t)
+        if state.layout is None:  # never laid out (the error is reported)
+            return
         if state.sampler is None:
             state.plan = state.plan or WindowPlan.build(
                 state.reader.fps,
@@ -189,6 +191,8 @@ class Detector:
                 self.settings.stride,
                 self.settings.frames_per_window,
                 self.features.reads_next,
+                align=self.settings.align_windows,
+                encodes=[s.regions for s in self.features.streams],
             )
             state.sampler = WindowSampler(state.plan, frame.t)
             state.products = FrameProducts(self.features, state.plan, state.layout)
@@ -199,6 +203,8 @@ class Detector:
         self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
 
     def _annotate(self, state: SourceState, frame) -> None:
+        if self.annotator is None or state.layout is None:
+            return
         cells = [
             {
                 "score": c.last.score if c.last is not None else None,
@@ -227,17 +233,18 @@ class Detector:
 
     def _frames_picked(self, state: SourceState, picked) -> None:
         """Products of newly picked frames once their next frame is known, every cell in one backbone call."""
+        _, sampler, products = state.running()
         state.awaiting_next.extend(picked)
         ready = [p for p in state.awaiting_next if p.next_known]
         state.awaiting_next = [p for p in state.awaiting_next if not p.next_known]
-        state.products.add(ready, state.sampler.open)
+        products.add(ready, sampler.open)
 
     # ------------------------------------------------------------------ windows
     def _complete(self, state: SourceState, done, arrived: float) -> None:
         """Score completed windows: no-signal check, the shared per-frame products, one head call for all cells."""
         if not done:
             return
-        plan, sampler = state.plan, state.sampler
+        plan, sampler, products = state.running()
         batch, meta = [], []
         for m, picked in done:
             targets = plan.targets(m)
@@ -245,7 +252,7 @@ class Detector:
             positions = sorted(picked)
             first, last = picked[positions[0]].index, picked[positions[-1]].index
             for c, cell in enumerate(state.cells):
-                problem = signal_problem(state.products.thumbs(c, sorted(set(targets[0]))))
+                problem = signal_problem(products.thumbs(c, sorted(set(targets[0]))))
                 base = dict(
                     source=state.spec.name,
                     cell=cell.name,
@@ -257,16 +264,16 @@ class Detector:
                 if problem:
                     meta.append((c, base, "no_signal", f"picture {problem}"))
                     continue
-                batch.append(state.products.window(m, c))
+                batch.append(products.window(m, c))
                 meta.append((c, base, "scored", m))
-        scores, error = self._score(batch)
+        scores = self._score(batch)
         k = 0
         for c, base, kind, extra in meta:
             if kind == "no_signal":
                 self._record(state, c, WindowScore(**base, score=None, state="no_signal", note=extra))
                 continue
-            if error is not None:
-                self._record(state, c, WindowScore(**base, score=None, state="error", note=error))
+            if isinstance(scores, str):  # the head failed: why
+                self._record(state, c, WindowScore(**base, score=None, state="error", note=scores))
             else:
                 self._record(state, c, WindowScore(**base, score=float(scores[k]), state="scored"))
             k += 1
@@ -276,20 +283,21 @@ class Detector:
             self.behind_s.append(now - (state.wall0 + meta[-1][1]["end_t"] - state.first_t))
         self._forget(state)
 
-    def _score(self, batch: list[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
+    def _score(self, batch: list[np.ndarray]) -> np.ndarray | str:
+        """The head's scores of ``batch`` (one head call), or why there are none."""
         if not batch:
-            return None, None
+            return np.zeros(0)
         t0 = time.perf_counter()
         try:
             scores = self.head.predict(np.stack(batch).astype(np.float32))
         except HeadError as err:
-            return None, str(err)
+            return str(err)
         finally:
             self.head_s += time.perf_counter() - t0
             self.head_calls += 1
         if not np.all(np.isfinite(scores)):
-            return None, "the model returned a non-finite score"
-        return scores, None
+            return "the model returned a non-finite score"
+        return scores
 
     def _record(self, state: SourceState, c: int, window: WindowScore) -> None:
         cell = state.cells[c]
@@ -303,18 +311,19 @@ class Detector:
 
     def _forget(self, state: SourceState) -> None:
         """Drop per-frame products below every open window (bounded memory)."""
-        sampler = state.sampler
-        lowest = min([min(p) for p in sampler.open.values()] + [state.plan.start(sampler.next_window)])
-        state.products.forget(lowest, sampler.open)
+        plan, sampler, products = state.running()
+        lowest = min([min(p) for p in sampler.open.values()] + [plan.start(sampler.next_window)])
+        products.forget(lowest, sampler.open)
 
     # ------------------------------------------------------------------ gaps and ends
     def _end_segment(self, state: SourceState, reason: str, resume_t: float) -> None:
         """A gap: finish what the segment's last frame allows; windows cut short and the gap itself are unknown."""
         if state.sampler is None:
             return
-        self._frames_picked(state, state.sampler.end())
-        self._complete(state, state.sampler.complete_windows(), arrived=time.perf_counter())
-        cut = state.sampler.unfinished_windows()
+        plan, sampler, _ = state.running()
+        self._frames_picked(state, sampler.end())
+        self._complete(state, sampler.complete_windows(), arrived=time.perf_counter())
+        cut = sampler.unfinished_windows()
         gap_start = state.last_t if state.last_t is not None else resume_t
         self._emit(
             {
@@ -326,8 +335,8 @@ class Detector:
                 "windows_cut": len(cut),
             }
         )
-        stride_s = state.plan.stride_s
-        starts = [state.sampler.window_span(m)[0] for m in cut]
+        stride_s = plan.stride_s
+        starts = [sampler.window_span(m)[0] for m in cut]
         fill = gap_start + stride_s
         while fill + stride_s <= resume_t:  # windows that would have covered the gap
             starts.append(fill)
@@ -338,15 +347,7 @@ class Detector:
                     state,
                     c,
                     WindowScore(
-                        state.spec.name,
-                        state.cells[c].name,
-                        start,
-                        start + state.plan.window_s,
-                        None,
-                        "gap",
-                        -1,
-                        -1,
-                        reason,
+                        state.spec.name, state.cells[c].name, start, start + plan.window_s, None, "gap", -1, -1, reason
                     ),
                 )
         state.sampler, state.segment, state.products, state.awaiting_next = None, None, None, []
@@ -363,11 +364,11 @@ class Detector:
         if reader.status not in ("ok", "ended") and state.status == "ok":
             state.status, state.message = reader.status, reader.message
         if state.status == "ok" and not any(c.windows for c in state.cells):
-            duration = (state.last_t - state.first_t) if state.last_t is not None else 0.0
+            window_s = state.plan.window_s if state.plan is not None else self.settings.window_s
             state.status = "too short"
             state.message = (
-                f"{state.spec.name} is {duration:.1f} s long, shorter than the {self.settings.window_s:.1f} s "
-                "window: nothing was scored"
+                f"{state.spec.name} is {state.duration_s:.1f} s long, shorter than the {window_s:.1f} s window: "
+                "nothing was scored"
             )
         self._emit({"type": "status", "source": state.spec.name, "status": state.status, "message": state.message})
 

@@ -14,6 +14,7 @@ import numpy as np
 from nexara_lib.config import SCHEMA
 from nexara_lib.deploy.alerts import AlarmPolicy, Confirmation, WindowScore
 from nexara_lib.deploy.frame_products import FrameProducts
+from nexara_lib.deploy.grid import GridLayout
 from nexara_lib.deploy.sources import FrameSource, SourceSpec
 from nexara_lib.deploy.windows import Picked, WindowPlan, WindowSampler
 
@@ -29,6 +30,7 @@ class DetectorSettings:
     grid: tuple[int, int] = (1, 1)
     margin: int = SCHEMA["detect_grid_margin"].default  # the parameter schema owns every default
     min_cell: int = SCHEMA["detect_min_cell"].default
+    align_windows: bool = SCHEMA["detect_align_windows"].default  # overlapping windows sample the same frames
     max_gap_s: float = SCHEMA["detect_max_gap_s"].default
     stall_s: float = SCHEMA["detect_stall_s"].default
     reconnect_attempts: int = SCHEMA["detect_reconnect_attempts"].default
@@ -49,18 +51,30 @@ class SourceState:
 
     def __init__(self, spec: SourceSpec, reader: FrameSource, settings: DetectorSettings):
         self.spec, self.reader, self.settings = spec, reader, settings
-        self.layout = None
+        self.layout: GridLayout | None = None
         self.cells: list[CellState] = []
-        self.sampler: WindowSampler | None = None
-        self.plan: WindowPlan | None = None
+        self.sampler: WindowSampler | None = None  # the open segment's sampler (None between segments)
+        self.plan: WindowPlan | None = None  # the source's windows (its frame rate), built at its first frame
         self.segment = None
-        self.shape = None
+        self.shape: tuple[int, int] | None = None
         self.products: FrameProducts | None = None  # the segment's per-frame products, shared by its windows
         self.awaiting_next: list[Picked] = []  # picked frames whose products wait for their next frame
-        self.last_t = None
-        self.first_t = None
+        self.last_t: float | None = None
+        self.first_t: float | None = None
         self.wall0 = 0.0  # wall clock when the source started
         self.status, self.message = "ok", ""
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the source's first frame to its last (0 before any frame)."""
+        return self.last_t - self.first_t if self.last_t is not None and self.first_t is not None else 0.0
+
+    def running(self) -> tuple[WindowPlan, WindowSampler, FrameProducts]:
+        """The open segment's window plan, sampler and per-frame products (open from a segment's first frame to
+        its end)."""
+        if self.plan is None or self.sampler is None or self.products is None:
+            raise RuntimeError(f"{self.spec.name}: no segment of this source is open")
+        return self.plan, self.sampler, self.products
 
 
 def source_summary(state: SourceState) -> dict:
@@ -72,7 +86,8 @@ def source_summary(state: SourceState) -> dict:
         "message": state.message,
         "fps": getattr(reader, "fps", None),
         "fps_source": getattr(reader, "fps_source", None),
-        "duration_s": (state.last_t - state.first_t) if state.last_t is not None else 0.0,
+        "duration_s": state.duration_s,
+        "window": state.plan.describe() if state.plan is not None else None,  # the window actually used
         "stats": dict(getattr(reader, "stats", {})),
         "gaps": [dataclasses.asdict(g) for g in getattr(reader, "gaps", [])],
         "events": list(getattr(reader, "events", [])),

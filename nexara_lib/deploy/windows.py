@@ -9,6 +9,18 @@ whose timestamp is nearest. For a constant-rate source, grid position ``g`` is e
 of the segment, so a clip of the training length scores exactly as its offline features do; for a
 variable frame rate, the frames nearest the evenly spread times are taken (spread by timestamp).
 
+Aligned windows (``detect_align_windows``): overlapping windows share a sampled frame, and its products, only
+where their positions coincide, and at ``n = round(W * fps)`` they mostly do not (T = 16 positions every 49/15
+frames, windows every 25 frames: window m+1's positions fall between window m's). So ``WindowPlan.build`` tries
+the lengths within (T - 1) / 2 frames of ``n``, each with the strides that shift a window by
+``j = round(stride * (T - 1))`` of its sampling steps, works out with the training sampler itself which
+positions every stream's window shares with the windows before it, and keeps the plan sharing the most encodes,
+the nearest to the asked length at a tie. A span whose step is a whole number k of frames
+(span - 1 = (T - 1) * k) is a candidate and shares T - j positions by construction; the sampler's rounding often
+lets a plain stream (span n) and a reads-next stream (span n - 1) both share as many (surv_dev at 25 fps: 48
+frames every 25, 8 of 16 positions each, where 50 every 25 shares 0 and 2). Every window still samples T
+frames evenly over itself, as training sampled a clip of its length.
+
 ``WindowSampler`` decides grid positions as frames arrive: only the previous frame and the frames of
 undecided positions are held, so memory does not grow with the length of the source.
 """
@@ -32,19 +44,30 @@ class WindowPlan:
 
     Attributes:
         fps: the source's nominal frame rate.
-        window_frames: n, frames per window (``round(W * fps)``).
+        window_frames: n, frames per window (``round(W * fps)``, or the aligned length).
         stride_frames: grid positions between window starts.
         offsets: per stream, the T sampled positions inside a window (``sampled_indices``).
+        requested_frames: ``round(W * fps)``, the length asked for.
+        aligned: the length or stride was changed so that overlapping windows share sampled frames.
     """
 
     fps: float
     window_frames: int
     stride_frames: int
     offsets: tuple[tuple[int, ...], ...]
+    requested_frames: int = 0
+    aligned: bool = False
 
     @classmethod
     def build(
-        cls, fps: float, window_s: float, stride: float, frames_per_window: int, reads_next: Sequence[bool]
+        cls,
+        fps: float,
+        window_s: float,
+        stride: float,
+        frames_per_window: int,
+        reads_next: Sequence[bool],
+        align: bool = False,
+        encodes: Sequence[int] | None = None,
     ) -> WindowPlan:
         """The plan of windows of ``window_s`` seconds every ``stride`` windows at ``fps``.
 
@@ -54,6 +77,10 @@ class WindowPlan:
             stride: step between window starts as a fraction of the window, in (0, 1].
             frames_per_window: T, frames sampled per window.
             reads_next: per stream, whether it reads each sampled frame's next frame.
+            align: choose the length and stride near the asked ones whose windows share the most sampled frames
+                (module doc); else exactly ``round(window_s * fps)`` frames every ``round(n * stride)``.
+            encodes: per stream, frames the backbone encodes per sampled frame (a view's regions; default 1),
+                the weight of its shared positions.
         Raises:
             ValueError: a window shorter than two frames, or bad arguments.
         """
@@ -63,16 +90,35 @@ class WindowPlan:
             raise ValueError(f"detect_window_s must be a positive number of seconds, got {window_s!r}")
         if not 0 < stride <= 1:
             raise ValueError(f"detect_stride must be in (0, 1] (a fraction of the window), got {stride!r}")
-        n = int(round(window_s * fps))
-        if n < 2:
+        requested = int(round(window_s * fps))
+        if requested < 2:
             raise ValueError(
-                f"a window of {window_s:g} s at {fps:g} fps holds {n} frame(s); windows need at least 2 "
+                f"a window of {window_s:g} s at {fps:g} fps holds {requested} frame(s); windows need at least 2 "
                 "frames: raise detect_window_s"
             )
         if not reads_next:
             raise ValueError("a window plan needs at least one stream")
-        offsets = tuple(tuple(int(i) for i in sampled_indices(n, frames_per_window, bool(r))) for r in reads_next)
-        return cls(float(fps), n, max(1, int(round(n * stride))), offsets)
+        flags = [bool(r) for r in reads_next]
+        weights = [1] * len(flags) if encodes is None else [int(e) for e in encodes]
+        if len(weights) != len(flags):
+            raise ValueError(f"encodes gives {len(weights)} stream(s) but reads_next {len(flags)}")
+        plain_stride = max(1, int(round(requested * stride)))
+
+        def ranked(n: int, stride_frames: int) -> tuple[tuple, WindowPlan]:
+            """(rank, plan): the most shared encodes first; at a tie those of reads-next streams (motion views cost
+            more), then the nearest length and the nearest stride."""
+            plan = cls(float(fps), n, stride_frames, _offsets(n, frames_per_window, flags), requested)
+            shared = [w * plan.shared_positions(i) for i, w in enumerate(weights)]
+            motion = sum(x for x, r in zip(shared, flags, strict=True) if r)
+            return (-sum(shared), -motion, abs(n - requested), abs(stride_frames - stride * n)), plan
+
+        best_rank, best = ranked(requested, plain_stride)  # the asked plan wins every tie
+        for n, stride_frames in _candidates(requested, frames_per_window, stride, flags) if align else []:
+            rank, plan = ranked(n, stride_frames)
+            if rank < best_rank:
+                best_rank, best = rank, plan
+        changed = (best.window_frames, best.stride_frames) != (requested, plain_stride)
+        return dataclasses.replace(best, aligned=changed)
 
     @property
     def window_s(self) -> float:
@@ -94,6 +140,51 @@ class WindowPlan:
     def positions(self, m: int) -> set[int]:
         """Every grid position window ``m`` needs (over all streams)."""
         return {g for per_stream in self.targets(m) for g in per_stream}
+
+    def shared_positions(self, i: int) -> int:
+        """Of stream ``i``'s distinct positions in a window, how many earlier windows already sampled for that
+        stream (steady state, far from the segment's start): the products it reuses instead of encoding."""
+        m = -(-self.window_frames // self.stride_frames) + 1  # every earlier window that overlaps window m exists
+        earlier = {g for w in range(m) for g in self.targets(w)[i]}
+        return len(set(self.targets(m)[i]) & earlier)
+
+    def describe(self) -> dict:
+        """The window actually used, for run summaries: length and stride (frames and seconds), whether they were
+        aligned, and per stream the positions of a window that earlier windows already sampled."""
+        return {
+            "window_s": round(self.window_s, 6),
+            "window_frames": self.window_frames,
+            "requested_frames": self.requested_frames,
+            "stride_s": round(self.stride_s, 6),
+            "stride_frames": self.stride_frames,
+            "aligned": self.aligned,
+            "positions_shared_with_earlier_windows": [self.shared_positions(i) for i in range(len(self.offsets))],
+        }
+
+
+def _candidates(requested: int, t: int, stride: float, reads_next: Sequence[bool]) -> list[tuple[int, int]]:
+    """(window frames, stride frames) an aligned plan may take: lengths within (t - 1) / 2 frames of ``requested``,
+    each with the strides that shift a window by ``j = round(stride * (t - 1))`` of a stream's sampling steps
+    (``j * (span - 1) / (t - 1)`` frames, rounded down and up; span = n, or n - 1 for streams reading the next
+    frame). A span whose step is a whole number k of frames (span - 1 = (t - 1) * k) is among them: there the
+    stride k * j makes window m+1's first t - j positions window m's last ones exactly."""
+    if t < 2:
+        return []
+    j = max(1, math.floor(stride * (t - 1) + 0.5))  # nearest, the larger at a tie
+    out = []
+    for n in range(max(2, requested - (t - 1) // 2), requested + (t - 1) // 2 + 1):
+        steps = {j * (_span(n, r) - 1) / (t - 1) for r in set(reads_next)}
+        out += [(n, s) for s in sorted({f(x) for x in steps for f in (math.floor, math.ceil)}) if s >= 1]
+    return out
+
+
+def _span(n: int, reads_next: bool) -> int:
+    """Frames a window of ``n`` samples over: n, or n - 1 for streams reading each frame's next frame."""
+    return n - 1 if reads_next and n >= 2 else n
+
+
+def _offsets(n: int, t: int, reads_next: Sequence[bool]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(i) for i in sampled_indices(n, t, r)) for r in reads_next)
 
 
 @dataclasses.dataclass
@@ -167,14 +258,16 @@ class WindowSampler:
                 break
             g = int(g_pending)
             tau = self.time_of(g)
+            previous = self.previous
+            chosen: _Seen
             if current is None:  # the segment ended: its last frame serves positions up to half a frame past it
-                if tau > self.previous.t + 0.5 / self.plan.fps:
+                if previous is None or tau > previous.t + 0.5 / self.plan.fps:
                     break
-                chosen, nxt = self.previous, (self.previous.image, True)
+                chosen, nxt = previous, (previous.image, True)
             elif current.t + TIME_EPSILON_S < tau:
                 break  # wait for a frame at or after this position's time
-            elif self.previous is not None and (tau - self.previous.t) < (current.t - tau):
-                chosen, nxt = self.previous, (current.image, True)
+            elif previous is not None and (tau - previous.t) < (current.t - tau):
+                chosen, nxt = previous, (current.image, True)
             else:
                 chosen, nxt = current, (None, False)
             picked = Picked(g, chosen.index, chosen.t, chosen.image, nxt[0], nxt[1])

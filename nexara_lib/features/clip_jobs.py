@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from nexara_lib.transforms.frame_copies import draw_augmentation
-from nexara_lib.transforms.registry import Transform, available_transforms, get_transform
+from nexara_lib.transforms.registry import StreamView, Transform, available_transforms, get_transform
 from nexara_lib.video.frames import read_sampled_frames, sample_frame_indices
 from nexara_lib.video.probe import probe_video
 from nexara_lib.video.reader import VideoReadError
@@ -44,7 +44,7 @@ class ClipJob:
     def regions(self) -> int:
         """Frames encoded per sampled frame: 1, or a stream view's regions (``tiles``: grid**2)."""
         view = stream_view(self)
-        return 1 if view is None else int(view[0].stream.regions(view[1]))
+        return 1 if view is None else int(view[1].regions(view[2]))
 
     @property
     def encoded_frames(self) -> int:
@@ -76,8 +76,8 @@ def _sampling_span(n_frames: int, pairs: bool) -> int:
     return n_frames - 1 if pairs and n_frames >= 2 else n_frames
 
 
-def stream_view(job: ClipJob) -> tuple[Transform, dict] | None:
-    """(the stream view, its checked parameters) when ``job.transform`` is one, else None."""
+def stream_view(job: ClipJob) -> tuple[Transform, StreamView, dict] | None:
+    """(the stream view, its ``StreamView``, its checked parameters) when ``job.transform`` is one, else None."""
     if job.augmentation is not None or job.transform == "identity":
         if job.view_params:
             raise ValueError(
@@ -93,7 +93,7 @@ def stream_view(job: ClipJob) -> tuple[Transform, dict] | None:
                 f"stream views: {available_transforms(use='stream')}"
             )
         return None
-    return entry, entry.stream.check(dict(job.view_params))
+    return entry, entry.stream, entry.stream.check(dict(job.view_params))
 
 
 def _frame_transform(job: ClipJob):
@@ -144,7 +144,7 @@ def decode_job(job: ClipJob) -> DecodedClip:
             raise VideoReadError("no decodable frames")
         resample, fn, aug_params = _frame_transform(job)
         view = stream_view(job)
-        with_next = job.pairs or (view is not None and view[0].stream.reads_next)
+        with_next = job.pairs or (view is not None and view[1].reads_next)
         indices = sampled_indices(n_frames, job.frames_per_clip, with_next)
         if resample is not None:
             indices = resample(indices, span=_sampling_span(n_frames, with_next))
@@ -153,7 +153,7 @@ def decode_job(job: ClipJob) -> DecodedClip:
         if fn is not None:
             frames = _apply_to_frames(fn, frames)
         if view is not None:
-            entry, view_params = view
+            entry, _, view_params = view
             frames, view_record = entry.apply(frames, view_params, size=job.size, pairs=job.pairs)
             record.update(view_record)
     except (VideoReadError, ValueError, OSError) as err:

@@ -229,7 +229,7 @@ def stream_vs_offline(export: dict, params: Mapping, layout: RunLayout, clips: i
         result = detect(
             [row["path"]],
             layout.export_dir,
-            {**params, "detect_stride": 1.0},
+            {**params, "detect_stride": 1.0, "detect_align_windows": False},  # the window is exactly the clip
             layout.deploy_dir / "parity" / f"clip-{len(out)}",
             variant="float32",
             window_s=window_s,

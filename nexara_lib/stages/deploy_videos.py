@@ -6,7 +6,7 @@ in notebook 09. ``stages.deploy`` re-exports these names for the notebook."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,8 @@ def run_detector(videos: TestVideos, params: Mapping, layout: RunLayout) -> dict
 
 
 def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
-    """Per run: cameras, windows scored, alerts, speed against real time, and the status of every camera."""
+    """Per run: cameras, the window used, windows scored, alerts, speed against real time, and the status of every
+    camera."""
     rows = []
     for name, result in results.items():
         summary = result.summary
@@ -129,6 +130,7 @@ def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
             {
                 "video": name,
                 "cameras": len(cells),
+                "window": window_words(summary["settings"]["windows_used"]),
                 "windows": summary["windows"],
                 "alerts": summary["alerts"],
                 "speed": f"{summary['realtime_factor'] or 0.0:.1f} times real time",
@@ -136,6 +138,13 @@ def detection_table(results: Mapping[str, DetectionResult]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("video")
+
+
+def window_words(used: Sequence[Mapping]) -> str:
+    """The windows a detection ran, in words: "1.88 s every 0.96 s (aligned)"."""
+    return "; ".join(
+        f"{w['window_s']:.2f} s every {w['stride_s']:.2f} s" + (" (aligned)" if w["aligned"] else "") for w in used
+    )
 
 
 def timelines(results: Mapping[str, DetectionResult], videos: TestVideos, layout: RunLayout) -> list:

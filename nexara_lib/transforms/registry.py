@@ -86,7 +86,7 @@ class Transform:
         """Which of "augment" (it has ``draw``), "tta" (it has ``tta_params``) and "stream" (it has
         ``stream``) it serves."""
         has = (self.draw is not None, self.tta_params is not None, self.stream is not None)
-        return tuple(use for use, served in zip(USES, has) if served)
+        return tuple(use for use, served in zip(USES, has, strict=True) if served)
 
     def view_params(self, seed: int | None = None) -> dict:
         """The test-time view's parameters; a seeded view (a "seed" among them) takes ``seed`` when given."""
@@ -277,7 +277,8 @@ def check_transform_names(
         raise ValueError(f"unknown {unknown}; available {what}: {fitting}")
     misfits = [name for name in dict.fromkeys(names) if name not in fitting]
     if misfits:
-        kind = " ".join(word for word in (level and f"{level}-level", _USE_WORDS.get(use)) if word)
+        words = (level and f"{level}-level", _USE_WORDS.get(use) if use is not None else None)
+        kind = " ".join(word for word in words if word)
         found = "; ".join(
             f"{name!r} acts on {TRANSFORMS[name].acts_on} and serves {'/'.join(TRANSFORMS[name].uses)}"
             for name in misfits
