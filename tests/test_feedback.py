@@ -60,7 +60,8 @@ def test_reviews_and_footage_become_camera_clips_once(tmp_path):
     # cam.avi at 4 s: confirming windows from 2.0 s to the alarm = two pieces of one window (1 s)
     assert (counts["imported_fight"], counts["imported_normal"], counts["duplicates"], counts["unsure"]) == (2, 4, 2, 1)
     groups = pd.read_csv(field / "groups.csv")
-    assert list(groups.columns) == ["clip", "label", "source_group"]
+    assert list(groups.columns) == ["clip", "label", "source_group", "split"]
+    assert set(groups["split"]) == {"train"}  # fed back into training, never held out
     assert sorted(groups["source_group"]) == ["cam.avi"] * 2 + ["lobby"] * 4
     assert set(groups.loc[groups["source_group"] == "lobby", "label"]) == {"non-violent"}
     assert sorted(p.parent.name for p in field.glob("*/*.mp4")) == ["fight"] * 2 + ["noFight"] * 4
@@ -121,9 +122,13 @@ def test_the_audit_keeps_each_cameras_field_clips_in_one_split(tmp_path):
     in_field = grouped["source"] == "field"
     assert set(grouped.loc[in_field, "group"]) == {"csv:cam.avi", "csv:lobby"}
     assert grouped.loc[~in_field, "group"].str.startswith("sha1:").all()  # by duplicates, as without a CSV
-    with pytest.warns(UserWarning, match="source 'field' has no clips in split"):  # two cameras, two groups
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a field folder pinned to train lacks val and test on purpose: no warning
         split = assign_splits(grouped, seed=3)
-    assert (split[in_field].groupby("group")["split"].nunique() == 1).all()
+    # reviewed clips are fed back into training: pinned to train by the field groups.csv, whatever the seed
+    assert (split.loc[in_field, "split"] == "train").all() and (split.loc[in_field, "split_origin"] == "pinned").all()
+    assert set(split.loc[~in_field, "split"]) == {"train", "val", "test"}  # the dataset is split as before
+
     report = grouped.attrs["groups_report"]
     assert report["matched"] == int(in_field.sum()) and report["not_in_csv"] == []
     # a CSV outside every root still describes every root: then the dataset's clips missing from it are named
@@ -145,3 +150,19 @@ def test_import_log_records_where_each_clip_came_from(tmp_path):
     assert imports["origin"].str.startswith(f"alert:{alerts[0]['alert_id']}:").all()
     info = json.loads((tmp_path / "detect" / "evidence" / alerts[0]["alert_id"] / "alert.json").read_text())
     assert set(imports["camera"]) == {info["camera"]}
+
+
+def test_a_pinned_split_keeps_a_field_folder_of_many_cameras_in_train():
+    """Ten cameras of field clips: unpinned, the grouped splitter sends some to val and test; pinned, none."""
+    rows = [
+        {"source": "field", "rel_path": f"fight/cam{c}__{k}.mp4", "label": k % 2, "group": f"csv:cam{c}"}
+        for c in range(10)
+        for k in range(4)
+    ]
+    rows += [{"source": "data", "rel_path": f"x/{i}.mp4", "label": i % 2, "group": f"g{i}"} for i in range(40)]
+    clips = pd.DataFrame(rows)
+    field = clips["source"] == "field"
+    assert set(assign_splits(clips, seed=0).loc[field, "split"]) == {"train", "val", "test"}
+    pinned = assign_splits(clips.assign(pinned_split=["train" if f else "" for f in field]), seed=0)
+    assert (pinned.loc[field, "split"] == "train").all()
+    assert set(pinned.loc[~field, "split"]) == {"train", "val", "test"}

@@ -375,11 +375,13 @@ def test_real_clips_with_tflite_backbone_grouped_by_source(tmp_path):
     # surv_dev selects the recipe by grouped 2-fold CV on the real clips: every train+val clip is scored once per
     # candidate, by a model blind to its recording; the motion-crop stream is extracted; 04 evaluates the winner
     selection = json.loads((run_dir / "artifacts" / "selection.json").read_text())
-    assert len(selection["ranking"]) == 6  # (hybrid, pooled_linear, pooled_mlp) x (whole frame, + motion crop)
+    # (hybrid, pooled_linear, pooled_mlp) x (whole frame, + motion crop, + motion crop + its motion image)
+    assert len(selection["ranking"]) == 9
     runs = pd.read_csv(run_dir / "artifacts" / "models" / "selection" / "identity+motion_crop" / "runs.csv")
     assert set(runs["fold"]) == {"fold1", "fold2"}
     assert (runs.groupby("config")["n_evaluated"].sum() == (manifest["split"] != "test").sum()).all()
     assert next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*-motion_crop-f0.50"))
+    assert next((run_dir / "artifacts" / "features").glob("mobilenet_v1_tflite-*-motion_image_crop-*"))
     assert metrics["selection"]["winner"] == selection["winner"]
     deploy = json.loads((run_dir / "artifacts" / "deploy" / "deploy.json").read_text())  # 07 on real clips
     assert all(row["within 0.0001"] for row in deploy["stream_vs_offline"])

@@ -49,25 +49,40 @@ def test_an_ensemble_member_with_the_runs_recipe_seed_and_clips_is_03s_model(tmp
     from pathlib import Path
 
     from nexara_lib.run.params import resolve_params
-    from nexara_lib.stages.data import RunRecipe, member_streams
+    from nexara_lib.stages.data import FeatureSplit, RunRecipe, member_streams
     from nexara_lib.stages.ensemble import _fingerprint, _is_run_model, _member_config
 
     files = [Path(__file__).resolve().parents[1] / "params" / f for f in ("base.yaml", "demo.yaml")]
     model = tmp_path / "model.keras"
     model.write_bytes(b"a trained model")
 
-    def fingerprint(params, member):
-        return _fingerprint(_member_config(member, params), member_streams(member, params))
+    rng = np.random.default_rng(0)
+    splits = {
+        name: FeatureSplit(
+            name,
+            rng.normal(size=(4, 3, 2)).astype(np.float32),
+            np.array([0, 1, 0, 1]),
+            [f"{name}-{i}" for i in range(4)],
+        )
+        for name in ("train", "val")
+    }
+
+    def fingerprint(params, member, data=splits):
+        return _fingerprint(_member_config(member, params), member_streams(member, params), data)
 
     params = resolve_params(files)
     recipe = RunRecipe(params, member_streams({}, params), model, None)
-    assert _is_run_model(recipe, fingerprint(params, {"model": params["model"]}))  # reused, not trained again
-    assert not _is_run_model(recipe, fingerprint(params, {"model": params["model"], "seed": 1}))
-    assert not _is_run_model(recipe, fingerprint(params, {"model": "pooled_mlp"}))
+    assert _is_run_model(recipe, fingerprint(params, {"model": params["model"]}), splits)  # reused, not retrained
+    assert not _is_run_model(recipe, fingerprint(params, {"model": params["model"], "seed": 1}), splits)
+    assert not _is_run_model(recipe, fingerprint(params, {"model": "pooled_mlp"}), splits)
+    changed = dict(splits, val=FeatureSplit("val", splits["val"].x + 1, splits["val"].y, splits["val"].clip_ids))
+    assert not _is_run_model(recipe, fingerprint(params, {"model": params["model"]}, changed), splits)  # other data
     with_copies = resolve_params(files, {"frame_augment_copies": 1})  # 03 also trained on frame-augmented copies
     recipe = RunRecipe(with_copies, member_streams({}, with_copies), model, None)
-    assert not _is_run_model(recipe, fingerprint(with_copies, {"model": with_copies["model"]}))
+    assert not _is_run_model(recipe, fingerprint(with_copies, {"model": with_copies["model"]}), splits)
     model.unlink()
     assert not _is_run_model(
-        RunRecipe(params, member_streams({}, params), model, None), fingerprint(params, {"model": params["model"]})
+        RunRecipe(params, member_streams({}, params), model, None),
+        fingerprint(params, {"model": params["model"]}),
+        splits,
     )

@@ -270,7 +270,11 @@ def test_step_3_names_the_selected_model_first_and_the_runs_own_recipe_second():
     assert "refit on train + val (152 clips), C = 0.1" in result
     assert result.index("pooled_linear") < result.index("83.1%") < result.index("hybrid") < result.index("74.2%")
     assert "The run's own recipe, hybrid on whole frame, reached 74.2% balanced accuracy" in result
-    assert verdict.startswith("pooled_linear | identity+motion_crop is carried forward")
+    assert verdict == (
+        "pooled_linear on whole frame + motion crop goes forward. Against hybrid on whole frame (runner-up) it scored "
+        "+22.6 points of cross-validated accuracy (95% CI +12.0 to +33.0): a significant difference."
+    )
+    assert "|" not in verdict  # stakeholders read model and streams in words, not candidate ids
 
 
 def test_step_3_when_selection_carries_the_runs_own_recipe():

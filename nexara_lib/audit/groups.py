@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nexara_lib.audit.discover import SPLITS as PINNABLE_SPLITS
 from nexara_lib.audit.discover import class_label
 from nexara_lib.audit.duplicates import find_duplicates
 
@@ -27,8 +28,9 @@ def _parse_label(value) -> int | None:
 
 
 def read_groups_csv(groups_csv: str | os.PathLike) -> pd.DataFrame:
-    """The groups CSV (columns clip, source_group, optional label), checked: it exists, has the columns and lists
-    each clip once. Clip paths are normalised (forward slashes, no leading ``./``).
+    """The groups CSV (columns clip, source_group, optional label and split), checked: it exists, has the columns
+    and lists each clip once; a split, when given, is train, val or test (it pins the clip there). Clip paths
+    are normalised (forward slashes, no leading ``./``).
 
     Raises:
         ValueError: naming the file and what to fix (the run's parameter check turns it into exit code 2,
@@ -50,6 +52,13 @@ def read_groups_csv(groups_csv: str | os.PathLike) -> pd.DataFrame:
             f"{list(table.columns)}; expected clip, label, source_group"
         )
     table["clip"] = table["clip"].str.strip().str.replace("\\", "/", regex=False).str.lstrip("./")
+    if "split" in table.columns:  # optional: pins clips to a split (nexara feedback's field clips: train)
+        table["split"] = table["split"].str.strip().str.lower()
+        bad = sorted(set(table["split"]) - {"", *PINNABLE_SPLITS})
+        if bad:
+            raise ValueError(
+                f"groups CSV {str(groups_csv)!r}: column split holds {bad}; use train, val, test or leave it empty"
+            )
     if table["clip"].duplicated().any():
         dup = table.loc[table["clip"].duplicated(), "clip"].tolist()[:5]
         raise ValueError(f"groups CSV {str(groups_csv)!r} lists a clip more than once, e.g. {dup}; keep one row each")
@@ -102,8 +111,9 @@ def attach_groups(clips: pd.DataFrame, groups_csv=None) -> pd.DataFrame:
             identical bytes, or look-alike frames when the clips were probed), so copies share a group.
     Returns:
         A copy with ``group`` (and ``sha1``/duplicate columns when they had to be
-        computed). Clips a CSV should describe but misses get a group of their own, with a
-        warning; ``attrs["groups_report"]`` counts matches and label disagreements.
+        computed; ``pinned_split`` when a CSV's ``split`` column pins clips to a split). Clips a CSV should
+        describe but misses get a group of their own, with a warning; ``attrs["groups_report"]`` counts
+        matches and label disagreements.
     Raises:
         ValueError: a CSV that is missing or malformed, or two CSVs that both list a clip.
     """
@@ -135,7 +145,7 @@ def attach_groups(clips: pd.DataFrame, groups_csv=None) -> pd.DataFrame:
                     "list each clip in one CSV"
                 )
             rows[key] = (csv, row)
-    groups, labels_off, unmatched, used = [], [], [], set()
+    groups, labels_off, unmatched, used, pins = [], [], [], set(), []
     fallback: list[str] = []
     if None not in covered and set(out["source"]) - covered:  # some roots have no CSV: group them by duplicates
         if "dup_cluster" not in out:
@@ -147,14 +157,19 @@ def attach_groups(clips: pd.DataFrame, groups_csv=None) -> pd.DataFrame:
             used.add(key)
             csv, row = rows[key]
             groups.append("csv:" + str(row["source_group"]))
+            pins.append(str(row.get("split", "") or ""))
             if "label" in row.index and _parse_label(row["label"]) not in (None, int(label)):
                 labels_off.append(f"{source}/{rel} (csv says {row['label']!r})")
         elif source in covered or None in covered:
+            pins.append("")
             groups.append(f"clip:{source}/{rel}")
             unmatched.append(f"{source}/{rel}")
         else:  # no CSV describes this root: its duplicate clusters group it
+            pins.append("")
             groups.append(fallback[i])
     out["group"] = groups
+    if any(pins):
+        out["pinned_split"] = pins  # assign_splits keeps these clips (and their group) in that split
     names = ", ".join(repr(str(c)) for c in csvs)
     if unmatched:
         warnings.warn(

@@ -64,7 +64,8 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
         seed: tie-break/shuffle seed.
     Returns:
         A copy with split, dataset_split (input split), split_origin ("dataset",
-        "carved" = moved out of the dataset's train split, or "generated") and leakage (the row's group,
+        "carved" = moved out of the dataset's train split, "pinned" = by a groups CSV's split column
+        (``pinned_split``; the rest of a pinned clip's group follows it), or "generated") and leakage (the row's group,
         SHA-1 or duplicate cluster is in two splits; only possible when the dataset's own splits leak).
     Raises:
         ValueError: missing columns, bad fractions, a source with splits but no
@@ -82,6 +83,12 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
         df["dataset_split"] = split
     source = df["source"].astype(str) if "source" in df else pd.Series("", index=df.index)
     allowed, origin, notes = _split_choices(split, source, fractions)
+    if "pinned_split" in df:  # a groups CSV pins these clips (e.g. reviewed field clips: train): never moved
+        pins = df["pinned_split"].fillna("").astype(str)
+        for row in np.flatnonzero(pins.to_numpy() != "").tolist():
+            split[row], allowed[row], origin[row] = pins[row], None, "pinned"
+        if (pins != "").any():
+            notes.append(f"{int((pins != '').sum())} clips pinned to their split by a groups CSV")
     units = linked_units([df[c].fillna("").astype(str).tolist() for c in LINK_COLUMNS if c in df])
     strata = list(zip(source, df["label"].astype(int), strict=True))
     final = split.copy()
@@ -108,6 +115,8 @@ def assign_splits(clips: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
         )
     for src in sorted(set(source)):
         in_source = df[source == src]
+        if (in_source["split_origin"] == "pinned").all():
+            continue  # pinned on purpose (a field folder: train only)
         lacking = [s for s in SPLITS if not (in_source["split"] == s).any()]
         if lacking:
             warnings.warn(f"source {src!r} has no clips in split(s) {lacking} (too few groups)", stacklevel=2)

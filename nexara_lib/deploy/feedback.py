@@ -8,8 +8,9 @@
   ``noFight/<camera>__normal-<recording>-<start>.mp4``: up to ``feedback_normal_clips`` clips of one window
   length per camera, spread evenly over the footage its calibration used (``site.json``; files only, live
   footage is not kept);
-- ``groups.csv`` (clip, label, source_group = the camera): list it in ``groups_csv`` beside the field folder
-  in ``data_dir`` and every clip of a camera stays in one split;
+- ``groups.csv`` (clip, label, source_group = the camera, split = train): list it in ``groups_csv`` beside the
+  field folder in ``data_dir``: every clip of a camera stays in one group, pinned to the training split (the
+  clips were reviewed to be learnt from; the test split stays the dataset's own);
 - ``imports.csv`` (clip, label, camera, origin, sha1): what was imported from where.
 
 A clip whose origin (alert piece, footage span) is already imported is skipped, and one whose pixels equal a
@@ -155,6 +156,7 @@ class _Importer:
                 "clip": table["clip"],
                 "label": [CLASS_NAMES[int(v)] for v in table["label"]],
                 "source_group": table["camera"],
+                "split": "train",  # reviewed field clips are fed back into training, never held out for testing
             }
         )
         with atomic_path(self.field_dir / GROUPS_FILE) as tmp:

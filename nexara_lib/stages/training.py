@@ -281,6 +281,24 @@ def _candidate_words(candidate, params: Mapping) -> str:
     return f"{named} on {stream_set_words(candidate.streams)}"
 
 
+def selection_verdict(study: Selection, params: Mapping) -> str:
+    """The selection's outcome in plain words: the winner, then each comparison with its 95% CI and whether the
+    data can tell the two apart."""
+    text = f"{_candidate_words(study.winner, params)} goes forward."
+    for _, comp in study.comparisons.iterrows():
+        other = study.ranking[study.ranking["candidate"] == comp["against"]].iloc[0]
+        recipe = params["model"] if other["recipe"] == BASELINE else other["recipe"]
+        named = f"{recipe} on {stream_set_words(other['streams'])}"
+        low, high = comp["low"], comp["high"]
+        significant = bool(np.isfinite(low) and (low > 0 or high < 0))
+        text += (
+            f" Against {named} ({comp['role']}) it scored {100 * comp['difference']:+.1f} points of cross-validated "
+            f"accuracy (95% CI {100 * low:+.1f} to {100 * high:+.1f}): "
+            + ("a significant difference." if significant else "not significant, the data cannot tell them apart.")
+        )
+    return text
+
+
 def _refit_words(refit: Mapping | None) -> str:
     if not refit:
         return "on train + val"
@@ -321,7 +339,7 @@ def describe_training(
             )
             + " The honest test result is in step 4."
         )
-        return text, study.verdict()
+        return text, selection_verdict(study, params)
     text = (
         f"The model carried forward is the run's own recipe, {_own_recipe_words(params)}: it reached {own}. "
         "Validation clips tune the model; the honest test result is in step 4."

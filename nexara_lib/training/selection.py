@@ -90,14 +90,14 @@ class Selection:
         row = self.ranking.iloc[0]
         text = (
             f"{self.winner.name} is carried forward: cross-validated accuracy {row['accuracy']:.1%} "
-            f"(± {row['accuracy std']:.1%} over seeds)."
+            f"(± {100 * row['accuracy std']:.1f} pp over seeds)."
         )
         for _, comp in self.comparisons.iterrows():
             low, high = comp["low"], comp["high"]
             significant = np.isfinite(low) and (low > 0 or high < 0)
             text += (
-                f" Against {comp['against']} ({comp['role']}): {comp['difference']:+.1%} "
-                f"[95% CI {low:+.1%}, {high:+.1%}], "
+                f" Against {comp['against']} ({comp['role']}): {100 * comp['difference']:+.1f} pp "
+                f"[95% CI {100 * low:+.1f}, {100 * high:+.1f} pp], "
                 + (
                     "a significant difference."
                     if significant
