@@ -150,7 +150,9 @@ def test_deployment_in_plain_words():
         {"detected": 3, "violent_segments": 4, "false_alarms": 1, "median_onset_to_alarm_s": 2.25},
         parity,
         {"realtime_factor": 0.7},
+        "pooled_linear on whole frame + motion crop",
     )
+    assert result.startswith("The detector runs the model carried forward, pooled_linear on whole frame + motion")
     assert "3 of 4 fights" in result and "1 false alarm" in result and "2.2 s after" in result
     assert "0.7 times real time" in result and "slower than live video" in result
     assert "missed 1 fight(s)" in verdict and "int8 export(s) do not match" in verdict

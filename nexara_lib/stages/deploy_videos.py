@@ -20,6 +20,7 @@ from nexara_lib.deploy.timeline import timeline_figure
 from nexara_lib.io import write_json_atomic
 from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import load_manifest, run_recipe
+from nexara_lib.stages.formats import stream_set_words
 from nexara_lib.stages.headline import record_headline, record_summary
 
 # The long test video (at most `detect_test_clips` test clips): blocks of CALM_RUN non-violent clips then VIOLENT_RUN
@@ -273,15 +274,20 @@ def publish_results(
     if scored["median_onset_to_alarm_s"] is not None and np.isfinite(scored["median_onset_to_alarm_s"]):
         figures["median onset to alarm (s)"] = {"value": scored["median_onset_to_alarm_s"], "format": "number"}
     record_headline(layout.run_dir, "07_deploy", figures)
-    record_summary(layout.run_dir, "07_deploy", *describe_deployment(scored, parity, results["2x2 grid"].summary))
+    run = export.get("run") or {}
+    model = f"{run['model']} on {stream_set_words(run['stream_set'])}" if run.get("model") else ""
+    summary = describe_deployment(scored, parity, results["2x2 grid"].summary, model)
+    record_summary(layout.run_dir, "07_deploy", *summary)
 
 
-def describe_deployment(scored: Mapping, parity: pd.DataFrame, grid: Mapping) -> tuple[str, str]:
-    """(result, verdict) of notebook 07 in plain words: fights alarmed and false alarms on the long test video,
-    whether every export matches the trained model, and whether the 2x2 grid keeps up with live video."""
+def describe_deployment(scored: Mapping, parity: pd.DataFrame, grid: Mapping, model: str = "") -> tuple[str, str]:
+    """(result, verdict) of notebook 07 in plain words: the model the detector runs (``model``, the one carried
+    forward, in words) first, then fights alarmed and false alarms on the long test video, whether every export
+    matches the trained model, and whether the 2x2 grid keeps up with live video."""
     delay = scored.get("median_onset_to_alarm_s")
     result = (
-        f"On a test video made of test clips, the detector raised an alarm on {scored['detected']} of "
+        (f"The detector runs the model carried forward, {model}. " if model else "")
+        + f"On a test video made of test clips, the detector raised an alarm on {scored['detected']} of "
         f"{scored['violent_segments']} fights, with {scored['false_alarms']} false alarm(s)"
         + (
             f"; the median alarm came {delay:.1f} s after a fight began."

@@ -351,12 +351,13 @@ def save_ensemble(members: list[dict], combo: dict, comparison: dict, params: Ma
         },
     )
     diff = comparison["accuracy_diff_ci"]
+    carried = run_recipe(params, layout).describe()
     record_summary(
         layout.run_dir,
         "06_ensemble",
-        f"{comparison['verdict'][0].upper()}{comparison['verdict'][1:]} {len(members)} models were "
-        "combined; the best single one "
-        f"(chosen on validation) is {best}.",
+        f"The run carries forward {carried}; this step asks whether combining {len(members)} models beats the "
+        f"best of them (chosen on validation: {best}). {comparison['verdict'][0].upper()}"
+        f"{comparison['verdict'][1:]}",
         decision_in_words(f"combining {len(members)} models", diff, comparison["mcnemar"]["p_value"]),
     )
     record_headline(

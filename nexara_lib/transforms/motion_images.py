@@ -99,8 +99,17 @@ def _motion_images(name: str, frames: np.ndarray, params: dict, size: int, pairs
     return out, {"motion_fallback_frames": fallbacks, "motion_neighbour_frames": neighbours}
 
 
-def _key(name: str):
-    return lambda p: f"{name}-g{_key_number(p['gain'])}-f{_key_number(p['fraction'])}"
+def _stream(name: str) -> StreamView:
+    """The stream view of motion image ``name``: one region, reads the next frame, no pair backbones, keyed by
+    gain and fraction."""
+    return StreamView(
+        MOTION_IMAGE_DEFAULTS,
+        lambda p: check_motion_image_params(p, name),
+        key=lambda p: f"{name}-g{_key_number(p['gain'])}-f{_key_number(p['fraction'])}",
+        regions=lambda p: 1,
+        reads_next=True,
+        pair_backbones=False,
+    )
 
 
 @register_transform(
@@ -109,14 +118,7 @@ def _key(name: str):
     "per sampled frame, its absolute difference from its motion reference (the next decoded frame, or the "
     "neighbouring sampled frame when nothing moves against it) times gain, clipped, resized to the backbone's input",
     needs=("size", "pairs"),
-    stream=StreamView(
-        MOTION_IMAGE_DEFAULTS,
-        lambda p: check_motion_image_params(p, "motion_image"),
-        key=_key("motion_image"),
-        regions=lambda p: 1,
-        reads_next=True,
-        pair_backbones=False,
-    ),
+    stream=_stream("motion_image"),
 )
 def motion_image_view(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.ndarray, dict]:
     """The whole frame's motion image of every sampled frame.
@@ -139,14 +141,7 @@ def motion_image_view(frames: np.ndarray, params: dict, size: int, pairs: bool) 
     "per sampled frame, its motion image (see motion_image) cut at the motion-crop window (the whole frame "
     "when nothing moves), resized to the backbone's input",
     needs=("size", "pairs"),
-    stream=StreamView(
-        MOTION_IMAGE_DEFAULTS,
-        lambda p: check_motion_image_params(p, "motion_image_crop"),
-        key=_key("motion_image_crop"),
-        regions=lambda p: 1,
-        reads_next=True,
-        pair_backbones=False,
-    ),
+    stream=_stream("motion_image_crop"),
 )
 def motion_image_crop_view(frames: np.ndarray, params: dict, size: int, pairs: bool) -> tuple[np.ndarray, dict]:
     """The motion image of every sampled frame cut at its motion-crop window; arguments and record as
