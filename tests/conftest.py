@@ -22,6 +22,19 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.fixture
+def real_fight_clip():
+    """A real CCTV fight clip of ../shared/data/surv-fight-dev (fi001.mp4) when it and the offline encoder
+    (mobilenet_v1_tflite, ../shared/models) are both present; the test is skipped otherwise."""
+    from nexara_lib.features.backbones import pretrained_path
+
+    model = pretrained_path("mobilenet_v1_tflite")
+    clip = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev" / "fight" / "fi001.mp4"
+    if not clip.is_file() or model is None or not model.is_file():
+        pytest.skip("needs ../shared/data/surv-fight-dev and ../shared/models")
+    return clip
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The real notebooks run once per test session through `run_pipeline` on params/smoke.yaml.

@@ -150,32 +150,11 @@ def test_a_command_refused_before_its_output_folder_exists_leaves_no_log(tmp_pat
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run folder that `nexara detect --run` accepts: params.yaml and an export of a tiny flow model."""
-    import keras
     import yaml
-
-    from nexara_lib.deploy.export import export_head
-    from nexara_lib.features.stream import FeatureStream
-    from nexara_lib.training.model_files import save_model_atomic
-    from nexara_lib.training.models import create_sequence_model, model_defaults
+    from test_detect_run import write_tiny_export
 
     run, T = tmp_path_factory.mktemp("tiny-run"), 4
-    stream = FeatureStream("flow", "none", T)
-    keras.utils.set_random_seed(0)
-    model = create_sequence_model("pooled_mlp", (T, stream.feature_dim), **model_defaults("pooled_mlp"))
-    save_model_atomic(model, run / "model.keras")
-    facts = {
-        "run": {"name": run.name, "model": "pooled_mlp", "stream_set": "identity"},
-        "streams": [{**stream.describe(), "item": "identity"}],
-        "window_s": 1.0,
-        "threshold": {
-            "on": 0.5,
-            "false_alarm_rate": 0.05,
-            "validation_fpr": 0.0,
-            "validation_recall": 1.0,
-            "chosen_on": "validation",
-        },
-    }
-    export_head(run / "model.keras", run / "artifacts" / "export", variants=("float32",), facts=facts)
+    write_tiny_export(run, run / "artifacts" / "export", t=T, run_name=run.name)
     params = {
         "backbone": "flow",
         "backbone_weights": "none",

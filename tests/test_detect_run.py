@@ -16,17 +16,18 @@ from nexara_lib.training.models import create_sequence_model, model_defaults
 STREAM = FeatureStream("flow", "none", T)
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
+def write_tiny_export(folder, export_dir, t: int = T, run_name: str = "t"):
+    """Export a tiny untrained pooled_mlp on the flow stream (T = ``t``) from ``folder/model.keras`` into
+    ``export_dir``, with the facts ``nexara detect`` needs (window 1 s, on-threshold 0.5)."""
     import keras
 
+    stream = FeatureStream("flow", "none", t)
     keras.utils.set_random_seed(0)
-    folder = tmp_path_factory.mktemp("export")
-    model = create_sequence_model("pooled_mlp", (T, STREAM.feature_dim), **model_defaults("pooled_mlp"))
+    model = create_sequence_model("pooled_mlp", (t, stream.feature_dim), **model_defaults("pooled_mlp"))
     save_model_atomic(model, folder / "model.keras")
     facts = {
-        "run": {"name": "t", "model": "pooled_mlp", "stream_set": "identity"},
-        "streams": [{**STREAM.describe(), "item": "identity"}],
+        "run": {"name": run_name, "model": "pooled_mlp", "stream_set": "identity"},
+        "streams": [{**stream.describe(), "item": "identity"}],
         "window_s": 1.0,
         "threshold": {
             "on": 0.5,
@@ -36,8 +37,14 @@ def export_dir(tmp_path_factory):
             "chosen_on": "validation",
         },
     }
-    export_head(folder / "model.keras", folder / "export", variants=("float32",), facts=facts)
-    return folder / "export"
+    export_head(folder / "model.keras", export_dir, variants=("float32",), facts=facts)
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return write_tiny_export(folder, folder / "export")
 
 
 PARAMS = {"detect_head_variant": "float32", "frames_per_clip": T, "streams": ["identity"]}

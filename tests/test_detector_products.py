@@ -2,8 +2,6 @@
 once per sampled frame and reused by every window and stream, with live features equal to extraction's to the
 bit: on a file with repeated frames, on the cells of a grid with overlapping windows, and on a real clip."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pandas as pd
@@ -14,7 +12,6 @@ from nexara_lib.deploy.alerts import AlarmPolicy
 from nexara_lib.deploy.detector import Detector, DetectorSettings
 from nexara_lib.deploy.sources import SourceSpec, expand_sources
 from nexara_lib.deploy.window_features import WindowFeatures
-from nexara_lib.features.backbones import pretrained_path
 from nexara_lib.features.cache import as_cached
 from nexara_lib.features.clip_jobs import decode_job, sampled_indices
 from nexara_lib.features.extract import _jobs, extract_features
@@ -22,7 +19,6 @@ from nexara_lib.features.stream import FeatureStream
 from nexara_lib.transforms.frame_views import pool_regions, resize_square
 from nexara_lib.transforms.registry import get_transform
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 T, FPS = 6, 20.0
 BASE = FeatureStream("mobilenetv2", "none", T, 32)  # the tiny encoder below stands in for its network
 VIEWS = ["identity", "motion_crop", "motion_image", "motion_image_crop"]
@@ -242,11 +238,8 @@ def test_pictures_are_held_only_while_a_motion_fallback_may_need_them(align):
 
 
 @pytest.mark.realdata
-def test_a_real_clip_scores_live_what_extraction_caches_for_every_motion_view(tmp_path):
-    model = pretrained_path("mobilenet_v1_tflite")
-    clip = REAL / "fight" / "fi001.mp4"
-    if not clip.is_file() or model is None or not model.is_file():
-        pytest.skip("needs ../shared/data/surv-fight-dev and ../shared/models")
+def test_a_real_clip_scores_live_what_extraction_caches_for_every_motion_view(tmp_path, real_fight_clip):
+    clip = real_fight_clip
     cap = cv2.VideoCapture(str(clip))
     n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()

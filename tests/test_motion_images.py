@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from nexara_lib.config import SCHEMA, ParamError, coerce
-from nexara_lib.features.backbones import pretrained_path
 from nexara_lib.features.cache import read_clip_records
 from nexara_lib.features.clip_jobs import decode_job, sampled_indices
 from nexara_lib.features.extract import _jobs, extract_features
@@ -20,7 +19,6 @@ from nexara_lib.transforms.motion_images import motion_image
 from nexara_lib.transforms.registry import get_transform
 from nexara_lib.video.frames import read_sampled_frames
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 T = 6
 BASE = FeatureStream("mobilenetv2", "none", T, 32)
 
@@ -197,11 +195,8 @@ def test_extraction_decodes_once_and_records_repeated_next_frames(tmp_path):
 
 
 @pytest.mark.realdata
-def test_motion_images_of_a_real_cctv_clip(tmp_path):
-    model = pretrained_path("mobilenet_v1_tflite")
-    clip = REAL / "fight" / "fi001.mp4"
-    if not clip.is_file() or model is None or not model.is_file():
-        pytest.skip("needs ../shared/data/surv-fight-dev and ../shared/models")
+def test_motion_images_of_a_real_cctv_clip(tmp_path, real_fight_clip):
+    clip = real_fight_clip
     manifest = pd.DataFrame([{"clip_id": clip.name, "path": str(clip), "label": 1, "frames": 0}])
     base = FeatureStream("mobilenet_v1_tflite", "imagenet", 4)
     for view in ("motion_image", "motion_image_crop"):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexara_lib.features.backbones import create_backbone, pretrained_path
+from nexara_lib.features.backbones import create_backbone
 from nexara_lib.features.cache import read_clip_records
 from nexara_lib.features.clip_jobs import ClipJob, decode_job, sampled_indices
 from nexara_lib.features.extract import _jobs, extract_features
@@ -17,7 +17,6 @@ from nexara_lib.transforms.frame_views import motion_window, pool_regions, tile_
 from nexara_lib.transforms.registry import get_transform
 from nexara_lib.video.frames import read_frames, read_sampled_frames
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight-dev"
 SIZE = (160, 120)  # (width, height) of the synthetic clips
 SQUARE = 16  # side of the moving square
 T = 6
@@ -295,11 +294,8 @@ def test_decoder_processes_ray_chunks_and_one_process_agree_for_both_views(clips
 
 
 @pytest.mark.realdata
-def test_views_on_a_real_cctv_clip(tmp_path):
-    model = pretrained_path("mobilenet_v1_tflite")
-    clip = REAL / "fight" / "fi001.mp4"
-    if not clip.is_file() or model is None or not model.is_file():
-        pytest.skip("needs ../shared/data/surv-fight-dev and ../shared/models")
+def test_views_on_a_real_cctv_clip(tmp_path, real_fight_clip):
+    clip = real_fight_clip
     manifest = pd.DataFrame([{"clip_id": clip.name, "path": str(clip), "label": 1, "frames": 0}])
     base = FeatureStream("mobilenet_v1_tflite", "imagenet", 4)
     crop = extract_features(manifest, base.with_view("motion_crop"), tmp_path, workers=0, progress=False)
