@@ -234,3 +234,11 @@ def test_describe_comparison_states_significance_in_words():
     assert "not significant" in describe_comparison("x", [0.03, 0.01, 0.05], 0.2)
     assert "no measurable effect" in describe_comparison("x", [0.0, 0.0, 0.0], 1.0)
     assert "could not be estimated" in describe_comparison("x", [float("nan")] * 3, float("nan"))
+
+
+def test_a_difference_is_significant_only_when_its_interval_excludes_zero():
+    from nexara_lib.evaluation.stats import ci_excludes_zero
+
+    assert ci_excludes_zero(0.01, 0.2) and ci_excludes_zero(-0.3, -0.02)
+    assert not ci_excludes_zero(-0.01, 0.2) and not ci_excludes_zero(0.0, 0.1)  # touching zero: no
+    assert not ci_excludes_zero(float("nan"), 0.2) and not ci_excludes_zero(0.1, float("inf"))

@@ -25,6 +25,8 @@ import pandas as pd
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
+from nexara_lib.evaluation.stats import ci_excludes_zero
+
 INFINITE = math.inf  # kappa = inf: every camera gets the global level (the global threshold)
 
 
@@ -221,4 +223,4 @@ def significance_words(low: float, high: float) -> str:
     """'significant' when a 95% CI of a difference excludes 0, else 'not significant'."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return "not measurable"
-    return "significant" if low > 0 or high < 0 else "not significant"
+    return "significant" if ci_excludes_zero(low, high) else "not significant"

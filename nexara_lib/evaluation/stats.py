@@ -221,6 +221,12 @@ def describe_comparison(what: str, diff_ci, p_value: float, alpha: float = 0.05,
     )
 
 
+def ci_excludes_zero(low: float, high: float) -> bool:
+    """Whether a confidence interval of a difference excludes no difference (significant at its level); False
+    when either end could not be estimated."""
+    return bool(math.isfinite(low) and math.isfinite(high) and (low > 0 or high < 0))
+
+
 def comparison_outcome(diff_ci, p_value: float, alpha: float = 0.05) -> str:
     """What a paired comparison shows: "gain" or "loss" (significant, the CI excludes no change),
     "no change" (no clip changed), "not significant", or "unknown" (the difference could not be estimated)."""

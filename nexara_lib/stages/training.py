@@ -9,6 +9,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from nexara_lib.config import stage_keys
+from nexara_lib.evaluation.stats import ci_excludes_zero
 from nexara_lib.features.stream_set import StreamSet
 from nexara_lib.io import read_json, write_json_atomic
 from nexara_lib.labels import CLASS_NAMES
@@ -290,11 +291,14 @@ def selection_verdict(study: Selection, params: Mapping) -> str:
         recipe = params["model"] if other["recipe"] == BASELINE else other["recipe"]
         named = f"{recipe} on {stream_set_words(other['streams'])}"
         low, high = comp["low"], comp["high"]
-        significant = bool(np.isfinite(low) and (low > 0 or high < 0))
         text += (
             f" Against {named} ({comp['role']}) it scored {100 * comp['difference']:+.1f} points of cross-validated "
             f"accuracy (95% CI {100 * low:+.1f} to {100 * high:+.1f}): "
-            + ("a significant difference." if significant else "not significant, the data cannot tell them apart.")
+            + (
+                "a significant difference."
+                if ci_excludes_zero(low, high)
+                else "not significant, the data cannot tell them apart."
+            )
         )
     return text
 

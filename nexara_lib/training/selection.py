@@ -22,6 +22,7 @@ import pandas as pd
 from nexara_lib.evaluation.calibration import fit_temperature
 from nexara_lib.evaluation.metrics import metric_function
 from nexara_lib.evaluation.predictions import Predictions
+from nexara_lib.evaluation.stats import ci_excludes_zero
 from nexara_lib.evaluation.thresholds import choose_threshold
 from nexara_lib.io import write_json_atomic
 from nexara_lib.training.study import BASELINE, Pool, plan_study, run_studies, study_configs
@@ -94,13 +95,12 @@ class Selection:
         )
         for _, comp in self.comparisons.iterrows():
             low, high = comp["low"], comp["high"]
-            significant = np.isfinite(low) and (low > 0 or high < 0)
             text += (
                 f" Against {comp['against']} ({comp['role']}): {100 * comp['difference']:+.1f} pp "
                 f"[95% CI {100 * low:+.1f}, {100 * high:+.1f} pp], "
                 + (
                     "a significant difference."
-                    if significant
+                    if ci_excludes_zero(low, high)
                     else "not significantly better: the data cannot tell them apart."
                 )
             )
