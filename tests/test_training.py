@@ -259,6 +259,26 @@ def sign_model(t=4, d=3):
     return model
 
 
+def test_training_and_prediction_read_through_pipelines_without_autotuning(monkeypatch):
+    """TensorFlow's autotuner makes the deletion of an iterator (the end of every fit and predict) wait out the
+    tuner's sleep with the CPU idle (up to seconds): the library's pipelines switch it off, and predict the same
+    numbers as Keras' own pipeline for arrays, in the same batches."""
+    from nexara_lib.training import arrays, run_steps
+
+    training_set = run_steps.TrainingSet(np.zeros((10, 4, 3), np.float32), np.arange(10) % 2, 0.5, {}, 0.0)
+    assert run_steps.epoch_batches(training_set, 0, 4, 0, 2).options().autotune.enabled is False
+
+    model = sign_model()
+    x = np.random.default_rng(0).normal(size=(300, 4, 3)).astype(np.float32)
+    expected = model.predict(x, batch_size=256, verbose=0)
+    fed = []
+    keras_predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda data, **kw: fed.append(data) or keras_predict(data, **kw))
+    np.testing.assert_array_equal(arrays.predict_class_probabilities(model, x), expected)
+    assert fed[0].options().autotune.enabled is False
+    assert [len(batch) for batch in fed[0]] == [256, 44]
+
+
 def monitor_case(wrong_nonviolent, n=10, t=4, d=3):
     """n non-violent and n violent clips; `wrong_nonviolent` of the non-violent ones look violent."""
     y = np.array([0] * n + [1] * n)

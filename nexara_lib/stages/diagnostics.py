@@ -28,6 +28,7 @@ from nexara_lib.layout import RunLayout, save_figure
 from nexara_lib.stages.data import FeatureSplit, RunRecipe, load_manifest, load_splits, run_recipe
 from nexara_lib.stages.headline import record_headline, record_summary
 from nexara_lib.stages.widgets import threshold_slider
+from nexara_lib.training.arrays import predict_arrays
 from nexara_lib.training.layers import attention_model
 from nexara_lib.training.model_files import load_sequence_model
 from nexara_lib.training.train import predict_proba
@@ -253,7 +254,7 @@ def misclassified_gallery(
     position = {cid: i for i, cid in enumerate(split.clip_ids)}
     x = split.x[[position[cid] for cid in hardest["clip_id"]]]
     try:
-        _, attention = attention_model(model).predict(x, verbose=0)
+        _, attention = predict_arrays(attention_model(model), x, batch_size=32)
         note = ""
     except ValueError:  # models without an attention layer: show the frames, uniform weights
         attention, note = np.full(x.shape[:2], 1.0 / x.shape[1]), " (no attention layer: uniform)"

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from nexara_lib.training.arrays import predict_arrays
 from nexara_lib.training.layers import (
     ATTENTION_LAYER_NAME,
     INPUT_NORMALIZATION_NAME,
@@ -100,9 +101,7 @@ def adapt_input_normalization(model: keras.Model, x_train: np.ndarray) -> None:
     layer = model.get_layer(INPUT_NORMALIZATION_NAME)
     values = x_train
     if layer.input is not model.inputs[0]:  # it standardises derived features (e.g. pooled statistics)
-        values = keras.Model(model.inputs, layer.input).predict(
-            np.asarray(x_train, dtype=np.float32), batch_size=256, verbose=0
-        )
+        values = predict_arrays(keras.Model(model.inputs, layer.input), x_train, batch_size=256)
     flat = np.asarray(values, dtype=np.float64).reshape(-1, values.shape[-1])
     layer.set_weights(
         [

@@ -38,6 +38,7 @@ from keras import layers, ops
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from nexara_lib.training.arrays import predict_arrays
 from nexara_lib.training.layers import (
     INPUT_NORMALIZATION_NAME,
     OUTPUT_LAYER_NAME,
@@ -180,7 +181,7 @@ def check_c_grid(grid) -> list[float]:
 def standardised_features(model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
     """What the softmax of a pooled model sees: pooled, standardised features ``(N, 3D)`` (float32)."""
     head_input = keras.Model(model.inputs, model.get_layer(INPUT_NORMALIZATION_NAME).output)
-    return np.asarray(head_input.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0))
+    return np.asarray(predict_arrays(head_input, x, batch_size))
 
 
 def fit_pooled_linear(

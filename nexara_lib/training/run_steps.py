@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from nexara_lib.runtime import configure_precision, distribution_strategy, set_seed
-from nexara_lib.training.arrays import one_hot
+from nexara_lib.training.arrays import one_hot, pipeline_options
 from nexara_lib.training.augment import augment_training_set
 from nexara_lib.training.checkpoints import (
     CheckpointState,
@@ -200,11 +200,9 @@ def epoch_batches(training_set: TrainingSet, seed: int, batch_size: int, initial
         lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     )
     batches = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(tuple(arrays)).repeat())).map(
-        lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data), num_parallel_calls=tf.data.AUTOTUNE
+        lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data)
     )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(pipeline_options()).prefetch(2)
 
 
 def fit_or_restore(
