@@ -19,8 +19,8 @@ them). A busy machine makes the ratios worthless: the load average is recorded b
 Benchmarks are not tests: nothing here asserts on a time.
 
 Run it with ``make bench`` (full size: every unit of surv_dev's selection, three times: 3 x 150 units
-with its ten candidates, 3 seeds and 5 folds: about an hour on 2 cores, the same study through notebook 03
-took 30 min sequential and 16 min on 2 workers) or shrunk (fewer candidates, seeds, folds
+with its ten candidates, 3 seeds and 5 folds; through notebook 03 the same study took 30 min sequential and
+16 min on 2 workers on 2 cores, Ray at full size was not timed) or shrunk (fewer candidates, seeds, folds
 or epochs)::
 
     python -m benchmarks.bench_study --out outputs/bench/study.json

@@ -202,6 +202,7 @@ def epoch_batches(training_set: TrainingSet, seed: int, batch_size: int, initial
     batches = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(tuple(arrays)).repeat())).map(
         lambda index, data: tuple(tf.gather(a, index, axis=0) for a in data)
     )
+    # two batches ahead: the gather is a copy, far cheaper than a training step, so deeper buffers gain nothing
     return batches.with_options(pipeline_options()).prefetch(2)
 
 
